@@ -1,0 +1,285 @@
+//! `/api/2/connections`: Ditto's connection management API (spec §2).
+
+use super::{AppState, media_type, read_body};
+use crate::connections::conditions::{PreconditionFailure, Preconditions};
+use crate::connections::{Command, Entry, Upserted, lock};
+use crate::error::DittoError;
+use crate::model::FieldSelector;
+use crate::model::parse::parse_object;
+use crate::model::validate::is_valid_connection_id;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::Utc;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type AppResult = Result<Response, DittoError>;
+type St = State<Arc<AppState>>;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/2/connections", get(list).post(create))
+        .route(
+            "/api/2/connections/{id}",
+            get(retrieve).put(modify).delete(remove),
+        )
+        .route("/api/2/connections/{id}/status", get(status))
+        .route("/api/2/connections/{id}/metrics", get(metrics))
+        .route("/api/2/connections/{id}/logs", get(logs))
+        .route("/api/2/connections/{id}/command", post(command))
+}
+
+fn query(raw: Option<String>) -> HashMap<String, String> {
+    url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn flag(params: &HashMap<String, String>, name: &str) -> bool {
+    params
+        .get(name)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+fn selector(params: &HashMap<String, String>) -> Result<Option<FieldSelector>, DittoError> {
+    params.get("fields").map(|f| FieldSelector::parse(f)).transpose()
+}
+
+fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
+}
+
+fn json_value(status: StatusCode, value: &Value) -> Response {
+    json_response(status, serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn with_etag(mut response: Response, entry: &Entry) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&entry.record.etag()) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+fn with_location(mut response: Response, id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("/api/2/connections/{id}")) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
+}
+
+fn check_id(id: &str) -> Result<(), DittoError> {
+    if is_valid_connection_id(id) {
+        Ok(())
+    } else {
+        Err(DittoError::connection_id_invalid(id))
+    }
+}
+
+const JSON_TYPES: [&str; 2] = ["application/json", "application/octet-stream"];
+
+/// Reads a JSON object body: `application/json` (or `+json`, `application/octet-stream`, or no
+/// content type at all, as Ditto accepts), at most `max_body_bytes`.
+async fn json_object(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Map<String, Value>, DittoError> {
+    if let Some(mt) = media_type(headers)
+        && !JSON_TYPES.contains(&mt.as_str())
+        && !mt.ends_with("+json")
+    {
+        return Err(DittoError::media_type_unsupported(Some(&mt), &JSON_TYPES));
+    }
+    let bytes = read_body(headers, body, state.max_body_bytes).await?;
+    parse_object(&bytes)
+}
+
+async fn list(State(state): St, RawQuery(raw): RawQuery) -> AppResult {
+    let params = query(raw);
+    let selector = selector(&params)?;
+    let entries = state.connections.list();
+    if flag(&params, "ids-only") || selector.as_ref().is_some_and(|s| s.is_only("id")) {
+        let ids: Vec<&str> = entries.iter().map(|e| e.record.id()).collect();
+        return Ok(json_value(StatusCode::OK, &json!(ids)));
+    }
+    if entries.len() > state.connections_retrieve_limit {
+        return Err(DittoError::connections_amount_illegal(
+            entries.len(),
+            state.connections_retrieve_limit,
+        ));
+    }
+    if let Some(selector) = selector {
+        let all: Vec<Value> = entries
+            .iter()
+            .map(|e| Value::Object(e.record.to_json(Some(&selector))))
+            .collect();
+        return Ok(json_value(StatusCode::OK, &Value::Array(all)));
+    }
+    let mut out = Vec::with_capacity(entries.iter().map(|e| e.body.len() + 1).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, e) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&e.body);
+    }
+    out.push(b']');
+    Ok(json_response(StatusCode::OK, out))
+}
+
+async fn create(State(state): St, RawQuery(raw): RawQuery, headers: HeaderMap, body: Body) -> AppResult {
+    let params = query(raw);
+    let object = json_object(&state, &headers, body).await?;
+    if flag(&params, "dry-run") {
+        let id = state.connections.dry_run(object)?;
+        return Ok(json_value(
+            StatusCode::OK,
+            &json!({
+                "type": "connectivity.responses:testConnection",
+                "status": 200,
+                "connectionId": id,
+                "testResult": "The connection configuration is valid. Connecting to the broker is tested once Ferrule runs broker clients.",
+            }),
+        ));
+    }
+    Preconditions::from_headers(&headers)
+        .check(None, false)
+        .map_err(PreconditionFailure::into_error)?;
+    let entry = state.connections.create(object).await?;
+    let response = json_response(StatusCode::CREATED, entry.body.clone());
+    Ok(with_location(with_etag(response, &entry), entry.record.id()))
+}
+
+async fn retrieve(
+    State(state): St,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+) -> AppResult {
+    check_id(&id)?;
+    let params = query(raw);
+    let selector = selector(&params)?;
+    let entry = state.connections.require(&id)?;
+    match Preconditions::from_headers(&headers).check(Some(&entry.record.etag()), true) {
+        Ok(()) => {}
+        Err(PreconditionFailure::NotModified(_)) => {
+            return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), &entry));
+        }
+        Err(PreconditionFailure::Failed(e)) => return Err(e),
+    }
+    let response = match selector {
+        Some(s) => json_value(StatusCode::OK, &Value::Object(entry.record.to_json(Some(&s)))),
+        None => json_response(StatusCode::OK, entry.body.clone()),
+    };
+    Ok(with_etag(response, &entry))
+}
+
+async fn modify(
+    State(state): St,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    check_id(&id)?;
+    let object = json_object(&state, &headers, body).await?;
+    let preconditions = Preconditions::from_headers(&headers);
+    Ok(match state.connections.put(&id, object, &preconditions).await? {
+        Upserted::Created(entry) => with_location(
+            with_etag(json_response(StatusCode::CREATED, entry.body.clone()), &entry),
+            &id,
+        ),
+        Upserted::Modified(entry) => with_etag(StatusCode::NO_CONTENT.into_response(), &entry),
+    })
+}
+
+async fn remove(State(state): St, Path(id): Path<String>, headers: HeaderMap) -> AppResult {
+    check_id(&id)?;
+    state
+        .connections
+        .delete(&id, &Preconditions::from_headers(&headers))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn status(State(state): St, Path(id): Path<String>) -> AppResult {
+    check_id(&id)?;
+    let entry = state.connections.require(&id)?;
+    let c = &entry.record.connection;
+    // No broker clients run yet: every connection is closed. A connection whose desired status is
+    // open reports one closed client per clientCount, saying why.
+    let client_status: Vec<Value> = if c.connection_status == crate::model::ConnectivityStatus::Open {
+        (1..=c.client_count)
+            .map(|n| {
+                json!({
+                    "type": "client",
+                    "client": format!("ferrule-{n}"),
+                    "status": "closed",
+                    "statusDetails": "Ferrule does not run broker clients yet: the connection is stored, not connected.",
+                    "inStateSince": crate::model::record::timestamp(&entry.record.modified),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(json_value(
+        StatusCode::OK,
+        &json!({
+            "type": "connectivity.responses:retrieveConnectionStatus",
+            "status": 200,
+            "connectionId": id,
+            "connectionStatus": c.connection_status.as_str(),
+            "liveStatus": "closed",
+            "recoveryStatus": "unknown",
+            "clientStatus": client_status,
+            "sourceStatus": [],
+            "targetStatus": [],
+            "sshTunnelStatus": [],
+        }),
+    ))
+}
+
+async fn metrics(State(state): St, Path(id): Path<String>) -> AppResult {
+    check_id(&id)?;
+    let entry = state.connections.require(&id)?;
+    let mut body = Map::new();
+    body.insert("type".into(), json!("connectivity.responses:retrieveConnectionMetrics"));
+    body.insert("status".into(), json!(200));
+    body.insert("connectionId".into(), json!(id));
+    body.extend(entry.metrics.to_json(Utc::now()));
+    Ok(json_value(StatusCode::OK, &Value::Object(body)))
+}
+
+async fn logs(State(state): St, Path(id): Path<String>) -> AppResult {
+    check_id(&id)?;
+    let entry = state.connections.require(&id)?;
+    let body = lock(&entry.logs).retrieve(&id, Utc::now());
+    Ok(json_value(StatusCode::OK, &body))
+}
+
+async fn command(
+    State(state): St,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
+    check_id(&id)?;
+    if let Some(mt) = media_type(&headers)
+        && mt != "text/plain"
+    {
+        return Err(DittoError::media_type_unsupported(Some(&mt), &["text/plain"]));
+    }
+    let bytes: Bytes = read_body(&headers, body, state.max_body_bytes).await?;
+    let text = String::from_utf8_lossy(&bytes);
+    let command = Command::parse(&text)?;
+    state.connections.command(&id, command).await?;
+    Ok(json_value(
+        StatusCode::OK,
+        &json!({"type": command.response_type(), "status": 200, "connectionId": id}),
+    ))
+}

@@ -1,0 +1,148 @@
+//! Configuration: command-line flags, then environment variables, then the TOML file, then the
+//! built-in defaults (examples/ferrule.toml lists every key with its default).
+
+use crate::model::ValidationLimits;
+use crate::monitoring::logs::LogLimits;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./ferrule-data";
+
+/// The TOML file. Every key is optional.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileConfig {
+    pub bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    /// The `devops` user's password. `FERRULE_DEVOPS_PASSWORD` overrides it.
+    pub devops_password: Option<String>,
+    pub http: HttpConfig,
+    pub limits: ValidationLimits,
+    pub logs: LogLimits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Request bodies above this size are answered with 413.
+    pub max_body_bytes: usize,
+    /// `GET /api/2/connections` refuses to list more connections than this (ids-only works).
+    pub connections_retrieve_limit: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_body_bytes: 1024 * 1024,
+            connections_retrieve_limit: 100,
+        }
+    }
+}
+
+/// The resolved configuration the service runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: SocketAddr,
+    pub data_dir: PathBuf,
+    pub devops_password: Option<String>,
+    pub http: HttpConfig,
+    pub limits: ValidationLimits,
+    pub logs: LogLimits,
+}
+
+/// What the command line (and clap's environment fallback) gave.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub config_file: Option<PathBuf>,
+    pub devops_password: Option<String>,
+}
+
+impl Config {
+    pub fn resolve(overrides: Overrides) -> anyhow::Result<Config> {
+        let file = match &overrides.config_file {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let bind_text = overrides
+            .bind
+            .or(file.bind)
+            .unwrap_or_else(|| DEFAULT_BIND.to_string());
+        let bind = bind_text.parse().map_err(|e| {
+            anyhow::anyhow!("the bind address '{bind_text}' is not an IP:port address: {e}")
+        })?;
+        Ok(Config {
+            bind,
+            data_dir: overrides
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            devops_password: overrides
+                .devops_password
+                .filter(|p| !p.is_empty())
+                .or(file.devops_password),
+            http: file.http,
+            limits: file.limits,
+            logs: file.logs,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("the config file {} is not valid: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn precedence_is_flags_then_file_then_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        std::fs::write(
+            &file,
+            "bind = \"127.0.0.1:9000\"\ndevops_password = \"fromfile\"\n[http]\nmax_body_bytes = 10\n",
+        )
+        .unwrap();
+        let c = Config::resolve(Overrides {
+            config_file: Some(file.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:9000");
+        assert_eq!(c.devops_password.as_deref(), Some("fromfile"));
+        assert_eq!(c.http.max_body_bytes, 10);
+        assert_eq!(c.http.connections_retrieve_limit, 100);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        let c = Config::resolve(Overrides {
+            config_file: Some(file),
+            bind: Some("127.0.0.1:1".into()),
+            devops_password: Some("fromenv".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:1");
+        assert_eq!(c.devops_password.as_deref(), Some("fromenv"));
+    }
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let text = include_str!("../../examples/ferrule.toml");
+        let parsed: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(parsed.http, HttpConfig::default());
+        assert_eq!(parsed.limits, ValidationLimits::default());
+        assert_eq!(parsed.logs, LogLimits::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(toml::from_str::<FileConfig>("bnd = \"x\"").is_err());
+    }
+}

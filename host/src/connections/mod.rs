@@ -1,0 +1,341 @@
+//! The connection service: the one place where connections are created, changed, deleted and
+//! commanded. It validates, persists through the [`ConnectionStore`], and keeps the live view
+//! (the current record, its serialised JSON, metrics and logs) that reads are answered from.
+//!
+//! Writes are serialised by one async lock, held across the check of preconditions, the durable
+//! write and the update of the live view, so concurrent writers to one id never lose or tear an
+//! update and a reader sees either the old or the new revision.
+
+pub mod conditions;
+
+use crate::error::DittoError;
+use crate::model::parse::connection_from_object;
+use crate::model::validate::validate;
+use crate::model::{ConnectivityStatus, StoredConnection, ValidationLimits};
+use crate::monitoring::logs::{ConnectionLogs, LogLimits};
+use crate::monitoring::metrics::ConnectionMetrics;
+use crate::store::ConnectionStore;
+use bytes::Bytes;
+use chrono::Utc;
+use conditions::{PreconditionFailure, Preconditions};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// One connection as the service holds it.
+pub struct Entry {
+    pub record: StoredConnection,
+    /// The connection JSON without special fields, serialised once per revision.
+    pub body: Bytes,
+    pub metrics: Arc<ConnectionMetrics>,
+    pub logs: Arc<Mutex<ConnectionLogs>>,
+}
+
+impl Entry {
+    fn new(record: StoredConnection, logs: Arc<Mutex<ConnectionLogs>>) -> Entry {
+        let body = Bytes::from(
+            serde_json::to_vec(&Value::Object(record.to_json(None)))
+                .expect("a connection serialises"),
+        );
+        let c = &record.connection;
+        let metrics = Arc::new(ConnectionMetrics::new(
+            c.sources.iter().flat_map(|s| s.addresses.iter().cloned()),
+            c.targets.iter().map(|t| t.address.clone()),
+        ));
+        Entry {
+            record,
+            body,
+            metrics,
+            logs,
+        }
+    }
+}
+
+/// The result of a PUT.
+pub enum Upserted {
+    Created(Arc<Entry>),
+    Modified(Arc<Entry>),
+}
+
+/// The `text/plain` commands of `POST /api/2/connections/{id}/command`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Open,
+    Close,
+    ResetMetrics,
+    EnableLogs,
+    ResetLogs,
+}
+
+impl Command {
+    pub fn parse(text: &str) -> Result<Command, DittoError> {
+        match text.trim() {
+            "connectivity.commands:openConnection" => Ok(Command::Open),
+            "connectivity.commands:closeConnection" => Ok(Command::Close),
+            "connectivity.commands:resetConnectionMetrics" => Ok(Command::ResetMetrics),
+            "connectivity.commands:enableConnectionLogs" => Ok(Command::EnableLogs),
+            "connectivity.commands:resetConnectionLogs" => Ok(Command::ResetLogs),
+            other => Err(DittoError::command_invalid(other)),
+        }
+    }
+
+    /// The `type` of the command's response.
+    pub fn response_type(self) -> &'static str {
+        match self {
+            Command::Open => "connectivity.responses:openConnection",
+            Command::Close => "connectivity.responses:closeConnection",
+            Command::ResetMetrics => "connectivity.responses:resetConnectionMetrics",
+            Command::EnableLogs => "connectivity.responses:enableConnectionLogs",
+            Command::ResetLogs => "connectivity.responses:resetConnectionLogs",
+        }
+    }
+}
+
+pub struct ConnectionService {
+    store: Arc<dyn ConnectionStore>,
+    entries: RwLock<HashMap<String, Arc<Entry>>>,
+    write: tokio::sync::Mutex<()>,
+    limits: ValidationLimits,
+    log_limits: LogLimits,
+}
+
+fn store_error(e: crate::store::StoreError) -> DittoError {
+    tracing::error!(error = %e, "connection store failed");
+    DittoError::internal("The connection could not be persisted.")
+}
+
+impl ConnectionService {
+    /// Loads every stored connection. Logging is enabled for those whose desired status is open,
+    /// as opening them does.
+    pub async fn load(
+        store: Arc<dyn ConnectionStore>,
+        limits: ValidationLimits,
+        log_limits: LogLimits,
+    ) -> Result<ConnectionService, crate::store::StoreError> {
+        let now = Utc::now();
+        let mut entries = HashMap::new();
+        for record in store.load_all().await? {
+            let mut logs = ConnectionLogs::new(log_limits);
+            if record.connection.connection_status == ConnectivityStatus::Open {
+                logs.enable(now);
+            }
+            let entry = Entry::new(record, Arc::new(Mutex::new(logs)));
+            entries.insert(entry.record.id().to_string(), Arc::new(entry));
+        }
+        Ok(ConnectionService {
+            store,
+            entries: RwLock::new(entries),
+            write: tokio::sync::Mutex::new(()),
+            limits,
+            log_limits,
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Entry>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn require(&self, id: &str) -> Result<Arc<Entry>, DittoError> {
+        self.get(id)
+            .ok_or_else(|| DittoError::connection_not_found(id))
+    }
+
+    /// All connections, ordered by id.
+    pub fn list(&self) -> Vec<Arc<Entry>> {
+        let mut all: Vec<Arc<Entry>> = self
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        all.sort_by(|a, b| a.record.id().cmp(b.record.id()));
+        all
+    }
+
+    pub fn count(&self) -> usize {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn publish(&self, entry: Entry) -> Arc<Entry> {
+        let entry = Arc::new(entry);
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(entry.record.id().to_string(), entry.clone());
+        entry
+    }
+
+    /// Parses and validates a connection document whose `id` member is set.
+    pub fn build(&self, object: Map<String, Value>) -> Result<crate::model::Connection, DittoError> {
+        let mut connection = connection_from_object(object)?;
+        validate(&mut connection, &self.limits)?;
+        Ok(connection)
+    }
+
+    /// POST: a new connection with a generated id. A body with an `id` is refused.
+    pub async fn create(&self, mut object: Map<String, Value>) -> Result<Arc<Entry>, DittoError> {
+        if object.contains_key("id") {
+            return Err(DittoError::id_not_settable());
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        object.insert("id".into(), Value::String(id));
+        object
+            .entry("connectionStatus")
+            .or_insert_with(|| Value::String("unknown".into()));
+        let connection = self.build(object)?;
+        let _guard = self.write.lock().await;
+        let now = Utc::now();
+        let record = StoredConnection {
+            connection,
+            revision: 1,
+            created: now,
+            modified: now,
+        };
+        self.store.put(record.clone()).await.map_err(store_error)?;
+        let mut logs = ConnectionLogs::new(self.log_limits);
+        logs.enable(now);
+        tracing::info!(connection = record.id(), "connection created");
+        Ok(self.publish(Entry::new(record, Arc::new(Mutex::new(logs)))))
+    }
+
+    /// POST with `?dry-run=true`: everything a create checks, nothing persisted. Any `id` in the
+    /// body is replaced by `<uuid>-dry-run`.
+    pub fn dry_run(&self, mut object: Map<String, Value>) -> Result<String, DittoError> {
+        let id = format!("{}-dry-run", uuid::Uuid::new_v4());
+        object.insert("id".into(), Value::String(id.clone()));
+        object
+            .entry("connectionStatus")
+            .or_insert_with(|| Value::String("unknown".into()));
+        self.build(object)?;
+        Ok(id)
+    }
+
+    /// PUT: modifies an existing connection (revision + 1) or creates it (upsert).
+    pub async fn put(
+        &self,
+        id: &str,
+        mut object: Map<String, Value>,
+        preconditions: &Preconditions,
+    ) -> Result<Upserted, DittoError> {
+        if !crate::model::validate::is_valid_connection_id(id) {
+            return Err(DittoError::connection_id_invalid(id));
+        }
+        match object.get("id") {
+            Some(Value::String(body_id)) if body_id != id => {
+                return Err(DittoError::id_mismatch(id, body_id));
+            }
+            Some(Value::String(_)) | None => {}
+            Some(_) => {
+                return Err(DittoError::json_invalid(
+                    "The value at </id> is not valid: it must be a string.",
+                ));
+            }
+        }
+        object.insert("id".into(), Value::String(id.to_string()));
+        let connection = self.build(object)?;
+
+        let _guard = self.write.lock().await;
+        let existing = self.get(id);
+        preconditions
+            .check(existing.as_ref().map(|e| e.record.etag()).as_deref(), false)
+            .map_err(PreconditionFailure::into_error)?;
+        let now = Utc::now();
+        match existing {
+            Some(old) => {
+                let old_type = old.record.connection.connection_type;
+                if old_type != connection.connection_type {
+                    return Err(DittoError::configuration_invalid(format!(
+                        "ConnectionType <{}> of existing connection <{id}> cannot be changed!",
+                        old_type.as_str()
+                    ))
+                    .with_description("Delete the connection and create it again with the other type."));
+                }
+                let record = StoredConnection {
+                    connection,
+                    revision: old.record.revision + 1,
+                    created: old.record.created,
+                    modified: now,
+                };
+                self.store.put(record.clone()).await.map_err(store_error)?;
+                if record.connection.connection_status == ConnectivityStatus::Open {
+                    lock(&old.logs).enable(now);
+                }
+                tracing::info!(connection = id, revision = record.revision, "connection modified");
+                Ok(Upserted::Modified(
+                    self.publish(Entry::new(record, old.logs.clone())),
+                ))
+            }
+            None => {
+                let record = StoredConnection {
+                    connection,
+                    revision: 1,
+                    created: now,
+                    modified: now,
+                };
+                self.store.put(record.clone()).await.map_err(store_error)?;
+                let mut logs = ConnectionLogs::new(self.log_limits);
+                logs.enable(now);
+                tracing::info!(connection = id, "connection created");
+                Ok(Upserted::Created(
+                    self.publish(Entry::new(record, Arc::new(Mutex::new(logs)))),
+                ))
+            }
+        }
+    }
+
+    pub async fn delete(&self, id: &str, preconditions: &Preconditions) -> Result<(), DittoError> {
+        let _guard = self.write.lock().await;
+        let existing = self.require(id)?;
+        preconditions
+            .check(Some(&existing.record.etag()), false)
+            .map_err(PreconditionFailure::into_error)?;
+        self.store
+            .delete(id.to_string())
+            .await
+            .map_err(store_error)?;
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        tracing::info!(connection = id, "connection deleted");
+        Ok(())
+    }
+
+    pub async fn command(&self, id: &str, command: Command) -> Result<(), DittoError> {
+        match command {
+            Command::Open | Command::Close => {
+                let status = if command == Command::Open {
+                    ConnectivityStatus::Open
+                } else {
+                    ConnectivityStatus::Closed
+                };
+                let _guard = self.write.lock().await;
+                let old = self.require(id)?;
+                let now = Utc::now();
+                let mut record = old.record.clone();
+                record.connection.connection_status = status;
+                record.revision += 1;
+                record.modified = now;
+                self.store.put(record.clone()).await.map_err(store_error)?;
+                if command == Command::Open {
+                    lock(&old.logs).enable(now);
+                }
+                tracing::info!(connection = id, status = status.as_str(), "desired status changed");
+                self.publish(Entry::new(record, old.logs.clone()));
+            }
+            Command::ResetMetrics => self.require(id)?.metrics.reset(),
+            Command::EnableLogs => lock(&self.require(id)?.logs).enable(Utc::now()),
+            Command::ResetLogs => lock(&self.require(id)?.logs).clear(),
+        }
+        Ok(())
+    }
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

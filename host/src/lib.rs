@@ -1,0 +1,23 @@
+//! Ferrule: a connectivity host compatible with Eclipse Ditto's connection API.
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`model`] | the connection JSON: types, defaults, parsing, validation, field selection |
+//! | [`connections`] | the connection service: create, modify, delete, commands, the live view |
+//! | [`store`] | durable connection records behind one trait; the embedded redb default |
+//! | [`monitoring`] | connection metrics (sliding windows) and connection logs (ring buffers) |
+//! | [`mapping`] | the catalogue of mapping engines (the engines land here) |
+//! | [`api`] | the HTTP routes, devops authentication, request bodies |
+//! | [`config`] | flags, environment, TOML file and defaults |
+//! | [`server`] | start-up: data directory, devops password, store, listener |
+//! | [`error`] | Ditto's error JSON |
+
+pub mod api;
+pub mod config;
+pub mod connections;
+pub mod error;
+pub mod mapping;
+pub mod model;
+pub mod monitoring;
+pub mod server;
+pub mod store;

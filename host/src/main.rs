@@ -1,0 +1,72 @@
+use clap::{Parser, Subcommand};
+use ferrule_host::config::{Config, DEFAULT_BIND, DEFAULT_DATA_DIR, Overrides};
+use ferrule_host::server::Server;
+use std::path::PathBuf;
+
+/// Ferrule: connects devices and digital twins to MQTT and AMQP brokers, managed through
+/// Eclipse Ditto's connection API.
+#[derive(Parser)]
+#[command(name = "ferrule", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Run the service: the REST API at /api/2/connections and the connections.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address of the HTTP API [default: 127.0.0.1:8080]
+    #[arg(long, env = "FERRULE_BIND", value_name = "ADDR")]
+    bind: Option<String>,
+    /// Directory of the embedded database and the generated devops password
+    /// [default: ./ferrule-data]
+    #[arg(long, env = "FERRULE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A TOML configuration file (see examples/ferrule.toml for every key)
+    #[arg(long, env = "FERRULE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FERRULE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Commands::Serve(args) = cli.command;
+    let _ = (DEFAULT_BIND, DEFAULT_DATA_DIR);
+    let overrides = Overrides {
+        bind: args.bind,
+        data_dir: args.data_dir,
+        config_file: args.config,
+        devops_password: std::env::var("FERRULE_DEVOPS_PASSWORD").ok(),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ferrule: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let config = Config::resolve(overrides)?;
+        let server = Server::start(config).await?;
+        println!("ferrule: listening on http://{}", server.local_addr()?);
+        server.run().await
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrule: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,792 @@
+//! Connection validation, in Ditto's order: model rules, then connection rules, then the rules
+//! of the connection's protocol. The first failure is returned. Validation also normalises what
+//! Ditto normalises (target topics are stored in their canonical form).
+
+use super::connection::{Connection, ConnectionType, Source, Target};
+use super::topic::{FilteredTopic, TopicKind};
+use crate::error::DittoError;
+use crate::mapping;
+use indexmap::IndexSet;
+
+/// Limits that the service configuration sets (Ditto's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, rename_all = "snake_case")]
+pub struct ValidationLimits {
+    pub max_sources: usize,
+    pub max_targets: usize,
+    /// `payloadMapping` entries per source or target.
+    pub max_mappers: usize,
+}
+
+impl Default for ValidationLimits {
+    fn default() -> Self {
+        ValidationLimits {
+            max_sources: 4,
+            max_targets: 4,
+            max_mappers: 10,
+        }
+    }
+}
+
+/// Connection IDs: `[a-zA-Z0-9-_:]{1,100}`.
+pub fn is_valid_connection_id(id: &str) -> bool {
+    (1..=100).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'))
+}
+
+pub fn validate(c: &mut Connection, limits: &ValidationLimits) -> Result<(), DittoError> {
+    if !is_valid_connection_id(&c.id) {
+        return Err(DittoError::connection_id_invalid(&c.id));
+    }
+    model_rules(c)?;
+    normalise_topics(c)?;
+    connection_rules(c, limits)?;
+    protocol_rules(c)?;
+    mapping_rules(c, limits)
+}
+
+fn invalid(message: impl Into<String>) -> DittoError {
+    DittoError::configuration_invalid(message)
+}
+
+/// `AbstractConnectionBuilder`: what every connection must satisfy.
+fn model_rules(c: &Connection) -> Result<(), DittoError> {
+    if c.sources.is_empty() && c.targets.is_empty() {
+        return Err(invalid(
+            "Either a source or a target must be specified in the configuration of a connection!",
+        ));
+    }
+    let sources: Vec<&str> = c
+        .sources
+        .iter()
+        .filter(|s| s.authorization_context.is_empty())
+        .flat_map(|s| s.addresses.iter().map(String::as_str))
+        .collect();
+    let targets: Vec<&str> = c
+        .targets
+        .iter()
+        .filter(|t| t.authorization_context.is_empty())
+        .map(|t| t.address.as_str())
+        .collect();
+    let sources_missing = c.sources.iter().any(|s| s.authorization_context.is_empty());
+    if sources_missing || !targets.is_empty() {
+        return Err(invalid(format!(
+            "The Sources [{}] and Targets [{}] are missing an authorization context.",
+            sources.join(", "),
+            targets.join(", ")
+        )));
+    }
+    if c.client_count == 0 {
+        return Err(invalid("The clientCount must be positive."));
+    }
+    if c.processor_pool_size == 0 {
+        return Err(invalid("The processorPoolSize must be positive."));
+    }
+    Ok(())
+}
+
+fn normalise_topics(c: &mut Connection) -> Result<(), DittoError> {
+    let client_count = c.client_count;
+    for target in &mut c.targets {
+        let mut rendered = IndexSet::new();
+        for raw in &target.topics {
+            let topic = FilteredTopic::parse(raw)?;
+            if topic.kind == TopicKind::ConnectionAnnouncements && client_count > 1 {
+                return Err(invalid(
+                    "Connection announcements (topic _/_/connections/announcements) can only be used with client count 1.",
+                ));
+            }
+            rendered.insert(topic.render());
+        }
+        target.topics = rendered;
+    }
+    Ok(())
+}
+
+/// `ConnectionValidator`: rules that do not depend on the protocol.
+fn connection_rules(c: &Connection, limits: &ValidationLimits) -> Result<(), DittoError> {
+    if !c.connection_type.is_supported() {
+        return Err(invalid(format!(
+            "The connection type '{}' is not supported by Ferrule.",
+            c.connection_type.as_str()
+        ))
+        .with_description("Ferrule connects to brokers of the types amqp-091, amqp-10, mqtt and mqtt-5."));
+    }
+    if c.sources.len() > limits.max_sources {
+        return Err(invalid(format!(
+            "The number of sources ({}) exceeds the limit of {}.",
+            c.sources.len(),
+            limits.max_sources
+        )));
+    }
+    if c.targets.len() > limits.max_targets {
+        return Err(invalid(format!(
+            "The number of targets ({}) exceeds the limit of {}.",
+            c.targets.len(),
+            limits.max_targets
+        )));
+    }
+    for (index, source) in c.sources.iter().enumerate() {
+        if source.addresses.is_empty() || source.addresses.iter().any(|a| a.trim().is_empty()) {
+            return Err(invalid(format!(
+                "Source {index} of connection <{}>: addresses may not be empty.",
+                c.id
+            )));
+        }
+        if source.consumer_count == 0 {
+            return Err(invalid(format!(
+                "The consumerCount of source {index} of connection <{}> must be positive.",
+                c.id
+            )));
+        }
+        if let Some(reply) = &source.reply_target
+            && reply.enabled
+            && reply.address.as_deref().is_none_or(|a| a.trim().is_empty())
+        {
+            return Err(DittoError::json_field_missing(&format!(
+                "/sources/{index}/replyTarget/address"
+            )));
+        }
+    }
+    for target in &c.targets {
+        if target.address.trim().is_empty() {
+            return Err(invalid(format!(
+                "Targets of connection <{}>: addresses may not be empty.",
+                c.id
+            )));
+        }
+        if target.topics.is_empty() {
+            return Err(invalid(format!(
+                "Target of address '{}' of connection '{}' must subscribe to at least one topic.",
+                target.address, c.id
+            )));
+        }
+    }
+    ack_label_rules(c)?;
+    uri_rules(c)?;
+    credentials_rules(c)?;
+    ssh_tunnel_rules(c)
+}
+
+fn ack_label_rules(c: &Connection) -> Result<(), DittoError> {
+    let valid = |label: &str| {
+        let suffix = label.strip_prefix(&format!("{}:", c.id)).or_else(|| {
+            let rest = label.strip_prefix("{{")?;
+            let (inner, suffix) = rest.split_once("}}:")?;
+            (inner.trim() == "connection:id").then_some(suffix)
+        });
+        let resolved_len = suffix.map(|s| c.id.len() + 1 + s.len());
+        suffix.is_some_and(|s| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':'))
+        }) && resolved_len.is_some_and(|n| (3..=100).contains(&n))
+    };
+    for source in &c.sources {
+        if let Some(label) = source.declared_acks.iter().find(|l| !valid(l)) {
+            return Err(DittoError::ack_label_invalid(label, &c.id));
+        }
+    }
+    let mut issued = IndexSet::new();
+    for target in &c.targets {
+        if let Some(label) = &target.issued_acknowledgement_label {
+            if label != "live-response" && !valid(label) {
+                return Err(DittoError::ack_label_invalid(label, &c.id));
+            }
+            let resolved = label
+                .split_once("}}:")
+                .map(|(_, s)| format!("{}:{s}", c.id))
+                .unwrap_or_else(|| label.clone());
+            if !issued.insert(resolved) {
+                return Err(DittoError::ack_label_not_unique());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn uri_rules(c: &Connection) -> Result<(), DittoError> {
+    let url = url::Url::parse(&c.uri).map_err(|e| DittoError::uri_invalid(&c.uri, &e.to_string()))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(DittoError::uri_invalid(&c.uri, "it has no host"));
+    }
+    let (plain, secure) = c.connection_type.uri_schemes();
+    let scheme = url.scheme();
+    if !plain.contains(&scheme) && !secure.contains(&scheme) {
+        let accepted: Vec<&str> = plain.iter().chain(secure).copied().collect();
+        return Err(invalid(format!(
+            "The URI scheme '{scheme}' is not valid for {}.",
+            c.connection_type.protocol_name()
+        ))
+        .with_description(format!("Accepted URI schemes are: {}", accepted.join(", "))));
+    }
+    if let Some(ca) = &c.ca {
+        if !secure.contains(&scheme) {
+            return Err(DittoError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "connectivity:connection.uri.invalid",
+                "The connection has trusted certificates configured but uses an insecure protocol.",
+            )
+            .with_description(format!(
+                "Either switch to a secure protocol ([{}]) or remove the trusted certificates.",
+                secure.join(", ")
+            )));
+        }
+        if !ca.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(invalid(
+                "The trusted certificates ('ca') contain no PEM certificate.",
+            )
+            .with_description(
+                "Give one or more certificates in PEM form, each starting with -----BEGIN CERTIFICATE-----.",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn credentials_rules(c: &Connection) -> Result<(), DittoError> {
+    let Some(credentials) = &c.credentials else {
+        return Ok(());
+    };
+    const TYPES: [&str; 4] = [
+        "client-cert",
+        "hmac",
+        "oauth-client-credentials",
+        "oauth-password",
+    ];
+    match credentials.get("type").and_then(|t| t.as_str()) {
+        None => Err(DittoError::json_field_missing("/credentials/type")),
+        Some(t) if !TYPES.contains(&t) => Err(invalid(format!(
+            "The credentials type '{t}' is unknown."
+        ))
+        .with_description(format!("Use one of: {}.", TYPES.join(", ")))),
+        Some("client-cert") => {
+            for field in ["cert", "key"] {
+                if let Some(v) = credentials.get(field)
+                    && !v.is_string()
+                {
+                    return Err(DittoError::json_invalid(format!(
+                        "The value at </credentials/{field}> must be a PEM string."
+                    )));
+                }
+            }
+            Ok(())
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+fn ssh_tunnel_rules(c: &Connection) -> Result<(), DittoError> {
+    let Some(tunnel) = &c.ssh_tunnel else {
+        return Ok(());
+    };
+    let enabled = match tunnel.get("enabled") {
+        None => return Err(DittoError::json_field_missing("/sshTunnel/enabled")),
+        Some(v) => v.as_bool().ok_or_else(|| {
+            DittoError::json_invalid("The value at </sshTunnel/enabled> must be a boolean.")
+        })?,
+    };
+    if !tunnel.get("uri").is_some_and(|u| u.is_string()) {
+        return Err(DittoError::json_field_missing("/sshTunnel/uri"));
+    }
+    match tunnel
+        .get("credentials")
+        .and_then(|c| c.get("type"))
+        .and_then(|t| t.as_str())
+    {
+        Some("password") | Some("public-key") => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "The SSH tunnel credentials type '{other}' is unknown."
+            ))
+            .with_description("Use 'password' or 'public-key'."));
+        }
+        None => return Err(DittoError::json_field_missing("/sshTunnel/credentials/type")),
+    }
+    if enabled {
+        return Err(invalid("SSH tunnels are not supported by Ferrule.").with_description(
+            "Set sshTunnel.enabled to false, or reach the broker directly or through a tunnel set up outside Ferrule.",
+        ));
+    }
+    Ok(())
+}
+
+/// The per-protocol validators (`Mqtt3Validator`, `Mqtt5Validator`, ...).
+fn protocol_rules(c: &Connection) -> Result<(), DittoError> {
+    if !c.connection_type.is_mqtt() {
+        return Ok(());
+    }
+    let mqtt3 = c.connection_type == ConnectionType::Mqtt;
+    if mqtt3 && c.client_count > 1 {
+        return Err(invalid("Client count limited to 1 for MQTT 3.1.1 connections.").with_description(
+            "MQTT 3.1.1 does not support load-balancing; starting more than 1 client will only result in duplicate incoming messages.",
+        ));
+    }
+    for (index, source) in c.sources.iter().enumerate() {
+        let name = format!("Source of index {index} of connection '{}'", c.id);
+        mqtt_source_rules(source, &name, mqtt3)?;
+    }
+    for target in &c.targets {
+        let name = format!(
+            "Target of address '{}' of connection '{}'",
+            target.address, c.id
+        );
+        mqtt_target_rules(target, &name, mqtt3)?;
+    }
+    Ok(())
+}
+
+fn check_qos(qos: Option<i64>, kind: &str, name: &str) -> Result<(), DittoError> {
+    match qos {
+        None => Err(invalid(format!("MQTT {kind} <{name}> must contain QoS value."))),
+        Some(q) if !(0..=2).contains(&q) => Err(invalid(format!(
+            "Invalid value '{q}' for configuration 'qos' in {name}"
+        ))
+        .with_description("The MQTT QoS must be 0, 1 or 2.")),
+        Some(_) => Ok(()),
+    }
+}
+
+const MQTT3_TARGET_HEADERS: [&str; 3] = ["mqtt.topic", "mqtt.qos", "mqtt.retain"];
+
+fn mqtt_source_rules(source: &Source, name: &str, mqtt3: bool) -> Result<(), DittoError> {
+    check_qos(source.qos, "Source", name)?;
+    if mqtt3 && source.consumer_count > 1 {
+        return Err(invalid(
+            "Consumer count limited to 1 for MQTT 3.1.1 connections.",
+        ));
+    }
+    for filter in &source.addresses {
+        if let Err(reason) = check_topic_filter(filter) {
+            return Err(invalid(format!(
+                "The provided topic '{filter}' is not valid: {reason}"
+            )));
+        }
+    }
+    if let Some(enforcement) = &source.enforcement
+        && compact(&enforcement.input) != "{{source:address}}"
+        && (mqtt3 || !compact(&enforcement.input).starts_with("{{header:"))
+    {
+        return Err(invalid(format!(
+            "The enforcement input '{}' of {name} is not supported for MQTT.",
+            enforcement.input
+        ))
+        .with_description(if mqtt3 {
+            "MQTT 3.1.1 sources support only the enforcement input {{ source:address }}."
+        } else {
+            "MQTT 5 sources support the enforcement inputs {{ source:address }} and {{ header:<name> }}."
+        }));
+    }
+    if mqtt3 {
+        if let Some(subject) = source
+            .authorization_context
+            .iter()
+            .find(|s| !header_names(s).is_empty())
+        {
+            return Err(invalid(format!(
+                "The authorization subject '{subject}' of {name} uses a header placeholder, but MQTT 3.1.1 messages have no headers."
+            )));
+        }
+        for (key, value) in &source.header_mapping {
+            if let Some(header) = header_names(value)
+                .into_iter()
+                .find(|h| !h.starts_with("mqtt."))
+            {
+                return Err(invalid(format!(
+                    "The source header mapping '{key}' of {name} uses the header '{header}', which MQTT 3.1.1 messages do not have."
+                ))
+                .with_description("MQTT 3.1.1 messages have only the headers mqtt.topic, mqtt.qos and mqtt.retain."));
+            }
+        }
+        if let Some(reply) = &source.reply_target {
+            check_mqtt3_target_headers(reply.header_mapping.keys())?;
+        }
+    }
+    Ok(())
+}
+
+fn mqtt_target_rules(target: &Target, name: &str, mqtt3: bool) -> Result<(), DittoError> {
+    check_qos(target.qos, "Target", name)?;
+    let without_placeholders = strip_placeholders(&target.address);
+    for (wildcard, label) in [('#', "multi level wildcard (#)"), ('+', "single level wildcard (+)")] {
+        if let Some(i) = without_placeholders.find(wildcard) {
+            return Err(invalid(format!(
+                "The provided topic '{}' is not valid: Topic [{}] must not contain {label}, found at index {i}.",
+                target.address, target.address
+            )));
+        }
+    }
+    if mqtt3 {
+        check_mqtt3_target_headers(target.header_mapping.keys())?;
+    }
+    Ok(())
+}
+
+fn check_mqtt3_target_headers<'a>(
+    mut keys: impl Iterator<Item = &'a String>,
+) -> Result<(), DittoError> {
+    if let Some(key) = keys.find(|k| !MQTT3_TARGET_HEADERS.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "The header '{key}' is not allowed in MQTT 3.1.1 target header mapping."
+        ))
+        .with_description("The following headers are allowed and are directly applied to the published MQTT message: [mqtt.topic, mqtt.qos, mqtt.retain]"));
+    }
+    Ok(())
+}
+
+/// MQTT topic filter rules: `#` only as the whole last level, `+` only as a whole level.
+fn check_topic_filter(filter: &str) -> Result<(), String> {
+    if filter.is_empty() {
+        return Err("Topic filter must not be empty.".into());
+    }
+    let levels: Vec<&str> = filter.split('/').collect();
+    let mut index = 0;
+    for (n, level) in levels.iter().enumerate() {
+        if level.contains('#') && (*level != "#" || n + 1 != levels.len()) {
+            return Err(format!("Topic filter [{filter}] contains misplaced wildcard characters. Multi level wildcard (#) must be the last character."));
+        }
+        if level.contains('+') && *level != "+" {
+            let at = index + level.find('+').unwrap_or(0);
+            return Err(format!("Topic filter [{filter}] contains misplaced wildcard characters. Wildcard (+) at index {at} must follow a topic level separator and be followed by one."));
+        }
+        index += level.len() + 1;
+    }
+    Ok(())
+}
+
+/// Removes `{{ ... }}` expressions, leaving the literal parts of a template.
+fn strip_placeholders(template: &str) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("}}") {
+            Some(end) => rest = &rest[start + end + 2..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The header names a template reads through `header:<name>` inside `{{ }}`.
+fn header_names(template: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let Some(end) = rest[start..].find("}}") else {
+            break;
+        };
+        let expr = &rest[start + 2..start + end];
+        let mut search = expr;
+        while let Some(at) = search.find("header:") {
+            let name: String = search[at + 7..]
+                .chars()
+                .take_while(|ch| !ch.is_whitespace() && !matches!(ch, '|' | ')' | ',' | '}'))
+                .collect();
+            names.push(name);
+            search = &search[at + 7..];
+        }
+        rest = &rest[start + end + 2..];
+    }
+    names
+}
+
+fn compact(s: &str) -> String {
+    s.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+fn mapping_rules(c: &Connection, limits: &ValidationLimits) -> Result<(), DittoError> {
+    for (id, definition) in &c.mapping_definitions {
+        if id.trim().is_empty() {
+            return Err(invalid("A mapping definition has an empty ID."));
+        }
+        if !mapping::is_engine(&definition.mapping_engine) {
+            return Err(invalid(format!(
+                "The mapping definition <{id}> uses the unknown mappingEngine <{}>.",
+                definition.mapping_engine
+            ))
+            .with_description(format!(
+                "Use one of: {}.",
+                mapping::ENGINES.join(", ")
+            )));
+        }
+    }
+    let check = |mappings: &[String], what: String| -> Result<(), DittoError> {
+        if mappings.len() > limits.max_mappers {
+            return Err(invalid("The number of configured payload mappings exceeded the limit.")
+                .with_description(format!(
+                    "The number of configured payload mappings for the {what} is above the limit of {}.",
+                    limits.max_mappers
+                )));
+        }
+        if let Some(unknown) = mappings
+            .iter()
+            .find(|m| !c.mapping_definitions.contains_key(*m) && !mapping::is_alias(m))
+        {
+            let defined: Vec<&str> = c.mapping_definitions.keys().map(String::as_str).collect();
+            return Err(invalid(format!("The mapper <{unknown}> could not be loaded."))
+                .with_description(format!(
+                    "Make sure to only use either the specified mappingDefinitions names [{}] or fallback mapper names [{}].",
+                    defined.join(", "),
+                    mapping::ALIASES.join(", ")
+                )));
+        }
+        Ok(())
+    };
+    for source in &c.sources {
+        let addresses: Vec<&str> = source.addresses.iter().map(String::as_str).collect();
+        check(
+            &source.payload_mapping,
+            format!("source with address {}", addresses.join(",")),
+        )?;
+    }
+    for target in &c.targets {
+        check(
+            &target.payload_mapping,
+            format!("target with address {}", target.address),
+        )?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::parse::connection_from_object;
+    use serde_json::{Value, json};
+
+    fn mqtt() -> Value {
+        json!({
+            "id": "m1", "connectionType": "mqtt", "connectionStatus": "closed",
+            "uri": "tcp://localhost:1883",
+            "sources": [{"addresses": ["devices/+/telemetry", "a/#"], "qos": 1,
+                         "authorizationContext": ["ditto:inbound"]}],
+            "targets": [{"address": "events/{{ thing:id }}", "topics": ["_/_/things/twin/events"],
+                         "qos": 0, "authorizationContext": ["ditto:outbound"]}]
+        })
+    }
+
+    fn check(v: Value) -> Result<Connection, DittoError> {
+        let mut c = connection_from_object(v.as_object().unwrap().clone())?;
+        validate(&mut c, &ValidationLimits::default())?;
+        Ok(c)
+    }
+
+    fn message(v: Value) -> String {
+        check(v).unwrap_err().message
+    }
+
+    #[test]
+    fn a_valid_mqtt_connection_passes() {
+        check(mqtt()).unwrap();
+    }
+
+    #[test]
+    fn ids() {
+        assert!(is_valid_connection_id("a-b_c:d"));
+        assert!(is_valid_connection_id(&"x".repeat(100)));
+        assert!(!is_valid_connection_id(&"x".repeat(101)));
+        assert!(!is_valid_connection_id(""));
+        assert!(!is_valid_connection_id("a b"));
+        assert!(!is_valid_connection_id("a/b"));
+    }
+
+    #[test]
+    fn model_rules_hold() {
+        let mut v = mqtt();
+        v["sources"] = json!([]);
+        v["targets"] = json!([]);
+        assert_eq!(
+            message(v),
+            "Either a source or a target must be specified in the configuration of a connection!"
+        );
+        let mut v = mqtt();
+        v["sources"][0]["authorizationContext"] = json!([]);
+        v["targets"][0]["authorizationContext"] = json!([]);
+        assert_eq!(
+            message(v),
+            "The Sources [devices/+/telemetry, a/#] and Targets [events/{{ thing:id }}] are missing an authorization context."
+        );
+        let mut v = mqtt();
+        v["clientCount"] = json!(0);
+        assert!(message(v).contains("clientCount"));
+    }
+
+    #[test]
+    fn mqtt3_rules_hold() {
+        let mut v = mqtt();
+        v["clientCount"] = json!(2);
+        assert_eq!(message(v), "Client count limited to 1 for MQTT 3.1.1 connections.");
+        let mut v = mqtt();
+        v["sources"][0]["consumerCount"] = json!(2);
+        assert_eq!(message(v), "Consumer count limited to 1 for MQTT 3.1.1 connections.");
+        let mut v = mqtt();
+        v["sources"][0].as_object_mut().unwrap().remove("qos");
+        assert_eq!(
+            message(v),
+            "MQTT Source <Source of index 0 of connection 'm1'> must contain QoS value."
+        );
+        let mut v = mqtt();
+        v["targets"][0]["qos"] = json!(3);
+        assert!(message(v).starts_with("Invalid value '3' for configuration 'qos'"));
+        let mut v = mqtt();
+        v["targets"][0]["headerMapping"] = json!({"correlation-id": "x"});
+        assert_eq!(
+            message(v),
+            "The header 'correlation-id' is not allowed in MQTT 3.1.1 target header mapping."
+        );
+        let mut v = mqtt();
+        v["targets"][0]["headerMapping"] = json!({"mqtt.retain": "true"});
+        check(v).unwrap();
+        let mut v = mqtt();
+        v["sources"][0]["addresses"] = json!(["a/#/b"]);
+        assert!(message(v).contains("Multi level wildcard (#) must be the last character"));
+        let mut v = mqtt();
+        v["sources"][0]["addresses"] = json!(["a/b+"]);
+        assert!(message(v).contains("Wildcard (+) at index 3"));
+        let mut v = mqtt();
+        v["targets"][0]["address"] = json!("a/+/b");
+        assert!(message(v).contains("must not contain single level wildcard (+), found at index 2"));
+        let mut v = mqtt();
+        v["sources"][0]["headerMapping"] = json!({"device": "{{ header:device_id }}"});
+        assert!(message(v).contains("uses the header 'device_id'"));
+        let mut v = mqtt();
+        v["sources"][0]["headerMapping"] = json!({"topic": "{{ header:mqtt.topic | fn:lower() }}"});
+        check(v).unwrap();
+    }
+
+    #[test]
+    fn mqtt5_allows_more() {
+        let mut v = mqtt();
+        v["connectionType"] = json!("mqtt-5");
+        v["clientCount"] = json!(2);
+        v["targets"][0]["headerMapping"] = json!({"correlation-id": "{{ header:correlation-id }}"});
+        v["sources"][0]["enforcement"] = json!({"input": "{{ header:device }}", "filters": ["{{ thing:id }}"]});
+        check(v).unwrap();
+        let mut v = mqtt();
+        v["connectionType"] = json!("mqtt-5");
+        v["sources"][0].as_object_mut().unwrap().remove("qos");
+        assert!(message(v).contains("must contain QoS value"));
+    }
+
+    #[test]
+    fn uri_rules_hold() {
+        let mut v = mqtt();
+        v["uri"] = json!("amqp://localhost:5672");
+        let e = check(v).unwrap_err();
+        assert_eq!(e.message, "The URI scheme 'amqp' is not valid for MQTT 3.1.1.");
+        assert_eq!(e.description.as_deref(), Some("Accepted URI schemes are: tcp, ssl"));
+        let mut v = mqtt();
+        v["uri"] = json!("not a uri");
+        assert_eq!(check(v).unwrap_err().error, "connectivity:connection.uri.invalid");
+        let mut v = mqtt();
+        v["ca"] = json!("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----");
+        let e = check(v).unwrap_err();
+        assert_eq!(e.error, "connectivity:connection.uri.invalid");
+        assert!(e.message.contains("insecure protocol"));
+        let mut v = mqtt();
+        v["uri"] = json!("ssl://localhost:8883");
+        v["ca"] = json!("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----");
+        check(v).unwrap();
+    }
+
+    #[test]
+    fn unsupported_types_are_rejected() {
+        let mut v = mqtt();
+        v["connectionType"] = json!("kafka");
+        assert_eq!(message(v), "The connection type 'kafka' is not supported by Ferrule.");
+    }
+
+    #[test]
+    fn ack_labels_must_carry_the_connection_id() {
+        let mut v = mqtt();
+        v["sources"][0]["declaredAcks"] = json!(["m1:good", "{{connection:id}}:fine", "{{ connection:id }}:ok"]);
+        v["targets"][0]["issuedAcknowledgementLabel"] = json!("{{connection:id}}:delivered");
+        check(v).unwrap();
+        let mut v = mqtt();
+        v["sources"][0]["declaredAcks"] = json!(["other:bad"]);
+        let e = check(v).unwrap_err();
+        assert_eq!(e.error, "acknowledgement:label.invalid");
+        assert_eq!(e.message, "Acknowledgement label <other:bad> is invalid.");
+        let mut v = mqtt();
+        v["targets"][0]["issuedAcknowledgementLabel"] = json!("m1:");
+        assert_eq!(check(v).unwrap_err().error, "acknowledgement:label.invalid");
+        let mut v = mqtt();
+        let t = v["targets"][0].clone();
+        v["targets"] = json!([t.clone(), t]);
+        v["targets"][0]["issuedAcknowledgementLabel"] = json!("m1:x");
+        v["targets"][1]["issuedAcknowledgementLabel"] = json!("{{connection:id}}:x");
+        assert_eq!(check(v).unwrap_err().error, "acknowledgement:label.not.unique");
+    }
+
+    #[test]
+    fn topics_are_checked_and_normalised() {
+        let mut v = mqtt();
+        v["targets"][0]["topics"] = json!(["_/_/things/twin/events?filter=eq(a,1)&namespaces=x"]);
+        let c = check(v).unwrap();
+        assert_eq!(
+            c.targets[0].topics.first().unwrap(),
+            "_/_/things/twin/events?namespaces=x&filter=eq(a,1)"
+        );
+        let mut v = mqtt();
+        v["targets"][0]["topics"] = json!(["_/_/things/foo"]);
+        assert_eq!(check(v).unwrap_err().error, "connectivity:topic.invalid");
+        let mut v = mqtt();
+        v["connectionType"] = json!("mqtt-5");
+        v["clientCount"] = json!(2);
+        v["targets"][0]["topics"] = json!(["_/_/connections/announcements"]);
+        assert!(message(v).contains("can only be used with client count 1"));
+        let mut v = mqtt();
+        v["targets"][0]["topics"] = json!([]);
+        assert!(message(v).contains("at least one topic"));
+    }
+
+    #[test]
+    fn payload_mappings_must_resolve() {
+        let mut v = mqtt();
+        v["mappingDefinitions"] = json!({"js": {"mappingEngine": "JavaScript", "options": {}}});
+        v["sources"][0]["payloadMapping"] = json!(["js", "Ditto", "Normalized"]);
+        check(v).unwrap();
+        let mut v = mqtt();
+        v["sources"][0]["payloadMapping"] = json!(["nope"]);
+        let e = check(v).unwrap_err();
+        assert_eq!(e.message, "The mapper <nope> could not be loaded.");
+        let mut v = mqtt();
+        v["sources"][0]["payloadMapping"] = json!(["JavaScript"]);
+        assert_eq!(message(v), "The mapper <JavaScript> could not be loaded.");
+        let mut v = mqtt();
+        v["mappingDefinitions"] = json!({"x": {"mappingEngine": "Lua", "options": {}}});
+        assert!(message(v).contains("unknown mappingEngine <Lua>"));
+        let mut v = mqtt();
+        v["targets"][0]["payloadMapping"] = json!(vec!["Ditto"; 11]);
+        assert_eq!(message(v), "The number of configured payload mappings exceeded the limit.");
+    }
+
+    #[test]
+    fn addresses_limits_and_tunnels() {
+        let mut v = mqtt();
+        v["sources"][0]["addresses"] = json!([""]);
+        assert_eq!(message(v), "Source 0 of connection <m1>: addresses may not be empty.");
+        let mut v = mqtt();
+        let s = v["sources"][0].clone();
+        v["sources"] = json!([s.clone(), s.clone(), s.clone(), s.clone(), s]);
+        assert!(message(v).contains("number of sources (5)"));
+        let tunnel = json!({"enabled": false, "uri": "ssh://h:22",
+                            "credentials": {"type": "password", "username": "u", "password": "p"}});
+        let mut v = mqtt();
+        v["sshTunnel"] = tunnel.clone();
+        check(v).unwrap();
+        let mut v = mqtt();
+        v["sshTunnel"] = tunnel;
+        v["sshTunnel"]["enabled"] = json!(true);
+        assert!(message(v).contains("SSH tunnels are not supported"));
+        let mut v = mqtt();
+        v["credentials"] = json!({"type": "magic"});
+        assert!(message(v).contains("credentials type 'magic'"));
+    }
+}

@@ -1,0 +1,131 @@
+//! Starting the service: data directory, devops password, store, connections, HTTP.
+
+use crate::api::{self, AppState, auth::DevopsAuth};
+use crate::config::Config;
+use crate::connections::ConnectionService;
+use crate::store::{ConnectionStore, RedbStore};
+use anyhow::Context;
+use base64::Engine;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+pub const PASSWORD_FILE: &str = "devops-password";
+
+/// Where the devops password came from.
+pub enum PasswordSource {
+    Configured,
+    Stored,
+    Generated,
+}
+
+/// The configured password, else the one stored in the data dir, else a new random one that is
+/// stored there (mode 0600) for the next start.
+pub fn devops_password(config: &Config) -> anyhow::Result<(String, PasswordSource)> {
+    if let Some(p) = &config.devops_password {
+        return Ok((p.clone(), PasswordSource::Configured));
+    }
+    let path = config.data_dir.join(PASSWORD_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(p) if !p.trim().is_empty() => return Ok((p.trim().to_string(), PasswordSource::Stored)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| anyhow::anyhow!("no randomness available: {e}"))?;
+    let password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+    write_private(&path, &password).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok((password, PasswordSource::Generated))
+}
+
+fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        f.write_all(content.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// A service ready to serve: the listener is bound and the store is open.
+pub struct Server {
+    pub listener: tokio::net::TcpListener,
+    pub router: axum::Router,
+}
+
+impl Server {
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("the data directory {} cannot be created", config.data_dir.display())
+        })?;
+        let (password, source) = devops_password(&config)?;
+        match source {
+            PasswordSource::Generated => println!(
+                "ferrule: generated a password for the devops user: {password}\nferrule: it is stored in {} and will not be printed again",
+                config.data_dir.join(PASSWORD_FILE).display()
+            ),
+            PasswordSource::Stored => println!(
+                "ferrule: the devops password is in {}",
+                config.data_dir.join(PASSWORD_FILE).display()
+            ),
+            PasswordSource::Configured => {}
+        }
+        let store: Arc<dyn ConnectionStore> = Arc::new(
+            RedbStore::open(&config.data_dir).context("the connection store cannot be opened")?,
+        );
+        let connections = ConnectionService::load(store, config.limits, config.logs)
+            .await
+            .context("the stored connections cannot be loaded")?;
+        tracing::info!(connections = connections.count(), "connections loaded");
+        let state = Arc::new(AppState {
+            connections,
+            max_body_bytes: config.http.max_body_bytes,
+            connections_retrieve_limit: config.http.connections_retrieve_limit,
+        });
+        let router = api::router(state, Arc::new(DevopsAuth::new(&password)));
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.bind))?;
+        Ok(Server { listener, router })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run(self) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("the HTTP server failed")
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
