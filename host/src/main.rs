@@ -1,5 +1,5 @@
 use clap::{Parser, Subcommand};
-use ferrule_host::config::{Config, DEFAULT_BIND, DEFAULT_DATA_DIR, Overrides};
+use ferrule_host::config::{Config, Overrides};
 use ferrule_host::server::Server;
 use std::path::PathBuf;
 
@@ -40,9 +40,9 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let Commands::Serve(args) = cli.command;
-    let _ = (DEFAULT_BIND, DEFAULT_DATA_DIR);
     let overrides = Overrides {
         bind: args.bind,
         data_dir: args.data_dir,

@@ -1,0 +1,210 @@
+//! Starts the real `ferrule` binary on an ephemeral port and talks to it over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+pub const PASSWORD: &str = "test-devops-password";
+
+pub struct Ferrule {
+    child: Child,
+    pub base: String,
+    pub data_dir: PathBuf,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub password: String,
+}
+
+pub struct Options<'a> {
+    pub password: Option<&'a str>,
+    pub args: Vec<String>,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            password: Some(PASSWORD),
+            args: Vec::new(),
+        }
+    }
+}
+
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    sink: Arc<Mutex<Vec<String>>>,
+    tx: Option<mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            if let Some(tx) = &tx {
+                let _ = tx.send(line.clone());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+}
+
+/// Runs `ferrule serve` with the given data dir and waits for the listening line. Returns the
+/// exit status and output instead when the process ends first.
+pub fn try_start(data_dir: &Path, options: Options) -> Result<Ferrule, (i32, String)> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrule"));
+    cmd.arg("serve")
+        .arg("--bind")
+        .arg("127.0.0.1:0")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(&options.args)
+        .env_remove("FERRULE_DEVOPS_PASSWORD")
+        .env_remove("FERRULE_CONFIG")
+        .env("FERRULE_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(p) = options.password {
+        cmd.env("FERRULE_DEVOPS_PASSWORD", p);
+    }
+    let mut child = cmd.spawn().expect("the ferrule binary starts");
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    collect(child.stdout.take().unwrap(), stdout.clone(), Some(tx));
+    collect(child.stderr.take().unwrap(), stderr.clone(), None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(line) => {
+                if let Some(addr) = line.strip_prefix("ferrule: listening on ") {
+                    let password = options.password.map(String::from).unwrap_or_else(|| {
+                        std::fs::read_to_string(data_dir.join("devops-password"))
+                            .unwrap()
+                            .trim()
+                            .to_string()
+                    });
+                    return Ok(Ferrule {
+                        child,
+                        base: addr.to_string(),
+                        data_dir: data_dir.to_path_buf(),
+                        stdout,
+                        stderr,
+                        password,
+                    });
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                if let Ok(Some(status)) = child.try_wait() {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let err = stderr.lock().unwrap().join("\n");
+                    return Err((status.code().unwrap_or(-1), err));
+                }
+                assert!(std::time::Instant::now() < deadline, "ferrule did not start in 30 s");
+            }
+        }
+    }
+}
+
+pub fn start(data_dir: &Path) -> Ferrule {
+    try_start(data_dir, Options::default()).unwrap_or_else(|(code, err)| {
+        panic!("ferrule exited with {code}: {err}")
+    })
+}
+
+impl Ferrule {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A request with the devops credentials.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        reqwest::Client::new()
+            .request(method, self.url(path))
+            .basic_auth("devops", Some(&self.password))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.req(reqwest::Method::GET, path).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.req(reqwest::Method::POST, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn put_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.req(reqwest::Method::PUT, path)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.req(reqwest::Method::DELETE, path).send().await.unwrap()
+    }
+
+    pub async fn command(&self, id: &str, command: &str) -> reqwest::Response {
+        self.req(reqwest::Method::POST, &format!("/api/2/connections/{id}/command"))
+            .header("content-type", "text/plain")
+            .body(command.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        unsafe_sigterm(self.child.id());
+        self.child.wait().unwrap()
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}
+
+impl Drop for Ferrule {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A valid MQTT connection without id.
+pub fn mqtt_connection() -> serde_json::Value {
+    serde_json::json!({
+        "name": "mqtt-devices",
+        "connectionType": "mqtt",
+        "connectionStatus": "closed",
+        "uri": "tcp://127.0.0.1:1883",
+        "sources": [{"addresses": ["devices/+/telemetry"], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"]}],
+        "targets": [{"address": "events/{{ thing:id }}", "topics": ["_/_/things/twin/events"],
+                     "qos": 0, "authorizationContext": ["ditto:outbound"]}]
+    })
+}
+
+/// A valid AMQP 0.9.1 connection without id.
+pub fn amqp_connection() -> serde_json::Value {
+    serde_json::json!({
+        "name": "rabbit",
+        "connectionType": "amqp-091",
+        "connectionStatus": "closed",
+        "uri": "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "sources": [{"addresses": ["telemetry"], "authorizationContext": ["ditto:inbound"]}],
+        "targets": [{"address": "events/twin", "topics": ["_/_/things/twin/events"],
+                     "authorizationContext": ["ditto:outbound"]}]
+    })
+}
+
+pub async fn json(resp: reqwest::Response) -> serde_json::Value {
+    let text = resp.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
