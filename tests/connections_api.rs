@@ -6,6 +6,8 @@ use common::{Ferrule, amqp_connection, json, mqtt_connection, start};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+type Mutation = Box<dyn Fn(&mut Value)>;
+
 fn server() -> (tempfile::TempDir, Ferrule) {
     let dir = tempfile::tempdir().unwrap();
     let f = start(dir.path());
@@ -45,8 +47,14 @@ async fn create_retrieve_and_defaults() {
     assert_eq!(created["processorPoolSize"], 1);
     assert_eq!(created["tags"], json!([]));
     assert_eq!(created["sources"][0]["consumerCount"], 1);
-    assert_eq!(created["sources"][0]["replyTarget"]["address"], "{{header:reply-to}}");
-    assert_eq!(created["sources"][0]["headerMapping"]["reply-to"], "{{header:reply-to}}");
+    assert_eq!(
+        created["sources"][0]["replyTarget"]["address"],
+        "{{header:reply-to}}"
+    );
+    assert_eq!(
+        created["sources"][0]["headerMapping"]["reply-to"],
+        "{{header:reply-to}}"
+    );
     assert_eq!(created["targets"][0]["headerMapping"], json!({}));
     assert!(created.get("_revision").is_none());
 
@@ -55,7 +63,11 @@ async fn create_retrieve_and_defaults() {
     assert_eq!(resp.headers()["etag"], "\"rev:1\"");
     assert_eq!(json(resp).await, created);
 
-    let selected = json(f.get(&format!("{location}?fields=id,_revision,_created,sources")).await).await;
+    let selected = json(
+        f.get(&format!("{location}?fields=id,_revision,_created,sources"))
+            .await,
+    )
+    .await;
     assert_eq!(selected["id"], id);
     assert_eq!(selected["_revision"], 1);
     assert!(selected["_created"].as_str().unwrap().ends_with('Z'));
@@ -121,11 +133,22 @@ async fn create_rules() {
     let (_d, f) = server();
     let mut with_id = mqtt_connection();
     with_id["id"] = json!("mine");
-    let body = assert_error(f.post_json("/api/2/connections", &with_id).await, 400, "connectivity:id.notsettable").await;
-    assert_eq!(body["message"], "It is not allowed to provide an explicit ID for a connection.");
+    let body = assert_error(
+        f.post_json("/api/2/connections", &with_id).await,
+        400,
+        "connectivity:id.notsettable",
+    )
+    .await;
+    assert_eq!(
+        body["message"],
+        "It is not allowed to provide an explicit ID for a connection."
+    );
 
     let mut no_status = mqtt_connection();
-    no_status.as_object_mut().unwrap().remove("connectionStatus");
+    no_status
+        .as_object_mut()
+        .unwrap()
+        .remove("connectionStatus");
     let created = json(f.post_json("/api/2/connections", &no_status).await).await;
     assert_eq!(created["connectionStatus"], "unknown");
 }
@@ -135,11 +158,16 @@ async fn dry_run_validates_and_persists_nothing() {
     let (_d, f) = server();
     let mut with_id = mqtt_connection();
     with_id["id"] = json!("ignored");
-    let resp = f.post_json("/api/2/connections?dry-run=true", &with_id).await;
+    let resp = f
+        .post_json("/api/2/connections?dry-run=true", &with_id)
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
     let body = json(resp).await;
     assert!(body["connectionId"].as_str().unwrap().ends_with("-dry-run"));
-    assert_eq!(json(f.get("/api/2/connections?ids-only=true").await).await, json!([]));
+    assert_eq!(
+        json(f.get("/api/2/connections?ids-only=true").await).await,
+        json!([])
+    );
 
     let mut bad = mqtt_connection();
     bad["uri"] = json!("amqp://127.0.0.1:5672");
@@ -149,7 +177,10 @@ async fn dry_run_validates_and_persists_nothing() {
         "connectivity:connection.configuration.invalid",
     )
     .await;
-    assert_eq!(body["message"], "The URI scheme 'amqp' is not valid for MQTT 3.1.1.");
+    assert_eq!(
+        body["message"],
+        "The URI scheme 'amqp' is not valid for MQTT 3.1.1."
+    );
 }
 
 #[tokio::test]
@@ -173,21 +204,55 @@ async fn modify_upsert_and_conditions() {
 
     let mut other_id = mqtt_connection();
     other_id["id"] = json!("other");
-    assert_error(f.put_json(path, &other_id).await, 400, "connectivity:id.notsettable").await;
+    assert_error(
+        f.put_json(path, &other_id).await,
+        400,
+        "connectivity:id.notsettable",
+    )
+    .await;
 
     let mut new_type = amqp_connection();
     new_type["id"] = json!("my-conn");
-    let body = assert_error(f.put_json(path, &new_type).await, 400, "connectivity:connection.configuration.invalid").await;
-    assert_eq!(body["message"], "ConnectionType <mqtt> of existing connection <my-conn> cannot be changed!");
+    let body = assert_error(
+        f.put_json(path, &new_type).await,
+        400,
+        "connectivity:connection.configuration.invalid",
+    )
+    .await;
+    assert_eq!(
+        body["message"],
+        "ConnectionType <mqtt> of existing connection <my-conn> cannot be changed!"
+    );
 
     // If-Match with a stale tag fails; with the current tag succeeds.
     let put_if = |header: &'static str, value: &'static str| {
-        f.req(Method::PUT, path).header(header, value).json(&mqtt_connection()).send()
+        f.req(Method::PUT, path)
+            .header(header, value)
+            .json(&mqtt_connection())
+            .send()
     };
-    let body = assert_error(put_if("if-match", "\"rev:1\"").await.unwrap(), 412, "connectivity:precondition.failed").await;
-    assert!(body["message"].as_str().unwrap().contains("actual entity-tag: '\"rev:2\"'"));
-    assert_eq!(put_if("if-match", "\"rev:2\"").await.unwrap().status(), StatusCode::NO_CONTENT);
-    assert_error(put_if("if-none-match", "*").await.unwrap(), 412, "connectivity:precondition.failed").await;
+    let body = assert_error(
+        put_if("if-match", "\"rev:1\"").await.unwrap(),
+        412,
+        "connectivity:precondition.failed",
+    )
+    .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("actual entity-tag: '\"rev:2\"'")
+    );
+    assert_eq!(
+        put_if("if-match", "\"rev:2\"").await.unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_error(
+        put_if("if-none-match", "*").await.unwrap(),
+        412,
+        "connectivity:precondition.failed",
+    )
+    .await;
     // If-None-Match: * creates only.
     let resp = f
         .req(Method::PUT, "/api/2/connections/fresh")
@@ -206,13 +271,26 @@ async fn modify_upsert_and_conditions() {
         .await
         .unwrap();
     assert_error(resp, 412, "connectivity:precondition.failed").await;
-    assert_eq!(f.get("/api/2/connections/absent").await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.get("/api/2/connections/absent").await.status(),
+        StatusCode::NOT_FOUND
+    );
 
     // A read with a matching If-None-Match is not modified.
-    let resp = f.req(Method::GET, path).header("if-none-match", "\"rev:3\"").send().await.unwrap();
+    let resp = f
+        .req(Method::GET, path)
+        .header("if-none-match", "\"rev:3\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(resp.headers()["etag"], "\"rev:3\"");
-    let resp = f.req(Method::GET, path).header("if-match", "\"rev:1\"").send().await.unwrap();
+    let resp = f
+        .req(Method::GET, path)
+        .header("if-match", "\"rev:1\"")
+        .send()
+        .await
+        .unwrap();
     assert_error(resp, 412, "connectivity:precondition.failed").await;
 }
 
@@ -220,10 +298,21 @@ async fn modify_upsert_and_conditions() {
 async fn list_ids_only_fields_and_delete() {
     let (_d, f) = server();
     for id in ["b-conn", "a-conn", "c-conn"] {
-        assert_eq!(f.put_json(&format!("/api/2/connections/{id}"), &mqtt_connection()).await.status(), 201);
+        assert_eq!(
+            f.put_json(&format!("/api/2/connections/{id}"), &mqtt_connection())
+                .await
+                .status(),
+            201
+        );
     }
-    assert_eq!(json(f.get("/api/2/connections?ids-only=true").await).await, json!(["a-conn", "b-conn", "c-conn"]));
-    assert_eq!(json(f.get("/api/2/connections?fields=id").await).await, json!(["a-conn", "b-conn", "c-conn"]));
+    assert_eq!(
+        json(f.get("/api/2/connections?ids-only=true").await).await,
+        json!(["a-conn", "b-conn", "c-conn"])
+    );
+    assert_eq!(
+        json(f.get("/api/2/connections?fields=id").await).await,
+        json!(["a-conn", "b-conn", "c-conn"])
+    );
     let all = json(f.get("/api/2/connections").await).await;
     assert_eq!(all.as_array().unwrap().len(), 3);
     assert_eq!(all[0], json(f.get("/api/2/connections/a-conn").await).await);
@@ -232,16 +321,50 @@ async fn list_ids_only_fields_and_delete() {
 
     let resp = f.delete("/api/2/connections/b-conn").await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
-    assert_error(f.get("/api/2/connections/b-conn").await, 404, "connectivity:connection.notfound").await;
-    assert_error(f.delete("/api/2/connections/b-conn").await, 404, "connectivity:connection.notfound").await;
+    assert_error(
+        f.get("/api/2/connections/b-conn").await,
+        404,
+        "connectivity:connection.notfound",
+    )
+    .await;
+    assert_error(
+        f.delete("/api/2/connections/b-conn").await,
+        404,
+        "connectivity:connection.notfound",
+    )
+    .await;
     for sub in ["status", "metrics", "logs"] {
-        assert_error(f.get(&format!("/api/2/connections/b-conn/{sub}")).await, 404, "connectivity:connection.notfound").await;
+        assert_error(
+            f.get(&format!("/api/2/connections/b-conn/{sub}")).await,
+            404,
+            "connectivity:connection.notfound",
+        )
+        .await;
     }
-    assert_error(f.command("b-conn", "connectivity.commands:openConnection").await, 404, "connectivity:connection.notfound").await;
-    assert_eq!(json(f.get("/api/2/connections?ids-only=true").await).await, json!(["a-conn", "c-conn"]));
+    assert_error(
+        f.command("b-conn", "connectivity.commands:openConnection")
+            .await,
+        404,
+        "connectivity:connection.notfound",
+    )
+    .await;
+    assert_eq!(
+        json(f.get("/api/2/connections?ids-only=true").await).await,
+        json!(["a-conn", "c-conn"])
+    );
     // The same id can be created again.
-    assert_eq!(f.put_json("/api/2/connections/b-conn", &mqtt_connection()).await.status(), 201);
-    let resp = f.req(Method::DELETE, "/api/2/connections/b-conn").header("if-match", "\"rev:9\"").send().await.unwrap();
+    assert_eq!(
+        f.put_json("/api/2/connections/b-conn", &mqtt_connection())
+            .await
+            .status(),
+        201
+    );
+    let resp = f
+        .req(Method::DELETE, "/api/2/connections/b-conn")
+        .header("if-match", "\"rev:9\"")
+        .send()
+        .await
+        .unwrap();
     assert_error(resp, 412, "connectivity:precondition.failed").await;
 }
 
@@ -252,80 +375,161 @@ async fn list_limit() {
     std::fs::write(&cfg, "[http]\nconnections_retrieve_limit = 2\n").unwrap();
     let f = common::try_start(
         &dir.path().join("data"),
-        common::Options { args: vec!["--config".into(), cfg.display().to_string()], ..Default::default() },
+        common::Options {
+            args: vec!["--config".into(), cfg.display().to_string()],
+            ..Default::default()
+        },
     )
     .unwrap();
     for id in ["x1", "x2", "x3"] {
-        f.put_json(&format!("/api/2/connections/{id}"), &mqtt_connection()).await;
+        f.put_json(&format!("/api/2/connections/{id}"), &mqtt_connection())
+            .await;
     }
-    assert_error(f.get("/api/2/connections").await, 400, "connectivity:connections.amount.illegal").await;
-    assert_eq!(json(f.get("/api/2/connections?ids-only=true").await).await, json!(["x1", "x2", "x3"]));
+    assert_error(
+        f.get("/api/2/connections").await,
+        400,
+        "connectivity:connections.amount.illegal",
+    )
+    .await;
+    assert_eq!(
+        json(f.get("/api/2/connections?ids-only=true").await).await,
+        json!(["x1", "x2", "x3"])
+    );
 }
 
 #[tokio::test]
 async fn status_metrics_and_logs_shapes() {
     let (_d, f) = server();
-    f.put_json("/api/2/connections/shapes", &amqp_connection()).await;
+    f.put_json("/api/2/connections/shapes", &amqp_connection())
+        .await;
     let status = json(f.get("/api/2/connections/shapes/status").await).await;
-    assert_eq!(status["type"], "connectivity.responses:retrieveConnectionStatus");
+    assert_eq!(
+        status["type"],
+        "connectivity.responses:retrieveConnectionStatus"
+    );
     assert_eq!(status["status"], 200);
     assert_eq!(status["connectionId"], "shapes");
     assert_eq!(status["connectionStatus"], "closed");
     assert_eq!(status["liveStatus"], "closed");
-    for list in ["clientStatus", "sourceStatus", "targetStatus", "sshTunnelStatus"] {
+    for list in [
+        "clientStatus",
+        "sourceStatus",
+        "targetStatus",
+        "sshTunnelStatus",
+    ] {
         assert_eq!(status[list], json!([]), "{list}");
     }
 
     let metrics = json(f.get("/api/2/connections/shapes/metrics").await).await;
-    assert_eq!(metrics["type"], "connectivity.responses:retrieveConnectionMetrics");
+    assert_eq!(
+        metrics["type"],
+        "connectivity.responses:retrieveConnectionMetrics"
+    );
     assert_eq!(metrics["status"], 200);
     assert_eq!(metrics["containsFailures"], false);
     let zero = json!({"PT1M": 0, "PT1H": 0, "PT24H": 0, "lastMessageAt": null});
     for t in ["consumed", "mapped", "dropped", "enforced"] {
-        assert_eq!(metrics["connectionMetrics"]["inbound"][t]["success"], zero, "{t}");
-        assert_eq!(metrics["connectionMetrics"]["inbound"][t]["failure"], zero, "{t}");
-        assert_eq!(metrics["sourceMetrics"]["addressMetrics"]["telemetry"][t]["success"], zero);
+        assert_eq!(
+            metrics["connectionMetrics"]["inbound"][t]["success"], zero,
+            "{t}"
+        );
+        assert_eq!(
+            metrics["connectionMetrics"]["inbound"][t]["failure"], zero,
+            "{t}"
+        );
+        assert_eq!(
+            metrics["sourceMetrics"]["addressMetrics"]["telemetry"][t]["success"],
+            zero
+        );
     }
     for t in ["dispatched", "filtered", "mapped", "dropped", "published"] {
-        assert_eq!(metrics["connectionMetrics"]["outbound"][t]["failure"], zero, "{t}");
-        assert_eq!(metrics["targetMetrics"]["addressMetrics"]["events/twin"][t]["success"], zero);
+        assert_eq!(
+            metrics["connectionMetrics"]["outbound"][t]["failure"], zero,
+            "{t}"
+        );
+        assert_eq!(
+            metrics["targetMetrics"]["addressMetrics"]["events/twin"][t]["success"],
+            zero
+        );
     }
-    assert_eq!(metrics["targetMetrics"]["addressMetrics"]["_responses"]["published"]["success"], zero);
+    assert_eq!(
+        metrics["targetMetrics"]["addressMetrics"]["_responses"]["published"]["success"],
+        zero
+    );
 
     let before = chrono::Utc::now();
     let logs = json(f.get("/api/2/connections/shapes/logs").await).await;
     assert_eq!(logs["connectionId"], "shapes");
     assert_eq!(logs["connectionLogs"], json!([]));
     assert!(logs.get("type").is_none());
-    let until: chrono::DateTime<chrono::Utc> = logs["enabledUntil"].as_str().unwrap().parse().unwrap();
+    let until: chrono::DateTime<chrono::Utc> =
+        logs["enabledUntil"].as_str().unwrap().parse().unwrap();
     let hours = (until - before).num_minutes() as f64 / 60.0;
-    assert!((23.9..=24.1).contains(&hours), "enabledUntil is {hours} h from now");
+    assert!(
+        (23.9..=24.1).contains(&hours),
+        "enabledUntil is {hours} h from now"
+    );
     assert!(logs["enabledSince"].is_string());
 }
 
 #[tokio::test]
 async fn commands() {
     let (_d, f) = server();
-    f.put_json("/api/2/connections/cmd", &mqtt_connection()).await;
-    let resp = f.command("cmd", "connectivity.commands:openConnection").await;
+    f.put_json("/api/2/connections/cmd", &mqtt_connection())
+        .await;
+    let resp = f
+        .command("cmd", "connectivity.commands:openConnection")
+        .await;
     assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(json(resp).await, json!({"type": "connectivity.responses:openConnection", "status": 200, "connectionId": "cmd"}));
-    let got = json(f.get("/api/2/connections/cmd?fields=connectionStatus,_revision").await).await;
+    assert_eq!(
+        json(resp).await,
+        json!({"type": "connectivity.responses:openConnection", "status": 200, "connectionId": "cmd"})
+    );
+    let got = json(
+        f.get("/api/2/connections/cmd?fields=connectionStatus,_revision")
+            .await,
+    )
+    .await;
     assert_eq!(got, json!({"connectionStatus": "open", "_revision": 2}));
     let status = json(f.get("/api/2/connections/cmd/status").await).await;
     assert_eq!(status["connectionStatus"], "open");
     assert_eq!(status["clientStatus"].as_array().unwrap().len(), 1);
 
-    assert_eq!(f.command("cmd", "connectivity.commands:closeConnection\n").await.status(), StatusCode::OK);
-    assert_eq!(json(f.get("/api/2/connections/cmd").await).await["connectionStatus"], "closed");
+    assert_eq!(
+        f.command("cmd", "connectivity.commands:closeConnection\n")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        json(f.get("/api/2/connections/cmd").await).await["connectionStatus"],
+        "closed"
+    );
 
-    for c in ["resetConnectionMetrics", "enableConnectionLogs", "resetConnectionLogs"] {
-        let resp = f.command("cmd", &format!("connectivity.commands:{c}")).await;
+    for c in [
+        "resetConnectionMetrics",
+        "enableConnectionLogs",
+        "resetConnectionLogs",
+    ] {
+        let resp = f
+            .command("cmd", &format!("connectivity.commands:{c}"))
+            .await;
         assert_eq!(resp.status(), StatusCode::OK, "{c}");
-        assert_eq!(json(resp).await["type"], format!("connectivity.responses:{c}"));
+        assert_eq!(
+            json(resp).await["type"],
+            format!("connectivity.responses:{c}")
+        );
     }
-    let body = assert_error(f.command("cmd", "connectivity.commands:foo").await, 400, "connectivity:command.invalid").await;
-    assert_eq!(body["message"], "The command <connectivity.commands:foo> is invalid or unknown.");
+    let body = assert_error(
+        f.command("cmd", "connectivity.commands:foo").await,
+        400,
+        "connectivity:command.invalid",
+    )
+    .await;
+    assert_eq!(
+        body["message"],
+        "The command <connectivity.commands:foo> is invalid or unknown."
+    );
     let resp = f
         .req(Method::POST, "/api/2/connections/cmd/command")
         .header("content-type", "application/json")
@@ -335,7 +539,10 @@ async fn commands() {
         .unwrap();
     assert_error(resp, 415, "general:mediatype.unsupported").await;
     // Nothing changed by the refused requests.
-    assert_eq!(json(f.get("/api/2/connections/cmd?fields=_revision").await).await["_revision"], 3);
+    assert_eq!(
+        json(f.get("/api/2/connections/cmd?fields=_revision").await).await["_revision"],
+        3
+    );
 }
 
 #[tokio::test]
@@ -349,7 +556,12 @@ async fn invalid_input_gets_ditto_errors() {
     };
     assert_error(raw("{not json").await.unwrap(), 400, "json.invalid").await;
     assert_error(raw("[1,2]").await.unwrap(), 400, "json.invalid").await;
-    assert_error(raw(&*"[".repeat(100_000).leak()).await.unwrap(), 400, "json.invalid").await;
+    assert_error(
+        raw(&*"[".repeat(100_000).leak()).await.unwrap(),
+        400,
+        "json.invalid",
+    )
+    .await;
     let resp = f
         .req(Method::POST, "/api/2/connections")
         .header("content-type", "application/json")
@@ -367,41 +579,163 @@ async fn invalid_input_gets_ditto_errors() {
         .unwrap();
     assert_error(resp, 415, "general:mediatype.unsupported").await;
 
-    let cases: Vec<(Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
-        (Box::new(|v| { v.as_object_mut().unwrap().remove("connectionType"); }), "json.field.missing", "JSON did not include required </connectionType> field!"),
-        (Box::new(|v| { v.as_object_mut().unwrap().remove("uri"); }), "json.field.missing", "JSON did not include required </uri> field!"),
-        (Box::new(|v| { v["sources"] = json!([]); v["targets"] = json!([]); }), "connectivity:connection.configuration.invalid", "Either a source or a target must be specified in the configuration of a connection!"),
-        (Box::new(|v| { v["sources"][0]["authorizationContext"] = json!([]); }), "connectivity:connection.configuration.invalid", "The Sources [devices/+/telemetry] and Targets [] are missing an authorization context."),
-        (Box::new(|v| { v["uri"] = json!("http://127.0.0.1:1883"); }), "connectivity:connection.configuration.invalid", "The URI scheme 'http' is not valid for MQTT 3.1.1."),
-        (Box::new(|v| { v["sources"][0].as_object_mut().unwrap().remove("qos"); }), "connectivity:connection.configuration.invalid", "MQTT Source <Source of index 0 of connection '{id}'> must contain QoS value."),
-        (Box::new(|v| { v["clientCount"] = json!(2); }), "connectivity:connection.configuration.invalid", "Client count limited to 1 for MQTT 3.1.1 connections."),
-        (Box::new(|v| { v["sources"][0]["consumerCount"] = json!(3); }), "connectivity:connection.configuration.invalid", "Consumer count limited to 1 for MQTT 3.1.1 connections."),
-        (Box::new(|v| { v["targets"][0]["headerMapping"] = json!({"content-type": "x"}); }), "connectivity:connection.configuration.invalid", "The header 'content-type' is not allowed in MQTT 3.1.1 target header mapping."),
-        (Box::new(|v| { v["targets"][0]["topics"] = json!(["_/_/things/twin/nope"]); }), "connectivity:topic.invalid", "The topic '_/_/things/twin/nope' could not be parsed."),
-        (Box::new(|v| { v["connectionType"] = json!("mqtt-5"); v["clientCount"] = json!(2); v["targets"][0]["topics"] = json!(["_/_/connections/announcements"]); }), "connectivity:connection.configuration.invalid", "Connection announcements (topic _/_/connections/announcements) can only be used with client count 1."),
-        (Box::new(|v| { v["sources"][0]["declaredAcks"] = json!(["someone-else:ack"]); }), "acknowledgement:label.invalid", "Acknowledgement label <someone-else:ack> is invalid."),
-        (Box::new(|v| { v["targets"][0]["issuedAcknowledgementLabel"] = json!("nope"); }), "acknowledgement:label.invalid", "Acknowledgement label <nope> is invalid."),
-        (Box::new(|v| { v["sources"][0]["payloadMapping"] = json!(["undefined-mapper"]); }), "connectivity:connection.configuration.invalid", "The mapper <undefined-mapper> could not be loaded."),
-        (Box::new(|v| { v["uri"] = json!("tcp://"); }), "connectivity:connection.uri.invalid", ""),
+    let cases: Vec<(Mutation, &str, &str)> = vec![
+        (
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("connectionType");
+            }),
+            "json.field.missing",
+            "JSON did not include required </connectionType> field!",
+        ),
+        (
+            Box::new(|v| {
+                v.as_object_mut().unwrap().remove("uri");
+            }),
+            "json.field.missing",
+            "JSON did not include required </uri> field!",
+        ),
+        (
+            Box::new(|v| {
+                v["sources"] = json!([]);
+                v["targets"] = json!([]);
+            }),
+            "connectivity:connection.configuration.invalid",
+            "Either a source or a target must be specified in the configuration of a connection!",
+        ),
+        (
+            Box::new(|v| {
+                v["sources"][0]["authorizationContext"] = json!([]);
+            }),
+            "connectivity:connection.configuration.invalid",
+            "The Sources [devices/+/telemetry] and Targets [] are missing an authorization context.",
+        ),
+        (
+            Box::new(|v| {
+                v["uri"] = json!("http://127.0.0.1:1883");
+            }),
+            "connectivity:connection.configuration.invalid",
+            "The URI scheme 'http' is not valid for MQTT 3.1.1.",
+        ),
+        (
+            Box::new(|v| {
+                v["sources"][0].as_object_mut().unwrap().remove("qos");
+            }),
+            "connectivity:connection.configuration.invalid",
+            "MQTT Source <Source of index 0 of connection '{id}'> must contain QoS value.",
+        ),
+        (
+            Box::new(|v| {
+                v["clientCount"] = json!(2);
+            }),
+            "connectivity:connection.configuration.invalid",
+            "Client count limited to 1 for MQTT 3.1.1 connections.",
+        ),
+        (
+            Box::new(|v| {
+                v["sources"][0]["consumerCount"] = json!(3);
+            }),
+            "connectivity:connection.configuration.invalid",
+            "Consumer count limited to 1 for MQTT 3.1.1 connections.",
+        ),
+        (
+            Box::new(|v| {
+                v["targets"][0]["headerMapping"] = json!({"content-type": "x"});
+            }),
+            "connectivity:connection.configuration.invalid",
+            "The header 'content-type' is not allowed in MQTT 3.1.1 target header mapping.",
+        ),
+        (
+            Box::new(|v| {
+                v["targets"][0]["topics"] = json!(["_/_/things/twin/nope"]);
+            }),
+            "connectivity:topic.invalid",
+            "The topic '_/_/things/twin/nope' could not be parsed.",
+        ),
+        (
+            Box::new(|v| {
+                v["connectionType"] = json!("mqtt-5");
+                v["clientCount"] = json!(2);
+                v["targets"][0]["topics"] = json!(["_/_/connections/announcements"]);
+            }),
+            "connectivity:connection.configuration.invalid",
+            "Connection announcements (topic _/_/connections/announcements) can only be used with client count 1.",
+        ),
+        (
+            Box::new(|v| {
+                v["sources"][0]["declaredAcks"] = json!(["someone-else:ack"]);
+            }),
+            "acknowledgement:label.invalid",
+            "Acknowledgement label <someone-else:ack> is invalid.",
+        ),
+        (
+            Box::new(|v| {
+                v["targets"][0]["issuedAcknowledgementLabel"] = json!("nope");
+            }),
+            "acknowledgement:label.invalid",
+            "Acknowledgement label <nope> is invalid.",
+        ),
+        (
+            Box::new(|v| {
+                v["sources"][0]["payloadMapping"] = json!(["undefined-mapper"]);
+            }),
+            "connectivity:connection.configuration.invalid",
+            "The mapper <undefined-mapper> could not be loaded.",
+        ),
+        (
+            Box::new(|v| {
+                v["uri"] = json!("tcp://");
+            }),
+            "connectivity:connection.uri.invalid",
+            "",
+        ),
     ];
     for (i, (mutate, code, message)) in cases.iter().enumerate() {
         let mut v = mqtt_connection();
         mutate(&mut v);
-        for (method, path) in [(Method::POST, "/api/2/connections?dry-run=true".to_string()), (Method::PUT, format!("/api/2/connections/case-{i}"))] {
+        for (method, path) in [
+            (Method::POST, "/api/2/connections?dry-run=true".to_string()),
+            (Method::PUT, format!("/api/2/connections/case-{i}")),
+        ] {
             let resp = f.req(method.clone(), &path).json(&v).send().await.unwrap();
             let body = assert_error(resp, 400, code).await;
             if !message.is_empty() && method == Method::PUT {
-                assert_eq!(body["message"], message.replace("{id}", &format!("case-{i}")), "case {i}");
+                assert_eq!(
+                    body["message"],
+                    message.replace("{id}", &format!("case-{i}")),
+                    "case {i}"
+                );
             }
         }
     }
     // None of the refused connections was stored.
-    assert_eq!(json(f.get("/api/2/connections?ids-only=true").await).await, json!([]));
+    assert_eq!(
+        json(f.get("/api/2/connections?ids-only=true").await).await,
+        json!([])
+    );
 
-    let body = assert_error(f.get("/api/2/connections/bad%20id").await, 400, "connectivity:connection.id.invalid").await;
+    let body = assert_error(
+        f.get("/api/2/connections/bad%20id").await,
+        400,
+        "connectivity:connection.id.invalid",
+    )
+    .await;
     assert_eq!(body["message"], "The Connection ID 'bad id' is not valid.");
-    assert_error(f.put_json(&format!("/api/2/connections/{}", "x".repeat(101)), &mqtt_connection()).await, 400, "connectivity:connection.id.invalid").await;
-    assert_error(f.get("/api/2/connections?fields=a(b").await, 400, "json.fieldselector.invalid").await;
+    assert_error(
+        f.put_json(
+            &format!("/api/2/connections/{}", "x".repeat(101)),
+            &mqtt_connection(),
+        )
+        .await,
+        400,
+        "connectivity:connection.id.invalid",
+    )
+    .await;
+    assert_error(
+        f.get("/api/2/connections?fields=a(b").await,
+        400,
+        "json.fieldselector.invalid",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -409,9 +743,15 @@ async fn oversized_bodies_unknown_routes_and_methods() {
     let (_d, f) = server();
     let mut big = mqtt_connection();
     big["name"] = json!("x".repeat(1024 * 1024 + 1));
-    assert_error(f.post_json("/api/2/connections", &big).await, 413, "gateway:request.entity.toolarge").await;
+    assert_error(
+        f.post_json("/api/2/connections", &big).await,
+        413,
+        "gateway:request.entity.toolarge",
+    )
+    .await;
     // Without a Content-Length (chunked), the limit holds too.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..1100).map(|_| Ok(vec![b' '; 1024])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..1100).map(|_| Ok(vec![b' '; 1024])).collect();
     let resp = f
         .req(Method::PUT, "/api/2/connections/chunked")
         .header("content-type", "application/json")
@@ -421,11 +761,29 @@ async fn oversized_bodies_unknown_routes_and_methods() {
         .unwrap();
     assert_error(resp, 413, "gateway:request.entity.toolarge").await;
 
-    assert_error(f.get("/api/2/nothing-here").await, 404, "gateway:route.notfound").await;
-    assert_error(f.get("/api/2/connections/x/unknown").await, 404, "gateway:route.notfound").await;
-    let resp = f.req(Method::PATCH, "/api/2/connections/x").send().await.unwrap();
+    assert_error(
+        f.get("/api/2/nothing-here").await,
+        404,
+        "gateway:route.notfound",
+    )
+    .await;
+    assert_error(
+        f.get("/api/2/connections/x/unknown").await,
+        404,
+        "gateway:route.notfound",
+    )
+    .await;
+    let resp = f
+        .req(Method::PATCH, "/api/2/connections/x")
+        .send()
+        .await
+        .unwrap();
     assert_error(resp, 405, "gateway:method.notallowed").await;
-    let resp = f.req(Method::DELETE, "/api/2/connections").send().await.unwrap();
+    let resp = f
+        .req(Method::DELETE, "/api/2/connections")
+        .send()
+        .await
+        .unwrap();
     assert_error(resp, 405, "gateway:method.notallowed").await;
 
     let health = reqwest::get(f.url("/health")).await.unwrap();
@@ -449,7 +807,10 @@ async fn concurrent_writers_lose_no_update() {
         tasks.push(tokio::spawn(async move {
             let mut v = mqtt_connection();
             v["name"] = json!(format!("writer-{n}"));
-            f.put_json("/api/2/connections/contended", &v).await.status().as_u16()
+            f.put_json("/api/2/connections/contended", &v)
+                .await
+                .status()
+                .as_u16()
         }));
     }
     let mut statuses = Vec::new();
@@ -457,9 +818,21 @@ async fn concurrent_writers_lose_no_update() {
         statuses.push(t.await.unwrap());
     }
     statuses.sort();
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 204).count(), 19, "{statuses:?}");
-    let got = json(f.get("/api/2/connections/contended?fields=_revision,name").await).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 204).count(),
+        19,
+        "{statuses:?}"
+    );
+    let got = json(
+        f.get("/api/2/connections/contended?fields=_revision,name")
+            .await,
+    )
+    .await;
     assert_eq!(got["_revision"], 20);
 
     // Writers that all read revision 20 race with If-Match: exactly one wins.
@@ -488,7 +861,11 @@ async fn concurrent_writers_lose_no_update() {
         }
     }
     assert_eq!(won, 1);
-    let got = json(f.get("/api/2/connections/contended?fields=_revision,name").await).await;
+    let got = json(
+        f.get("/api/2/connections/contended?fields=_revision,name")
+            .await,
+    )
+    .await;
     assert_eq!(got["_revision"], 21);
     assert!(got["name"].as_str().unwrap().starts_with("conditional-"));
 }
@@ -503,7 +880,13 @@ async fn example_connections_are_valid() {
         if path.extension().is_some_and(|e| e == "json") {
             let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
             let resp = f.post_json("/api/2/connections?dry-run=true", &v).await;
-            assert_eq!(resp.status(), StatusCode::OK, "{}: {}", path.display(), resp.text().await.unwrap());
+            assert_eq!(
+                resp.status(),
+                StatusCode::OK,
+                "{}: {}",
+                path.display(),
+                resp.text().await.unwrap()
+            );
             seen += 1;
         }
     }

@@ -26,7 +26,13 @@ fn serialize_status<S: serde::Serializer>(status: &StatusCode, s: S) -> Result<S
 
 impl std::fmt::Display for DittoError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.error, self.status.as_u16(), self.message)?;
+        write!(
+            f,
+            "{} ({}): {}",
+            self.error,
+            self.status.as_u16(),
+            self.message
+        )?;
         if let Some(d) = &self.description {
             write!(f, " {d}")?;
         }
@@ -92,9 +98,7 @@ impl DittoError {
             "connectivity:connection.id.invalid",
             format!("The Connection ID '{id}' is not valid."),
         )
-        .with_description(
-            "It must be conform to the regular expression: <[a-zA-Z0-9-_:]{1,100}>.",
-        )
+        .with_description("It must be conform to the regular expression: <[a-zA-Z0-9-_:]{1,100}>.")
     }
 
     pub fn id_not_settable() -> Self {
@@ -123,7 +127,9 @@ impl DittoError {
             "connectivity:connection.configuration.invalid",
             message,
         )
-        .with_description("Make sure all required properties are set and valid in the configuration.")
+        .with_description(
+            "Make sure all required properties are set and valid in the configuration.",
+        )
     }
 
     pub fn uri_invalid(uri: &str, reason: &str) -> Self {
@@ -144,7 +150,9 @@ impl DittoError {
             "connectivity:topic.invalid",
             format!("The topic '{topic}' could not be parsed."),
         )
-        .with_description(format!("'{hint}' - check if the format is the expected one."))
+        .with_description(format!(
+            "'{hint}' - check if the format is the expected one."
+        ))
     }
 
     pub fn ack_label_invalid(label: &str, connection_id: &str) -> Self {
@@ -209,8 +217,14 @@ impl DittoError {
         } else {
             "The resource requires authentication, which was not supplied with the request."
         };
-        Self::new(StatusCode::UNAUTHORIZED, "gateway:authentication.failed", message)
-            .with_description("Check if your credentials were correct: HTTP Basic authentication as user 'devops'.")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "gateway:authentication.failed",
+            message,
+        )
+        .with_description(
+            "Check if your credentials were correct: HTTP Basic authentication as user 'devops'.",
+        )
     }
 
     pub fn route_not_found(path: &str) -> Self {
@@ -219,7 +233,9 @@ impl DittoError {
             "gateway:route.notfound",
             format!("The requested resource <{path}> could not be found."),
         )
-        .with_description("Check the path of your request; the connection API lives under /api/2/connections.")
+        .with_description(
+            "Check the path of your request; the connection API lives under /api/2/connections.",
+        )
     }
 
     pub fn method_not_allowed(method: &str) -> Self {
@@ -240,7 +256,10 @@ impl DittoError {
                 actual.unwrap_or("none")
             ),
         )
-        .with_description(format!("Allowed Media-Types are: <[{}]>.", allowed.join(", ")))
+        .with_description(format!(
+            "Allowed Media-Types are: <[{}]>.",
+            allowed.join(", ")
+        ))
     }
 
     pub fn payload_too_large(limit: usize) -> Self {

@@ -62,7 +62,10 @@ pub struct Server {
 impl Server {
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("the data directory {} cannot be created", config.data_dir.display())
+            format!(
+                "the data directory {} cannot be created",
+                config.data_dir.display()
+            )
         })?;
         let (password, source) = devops_password(&config)?;
         match source {

@@ -20,6 +20,7 @@ pub struct Ferrule {
 
 pub struct Options<'a> {
     pub password: Option<&'a str>,
+    pub bind: Option<String>,
     pub args: Vec<String>,
 }
 
@@ -27,6 +28,7 @@ impl Default for Options<'_> {
     fn default() -> Self {
         Options {
             password: Some(PASSWORD),
+            bind: None,
             args: Vec::new(),
         }
     }
@@ -53,7 +55,7 @@ pub fn try_start(data_dir: &Path, options: Options) -> Result<Ferrule, (i32, Str
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrule"));
     cmd.arg("serve")
         .arg("--bind")
-        .arg("127.0.0.1:0")
+        .arg(options.bind.as_deref().unwrap_or("127.0.0.1:0"))
         .arg("--data-dir")
         .arg(data_dir)
         .args(&options.args)
@@ -98,16 +100,18 @@ pub fn try_start(data_dir: &Path, options: Options) -> Result<Ferrule, (i32, Str
                     let err = stderr.lock().unwrap().join("\n");
                     return Err((status.code().unwrap_or(-1), err));
                 }
-                assert!(std::time::Instant::now() < deadline, "ferrule did not start in 30 s");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "ferrule did not start in 30 s"
+                );
             }
         }
     }
 }
 
 pub fn start(data_dir: &Path) -> Ferrule {
-    try_start(data_dir, Options::default()).unwrap_or_else(|(code, err)| {
-        panic!("ferrule exited with {code}: {err}")
-    })
+    try_start(data_dir, Options::default())
+        .unwrap_or_else(|(code, err)| panic!("ferrule exited with {code}: {err}"))
 }
 
 impl Ferrule {
@@ -143,16 +147,30 @@ impl Ferrule {
     }
 
     pub async fn delete(&self, path: &str) -> reqwest::Response {
-        self.req(reqwest::Method::DELETE, path).send().await.unwrap()
-    }
-
-    pub async fn command(&self, id: &str, command: &str) -> reqwest::Response {
-        self.req(reqwest::Method::POST, &format!("/api/2/connections/{id}/command"))
-            .header("content-type", "text/plain")
-            .body(command.to_string())
+        self.req(reqwest::Method::DELETE, path)
             .send()
             .await
             .unwrap()
+    }
+
+    pub async fn command(&self, id: &str, command: &str) -> reqwest::Response {
+        self.req(
+            reqwest::Method::POST,
+            &format!("/api/2/connections/{id}/command"),
+        )
+        .header("content-type", "text/plain")
+        .body(command.to_string())
+        .send()
+        .await
+        .unwrap()
+    }
+
+    /// A second handle for requests only (the process stays owned by `self`).
+    pub fn clone_handle(&self) -> Handle {
+        Handle {
+            base: self.base.clone(),
+            password: self.password.clone(),
+        }
     }
 
     pub fn kill(&mut self) {
@@ -168,7 +186,10 @@ impl Ferrule {
 }
 
 fn unsafe_sigterm(pid: u32) {
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
 }
 
 impl Drop for Ferrule {
@@ -207,4 +228,24 @@ pub fn amqp_connection() -> serde_json::Value {
 pub async fn json(resp: reqwest::Response) -> serde_json::Value {
     let text = resp.text().await.unwrap();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Talks to a running Ferrule without owning the process.
+pub struct Handle {
+    pub base: String,
+    pub password: String,
+}
+
+impl Handle {
+    /// The status of a PUT, or `None` when the request failed (the server is gone).
+    pub async fn try_put(&self, path: &str, body: &serde_json::Value) -> Option<u16> {
+        reqwest::Client::new()
+            .put(format!("{}{}", self.base, path))
+            .basic_auth("devops", Some(&self.password))
+            .json(body)
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
 }

@@ -85,9 +85,15 @@ mod tests {
     #[test]
     fn checks_user_and_password() {
         let auth = DevopsAuth::new("s3cret:with:colons");
-        assert!(auth.check(Some(&basic("devops:s3cret:with:colons"))).is_ok());
+        assert!(
+            auth.check(Some(&basic("devops:s3cret:with:colons")))
+                .is_ok()
+        );
         assert!(auth.check(Some(&basic("devops:wrong"))).is_err());
-        assert!(auth.check(Some(&basic("admin:s3cret:with:colons"))).is_err());
+        assert!(
+            auth.check(Some(&basic("admin:s3cret:with:colons")))
+                .is_err()
+        );
         assert!(auth.check(Some(b"Bearer abc")).is_err());
         assert!(auth.check(Some(b"Basic !!!")).is_err());
         let missing = auth.check(None).unwrap_err();

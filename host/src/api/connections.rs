@@ -47,11 +47,19 @@ fn flag(params: &HashMap<String, String>, name: &str) -> bool {
 }
 
 fn selector(params: &HashMap<String, String>) -> Result<Option<FieldSelector>, DittoError> {
-    params.get("fields").map(|f| FieldSelector::parse(f)).transpose()
+    params
+        .get("fields")
+        .map(|f| FieldSelector::parse(f))
+        .transpose()
 }
 
 fn json_response(status: StatusCode, body: impl Into<Body>) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], body.into()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.into(),
+    )
+        .into_response()
 }
 
 fn json_value(status: StatusCode, value: &Value) -> Response {
@@ -132,7 +140,12 @@ async fn list(State(state): St, RawQuery(raw): RawQuery) -> AppResult {
     Ok(json_response(StatusCode::OK, out))
 }
 
-async fn create(State(state): St, RawQuery(raw): RawQuery, headers: HeaderMap, body: Body) -> AppResult {
+async fn create(
+    State(state): St,
+    RawQuery(raw): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> AppResult {
     let params = query(raw);
     let object = json_object(&state, &headers, body).await?;
     if flag(&params, "dry-run") {
@@ -152,7 +165,10 @@ async fn create(State(state): St, RawQuery(raw): RawQuery, headers: HeaderMap, b
         .map_err(PreconditionFailure::into_error)?;
     let entry = state.connections.create(object).await?;
     let response = json_response(StatusCode::CREATED, entry.body.clone());
-    Ok(with_location(with_etag(response, &entry), entry.record.id()))
+    Ok(with_location(
+        with_etag(response, &entry),
+        entry.record.id(),
+    ))
 }
 
 async fn retrieve(
@@ -173,7 +189,10 @@ async fn retrieve(
         Err(PreconditionFailure::Failed(e)) => return Err(e),
     }
     let response = match selector {
-        Some(s) => json_value(StatusCode::OK, &Value::Object(entry.record.to_json(Some(&s)))),
+        Some(s) => json_value(
+            StatusCode::OK,
+            &Value::Object(entry.record.to_json(Some(&s))),
+        ),
         None => json_response(StatusCode::OK, entry.body.clone()),
     };
     Ok(with_etag(response, &entry))
@@ -188,13 +207,18 @@ async fn modify(
     check_id(&id)?;
     let object = json_object(&state, &headers, body).await?;
     let preconditions = Preconditions::from_headers(&headers);
-    Ok(match state.connections.put(&id, object, &preconditions).await? {
-        Upserted::Created(entry) => with_location(
-            with_etag(json_response(StatusCode::CREATED, entry.body.clone()), &entry),
-            &id,
-        ),
-        Upserted::Modified(entry) => with_etag(StatusCode::NO_CONTENT.into_response(), &entry),
-    })
+    Ok(
+        match state.connections.put(&id, object, &preconditions).await? {
+            Upserted::Created(entry) => with_location(
+                with_etag(
+                    json_response(StatusCode::CREATED, entry.body.clone()),
+                    &entry,
+                ),
+                &id,
+            ),
+            Upserted::Modified(entry) => with_etag(StatusCode::NO_CONTENT.into_response(), &entry),
+        },
+    )
 }
 
 async fn remove(State(state): St, Path(id): Path<String>, headers: HeaderMap) -> AppResult {
@@ -212,7 +236,8 @@ async fn status(State(state): St, Path(id): Path<String>) -> AppResult {
     let c = &entry.record.connection;
     // No broker clients run yet: every connection is closed. A connection whose desired status is
     // open reports one closed client per clientCount, saying why.
-    let client_status: Vec<Value> = if c.connection_status == crate::model::ConnectivityStatus::Open {
+    let client_status: Vec<Value> = if c.connection_status == crate::model::ConnectivityStatus::Open
+    {
         (1..=c.client_count)
             .map(|n| {
                 json!({
@@ -248,7 +273,10 @@ async fn metrics(State(state): St, Path(id): Path<String>) -> AppResult {
     check_id(&id)?;
     let entry = state.connections.require(&id)?;
     let mut body = Map::new();
-    body.insert("type".into(), json!("connectivity.responses:retrieveConnectionMetrics"));
+    body.insert(
+        "type".into(),
+        json!("connectivity.responses:retrieveConnectionMetrics"),
+    );
     body.insert("status".into(), json!(200));
     body.insert("connectionId".into(), json!(id));
     body.extend(entry.metrics.to_json(Utc::now()));
@@ -272,7 +300,10 @@ async fn command(
     if let Some(mt) = media_type(&headers)
         && mt != "text/plain"
     {
-        return Err(DittoError::media_type_unsupported(Some(&mt), &["text/plain"]));
+        return Err(DittoError::media_type_unsupported(
+            Some(&mt),
+            &["text/plain"],
+        ));
     }
     let bytes: Bytes = read_body(&headers, body, state.max_body_bytes).await?;
     let text = String::from_utf8_lossy(&bytes);

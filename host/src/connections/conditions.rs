@@ -50,9 +50,9 @@ impl Preconditions {
         if let Some(h) = &self.if_match
             && !matches(h, current)
         {
-            return Err(PreconditionFailure::Failed(DittoError::precondition_failed(
-                "if-match", h, actual,
-            )));
+            return Err(PreconditionFailure::Failed(
+                DittoError::precondition_failed("if-match", h, actual),
+            ));
         }
         if let Some(h) = &self.if_none_match
             && matches(h, current)
@@ -60,11 +60,9 @@ impl Preconditions {
             if read {
                 return Err(PreconditionFailure::NotModified(actual.to_string()));
             }
-            return Err(PreconditionFailure::Failed(DittoError::precondition_failed(
-                "if-none-match",
-                h,
-                actual,
-            )));
+            return Err(PreconditionFailure::Failed(
+                DittoError::precondition_failed("if-none-match", h, actual),
+            ));
         }
         Ok(())
     }
@@ -77,7 +75,9 @@ impl PreconditionFailure {
             PreconditionFailure::NotModified(tag) => DittoError::new(
                 StatusCode::NOT_MODIFIED,
                 "connectivity:precondition.notmodified",
-                format!("The comparison of precondition header 'if-none-match' for the requested connection resource evaluated to false. Expected: '{tag}' not to match actual: '{tag}'."),
+                format!(
+                    "The comparison of precondition header 'if-none-match' for the requested connection resource evaluated to false. Expected: '{tag}' not to match actual: '{tag}'."
+                ),
             ),
         }
     }
@@ -98,14 +98,21 @@ mod tests {
     fn if_match() {
         let cur = Some("\"rev:2\"");
         assert!(p(Some("*"), None).check(cur, false).is_ok());
-        assert!(p(Some("\"rev:1\", \"rev:2\""), None).check(cur, false).is_ok());
+        assert!(
+            p(Some("\"rev:1\", \"rev:2\""), None)
+                .check(cur, false)
+                .is_ok()
+        );
         assert!(p(Some("W/\"rev:2\""), None).check(cur, false).is_ok());
         let Err(PreconditionFailure::Failed(e)) = p(Some("\"rev:1\""), None).check(cur, false)
         else {
             panic!()
         };
         assert_eq!(e.status, StatusCode::PRECONDITION_FAILED);
-        assert_eq!(e.message, "The comparison of precondition header 'if-match' for the requested connection resource evaluated to false. Header value: '\"rev:1\"', actual entity-tag: '\"rev:2\"'.");
+        assert_eq!(
+            e.message,
+            "The comparison of precondition header 'if-match' for the requested connection resource evaluated to false. Header value: '\"rev:1\"', actual entity-tag: '\"rev:2\"'."
+        );
         assert!(p(Some("*"), None).check(None, false).is_err());
         assert!(p(Some("*"), None).check(None, true).is_ok());
     }

@@ -171,7 +171,10 @@ impl ConnectionService {
     }
 
     /// Parses and validates a connection document whose `id` member is set.
-    pub fn build(&self, object: Map<String, Value>) -> Result<crate::model::Connection, DittoError> {
+    pub fn build(
+        &self,
+        object: Map<String, Value>,
+    ) -> Result<crate::model::Connection, DittoError> {
         let mut connection = connection_from_object(object)?;
         validate(&mut connection, &self.limits)?;
         Ok(connection)
@@ -189,6 +192,14 @@ impl ConnectionService {
             .or_insert_with(|| Value::String("unknown".into()));
         let connection = self.build(object)?;
         let _guard = self.write.lock().await;
+        self.insert_new(connection).await
+    }
+
+    /// Stores a new connection at revision 1, with logging enabled. The caller holds `write`.
+    async fn insert_new(
+        &self,
+        connection: crate::model::Connection,
+    ) -> Result<Arc<Entry>, DittoError> {
         let now = Utc::now();
         let record = StoredConnection {
             connection,
@@ -253,7 +264,9 @@ impl ConnectionService {
                         "ConnectionType <{}> of existing connection <{id}> cannot be changed!",
                         old_type.as_str()
                     ))
-                    .with_description("Delete the connection and create it again with the other type."));
+                    .with_description(
+                        "Delete the connection and create it again with the other type.",
+                    ));
                 }
                 let record = StoredConnection {
                     connection,
@@ -265,26 +278,16 @@ impl ConnectionService {
                 if record.connection.connection_status == ConnectivityStatus::Open {
                     lock(&old.logs).enable(now);
                 }
-                tracing::info!(connection = id, revision = record.revision, "connection modified");
+                tracing::info!(
+                    connection = id,
+                    revision = record.revision,
+                    "connection modified"
+                );
                 Ok(Upserted::Modified(
                     self.publish(Entry::new(record, old.logs.clone())),
                 ))
             }
-            None => {
-                let record = StoredConnection {
-                    connection,
-                    revision: 1,
-                    created: now,
-                    modified: now,
-                };
-                self.store.put(record.clone()).await.map_err(store_error)?;
-                let mut logs = ConnectionLogs::new(self.log_limits);
-                logs.enable(now);
-                tracing::info!(connection = id, "connection created");
-                Ok(Upserted::Created(
-                    self.publish(Entry::new(record, Arc::new(Mutex::new(logs)))),
-                ))
-            }
+            None => Ok(Upserted::Created(self.insert_new(connection).await?)),
         }
     }
 
@@ -325,7 +328,11 @@ impl ConnectionService {
                 if command == Command::Open {
                     lock(&old.logs).enable(now);
                 }
-                tracing::info!(connection = id, status = status.as_str(), "desired status changed");
+                tracing::info!(
+                    connection = id,
+                    status = status.as_str(),
+                    "desired status changed"
+                );
                 self.publish(Entry::new(record, old.logs.clone()));
             }
             Command::ResetMetrics => self.require(id)?.metrics.reset(),

@@ -136,7 +136,10 @@ mod tests {
         let apply = |s: &str| Value::Object(FieldSelector::parse(s).unwrap().apply(obj));
         assert_eq!(apply("name,id"), json!({"id": "x", "name": "n"}));
         assert_eq!(apply("a/b"), json!({"a": {"b": 1}}));
-        assert_eq!(apply("a(c,d),list"), json!({"a": {"c": 2, "d": 3}, "list": [1]}));
+        assert_eq!(
+            apply("a(c,d),list"),
+            json!({"a": {"c": 2, "d": 3}, "list": [1]})
+        );
         assert_eq!(apply("missing"), json!({}));
         assert_eq!(apply("list/x"), json!({}));
     }

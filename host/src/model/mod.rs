@@ -11,3 +11,6 @@ pub use connection::{Connection, ConnectionType, ConnectivityStatus};
 pub use fields::FieldSelector;
 pub use record::StoredConnection;
 pub use validate::ValidationLimits;
+
+#[cfg(test)]
+mod proptests;

@@ -9,8 +9,9 @@ use serde_json::{Map, Value, json};
 
 /// Parses a JSON text into an object, with Ditto's `json.invalid` on failure.
 pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, DittoError> {
-    let text = std::str::from_utf8(body)
-        .map_err(|e| DittoError::json_invalid(format!("The request body is not valid UTF-8: {e}.")))?;
+    let text = std::str::from_utf8(body).map_err(|e| {
+        DittoError::json_invalid(format!("The request body is not valid UTF-8: {e}."))
+    })?;
     if text.trim().is_empty() {
         return Err(DittoError::json_invalid(
             "The request body is empty; a JSON object was expected.",
@@ -121,16 +122,10 @@ fn migrate_reply_targets(connection: &mut Connection) {
         }
         let mut reply_headers = HeaderMapping::new();
         if with_headers {
-            reply_headers.insert(
-                "correlation-id".into(),
-                "{{header:correlation-id}}".into(),
-            );
+            reply_headers.insert("correlation-id".into(), "{{header:correlation-id}}".into());
             reply_headers.insert("content-type".into(), "{{header:content-type}}".into());
             let mut merged = HeaderMapping::new();
-            merged.insert(
-                "correlation-id".into(),
-                "{{header:correlation-id}}".into(),
-            );
+            merged.insert("correlation-id".into(), "{{header:correlation-id}}".into());
             merged.insert("content-type".into(), "{{header:content-type}}".into());
             merged.insert("reply-to".into(), "{{header:reply-to}}".into());
             for (k, v) in std::mem::take(&mut source.header_mapping) {
@@ -204,7 +199,10 @@ mod tests {
         v["sources"][0]["headerMapping"] = json!({"reply-to": "fixed"});
         v["sources"][0]["replyTarget"] = json!({"enabled": false});
         let out = serde_json::to_value(parse(v).unwrap()).unwrap();
-        assert_eq!(out["sources"][0]["headerMapping"], json!({"reply-to": "fixed"}));
+        assert_eq!(
+            out["sources"][0]["headerMapping"],
+            json!({"reply-to": "fixed"})
+        );
         assert_eq!(
             out["sources"][0]["replyTarget"],
             json!({"expectedResponseTypes": ["response", "error"], "enabled": false})
@@ -230,7 +228,10 @@ mod tests {
         v["mappingContext"] = json!({"mappingEngine": "JavaScript",
                                      "options": {"incomingScript": "", "outgoingScript": ""}});
         let out = serde_json::to_value(parse(v).unwrap()).unwrap();
-        assert_eq!(out["mappingDefinitions"]["javascript"]["mappingEngine"], "JavaScript");
+        assert_eq!(
+            out["mappingDefinitions"]["javascript"]["mappingEngine"],
+            "JavaScript"
+        );
         assert_eq!(out["sources"][0]["payloadMapping"], json!(["javascript"]));
         assert_eq!(out["targets"][0]["payloadMapping"], json!(["javascript"]));
         assert!(out.get("mappingContext").is_none());
@@ -242,12 +243,18 @@ mod tests {
         v.as_object_mut().unwrap().remove("connectionType");
         let e = parse(v).unwrap_err();
         assert_eq!(e.error, "json.field.missing");
-        assert_eq!(e.message, "JSON did not include required </connectionType> field!");
+        assert_eq!(
+            e.message,
+            "JSON did not include required </connectionType> field!"
+        );
 
         let mut v = base();
         v["targets"][0].as_object_mut().unwrap().remove("address");
         let e = parse(v).unwrap_err();
-        assert_eq!(e.message, "JSON did not include required </targets/0/address> field!");
+        assert_eq!(
+            e.message,
+            "JSON did not include required </targets/0/address> field!"
+        );
 
         let mut v = base();
         v["clientCount"] = json!("two");
@@ -280,6 +287,9 @@ mod tests {
         assert_eq!(parse_object(b"").unwrap_err().error, "json.invalid");
         assert_eq!(parse_object(b"\xff\xfe").unwrap_err().error, "json.invalid");
         let deep = "[".repeat(10_000);
-        assert_eq!(parse_object(deep.as_bytes()).unwrap_err().error, "json.invalid");
+        assert_eq!(
+            parse_object(deep.as_bytes()).unwrap_err().error,
+            "json.invalid"
+        );
     }
 }

@@ -86,9 +86,7 @@ impl FilteredTopic {
         let kind = TopicKind::ALL
             .into_iter()
             .find(|k| k.as_str() == path)
-            .ok_or_else(|| {
-                DittoError::topic_invalid(raw, &format!("Unknown topic: {path}"))
-            })?;
+            .ok_or_else(|| DittoError::topic_invalid(raw, &format!("Unknown topic: {path}")))?;
         let mut topic = FilteredTopic {
             kind,
             namespaces: Vec::new(),
@@ -103,7 +101,9 @@ impl FilteredTopic {
                 .ok_or_else(|| {
                     DittoError::topic_invalid(
                         raw,
-                        &format!("Unknown parameter: {name} (use namespaces, filter or extraFields)"),
+                        &format!(
+                            "Unknown parameter: {name} (use namespaces, filter or extraFields)"
+                        ),
                     )
                 })?;
             if !kind.allows(param) {
@@ -152,7 +152,10 @@ impl FilteredTopic {
             params.push(format!("filter={}", encode(f)));
         }
         if !self.extra_fields.is_empty() {
-            params.push(format!("extraFields={}", encode(&self.extra_fields.join(","))));
+            params.push(format!(
+                "extraFields={}",
+                encode(&self.extra_fields.join(","))
+            ));
         }
         if !params.is_empty() {
             out.push('?');
@@ -221,14 +224,24 @@ mod tests {
     fn unknown_topics_and_parameters_are_rejected() {
         let e = FilteredTopic::parse("_/_/things/twin/foo").unwrap_err();
         assert_eq!(e.error, "connectivity:topic.invalid");
-        assert_eq!(e.message, "The topic '_/_/things/twin/foo' could not be parsed.");
+        assert_eq!(
+            e.message,
+            "The topic '_/_/things/twin/foo' could not be parsed."
+        );
         assert_eq!(
             e.description.as_deref(),
             Some("'Unknown topic: _/_/things/twin/foo' - check if the format is the expected one.")
         );
         let desc = |raw: &str| FilteredTopic::parse(raw).unwrap_err().description.unwrap();
-        assert!(desc("_/_/things/twin/events?namespace=x").contains("Unknown parameter: namespace"));
-        assert!(desc("_/_/things/live/commands?filter=eq(a,1)").contains("filter is not supported"));
-        assert!(desc("_/_/connections/announcements?namespaces=a").contains("namespaces is not supported"));
+        assert!(
+            desc("_/_/things/twin/events?namespace=x").contains("Unknown parameter: namespace")
+        );
+        assert!(
+            desc("_/_/things/live/commands?filter=eq(a,1)").contains("filter is not supported")
+        );
+        assert!(
+            desc("_/_/connections/announcements?namespaces=a")
+                .contains("namespaces is not supported")
+        );
     }
 }

@@ -112,7 +112,9 @@ fn connection_rules(c: &Connection, limits: &ValidationLimits) -> Result<(), Dit
             "The connection type '{}' is not supported by Ferrule.",
             c.connection_type.as_str()
         ))
-        .with_description("Ferrule connects to brokers of the types amqp-091, amqp-10, mqtt and mqtt-5."));
+        .with_description(
+            "Ferrule connects to brokers of the types amqp-091, amqp-10, mqtt and mqtt-5.",
+        ));
     }
     if c.sources.len() > limits.max_sources {
         return Err(invalid(format!(
@@ -208,7 +210,8 @@ fn ack_label_rules(c: &Connection) -> Result<(), DittoError> {
 }
 
 fn uri_rules(c: &Connection) -> Result<(), DittoError> {
-    let url = url::Url::parse(&c.uri).map_err(|e| DittoError::uri_invalid(&c.uri, &e.to_string()))?;
+    let url =
+        url::Url::parse(&c.uri).map_err(|e| DittoError::uri_invalid(&c.uri, &e.to_string()))?;
     if url.host_str().is_none_or(str::is_empty) {
         return Err(DittoError::uri_invalid(&c.uri, "it has no host"));
     }
@@ -258,10 +261,10 @@ fn credentials_rules(c: &Connection) -> Result<(), DittoError> {
     ];
     match credentials.get("type").and_then(|t| t.as_str()) {
         None => Err(DittoError::json_field_missing("/credentials/type")),
-        Some(t) if !TYPES.contains(&t) => Err(invalid(format!(
-            "The credentials type '{t}' is unknown."
-        ))
-        .with_description(format!("Use one of: {}.", TYPES.join(", ")))),
+        Some(t) if !TYPES.contains(&t) => {
+            Err(invalid(format!("The credentials type '{t}' is unknown."))
+                .with_description(format!("Use one of: {}.", TYPES.join(", "))))
+        }
         Some("client-cert") => {
             for field in ["cert", "key"] {
                 if let Some(v) = credentials.get(field)
@@ -303,7 +306,11 @@ fn ssh_tunnel_rules(c: &Connection) -> Result<(), DittoError> {
             ))
             .with_description("Use 'password' or 'public-key'."));
         }
-        None => return Err(DittoError::json_field_missing("/sshTunnel/credentials/type")),
+        None => {
+            return Err(DittoError::json_field_missing(
+                "/sshTunnel/credentials/type",
+            ));
+        }
     }
     if enabled {
         return Err(invalid("SSH tunnels are not supported by Ferrule.").with_description(
@@ -340,7 +347,9 @@ fn protocol_rules(c: &Connection) -> Result<(), DittoError> {
 
 fn check_qos(qos: Option<i64>, kind: &str, name: &str) -> Result<(), DittoError> {
     match qos {
-        None => Err(invalid(format!("MQTT {kind} <{name}> must contain QoS value."))),
+        None => Err(invalid(format!(
+            "MQTT {kind} <{name}> must contain QoS value."
+        ))),
         Some(q) if !(0..=2).contains(&q) => Err(invalid(format!(
             "Invalid value '{q}' for configuration 'qos' in {name}"
         ))
@@ -410,7 +419,10 @@ fn mqtt_source_rules(source: &Source, name: &str, mqtt3: bool) -> Result<(), Dit
 fn mqtt_target_rules(target: &Target, name: &str, mqtt3: bool) -> Result<(), DittoError> {
     check_qos(target.qos, "Target", name)?;
     let without_placeholders = strip_placeholders(&target.address);
-    for (wildcard, label) in [('#', "multi level wildcard (#)"), ('+', "single level wildcard (+)")] {
+    for (wildcard, label) in [
+        ('#', "multi level wildcard (#)"),
+        ('+', "single level wildcard (+)"),
+    ] {
         if let Some(i) = without_placeholders.find(wildcard) {
             return Err(invalid(format!(
                 "The provided topic '{}' is not valid: Topic [{}] must not contain {label}, found at index {i}.",
@@ -445,11 +457,15 @@ fn check_topic_filter(filter: &str) -> Result<(), String> {
     let mut index = 0;
     for (n, level) in levels.iter().enumerate() {
         if level.contains('#') && (*level != "#" || n + 1 != levels.len()) {
-            return Err(format!("Topic filter [{filter}] contains misplaced wildcard characters. Multi level wildcard (#) must be the last character."));
+            return Err(format!(
+                "Topic filter [{filter}] contains misplaced wildcard characters. Multi level wildcard (#) must be the last character."
+            ));
         }
         if level.contains('+') && *level != "+" {
             let at = index + level.find('+').unwrap_or(0);
-            return Err(format!("Topic filter [{filter}] contains misplaced wildcard characters. Wildcard (+) at index {at} must follow a topic level separator and be followed by one."));
+            return Err(format!(
+                "Topic filter [{filter}] contains misplaced wildcard characters. Wildcard (+) at index {at} must follow a topic level separator and be followed by one."
+            ));
         }
         index += level.len() + 1;
     }
@@ -510,10 +526,7 @@ fn mapping_rules(c: &Connection, limits: &ValidationLimits) -> Result<(), DittoE
                 "The mapping definition <{id}> uses the unknown mappingEngine <{}>.",
                 definition.mapping_engine
             ))
-            .with_description(format!(
-                "Use one of: {}.",
-                mapping::ENGINES.join(", ")
-            )));
+            .with_description(format!("Use one of: {}.", mapping::ENGINES.join(", "))));
         }
     }
     let check = |mappings: &[String], what: String| -> Result<(), DittoError> {
@@ -621,10 +634,16 @@ mod tests {
     fn mqtt3_rules_hold() {
         let mut v = mqtt();
         v["clientCount"] = json!(2);
-        assert_eq!(message(v), "Client count limited to 1 for MQTT 3.1.1 connections.");
+        assert_eq!(
+            message(v),
+            "Client count limited to 1 for MQTT 3.1.1 connections."
+        );
         let mut v = mqtt();
         v["sources"][0]["consumerCount"] = json!(2);
-        assert_eq!(message(v), "Consumer count limited to 1 for MQTT 3.1.1 connections.");
+        assert_eq!(
+            message(v),
+            "Consumer count limited to 1 for MQTT 3.1.1 connections."
+        );
         let mut v = mqtt();
         v["sources"][0].as_object_mut().unwrap().remove("qos");
         assert_eq!(
@@ -651,7 +670,9 @@ mod tests {
         assert!(message(v).contains("Wildcard (+) at index 3"));
         let mut v = mqtt();
         v["targets"][0]["address"] = json!("a/+/b");
-        assert!(message(v).contains("must not contain single level wildcard (+), found at index 2"));
+        assert!(
+            message(v).contains("must not contain single level wildcard (+), found at index 2")
+        );
         let mut v = mqtt();
         v["sources"][0]["headerMapping"] = json!({"device": "{{ header:device_id }}"});
         assert!(message(v).contains("uses the header 'device_id'"));
@@ -666,7 +687,8 @@ mod tests {
         v["connectionType"] = json!("mqtt-5");
         v["clientCount"] = json!(2);
         v["targets"][0]["headerMapping"] = json!({"correlation-id": "{{ header:correlation-id }}"});
-        v["sources"][0]["enforcement"] = json!({"input": "{{ header:device }}", "filters": ["{{ thing:id }}"]});
+        v["sources"][0]["enforcement"] =
+            json!({"input": "{{ header:device }}", "filters": ["{{ thing:id }}"]});
         check(v).unwrap();
         let mut v = mqtt();
         v["connectionType"] = json!("mqtt-5");
@@ -679,11 +701,20 @@ mod tests {
         let mut v = mqtt();
         v["uri"] = json!("amqp://localhost:5672");
         let e = check(v).unwrap_err();
-        assert_eq!(e.message, "The URI scheme 'amqp' is not valid for MQTT 3.1.1.");
-        assert_eq!(e.description.as_deref(), Some("Accepted URI schemes are: tcp, ssl"));
+        assert_eq!(
+            e.message,
+            "The URI scheme 'amqp' is not valid for MQTT 3.1.1."
+        );
+        assert_eq!(
+            e.description.as_deref(),
+            Some("Accepted URI schemes are: tcp, ssl")
+        );
         let mut v = mqtt();
         v["uri"] = json!("not a uri");
-        assert_eq!(check(v).unwrap_err().error, "connectivity:connection.uri.invalid");
+        assert_eq!(
+            check(v).unwrap_err().error,
+            "connectivity:connection.uri.invalid"
+        );
         let mut v = mqtt();
         v["ca"] = json!("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----");
         let e = check(v).unwrap_err();
@@ -699,13 +730,20 @@ mod tests {
     fn unsupported_types_are_rejected() {
         let mut v = mqtt();
         v["connectionType"] = json!("kafka");
-        assert_eq!(message(v), "The connection type 'kafka' is not supported by Ferrule.");
+        assert_eq!(
+            message(v),
+            "The connection type 'kafka' is not supported by Ferrule."
+        );
     }
 
     #[test]
     fn ack_labels_must_carry_the_connection_id() {
         let mut v = mqtt();
-        v["sources"][0]["declaredAcks"] = json!(["m1:good", "{{connection:id}}:fine", "{{ connection:id }}:ok"]);
+        v["sources"][0]["declaredAcks"] = json!([
+            "m1:good",
+            "{{connection:id}}:fine",
+            "{{ connection:id }}:ok"
+        ]);
         v["targets"][0]["issuedAcknowledgementLabel"] = json!("{{connection:id}}:delivered");
         check(v).unwrap();
         let mut v = mqtt();
@@ -721,7 +759,10 @@ mod tests {
         v["targets"] = json!([t.clone(), t]);
         v["targets"][0]["issuedAcknowledgementLabel"] = json!("m1:x");
         v["targets"][1]["issuedAcknowledgementLabel"] = json!("{{connection:id}}:x");
-        assert_eq!(check(v).unwrap_err().error, "acknowledgement:label.not.unique");
+        assert_eq!(
+            check(v).unwrap_err().error,
+            "acknowledgement:label.not.unique"
+        );
     }
 
     #[test]
@@ -764,14 +805,20 @@ mod tests {
         assert!(message(v).contains("unknown mappingEngine <Lua>"));
         let mut v = mqtt();
         v["targets"][0]["payloadMapping"] = json!(vec!["Ditto"; 11]);
-        assert_eq!(message(v), "The number of configured payload mappings exceeded the limit.");
+        assert_eq!(
+            message(v),
+            "The number of configured payload mappings exceeded the limit."
+        );
     }
 
     #[test]
     fn addresses_limits_and_tunnels() {
         let mut v = mqtt();
         v["sources"][0]["addresses"] = json!([""]);
-        assert_eq!(message(v), "Source 0 of connection <m1>: addresses may not be empty.");
+        assert_eq!(
+            message(v),
+            "Source 0 of connection <m1>: addresses may not be empty."
+        );
         let mut v = mqtt();
         let s = v["sources"][0].clone();
         v["sources"] = json!([s.clone(), s.clone(), s.clone(), s.clone(), s]);

@@ -211,7 +211,11 @@ mod tests {
         logs.log(entry(now, Level::Success, "dropped while disabled"));
         logs.enable(now);
         for i in 0..15 {
-            logs.log(entry(now + Duration::milliseconds(i), Level::Success, &format!("s{i}")));
+            logs.log(entry(
+                now + Duration::milliseconds(i),
+                Level::Success,
+                &format!("s{i}"),
+            ));
         }
         logs.log(entry(now, Level::Failure, "f"));
         let v = logs.retrieve("c", now);
@@ -231,7 +235,10 @@ mod tests {
     #[test]
     fn byte_budget_evicts_oldest() {
         let now = Utc::now();
-        let limits = LogLimits { max_log_size_bytes: 1000, ..LogLimits::default() };
+        let limits = LogLimits {
+            max_log_size_bytes: 1000,
+            ..LogLimits::default()
+        };
         let mut logs = ConnectionLogs::new(limits);
         logs.enable(now);
         for i in 0..10 {
@@ -242,7 +249,10 @@ mod tests {
         let v = logs.retrieve("c", now);
         let list = v["connectionLogs"].as_array().unwrap();
         assert!(list.len() <= 4, "{}", list.len());
-        assert_eq!(list.last().unwrap()["timestamp"], timestamp(&(now + Duration::seconds(9))));
+        assert_eq!(
+            list.last().unwrap()["timestamp"],
+            timestamp(&(now + Duration::seconds(9)))
+        );
     }
 
     #[test]

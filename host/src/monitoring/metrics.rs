@@ -138,13 +138,22 @@ impl ConnectionMetrics {
                 .clone()
         });
         if let Some(pair) = counters.get(&metric) {
-            let counter = if success { &pair.success } else { &pair.failure };
+            let counter = if success {
+                &pair.success
+            } else {
+                &pair.failure
+            };
             counter.record(at);
         }
     }
 
     pub fn reset(&self) {
-        for counters in self.addresses.read().unwrap_or_else(|e| e.into_inner()).values() {
+        for counters in self
+            .addresses
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+        {
             for pair in counters.values() {
                 pair.success.reset();
                 pair.failure.reset();
@@ -199,8 +208,14 @@ impl ConnectionMetrics {
             json!({"inbound": direction_json(Direction::Inbound),
                    "outbound": direction_json(Direction::Outbound)}),
         );
-        out.insert("sourceMetrics".into(), json!({"addressMetrics": source_metrics}));
-        out.insert("targetMetrics".into(), json!({"addressMetrics": target_metrics}));
+        out.insert(
+            "sourceMetrics".into(),
+            json!({"addressMetrics": source_metrics}),
+        );
+        out.insert(
+            "targetMetrics".into(),
+            json!({"addressMetrics": target_metrics}),
+        );
         out
     }
 }
@@ -239,10 +254,22 @@ mod tests {
 
         m.record(Direction::Inbound, "q1", MetricType::Consumed, true, now);
         m.record(Direction::Inbound, "q2", MetricType::Consumed, true, now);
-        m.record(Direction::Outbound, "ex/key", MetricType::Published, false, now);
+        m.record(
+            Direction::Outbound,
+            "ex/key",
+            MetricType::Published,
+            false,
+            now,
+        );
         let v = m.to_json(now);
-        assert_eq!(v["connectionMetrics"]["inbound"]["consumed"]["success"]["PT1M"], 2);
-        assert_eq!(v["sourceMetrics"]["addressMetrics"]["q2"]["consumed"]["success"]["PT24H"], 1);
+        assert_eq!(
+            v["connectionMetrics"]["inbound"]["consumed"]["success"]["PT1M"],
+            2
+        );
+        assert_eq!(
+            v["sourceMetrics"]["addressMetrics"]["q2"]["consumed"]["success"]["PT24H"],
+            1
+        );
         assert_eq!(v["containsFailures"], true);
         assert_eq!(
             v["connectionMetrics"]["outbound"]["published"]["failure"]["lastMessageAt"],

@@ -112,7 +112,10 @@ mod tests {
         assert_eq!(at(Duration::minutes(61)).last_hour, 0);
         assert_eq!(at(Duration::minutes(61)).last_day, 2);
         assert_eq!(at(Duration::hours(25)).last_day, 0);
-        assert_eq!(at(Duration::hours(25)).last_at, Some(t0 + Duration::seconds(30)));
+        assert_eq!(
+            at(Duration::hours(25)).last_at,
+            Some(t0 + Duration::seconds(30))
+        );
         // A reused slot forgets its old period.
         c.record(t0 + Duration::seconds(60));
         assert_eq!(at(Duration::seconds(60)).last_minute, 2);

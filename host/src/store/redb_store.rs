@@ -55,8 +55,10 @@ impl ConnectionStore for RedbStore {
             let mut out = Vec::new();
             for entry in table.iter().map_err(storage)? {
                 let (key, value) = entry.map_err(storage)?;
-                let record: StoredConnection = serde_json::from_slice(value.value())
-                    .map_err(|e| StoreError::Corrupt(format!("connection '{}': {e}", key.value())))?;
+                let record: StoredConnection =
+                    serde_json::from_slice(value.value()).map_err(|e| {
+                        StoreError::Corrupt(format!("connection '{}': {e}", key.value()))
+                    })?;
                 out.push(record);
             }
             Ok(out)
@@ -69,7 +71,9 @@ impl ConnectionStore for RedbStore {
             let txn = db.begin_write().map_err(storage)?;
             {
                 let mut table = txn.open_table(CONNECTIONS).map_err(storage)?;
-                table.insert(record.id(), bytes.as_slice()).map_err(storage)?;
+                table
+                    .insert(record.id(), bytes.as_slice())
+                    .map_err(storage)?;
             }
             txn.commit().map_err(storage)
         })
