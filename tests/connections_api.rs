@@ -892,3 +892,49 @@ async fn example_connections_are_valid() {
     }
     assert!(seen >= 3, "examples/connections holds {seen} connections");
 }
+
+#[tokio::test]
+async fn logging_expires_and_is_enabled_again_by_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ferrule.toml");
+    std::fs::write(&cfg, "[logs]\nlog_duration_secs = 1\n").unwrap();
+    let f = common::try_start(
+        &dir.path().join("data"),
+        common::Options {
+            args: vec!["--config".into(), cfg.display().to_string()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    f.put_json("/api/2/connections/expiring", &mqtt_connection())
+        .await;
+    let logs = json(f.get("/api/2/connections/expiring/logs").await).await;
+    assert!(
+        logs["enabledUntil"].is_string(),
+        "enabled on create: {logs}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let logs = json(f.get("/api/2/connections/expiring/logs").await).await;
+    assert_eq!(logs["enabledSince"], Value::Null, "expired: {logs}");
+    assert_eq!(logs["enabledUntil"], Value::Null, "expired: {logs}");
+
+    let before = chrono::Utc::now();
+    let resp = f
+        .command("expiring", "connectivity.commands:enableConnectionLogs")
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let logs = json(f.get("/api/2/connections/expiring/logs").await).await;
+    let since: chrono::DateTime<chrono::Utc> =
+        logs["enabledSince"].as_str().unwrap().parse().unwrap();
+    let until: chrono::DateTime<chrono::Utc> =
+        logs["enabledUntil"].as_str().unwrap().parse().unwrap();
+    assert!(
+        since >= before - chrono::Duration::milliseconds(5),
+        "{logs}"
+    );
+    let window = (until - since).num_milliseconds();
+    assert!(
+        (900..=1200).contains(&window),
+        "enabled for the configured second: {window} ms"
+    );
+}
