@@ -371,16 +371,7 @@ async fn list_ids_only_fields_and_delete() {
 #[tokio::test]
 async fn list_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("ferrule.toml");
-    std::fs::write(&cfg, "[http]\nconnections_retrieve_limit = 2\n").unwrap();
-    let f = common::try_start(
-        &dir.path().join("data"),
-        common::Options {
-            args: vec!["--config".into(), cfg.display().to_string()],
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let f = common::start_with_config(dir.path(), "[http]\nconnections_retrieve_limit = 2\n");
     for id in ["x1", "x2", "x3"] {
         f.put_json(&format!("/api/2/connections/{id}"), &mqtt_connection())
             .await;
@@ -896,16 +887,7 @@ async fn example_connections_are_valid() {
 #[tokio::test]
 async fn logging_expires_and_is_enabled_again_by_command() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("ferrule.toml");
-    std::fs::write(&cfg, "[logs]\nlog_duration_secs = 1\n").unwrap();
-    let f = common::try_start(
-        &dir.path().join("data"),
-        common::Options {
-            args: vec!["--config".into(), cfg.display().to_string()],
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let f = common::start_with_config(dir.path(), "[logs]\nlog_duration_secs = 1\n");
     f.put_json("/api/2/connections/expiring", &mqtt_connection())
         .await;
     let logs = json(f.get("/api/2/connections/expiring/logs").await).await;

@@ -114,6 +114,18 @@ pub fn start(data_dir: &Path) -> Ferrule {
         .unwrap_or_else(|(code, err)| panic!("ferrule exited with {code}: {err}"))
 }
 
+/// Starts Ferrule with a config file of the given TOML text; the data dir is `dir/data`.
+pub fn start_with_config(dir: &Path, toml: &str) -> Ferrule {
+    let cfg = dir.join("ferrule.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let options = Options {
+        args: vec!["--config".into(), cfg.display().to_string()],
+        ..Default::default()
+    };
+    try_start(&dir.join("data"), options)
+        .unwrap_or_else(|(code, err)| panic!("ferrule exited with {code}: {err}"))
+}
+
 impl Ferrule {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
