@@ -1,0 +1,211 @@
+//! The Ditto Protocol envelope (spec §7), parsed from and written to JSON.
+
+use crate::error::ProtocolError;
+use crate::headers::Headers;
+use crate::topic::Topic;
+use serde_json::{Map, Value};
+
+pub const CONTENT_TYPE: &str = "application/vnd.eclipse.ditto+json";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DittoMessage {
+    pub topic: Topic,
+    pub headers: Headers,
+    /// A JSON pointer; `/` is the whole entity.
+    pub path: String,
+    pub value: Option<Value>,
+    /// Present on responses (HTTP semantics).
+    pub status: Option<u16>,
+    pub extra: Option<Value>,
+    pub revision: Option<u64>,
+    pub timestamp: Option<String>,
+    pub fields: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+impl DittoMessage {
+    pub fn new(topic: Topic, path: impl Into<String>) -> DittoMessage {
+        DittoMessage {
+            topic,
+            headers: Headers::new(),
+            path: path.into(),
+            value: None,
+            status: None,
+            extra: None,
+            revision: None,
+            timestamp: None,
+            fields: None,
+            metadata: None,
+        }
+    }
+
+    pub fn from_json_str(text: &str) -> Result<DittoMessage, ProtocolError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            ProtocolError::json_invalid(format!("Failed to parse JSON string '{text}'! {e}"))
+        })?;
+        match value {
+            Value::Object(map) => DittoMessage::from_json(map),
+            other => Err(ProtocolError::json_invalid(format!(
+                "<{other}> is not a valid JSON object!"
+            ))),
+        }
+    }
+
+    pub fn from_json(mut map: Map<String, Value>) -> Result<DittoMessage, ProtocolError> {
+        let topic = match map.remove("topic") {
+            Some(Value::String(t)) => Topic::parse(&t)?,
+            Some(_) => return Err(invalid_field("topic", "a string")),
+            None => return Err(ProtocolError::json_field_missing("/topic")),
+        };
+        let headers = match map.remove("headers") {
+            None | Some(Value::Null) => Headers::new(),
+            Some(h @ Value::Object(_)) => {
+                serde_json::from_value(h).map_err(|_| invalid_field("headers", "an object"))?
+            }
+            Some(_) => return Err(invalid_field("headers", "an object")),
+        };
+        let path = match map.remove("path") {
+            None => "/".to_string(),
+            Some(Value::String(p)) if p.is_empty() || p.starts_with('/') => {
+                if p.is_empty() {
+                    "/".to_string()
+                } else {
+                    p
+                }
+            }
+            Some(Value::String(p)) => format!("/{p}"),
+            Some(_) => return Err(invalid_field("path", "a string")),
+        };
+        let status = match map.remove("status") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(
+                n.as_u64()
+                    .filter(|s| (100..=599).contains(s))
+                    .ok_or_else(|| invalid_field("status", "an HTTP status code"))?
+                    as u16,
+            ),
+            Some(_) => return Err(invalid_field("status", "an HTTP status code")),
+        };
+        let revision = match map.remove("revision") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => Some(
+                n.as_u64()
+                    .ok_or_else(|| invalid_field("revision", "a number"))?,
+            ),
+            Some(_) => return Err(invalid_field("revision", "a number")),
+        };
+        let string = |map: &mut Map<String, Value>, key: &str| match map.remove(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(invalid_field(key, "a string")),
+        };
+        let timestamp = string(&mut map, "timestamp")?;
+        let fields = string(&mut map, "fields")?;
+        Ok(DittoMessage {
+            topic,
+            headers,
+            path,
+            value: map.remove("value"),
+            status,
+            extra: map.remove("extra").filter(|v| !v.is_null()),
+            revision,
+            timestamp,
+            fields,
+            metadata: map.remove("metadata").filter(|v| !v.is_null()),
+        })
+    }
+
+    pub fn to_json(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("topic".into(), Value::String(self.topic.to_string()));
+        m.insert(
+            "headers".into(),
+            serde_json::to_value(&self.headers).unwrap_or_default(),
+        );
+        m.insert("path".into(), Value::String(self.path.clone()));
+        if let Some(v) = &self.value {
+            m.insert("value".into(), v.clone());
+        }
+        if let Some(e) = &self.extra {
+            m.insert("extra".into(), e.clone());
+        }
+        if let Some(s) = self.status {
+            m.insert("status".into(), Value::from(s));
+        }
+        if let Some(r) = self.revision {
+            m.insert("revision".into(), Value::from(r));
+        }
+        if let Some(t) = &self.timestamp {
+            m.insert("timestamp".into(), Value::String(t.clone()));
+        }
+        if let Some(f) = &self.fields {
+            m.insert("fields".into(), Value::String(f.clone()));
+        }
+        if let Some(md) = &self.metadata {
+            m.insert("metadata".into(), md.clone());
+        }
+        m
+    }
+
+    pub fn to_json_string(&self) -> String {
+        Value::Object(self.to_json()).to_string()
+    }
+
+    pub fn is_response(&self) -> bool {
+        self.status.is_some()
+    }
+}
+
+fn invalid_field(key: &str, expected: &str) -> ProtocolError {
+    ProtocolError::json_invalid(format!("The value of </{key}> must be {expected}."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn spec_examples_round_trip() {
+        for v in [
+            json!({"topic":"org.eclipse.ditto/fancy-thing/things/twin/commands/modify",
+                   "headers":{"correlation-id":"c-1"},
+                   "path":"/attributes/location","value":{"latitude":44.673856,"longitude":8.261719}}),
+            json!({"topic":"org.eclipse.ditto/fancy-thing/things/twin/commands/modify",
+                   "headers":{"correlation-id":"c-1"},"path":"/attributes/location","status":204}),
+            json!({"topic":"org.eclipse.ditto/fancy-thing/things/twin/events/modified",
+                   "headers":{"correlation-id":"c-1"},"path":"/features/accelerometer/properties/x",
+                   "value":42,"revision":1}),
+            json!({"topic":"org.eclipse.ditto/fancy-thing/things/twin/errors",
+                   "headers":{"correlation-id":"c-1"},"path":"/",
+                   "value":{"status":404,"error":"things:feature.notfound","message":"m","description":"d"},
+                   "status":404}),
+        ] {
+            let m = DittoMessage::from_json(v.as_object().unwrap().clone()).unwrap();
+            assert_eq!(Value::Object(m.to_json()), v);
+        }
+    }
+
+    #[test]
+    fn invalid_messages_get_ditto_errors() {
+        let e =
+            DittoMessage::from_json_str(r#"{"thingId": "fan:octopus", "Value": 0}"#).unwrap_err();
+        assert_eq!(e.error, "json.field.missing");
+        assert_eq!(e.message, "JSON did not include required </topic> field!");
+        assert_eq!(
+            DittoMessage::from_json_str("{").unwrap_err().error,
+            "json.invalid"
+        );
+        assert_eq!(
+            DittoMessage::from_json_str("[]").unwrap_err().error,
+            "json.invalid"
+        );
+        let e = DittoMessage::from_json_str(r#"{"topic":"a/b/c"}"#).unwrap_err();
+        assert_eq!(e.error, "things.protocol.adapter:unknown.topicpath");
+        let e = DittoMessage::from_json_str(
+            r#"{"topic":"a/b/things/twin/commands/modify","status":"x"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.error, "json.invalid");
+    }
+}
