@@ -3,6 +3,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`model`] | the connection JSON: types, defaults, parsing, validation, field selection |
+//! | [`conditions`] | `If-Match` / `If-None-Match` against `"rev:N"` entity tags |
 //! | [`connections`] | the connection service: create, modify, delete, commands, the live view |
 //! | [`store`] | durable connection records behind one trait; the embedded redb default |
 //! | [`monitoring`] | connection metrics (sliding windows) and connection logs (ring buffers) |
@@ -10,9 +11,11 @@
 //! | [`api`] | the HTTP routes, devops authentication, request bodies |
 //! | [`config`] | flags, environment, TOML file and defaults |
 //! | [`server`] | start-up: data directory, devops password, store, listener |
+//! | [`twin`] | things: the twin commands at every path level, their responses and events |
 //! | [`error`] | Ditto's error JSON |
 
 pub mod api;
+pub mod conditions;
 pub mod config;
 pub mod connections;
 pub mod error;
@@ -21,3 +24,4 @@ pub mod model;
 pub mod monitoring;
 pub mod server;
 pub mod store;
+pub mod twin;

@@ -1,7 +1,7 @@
 //! `/api/2/connections`: Ditto's connection management API (spec §2).
 
 use super::{AppState, media_type, read_body};
-use crate::connections::conditions::{PreconditionFailure, Preconditions};
+use crate::conditions::{PreconditionFailure, Preconditions};
 use crate::connections::{Command, Entry, Upserted, lock};
 use crate::error::DittoError;
 use crate::model::FieldSelector;
@@ -186,7 +186,7 @@ async fn retrieve(
         Err(PreconditionFailure::NotModified(_)) => {
             return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), &entry));
         }
-        Err(PreconditionFailure::Failed(e)) => return Err(e),
+        Err(failure) => return Err(failure.into_error()),
     }
     let response = match selector {
         Some(s) => json_value(

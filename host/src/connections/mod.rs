@@ -6,8 +6,7 @@
 //! write and the update of the live view, so concurrent writers to one id never lose or tear an
 //! update and a reader sees either the old or the new revision.
 
-pub mod conditions;
-
+use crate::conditions::{PreconditionFailure, Preconditions};
 use crate::error::DittoError;
 use crate::model::parse::connection_from_object;
 use crate::model::validate::validate;
@@ -17,7 +16,6 @@ use crate::monitoring::metrics::ConnectionMetrics;
 use crate::store::ConnectionStore;
 use bytes::Bytes;
 use chrono::Utc;
-use conditions::{PreconditionFailure, Preconditions};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};

@@ -1,4 +1,5 @@
-//! Conditional requests: `If-Match` and `If-None-Match` against a connection's `"rev:N"` tag.
+//! Conditional requests: `If-Match` and `If-None-Match` against an entity's `"rev:N"` tag, for
+//! connections and things alike.
 
 use crate::error::DittoError;
 use axum::http::{HeaderMap, StatusCode};
@@ -14,7 +15,13 @@ pub struct Preconditions {
 pub enum PreconditionFailure {
     /// A read whose `If-None-Match` matched: answer 304 with the current tag.
     NotModified(String),
-    Failed(DittoError),
+    /// 412: `header` (`if-match` or `if-none-match`) with `value` did not hold for `actual`
+    /// (the current tag, or `null` when there is no entity).
+    Failed {
+        header: &'static str,
+        value: String,
+        actual: String,
+    },
 }
 
 fn matches(header: &str, current: Option<&str>) -> bool {
@@ -26,6 +33,14 @@ fn matches(header: &str, current: Option<&str>) -> bool {
 }
 
 impl Preconditions {
+    /// From Ditto headers (case-insensitive names).
+    pub fn from_ditto_headers(headers: &ferrule_protocol::Headers) -> Preconditions {
+        Preconditions {
+            if_match: headers.get_str("if-match"),
+            if_none_match: headers.get_str("if-none-match"),
+        }
+    }
+
     pub fn from_headers(headers: &HeaderMap) -> Preconditions {
         let get = |name: &str| {
             headers
@@ -50,9 +65,11 @@ impl Preconditions {
         if let Some(h) = &self.if_match
             && !matches(h, current)
         {
-            return Err(PreconditionFailure::Failed(
-                DittoError::precondition_failed("if-match", h, actual),
-            ));
+            return Err(PreconditionFailure::Failed {
+                header: "if-match",
+                value: h.clone(),
+                actual: actual.to_string(),
+            });
         }
         if let Some(h) = &self.if_none_match
             && matches(h, current)
@@ -60,18 +77,25 @@ impl Preconditions {
             if read {
                 return Err(PreconditionFailure::NotModified(actual.to_string()));
             }
-            return Err(PreconditionFailure::Failed(
-                DittoError::precondition_failed("if-none-match", h, actual),
-            ));
+            return Err(PreconditionFailure::Failed {
+                header: "if-none-match",
+                value: h.clone(),
+                actual: actual.to_string(),
+            });
         }
         Ok(())
     }
 }
 
 impl PreconditionFailure {
+    /// The error of a connection resource.
     pub fn into_error(self) -> DittoError {
         match self {
-            PreconditionFailure::Failed(e) => e,
+            PreconditionFailure::Failed {
+                header,
+                value,
+                actual,
+            } => DittoError::precondition_failed(header, &value, &actual),
             PreconditionFailure::NotModified(tag) => DittoError::new(
                 StatusCode::NOT_MODIFIED,
                 "connectivity:precondition.notmodified",
@@ -104,10 +128,10 @@ mod tests {
                 .is_ok()
         );
         assert!(p(Some("W/\"rev:2\""), None).check(cur, false).is_ok());
-        let Err(PreconditionFailure::Failed(e)) = p(Some("\"rev:1\""), None).check(cur, false)
-        else {
+        let Err(failure) = p(Some("\"rev:1\""), None).check(cur, false) else {
             panic!()
         };
+        let e = failure.into_error();
         assert_eq!(e.status, StatusCode::PRECONDITION_FAILED);
         assert_eq!(
             e.message,

@@ -1,0 +1,602 @@
+//! Twin commands applied to things: the pure part of the twin, without I/O.
+//!
+//! `apply` takes one command and the current state of its thing, and gives the response, the
+//! event (for a change) and the new state. Paths follow Ditto's thing structure: `/`,
+//! `/policyId`, `/definition`, `/attributes[/<pointer>]`, `/features[/<id>[/definition |
+//! /properties[/<pointer>] | /desiredProperties[/<pointer>]]]`.
+
+use super::errors;
+use super::pointer::{self, escape, segments};
+use crate::conditions::{PreconditionFailure, Preconditions};
+use crate::model::record::timestamp;
+use chrono::{DateTime, Utc};
+use ferrule_protocol::{Criterion, DittoMessage, Headers, ProtocolError, Topic};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A thing as it is stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredThing {
+    /// The thing JSON: `thingId`, `policyId`, `definition`, `attributes`, `features`.
+    pub thing: Value,
+    pub revision: u64,
+    pub created: DateTime<Utc>,
+    pub modified: DateTime<Utc>,
+}
+
+impl StoredThing {
+    pub fn id(&self) -> &str {
+        self.thing["thingId"].as_str().unwrap_or_default()
+    }
+
+    pub fn etag(&self) -> String {
+        format!("\"rev:{}\"", self.revision)
+    }
+
+    /// The thing JSON with the special fields `_revision`, `_created`, `_modified`.
+    pub fn with_special_fields(&self) -> Map<String, Value> {
+        let mut m = self.thing.as_object().cloned().unwrap_or_default();
+        m.insert("_revision".into(), Value::from(self.revision));
+        m.insert("_created".into(), Value::from(timestamp(&self.created)));
+        m.insert("_modified".into(), Value::from(timestamp(&self.modified)));
+        m
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Retrieve,
+    Modify,
+    Merge,
+    Delete,
+}
+
+impl Action {
+    pub fn parse(action: &str) -> Option<Action> {
+        Some(match action {
+            "create" => Action::Create,
+            "retrieve" => Action::Retrieve,
+            "modify" => Action::Modify,
+            "merge" => Action::Merge,
+            "delete" => Action::Delete,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Retrieve => "retrieve",
+            Action::Modify => "modify",
+            Action::Merge => "merge",
+            Action::Delete => "delete",
+        }
+    }
+}
+
+/// One twin command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TwinCommand {
+    pub thing_id: String,
+    pub action: Action,
+    pub path: String,
+    pub value: Option<Value>,
+    pub headers: Headers,
+    /// `fields` of a retrieve.
+    pub fields: Option<String>,
+}
+
+impl TwinCommand {
+    /// From a Ditto Protocol twin command (`<ns>/<name>/things/twin/commands/<action>`).
+    pub fn from_message(msg: &DittoMessage) -> Result<TwinCommand, ProtocolError> {
+        let topic = &msg.topic;
+        let action = topic
+            .action
+            .as_deref()
+            .and_then(Action::parse)
+            .filter(|_| topic.is_twin() && topic.criterion == Criterion::Commands)
+            .ok_or_else(|| ProtocolError::unknown_topic_path(&topic.to_string()))?;
+        Ok(TwinCommand {
+            thing_id: topic.entity_id(),
+            action,
+            path: msg.path.clone(),
+            value: msg.value.clone(),
+            headers: msg.headers.clone(),
+            fields: msg.fields.clone(),
+        })
+    }
+}
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub response: DittoMessage,
+    pub event: Option<DittoMessage>,
+    /// The thing after the command, when the command changed it: `Some(None)` for a deleted thing.
+    pub change: Option<Option<StoredThing>>,
+}
+
+/// `namespace:name`: the namespace is empty or dot-separated identifiers; the name is not empty
+/// and has no `/` and no control characters.
+pub fn is_valid_thing_id(id: &str) -> bool {
+    let Some((ns, name)) = id.split_once(':') else {
+        return false;
+    };
+    let ns_ok = ns.is_empty()
+        || ns.split('.').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+    ns_ok
+        && !name.is_empty()
+        && id.len() <= 256
+        && !name.chars().any(|c| c == '/' || c.is_control())
+}
+
+/// Where in a thing a command points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Level {
+    Thing,
+    PolicyId,
+    Definition,
+    Attributes,
+    Attribute(Vec<String>),
+    Features,
+    Feature(String),
+    FeatureDefinition(String),
+    Properties {
+        feature: String,
+        desired: bool,
+    },
+    Property {
+        feature: String,
+        desired: bool,
+        pointer: Vec<String>,
+    },
+}
+
+impl Level {
+    fn parse(path: &str) -> Result<Level, ProtocolError> {
+        let segs = segments(path);
+        let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+        Ok(match s.as_slice() {
+            [] => Level::Thing,
+            ["policyId"] => Level::PolicyId,
+            ["definition"] => Level::Definition,
+            ["attributes"] => Level::Attributes,
+            ["attributes", ..] => Level::Attribute(segs[1..].to_vec()),
+            ["features"] => Level::Features,
+            [_, id] if s[0] == "features" => Level::Feature(id.to_string()),
+            ["features", id, "definition"] => Level::FeatureDefinition(id.to_string()),
+            ["features", id, kind] if *kind == "properties" || *kind == "desiredProperties" => {
+                Level::Properties {
+                    feature: id.to_string(),
+                    desired: *kind == "desiredProperties",
+                }
+            }
+            ["features", id, kind, ..] if *kind == "properties" || *kind == "desiredProperties" => {
+                Level::Property {
+                    feature: id.to_string(),
+                    desired: *kind == "desiredProperties",
+                    pointer: segs[3..].to_vec(),
+                }
+            }
+            _ => return Err(errors::unknown_path(path)),
+        })
+    }
+
+    /// The JSON path of this level inside the thing document.
+    fn json_path(&self) -> Vec<String> {
+        let props = |desired: bool| {
+            if desired {
+                "desiredProperties"
+            } else {
+                "properties"
+            }
+            .to_string()
+        };
+        match self {
+            Level::Thing => vec![],
+            Level::PolicyId => vec!["policyId".into()],
+            Level::Definition => vec!["definition".into()],
+            Level::Attributes => vec!["attributes".into()],
+            Level::Attribute(p) => [vec!["attributes".to_string()], p.clone()].concat(),
+            Level::Features => vec!["features".into()],
+            Level::Feature(f) => vec!["features".into(), f.clone()],
+            Level::FeatureDefinition(f) => vec!["features".into(), f.clone(), "definition".into()],
+            Level::Properties { feature, desired } => {
+                vec!["features".into(), feature.clone(), props(*desired)]
+            }
+            Level::Property {
+                feature,
+                desired,
+                pointer,
+            } => [
+                vec!["features".to_string(), feature.clone(), props(*desired)],
+                pointer.clone(),
+            ]
+            .concat(),
+        }
+    }
+
+    fn feature(&self) -> Option<&str> {
+        match self {
+            Level::FeatureDefinition(f)
+            | Level::Properties { feature: f, .. }
+            | Level::Property { feature: f, .. } => Some(f),
+            _ => None,
+        }
+    }
+
+    fn not_found(&self, id: &str) -> ProtocolError {
+        let ptr = |p: &[String]| {
+            format!(
+                "/{}",
+                p.iter().map(|s| escape(s)).collect::<Vec<_>>().join("/")
+            )
+        };
+        match self {
+            Level::Thing => errors::thing_not_found(id),
+            Level::PolicyId => errors::policy_id_not_found(id),
+            Level::Definition => errors::definition_not_found(id),
+            Level::Attributes => errors::attributes_not_found(id),
+            Level::Attribute(p) => errors::attribute_not_found(id, &ptr(p)),
+            Level::Features => errors::features_not_found(id),
+            Level::Feature(f) => errors::feature_not_found(id, f),
+            Level::FeatureDefinition(f) => errors::feature_definition_not_found(id, f),
+            Level::Properties { feature, desired } => {
+                errors::properties_not_found(id, feature, *desired)
+            }
+            Level::Property {
+                feature,
+                desired,
+                pointer,
+            } => errors::property_not_found(id, feature, &ptr(pointer), *desired),
+        }
+    }
+
+    /// Checks the type of a value written at this level.
+    fn check_value(&self, v: &Value, path: &str) -> Result<(), ProtocolError> {
+        let objects_of_objects = |v: &Value| {
+            v.as_object()
+                .is_some_and(|m| m.values().all(|f| f.is_object() || f.is_null()))
+        };
+        let ok = match self {
+            Level::Thing => v.is_object(),
+            Level::PolicyId => v.is_string(),
+            Level::Definition => v.is_string() || v.is_null(),
+            Level::Attributes | Level::Feature(_) | Level::Properties { .. } => v.is_object(),
+            Level::Features => objects_of_objects(v),
+            Level::FeatureDefinition(_) => v
+                .as_array()
+                .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_string)),
+            Level::Attribute(_) | Level::Property { .. } => true,
+        };
+        if !ok {
+            let expected = match self {
+                Level::Thing | Level::Attributes | Level::Feature(_) | Level::Properties { .. } => {
+                    "a JSON object"
+                }
+                Level::Features => "a JSON object of feature objects",
+                Level::PolicyId => "a string",
+                Level::Definition => "a string or null",
+                Level::FeatureDefinition(_) => "a non-empty array of strings",
+                _ => "valid",
+            };
+            return Err(errors::invalid_value(path, expected));
+        }
+        Ok(())
+    }
+}
+
+/// Checks the shape of a whole thing document after a merge.
+fn check_thing(thing: &Value) -> Result<(), ProtocolError> {
+    for (level, key) in [
+        (Level::PolicyId, "policyId"),
+        (Level::Definition, "definition"),
+        (Level::Attributes, "attributes"),
+        (Level::Features, "features"),
+    ] {
+        if let Some(v) = thing.get(key) {
+            level.check_value(v, &format!("/{key}"))?;
+        }
+    }
+    if let Some(features) = thing.get("features").and_then(Value::as_object) {
+        for (id, f) in features {
+            for key in ["properties", "desiredProperties"] {
+                if let Some(p) = f.get(key)
+                    && !p.is_object()
+                {
+                    return Err(errors::invalid_value(
+                        &format!("/features/{id}/{key}"),
+                        "a JSON object",
+                    ));
+                }
+            }
+            if let Some(d) = f.get("definition") {
+                Level::FeatureDefinition(id.clone())
+                    .check_value(d, &format!("/features/{id}/definition"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A new thing document from a create or modify of `/`.
+fn new_thing(id: &str, value: &Value) -> Result<Value, ProtocolError> {
+    let Some(obj) = value.as_object() else {
+        return Err(errors::invalid_value("/", "a JSON object"));
+    };
+    if let Some(given) = obj.get("thingId")
+        && given.as_str() != Some(id)
+    {
+        return Err(ProtocolError::new(
+            400,
+            "things:id.notsettable",
+            format!(
+                "The Thing ID in the JSON ({given}) does not match the Thing ID '{id}' of the command."
+            ),
+            "Either delete the Thing ID from the JSON or use the same one.",
+        ));
+    }
+    let mut thing = Map::new();
+    thing.insert("thingId".into(), Value::from(id));
+    thing.insert(
+        "policyId".into(),
+        obj.get("policyId")
+            .cloned()
+            .unwrap_or_else(|| Value::from(id)),
+    );
+    for key in ["definition", "attributes", "features"] {
+        if let Some(v) = obj.get(key) {
+            thing.insert(key.into(), v.clone());
+        }
+    }
+    let thing = Value::Object(thing);
+    check_thing(&thing)?;
+    Ok(thing)
+}
+
+fn response(cmd: &TwinCommand, topic: &Topic, status: u16, value: Option<Value>) -> DittoMessage {
+    let mut m = DittoMessage::new(topic.clone(), cmd.path.clone());
+    m.headers = cmd.headers.clone();
+    m.status = Some(status);
+    m.value = value;
+    m
+}
+
+/// The error response to a command, on the `errors` topic.
+pub fn error_response(
+    thing_id: &str,
+    path: &str,
+    headers: &Headers,
+    e: &ProtocolError,
+) -> DittoMessage {
+    let (ns, name) = thing_id.split_once(':').unwrap_or(("_", thing_id));
+    let mut m = DittoMessage::new(Topic::twin(ns, name, Criterion::Errors, None), path);
+    m.headers = headers.clone();
+    m.status = Some(e.status);
+    m.value = Some(serde_json::to_value(e).unwrap_or_default());
+    m
+}
+
+/// Applies one command to the current state of its thing (`None`: no such thing).
+pub fn apply(cmd: &TwinCommand, current: Option<&StoredThing>, now: DateTime<Utc>) -> Outcome {
+    match try_apply(cmd, current, now) {
+        Ok(outcome) => outcome,
+        Err(e) => Outcome {
+            response: error_response(&cmd.thing_id, &cmd.path, &cmd.headers, &e),
+            event: None,
+            change: None,
+        },
+    }
+}
+
+fn try_apply(
+    cmd: &TwinCommand,
+    current: Option<&StoredThing>,
+    now: DateTime<Utc>,
+) -> Result<Outcome, ProtocolError> {
+    let id = cmd.thing_id.as_str();
+    if !is_valid_thing_id(id) {
+        return Err(errors::thing_id_invalid(id));
+    }
+    let (ns, name) = id.split_once(':').expect("a valid id has ':'");
+    let level = Level::parse(&cmd.path)?;
+    let command_topic = Topic::twin(ns, name, Criterion::Commands, Some(cmd.action.as_str()));
+    let read = cmd.action == Action::Retrieve;
+    let creates_thing =
+        matches!(cmd.action, Action::Create | Action::Modify) && level == Level::Thing;
+    match Preconditions::from_ditto_headers(&cmd.headers).check(
+        current.map(StoredThing::etag).as_deref(),
+        read || (current.is_none() && !creates_thing),
+    ) {
+        Ok(()) => {}
+        Err(PreconditionFailure::NotModified(tag)) => {
+            return Err(errors::precondition_not_modified(&tag));
+        }
+        Err(PreconditionFailure::Failed {
+            header,
+            value,
+            actual,
+        }) => return Err(errors::precondition_failed(header, &value, &actual)),
+    }
+    if cmd.action == Action::Create && level != Level::Thing {
+        return Err(errors::unknown_path(&cmd.path));
+    }
+    let value = || {
+        cmd.value
+            .as_ref()
+            .ok_or_else(|| ProtocolError::json_field_missing("/value"))
+    };
+
+    // Creating a thing: create, or modify of `/` for a thing that does not exist.
+    let Some(current) = current else {
+        if !creates_thing {
+            return Err(errors::thing_not_found(id));
+        }
+        let thing = new_thing(id, value()?)?;
+        let stored = StoredThing {
+            thing: thing.clone(),
+            revision: 1,
+            created: now,
+            modified: now,
+        };
+        return Ok(changed(
+            cmd,
+            &command_topic,
+            201,
+            Some(thing.clone()),
+            "created",
+            Some(thing),
+            stored,
+        ));
+    };
+    if cmd.action == Action::Create {
+        return Err(errors::thing_conflict(id));
+    }
+    if let Some(feature) = level.feature()
+        && current
+            .thing
+            .pointer(&format!("/features/{}", escape(feature)))
+            .is_none()
+        && cmd.action != Action::Merge
+    {
+        return Err(errors::feature_not_found(id, feature));
+    }
+    let path = level.json_path();
+    let existing = pointer::get(&current.thing, &path);
+    let mut next = current.clone();
+    next.revision += 1;
+    next.modified = now;
+    match cmd.action {
+        Action::Retrieve => {
+            let found = existing.ok_or_else(|| level.not_found(id))?;
+            let value = match (&level, &cmd.fields) {
+                (Level::Thing, Some(fields)) => {
+                    let selector = crate::model::FieldSelector::parse(fields).map_err(|e| {
+                        ProtocolError::new(
+                            400,
+                            &e.error,
+                            e.message,
+                            e.description.as_deref().unwrap_or(""),
+                        )
+                    })?;
+                    Value::Object(selector.apply(&current.with_special_fields()))
+                }
+                _ => found.clone(),
+            };
+            Ok(Outcome {
+                response: response(cmd, &command_topic, 200, Some(value)),
+                event: None,
+                change: None,
+            })
+        }
+        Action::Modify => {
+            let v = value()?;
+            level.check_value(v, &cmd.path)?;
+            let created = existing.is_none();
+            if level == Level::Thing {
+                next.thing = new_thing(id, v)?;
+            } else {
+                pointer::set(&mut next.thing, &path, v.clone());
+            }
+            let (status, body, action) = if created {
+                (201, Some(v.clone()), "created")
+            } else {
+                (204, None, "modified")
+            };
+            Ok(changed(
+                cmd,
+                &command_topic,
+                status,
+                body,
+                action,
+                Some(v.clone()),
+                next,
+            ))
+        }
+        Action::Merge => {
+            let patch = value()?;
+            let mut merged = existing.cloned().unwrap_or(Value::Null);
+            pointer::merge(&mut merged, patch);
+            if level == Level::Thing {
+                let mut m = merged.as_object().cloned().unwrap_or_default();
+                m.insert("thingId".into(), Value::from(id));
+                if !m.contains_key("policyId") {
+                    m.insert("policyId".into(), Value::from(id));
+                }
+                next.thing = Value::Object(m);
+            } else if merged.is_null() {
+                pointer::remove(&mut next.thing, &path);
+            } else {
+                pointer::set(&mut next.thing, &path, merged);
+            }
+            check_thing(&next.thing)?;
+            Ok(changed(
+                cmd,
+                &command_topic,
+                204,
+                None,
+                "merged",
+                Some(patch.clone()),
+                next,
+            ))
+        }
+        Action::Delete => {
+            if existing.is_none() {
+                return Err(level.not_found(id));
+            }
+            if level == Level::Thing {
+                let mut outcome = changed(cmd, &command_topic, 204, None, "deleted", None, next);
+                outcome.change = Some(None);
+                return Ok(outcome);
+            }
+            if level == Level::PolicyId {
+                return Err(ProtocolError::new(
+                    400,
+                    "things:policyId.notdeletable",
+                    format!("The Policy ID of the Thing with ID '{id}' cannot be deleted."),
+                    "Modify the Policy ID instead.",
+                ));
+            }
+            pointer::remove(&mut next.thing, &path);
+            Ok(changed(
+                cmd,
+                &command_topic,
+                204,
+                None,
+                "deleted",
+                None,
+                next,
+            ))
+        }
+        Action::Create => unreachable!("handled above"),
+    }
+}
+
+fn changed(
+    cmd: &TwinCommand,
+    command_topic: &Topic,
+    status: u16,
+    body: Option<Value>,
+    event_action: &str,
+    event_value: Option<Value>,
+    next: StoredThing,
+) -> Outcome {
+    let (ns, name) = (&command_topic.namespace, &command_topic.name);
+    let mut event = DittoMessage::new(
+        Topic::twin(ns, name, Criterion::Events, Some(event_action)),
+        cmd.path.clone(),
+    );
+    event.headers = cmd.headers.clone();
+    event.value = event_value;
+    event.revision = Some(next.revision);
+    event.timestamp = Some(timestamp(&next.modified));
+    Outcome {
+        response: response(cmd, command_topic, status, body),
+        event: Some(event),
+        change: Some(Some(next)),
+    }
+}

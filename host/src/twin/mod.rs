@@ -1,0 +1,10 @@
+//! The embedded twin: things, the twin commands on them, and their events.
+
+pub mod engine;
+pub mod errors;
+pub mod pointer;
+
+#[cfg(test)]
+mod engine_tests;
+
+pub use engine::{Action, Outcome, StoredThing, TwinCommand, apply};
