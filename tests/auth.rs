@@ -6,8 +6,12 @@ mod common;
 use common::{Options, json, start, try_start};
 use reqwest::{Method, StatusCode};
 
-/// Every route and method of the connection API.
-const ROUTES: [(&str, &str); 11] = [
+/// Every route and method of the connection and things APIs.
+const ROUTES: [(&str, &str); 15] = [
+    ("GET", "/api/2/things/org.acme:t"),
+    ("PUT", "/api/2/things/org.acme:t"),
+    ("PATCH", "/api/2/things/org.acme:t/attributes"),
+    ("DELETE", "/api/2/things/org.acme:t/features/f"),
     ("GET", "/api/2/connections"),
     ("POST", "/api/2/connections"),
     ("GET", "/api/2/connections/some-id"),

@@ -1,9 +1,10 @@
-//! Starting the service: data directory, devops password, store, connections, HTTP.
+//! Starting the service: data directory, devops password, store, connections, twin, HTTP.
 
 use crate::api::{self, AppState, auth::DevopsAuth};
 use crate::config::Config;
 use crate::connections::ConnectionService;
-use crate::store::{ConnectionStore, RedbStore};
+use crate::store::{ConnectionStore, RedbStore, ThingStore};
+use crate::twin::TwinService;
 use anyhow::Context;
 use base64::Engine;
 use std::io::Write;
@@ -79,15 +80,23 @@ impl Server {
             ),
             PasswordSource::Configured => {}
         }
-        let store: Arc<dyn ConnectionStore> = Arc::new(
+        let store = Arc::new(
             RedbStore::open(&config.data_dir).context("the connection store cannot be opened")?,
         );
-        let connections = ConnectionService::load(store, config.limits, config.logs)
+        let connections = ConnectionService::load(
+            store.clone() as Arc<dyn ConnectionStore>,
+            config.limits,
+            config.logs,
+        )
+        .await
+        .context("the stored connections cannot be loaded")?;
+        let twin = TwinService::start(store as Arc<dyn ThingStore>)
             .await
-            .context("the stored connections cannot be loaded")?;
+            .context("the stored things cannot be loaded")?;
         tracing::info!(connections = connections.count(), "connections loaded");
         let state = Arc::new(AppState {
             connections,
+            twin,
             max_body_bytes: config.http.max_body_bytes,
             connections_retrieve_limit: config.http.connections_retrieve_limit,
         });

@@ -1,7 +1,9 @@
-//! The HTTP API: routes, authentication, request bodies and the JSON answers for unknown routes.
+//! The HTTP API: the connection and things routes, authentication, request bodies and the JSON
+//! answers for unknown routes.
 
 pub mod auth;
 pub mod connections;
+pub mod things;
 
 use crate::connections::ConnectionService;
 use crate::error::DittoError;
@@ -16,12 +18,14 @@ use std::sync::Arc;
 /// What every handler shares.
 pub struct AppState {
     pub connections: ConnectionService,
+    pub twin: crate::twin::TwinService,
     pub max_body_bytes: usize,
     pub connections_retrieve_limit: usize,
 }
 
 pub fn router(state: Arc<AppState>, auth: Arc<auth::DevopsAuth>) -> Router {
     let api = connections::routes()
+        .merge(things::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
             auth::require_devops,

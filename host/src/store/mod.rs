@@ -1,14 +1,18 @@
-//! Persistence of connections behind one trait.
+//! Persistence of connections and things behind two traits.
 //!
-//! The embedded default is [`redb_store::RedbStore`], one file in the data directory. Another
-//! engine (PostgreSQL, for several Ferrule instances) implements the same trait.
+//! The embedded default is [`redb_store::RedbStore`], one file in the data directory, holding
+//! both. [`memory::MemoryStore`] keeps everything in memory (benchmarks, tests). Another engine
+//! (PostgreSQL, for several Ferrule instances) implements the same traits.
 
+pub mod memory;
 pub mod redb_store;
 
 use crate::model::StoredConnection;
+use crate::twin::StoredThing;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,4 +33,18 @@ pub trait ConnectionStore: Send + Sync + 'static {
     fn put(&self, record: StoredConnection) -> StoreFuture<'_, ()>;
     /// Removes the record; `false` when there was none.
     fn delete(&self, id: String) -> StoreFuture<'_, bool>;
+}
+
+/// One change of a thing, as written by the twin.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ThingChange {
+    Put(StoredThing),
+    Delete(String),
+}
+
+/// Durable things. `write_things` applies all its changes in one atomic, durable transaction:
+/// the twin batches concurrent commands into one call (group commit).
+pub trait ThingStore: Send + Sync + 'static {
+    fn load_things(&self) -> StoreFuture<'_, Vec<StoredThing>>;
+    fn write_things(&self, changes: Vec<ThingChange>) -> StoreFuture<'_, ()>;
 }

@@ -3,13 +3,15 @@
 //! redb commits are copy-on-write with a checksummed commit slot, and every commit here is
 //! fsynced (`Durability::Immediate`), so a crash at any point leaves the last committed state.
 
-use super::{ConnectionStore, StoreError, StoreFuture};
+use super::{ConnectionStore, StoreError, StoreFuture, ThingChange, ThingStore};
 use crate::model::StoredConnection;
+use crate::twin::StoredThing;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 
 const CONNECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("connections");
+const THINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("things");
 
 pub const FILE_NAME: &str = "ferrule.redb";
 
@@ -30,6 +32,7 @@ impl RedbStore {
         })?;
         let txn = db.begin_write().map_err(storage)?;
         txn.open_table(CONNECTIONS).map_err(storage)?;
+        txn.open_table(THINGS).map_err(storage)?;
         txn.commit().map_err(storage)?;
         Ok(RedbStore { db: Arc::new(db) })
     }
@@ -88,6 +91,46 @@ impl ConnectionStore for RedbStore {
             };
             txn.commit().map_err(storage)?;
             Ok(existed)
+        })
+    }
+}
+
+impl ThingStore for RedbStore {
+    fn load_things(&self) -> StoreFuture<'_, Vec<StoredThing>> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let table = txn.open_table(THINGS).map_err(storage)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(storage)? {
+                let (key, value) = entry.map_err(storage)?;
+                let thing: StoredThing = serde_json::from_slice(value.value())
+                    .map_err(|e| StoreError::Corrupt(format!("thing '{}': {e}", key.value())))?;
+                out.push(thing);
+            }
+            Ok(out)
+        })
+    }
+
+    fn write_things(&self, changes: Vec<ThingChange>) -> StoreFuture<'_, ()> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(storage)?;
+            {
+                let mut table = txn.open_table(THINGS).map_err(storage)?;
+                for change in &changes {
+                    match change {
+                        ThingChange::Put(thing) => {
+                            let bytes = serde_json::to_vec(thing).map_err(storage)?;
+                            table
+                                .insert(thing.id(), bytes.as_slice())
+                                .map_err(storage)?;
+                        }
+                        ThingChange::Delete(id) => {
+                            table.remove(id.as_str()).map_err(storage)?;
+                        }
+                    }
+                }
+            }
+            txn.commit().map_err(storage)
         })
     }
 }

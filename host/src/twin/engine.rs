@@ -487,8 +487,10 @@ fn try_apply(
                 }
                 _ => found.clone(),
             };
+            let mut response = response(cmd, &command_topic, 200, Some(value));
+            response.headers.insert("etag", current.etag());
             Ok(Outcome {
-                response: response(cmd, &command_topic, 200, Some(value)),
+                response,
                 event: None,
                 change: None,
             })
@@ -550,6 +552,7 @@ fn try_apply(
             }
             if level == Level::Thing {
                 let mut outcome = changed(cmd, &command_topic, 204, None, "deleted", None, next);
+                outcome.response.headers.remove("etag");
                 outcome.change = Some(None);
                 return Ok(outcome);
             }
@@ -594,8 +597,10 @@ fn changed(
     event.value = event_value;
     event.revision = Some(next.revision);
     event.timestamp = Some(timestamp(&next.modified));
+    let mut response = response(cmd, command_topic, status, body);
+    response.headers.insert("etag", next.etag());
     Outcome {
-        response: response(cmd, command_topic, status, body),
+        response,
         event: Some(event),
         change: Some(Some(next)),
     }

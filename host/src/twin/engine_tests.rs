@@ -214,6 +214,10 @@ fn modify_creates_or_modifies() {
     assert_eq!(event.topic.action.as_deref(), Some("modified"));
     assert_eq!(event.value, Some(json!(8)));
     assert_eq!(event.revision, Some(2));
+    assert_eq!(
+        out.response.headers.get_str("etag").as_deref(),
+        Some("\"rev:2\"")
+    );
     let t = out.change.unwrap().unwrap();
     assert_eq!(t.thing["attributes"]["serial"], 8);
     assert_eq!(t.revision, 2);

@@ -1,0 +1,262 @@
+//! The twin service: one task owns the things, applies commands in arrival order and commits
+//! their changes in batches (group commit).
+//!
+//! A command's response is sent, and its event published, only after the transaction holding its
+//! change is durable. Commands that arrive while a commit is running wait in the queue and go
+//! into the next transaction together, so durability does not cap throughput at the disk's sync
+//! rate. If a commit fails, the batch's changes are rolled back in memory and every command of
+//! the batch is answered with an error.
+
+use super::engine::{StoredThing, TwinCommand, apply, error_response};
+use super::errors;
+use crate::store::{StoreError, ThingChange, ThingStore};
+use chrono::Utc;
+use ferrule_protocol::DittoMessage;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Commands taken into one transaction at most.
+const MAX_BATCH: usize = 1024;
+/// Commands waiting for the twin at most; senders wait beyond that (backpressure).
+const QUEUE: usize = 8192;
+
+struct Request {
+    command: TwinCommand,
+    reply: oneshot::Sender<DittoMessage>,
+}
+
+/// A handle to the twin; cheap to clone.
+#[derive(Clone)]
+pub struct TwinService {
+    requests: mpsc::Sender<Request>,
+    events: broadcast::Sender<Arc<DittoMessage>>,
+}
+
+impl TwinService {
+    /// Loads the stored things and starts the twin task.
+    pub async fn start(store: Arc<dyn ThingStore>) -> Result<TwinService, StoreError> {
+        let things: HashMap<String, StoredThing> = store
+            .load_things()
+            .await?
+            .into_iter()
+            .map(|t| (t.id().to_string(), t))
+            .collect();
+        tracing::info!(things = things.len(), "things loaded");
+        let (requests, rx) = mpsc::channel(QUEUE);
+        let (events, _) = broadcast::channel(QUEUE);
+        tokio::spawn(run(store, things, rx, events.clone()));
+        Ok(TwinService { requests, events })
+    }
+
+    /// Executes a twin command and returns its response (an error response on failure).
+    pub async fn execute(&self, command: TwinCommand) -> DittoMessage {
+        let (reply, rx) = oneshot::channel();
+        let fallback = (
+            command.thing_id.clone(),
+            command.path.clone(),
+            command.headers.clone(),
+        );
+        if self.requests.send(Request { command, reply }).await.is_ok()
+            && let Ok(response) = rx.await
+        {
+            return response;
+        }
+        error_response(
+            &fallback.0,
+            &fallback.1,
+            &fallback.2,
+            &errors::internal("The twin is not running."),
+        )
+    }
+
+    /// Twin events (`created`, `modified`, `merged`, `deleted`) after they are durable.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<DittoMessage>> {
+        self.events.subscribe()
+    }
+}
+
+async fn run(
+    store: Arc<dyn ThingStore>,
+    mut things: HashMap<String, StoredThing>,
+    mut requests: mpsc::Receiver<Request>,
+    events: broadcast::Sender<Arc<DittoMessage>>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Apply in arrival order; remember what each touched thing was before the batch.
+        let mut before: HashMap<String, Option<StoredThing>> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for request in &batch {
+            let id = &request.command.thing_id;
+            let outcome = apply(&request.command, things.get(id), Utc::now());
+            if let Some(change) = &outcome.change {
+                if !before.contains_key(id) {
+                    before.insert(id.clone(), things.get(id).cloned());
+                }
+                match change {
+                    Some(thing) => {
+                        things.insert(id.clone(), thing.clone());
+                    }
+                    None => {
+                        things.remove(id);
+                    }
+                }
+            }
+            outcomes.push(outcome);
+        }
+        if !before.is_empty() {
+            let changes = before
+                .keys()
+                .map(|id| match things.get(id) {
+                    Some(t) => ThingChange::Put(t.clone()),
+                    None => ThingChange::Delete(id.clone()),
+                })
+                .collect();
+            if let Err(e) = store.write_things(changes).await {
+                tracing::error!(error = %e, "things could not be persisted; the batch is rolled back");
+                for (id, old) in before {
+                    match old {
+                        Some(t) => things.insert(id, t),
+                        None => things.remove(&id),
+                    };
+                }
+                let error = errors::internal("The change could not be persisted.");
+                for request in batch.drain(..) {
+                    let c = &request.command;
+                    let _ = request.reply.send(error_response(
+                        &c.thing_id,
+                        &c.path,
+                        &c.headers,
+                        &error,
+                    ));
+                }
+                continue;
+            }
+        }
+        for (request, outcome) in batch.drain(..).zip(outcomes) {
+            if let Some(event) = outcome.event {
+                let _ = events.send(Arc::new(event));
+            }
+            let _ = request.reply.send(outcome.response);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryStore, RedbStore, StoreFuture};
+    use crate::twin::Action;
+    use ferrule_protocol::Headers;
+    use serde_json::{Value, json};
+
+    fn cmd(action: Action, id: &str, path: &str, value: Option<Value>) -> TwinCommand {
+        TwinCommand {
+            thing_id: id.into(),
+            action,
+            path: path.into(),
+            value,
+            headers: Headers::new(),
+            fields: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn commands_events_and_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(RedbStore::open(dir.path()).unwrap());
+        {
+            let twin = TwinService::start(store.clone()).await.unwrap();
+            let mut events = twin.subscribe();
+            let r = twin
+                .execute(cmd(Action::Create, "ns:a", "/", Some(json!({}))))
+                .await;
+            assert_eq!(r.status, Some(201));
+            let r = twin
+                .execute(cmd(Action::Modify, "ns:a", "/attributes/x", Some(json!(1))))
+                .await;
+            assert_eq!(r.status, Some(201));
+            let e1 = events.recv().await.unwrap();
+            let e2 = events.recv().await.unwrap();
+            assert_eq!(e1.topic.to_string(), "ns/a/things/twin/events/created");
+            assert_eq!(e2.revision, Some(2));
+        }
+        // What was answered is in the store: a new twin loads it.
+        let twin = TwinService::start(store).await.unwrap();
+        let r = twin
+            .execute(cmd(Action::Retrieve, "ns:a", "/attributes/x", None))
+            .await;
+        assert_eq!(r.status, Some(200));
+        assert_eq!(r.value, Some(json!(1)));
+    }
+
+    #[tokio::test]
+    async fn concurrent_commands_are_batched_and_all_applied() {
+        let twin = TwinService::start(Arc::new(MemoryStore::default()))
+            .await
+            .unwrap();
+        twin.execute(cmd(
+            Action::Create,
+            "ns:c",
+            "/",
+            Some(json!({"attributes": {"n": 0}})),
+        ))
+        .await;
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let twin = twin.clone();
+            tasks.push(tokio::spawn(async move {
+                twin.execute(cmd(
+                    Action::Modify,
+                    "ns:c",
+                    &format!("/attributes/k{i}"),
+                    Some(json!(i)),
+                ))
+                .await
+                .status
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Some(201));
+        }
+        let r = twin
+            .execute(cmd(Action::Retrieve, "ns:c", "/", Some(Value::Null)))
+            .await;
+        let mut c = cmd(Action::Retrieve, "ns:c", "/", None);
+        c.fields = Some("_revision".into());
+        assert_eq!(twin.execute(c).await.value, Some(json!({"_revision": 201})));
+        assert_eq!(
+            r.value.unwrap()["attributes"].as_object().unwrap().len(),
+            201
+        );
+    }
+
+    /// A store whose writes fail.
+    struct FailingStore;
+    impl ThingStore for FailingStore {
+        fn load_things(&self) -> StoreFuture<'_, Vec<StoredThing>> {
+            Box::pin(async { Ok(Vec::new()) })
+        }
+        fn write_things(&self, _: Vec<ThingChange>) -> StoreFuture<'_, ()> {
+            Box::pin(async { Err(StoreError::Storage("disk full".into())) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_is_an_error_and_changes_nothing() {
+        let twin = TwinService::start(Arc::new(FailingStore)).await.unwrap();
+        let mut events = twin.subscribe();
+        let r = twin
+            .execute(cmd(Action::Create, "ns:f", "/", Some(json!({}))))
+            .await;
+        assert_eq!(r.status, Some(500));
+        assert_eq!(r.value.unwrap()["error"], "things:internalerror");
+        let r = twin.execute(cmd(Action::Retrieve, "ns:f", "/", None)).await;
+        assert_eq!(r.status, Some(404));
+        assert!(
+            events.try_recv().is_err(),
+            "no event for a change that was not persisted"
+        );
+    }
+}
