@@ -11,6 +11,7 @@
 //! | [`api`] | the HTTP routes, devops authentication, request bodies |
 //! | [`config`] | flags, environment, TOML file and defaults |
 //! | [`server`] | start-up: data directory, devops password, store, listener |
+//! | [`hub`] | acknowledgements: requested labels, aggregation, timeouts, settle decisions |
 //! | [`twin`] | things: the twin commands at every path level, their responses and events |
 //! | [`error`] | Ditto's error JSON |
 
@@ -19,6 +20,7 @@ pub mod conditions;
 pub mod config;
 pub mod connections;
 pub mod error;
+pub mod hub;
 pub mod mapping;
 pub mod model;
 pub mod monitoring;
