@@ -266,3 +266,6 @@ impl Display for Filter {
         self.root.fmt(f)
     }
 }
+
+#[cfg(test)]
+mod tests;
