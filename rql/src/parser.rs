@@ -111,6 +111,18 @@ impl Parser {
         }
     }
 
+    /// Expects the closing `)`; at a `,` the message explains the arity.
+    fn close(&mut self, arity: &str) -> Result<(), RqlError> {
+        match self.peek() {
+            Some(')') => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(',') => Err(self.expected(&format!("')' ({arity})"))),
+            _ => Err(self.expected("')'")),
+        }
+    }
+
     fn query(&mut self) -> Result<Node, RqlError> {
         if self.depth >= MAX_DEPTH {
             return Err(self.error_at(
@@ -176,7 +188,7 @@ impl Parser {
                         RqlErrorKind::Semantic,
                     ));
                 }
-                self.expect(')', &format!("')' ({name} takes exactly one value)"))?;
+                self.close(&format!("{name} takes exactly one value"))?;
                 Ok(Node::Compare {
                     op,
                     property,
@@ -204,7 +216,7 @@ impl Parser {
             }
             Op::Exists | Op::Empty => {
                 let property = self.property()?;
-                self.expect(')', &format!("')' ({name} takes exactly one property)"))?;
+                self.close(&format!("{name} takes exactly one property"))?;
                 Ok(if matches!(op, Op::Exists) {
                     Node::Exists { property }
                 } else {
@@ -235,7 +247,7 @@ impl Parser {
             }
             Op::Not => {
                 let child = self.query()?;
-                self.expect(')', "')' (not takes exactly one query)")?;
+                self.close("not takes exactly one query")?;
                 Ok(Node::Not(Box::new(child)))
             }
         }
@@ -351,6 +363,11 @@ impl Parser {
             _ if self.starts_with("null") => {
                 self.pos += 4;
                 Value::Null
+            }
+            Some(c) if is_ws(c) => {
+                return Err(self.expected(&format!(
+                    "{EXPECTED_VALUE}; whitespace is not allowed before a value"
+                )));
             }
             _ => return Err(self.expected(EXPECTED_VALUE)),
         };

@@ -252,7 +252,7 @@ fn ditto_message_imitates_parboiled() {
     assert_eq!(
         e.ditto_message(input),
         format!(
-            "Invalid input ' ', expected a value (a number, \"string\", 'string', true, false, null or time:<name>) (line 1, column 23):\n{input}\n{}^",
+            "Invalid input ' ', expected a value (a number, \"string\", 'string', true, false, null or time:<name>); whitespace is not allowed before a value (line 1, column 23):\n{input}\n{}^",
             " ".repeat(22)
         )
     );
