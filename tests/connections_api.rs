@@ -679,6 +679,14 @@ async fn invalid_input_gets_ditto_errors() {
             "connectivity:connection.uri.invalid",
             "",
         ),
+        (
+            Box::new(|v| {
+                v["targets"][0]["topics"] =
+                    json!(["_/_/things/twin/events?filter=gt(attributes/counter"]);
+            }),
+            "rql.expression.invalid",
+            "",
+        ),
     ];
     for (i, (mutate, code, message)) in cases.iter().enumerate() {
         let mut v = mqtt_connection();

@@ -1,4 +1,5 @@
-//! The hub: where signals meet. Acknowledgements today; routing of twin events, live signals,
-//! responses and announcements to connection targets lands here next.
+//! The hub: where signals meet. Acknowledgements, and routing of outbound signals to the
+//! targets of open connections (filters, namespaces, extra fields).
 
 pub mod acks;
+pub mod routing;

@@ -126,14 +126,7 @@ impl FilteredTopic {
                 Param::Namespaces => topic.namespaces = comma_list(&value),
                 Param::ExtraFields => topic.extra_fields = comma_list(&value),
                 Param::Filter => {
-                    if value.trim().is_empty() {
-                        return Err(DittoError::new(
-                            axum::http::StatusCode::BAD_REQUEST,
-                            "rql.expression.invalid",
-                            format!("The RQL filter of topic <{raw}> is empty."),
-                        )
-                        .with_description("Give an RQL expression, e.g. filter=eq(attributes/location,'kitchen')."));
-                    }
+                    ferrule_rql::Filter::parse(&value).map_err(|e| rql_invalid(&value, &e))?;
                     topic.filter = Some(value)
                 }
             }
@@ -163,6 +156,16 @@ impl FilteredTopic {
         }
         out
     }
+}
+
+/// Ditto's `rql.expression.invalid` for a filter that does not parse.
+pub fn rql_invalid(expression: &str, e: &ferrule_rql::RqlError) -> DittoError {
+    DittoError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        "rql.expression.invalid",
+        e.ditto_message(expression),
+    )
+    .with_description(ferrule_rql::RqlError::ditto_description())
 }
 
 fn encode(v: &str) -> String {
@@ -243,5 +246,10 @@ mod tests {
             desc("_/_/connections/announcements?namespaces=a")
                 .contains("namespaces is not supported")
         );
+        let e = FilteredTopic::parse("_/_/things/twin/events?filter=gt(attributes/x").unwrap_err();
+        assert_eq!(e.error, "rql.expression.invalid");
+        assert!(e.message.contains("line 1"), "{}", e.message);
+        let e = FilteredTopic::parse("_/_/things/twin/events?filter=").unwrap_err();
+        assert_eq!(e.error, "rql.expression.invalid");
     }
 }
