@@ -130,6 +130,8 @@ impl Router {
         let Some(kind) = kind_of(&signal) else {
             return report;
         };
+        // The document filters see, built once per signal.
+        let doc = signal_thing(&signal);
         for route in self.snapshot() {
             if kind == TopicKind::ConnectionAnnouncements
                 && signal.topic.name != route.connection_id
@@ -140,7 +142,7 @@ impl Router {
             let mut passed = None;
             for topic in route.topics.iter().filter(|t| t.kind == kind) {
                 subscribed = true;
-                if let Some(extra) = passes(topic, &signal, twin).await {
+                if let Some(extra) = passes(topic, &signal, &doc, twin).await {
                     passed = Some(extra);
                     break;
                 }
@@ -171,6 +173,7 @@ impl Router {
 async fn passes(
     topic: &CompiledTopic,
     signal: &DittoMessage,
+    doc: &Value,
     twin: &TwinService,
 ) -> Option<Option<Value>> {
     if !topic.namespaces.is_empty() && !topic.namespaces.contains(&signal.topic.namespace) {
@@ -182,11 +185,17 @@ async fn passes(
         extra_fields(signal, &topic.extra_fields, twin).await
     };
     if let Some(filter) = &topic.filter {
-        let mut doc = signal_thing(signal);
-        if let Some(extra) = &extra {
-            pointer::merge(&mut doc, extra);
-        }
-        if !filter.matches(&doc, &|name| placeholder(signal, name)) {
+        let enriched;
+        let doc = match &extra {
+            Some(extra) => {
+                let mut d = doc.clone();
+                pointer::merge(&mut d, extra);
+                enriched = d;
+                &enriched
+            }
+            None => doc,
+        };
+        if !filter.matches(doc, &|name| placeholder(signal, name)) {
             return None;
         }
     }
