@@ -5,6 +5,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::MAX_RESOLVED_VALUES;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Part {
     Static(String),
@@ -129,29 +131,35 @@ fn unescape(text: &str) -> String {
 }
 
 /// Applies the template to each input value; inputs that are not JSON objects are skipped.
-pub(crate) fn format_values(values: &[String], parts: &[Part]) -> Vec<String> {
-    values
-        .iter()
-        .filter_map(|value| match serde_json::from_str::<Value>(value) {
-            Ok(Value::Object(object)) => Some(format_object(&object, parts)),
-            _ => None,
-        })
-        .flatten()
-        .collect()
+/// `None` if the results would exceed [`MAX_RESOLVED_VALUES`](crate::MAX_RESOLVED_VALUES).
+pub(crate) fn format_values(values: &[String], parts: &[Part]) -> Option<Vec<String>> {
+    let mut results = Vec::new();
+    for value in values {
+        if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(value) {
+            results.extend(format_object(&object, parts)?);
+            if results.len() > MAX_RESOLVED_VALUES {
+                return None;
+            }
+        }
+    }
+    Some(results)
 }
 
-fn format_object(object: &Map<String, Value>, parts: &[Part]) -> Vec<String> {
+fn format_object(object: &Map<String, Value>, parts: &[Part]) -> Option<Vec<String>> {
     cartesian(
         parts
             .iter()
             .map(|part| resolve_part(object, part))
-            .collect(),
+            .collect::<Option<_>>()?,
     )
 }
 
-fn cartesian(parts: Vec<Vec<String>>) -> Vec<String> {
+fn cartesian(parts: Vec<Vec<String>>) -> Option<Vec<String>> {
     let mut results = vec![String::new()];
     for values in parts {
+        if results.len().saturating_mul(values.len()) > MAX_RESOLVED_VALUES {
+            return None;
+        }
         let mut next = Vec::with_capacity(results.len() * values.len());
         for prefix in &results {
             for value in &values {
@@ -160,7 +168,7 @@ fn cartesian(parts: Vec<Vec<String>>) -> Vec<String> {
         }
         results = next;
     }
-    results
+    Some(results)
 }
 
 fn lookup<'a>(object: &'a Map<String, Value>, reference: &str) -> Option<&'a Value> {
@@ -179,8 +187,8 @@ fn to_text(value: &Value) -> String {
     }
 }
 
-fn resolve_part(object: &Map<String, Value>, part: &Part) -> Vec<String> {
-    match part {
+fn resolve_part(object: &Map<String, Value>, part: &Part) -> Option<Vec<String>> {
+    Some(match part {
         Part::Static(text) => vec![text.clone()],
         Part::Field(reference) => match lookup(object, reference) {
             None | Some(Value::Null) => vec![String::new()],
@@ -191,16 +199,22 @@ fn resolve_part(object: &Map<String, Value>, part: &Part) -> Vec<String> {
         Part::Section(name, inner) => match lookup(object, name) {
             None | Some(Value::Null) => vec![String::new()],
             Some(Value::Array(items)) if items.is_empty() => vec![String::new()],
-            Some(Value::Array(items)) => items
-                .iter()
-                .flat_map(|item| resolve_element(item, inner))
-                .collect(),
-            Some(value) => resolve_element(value, inner),
+            Some(Value::Array(items)) => {
+                let mut results = Vec::new();
+                for item in items {
+                    results.extend(resolve_element(item, inner)?);
+                    if results.len() > MAX_RESOLVED_VALUES {
+                        return None;
+                    }
+                }
+                results
+            }
+            Some(value) => resolve_element(value, inner)?,
         },
-    }
+    })
 }
 
-fn resolve_element(element: &Value, inner: &[Part]) -> Vec<String> {
+fn resolve_element(element: &Value, inner: &[Part]) -> Option<Vec<String>> {
     match element {
         Value::Object(object) => format_object(object, inner),
         primitive => cartesian(
@@ -221,7 +235,7 @@ mod tests {
     use super::*;
 
     fn format(input: &str, template: &str) -> Vec<String> {
-        format_values(&[input.to_string()], &parse_template(template).unwrap())
+        format_values(&[input.to_string()], &parse_template(template).unwrap()).unwrap()
     }
 
     #[test]
@@ -259,7 +273,20 @@ mod tests {
                 &["not json".into(), "[1]".into()],
                 &parse_template("{a}").unwrap()
             )
+            .unwrap()
             .is_empty()
         );
+    }
+
+    #[test]
+    fn results_are_bounded() {
+        let items = (0..200)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let input = format!(r#"{{"a":[{items}]}}"#);
+        assert_eq!(format(&input, "{a}").len(), 200);
+        let parts = parse_template("{a}-{a}").unwrap();
+        assert_eq!(format_values(&[input], &parts), None);
     }
 }

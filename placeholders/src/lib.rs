@@ -15,6 +15,18 @@
 //!   the cartesian product of all values, in order.
 //!
 //! Errors carry Ditto's error codes, messages and descriptions ([`PlaceholderError`]).
+//!
+//! Differences from Ditto, all in cases where Ditto throws while resolving a message or has no limit:
+//!
+//! * everything Ditto reports when validating a template (malformed expressions, unknown functions, wrong
+//!   parameters, too many functions) is reported by [`Template::parse`]; unknown placeholders by
+//!   [`Template::validate`]; resolving a message never fails: an unknown placeholder, an unresolved RQL function
+//!   of `fn:filter`, an unresolved `to` of `fn:replace`, invalid input to `fn:url-decode` / `fn:base64-decode`
+//!   resolve as unresolved instead of throwing;
+//! * `fn:split` splits at the literal separator (Ditto passes it to Java's `String.split` as a regular expression);
+//! * `time:` truncation to weeks, months and years uses UTC (Ditto the JVM's default zone);
+//! * nesting function parameters deeper than 16 levels is "too complex"; a template expanding to more than
+//!   [`MAX_RESOLVED_VALUES`] strings is unresolved.
 
 mod element;
 mod error;
@@ -41,7 +53,8 @@ use syntax::RawSegment;
 pub trait Resolver {
     /// `prefix` e.g. "header", `name` e.g. "correlation-id". None = unresolvable.
     ///
-    /// Several values (e.g. an array) make the template resolve to several strings.
+    /// Several values (e.g. an array) make the template resolve to several strings. The name is passed as
+    /// written in the template: header names are to be compared case-insensitively by the resolver.
     fn resolve(&self, prefix: &str, name: &str) -> Option<Vec<String>>;
 
     /// The clock for `time:` placeholders, which this crate resolves itself when [`Resolver::resolve`]

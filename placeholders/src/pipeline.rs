@@ -400,7 +400,9 @@ impl FunctionCall {
             }
             Function::Format => {
                 let parts = format::parse_template(constant(0)).unwrap_or_default();
-                let results = format::format_values(input.values(), &parts);
+                let Some(results) = format::format_values(input.values(), &parts) else {
+                    return Element::Unresolved;
+                };
                 if !results.is_empty() {
                     Element::Resolved(results)
                 } else if input == Element::Unresolved {
