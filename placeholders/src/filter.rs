@@ -184,6 +184,33 @@ mod tests {
     }
 
     #[test]
+    fn like_cases_of_dittos_filter_test() {
+        for (value, pattern, expected) in [
+            ("x", "y", false),
+            ("x", "x", true),
+            ("x", "*", true),
+            ("x", "?", true),
+            ("x", "x|y", true),
+            ("x", "y|z", false),
+            ("x", "y|z|x", true),
+            ("x", "||", false),
+            ("x", "y|*", true),
+            ("x", "?|z", true),
+            ("*y", "xy", false),
+            ("xy", "*y", true),
+            ("1234567", "*2?7", false),
+            ("1234567", "*5?7", true),
+            ("1234567", "1?4*", false),
+            ("1234567", "1?3*", true),
+            ("1234567", "*?1?3?*", false),
+            ("1234567", "*?3?5?*", true),
+            ("", "", true),
+        ] {
+            assert_eq!(like(value, pattern), expected, "{value} like {pattern}");
+        }
+    }
+
+    #[test]
     fn ops() {
         assert!(FilterOp::Eq.apply2("a", "a"));
         assert!(!FilterOp::Eq.apply1("a"));
