@@ -44,7 +44,136 @@ pub fn validate(c: &mut Connection, limits: &ValidationLimits) -> Result<(), Dit
     normalise_topics(c)?;
     connection_rules(c, limits)?;
     protocol_rules(c)?;
+    placeholder_rules(c)?;
     mapping_rules(c, limits)
+}
+
+/// Placeholders a template may use, by where it stands (Ditto's placeholder scopes).
+mod scopes {
+    /// Target addresses and target header mappings: the outbound signal.
+    pub const TARGET: &[&str] = &[
+        "thing",
+        "entity",
+        "policy",
+        "feature",
+        "topic",
+        "header",
+        "connection",
+        "time",
+        "resource",
+        "thing-json",
+    ];
+    /// Source header mappings, reply target addresses and header mappings: the inbound message
+    /// and the signal mapped from it.
+    pub const SOURCE: &[&str] = &[
+        "header",
+        "thing",
+        "entity",
+        "policy",
+        "feature",
+        "topic",
+        "connection",
+        "request",
+        "time",
+        "source",
+        "resource",
+    ];
+    /// Authorization subjects of sources.
+    pub const AUTHORIZATION: &[&str] = &["header", "connection", "source", "request"];
+    pub const ENFORCEMENT_INPUT: &[&str] = &["header", "source"];
+    pub const ENFORCEMENT_FILTERS: &[&str] = &["thing", "entity", "policy", "feature"];
+    /// `acknowledgementRequests.filter`, incoming and outgoing mapping conditions.
+    pub const CONDITIONS: &[&str] = &[
+        "header",
+        "topic",
+        "thing",
+        "entity",
+        "policy",
+        "feature",
+        "connection",
+        "time",
+        "request",
+        "resource",
+        "source",
+    ];
+}
+
+fn placeholder_error(e: ferrule_placeholders::PlaceholderError, place: &str) -> DittoError {
+    DittoError::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        e.code,
+        format!("{place}: {}", e.message),
+    )
+    .with_description(e.description)
+}
+
+fn check_template(text: &str, allowed: &[&str], place: &str) -> Result<(), DittoError> {
+    ferrule_placeholders::Template::parse(text)
+        .and_then(|t| t.validate(allowed))
+        .map_err(|e| placeholder_error(e, place))
+}
+
+/// Every template of the connection parses and uses only placeholders known where it stands.
+fn placeholder_rules(c: &Connection) -> Result<(), DittoError> {
+    use scopes::*;
+    for (i, source) in c.sources.iter().enumerate() {
+        let at = |what: &str| format!("Source {i} {what}");
+        for subject in &source.authorization_context {
+            check_template(subject, AUTHORIZATION, &at("authorizationContext"))?;
+        }
+        for (key, value) in &source.header_mapping {
+            check_template(value, SOURCE, &at(&format!("headerMapping '{key}'")))?;
+        }
+        if let Some(reply) = &source.reply_target {
+            if let Some(address) = &reply.address {
+                check_template(address, SOURCE, &at("replyTarget address"))?;
+            }
+            for (key, value) in &reply.header_mapping {
+                check_template(
+                    value,
+                    SOURCE,
+                    &at(&format!("replyTarget headerMapping '{key}'")),
+                )?;
+            }
+        }
+        if let Some(enforcement) = &source.enforcement {
+            check_template(
+                &enforcement.input,
+                ENFORCEMENT_INPUT,
+                &at("enforcement input"),
+            )?;
+            for filter in &enforcement.filters {
+                check_template(filter, ENFORCEMENT_FILTERS, &at("enforcement filter"))?;
+            }
+        }
+        if let Some(filter) = source
+            .acknowledgement_requests
+            .as_ref()
+            .and_then(|a| a.filter.as_deref())
+        {
+            ferrule_placeholders::validate_condition(filter, CONDITIONS)
+                .map_err(|e| placeholder_error(e, &at("acknowledgementRequests filter")))?;
+        }
+    }
+    for target in &c.targets {
+        let at = |what: &str| format!("Target '{}' {what}", target.address);
+        check_template(&target.address, TARGET, &at("address"))?;
+        for (key, value) in &target.header_mapping {
+            check_template(value, TARGET, &at(&format!("headerMapping '{key}'")))?;
+        }
+    }
+    for (id, definition) in &c.mapping_definitions {
+        for (name, condition) in definition
+            .incoming_conditions
+            .iter()
+            .chain(&definition.outgoing_conditions)
+        {
+            ferrule_placeholders::validate_condition(condition, CONDITIONS).map_err(|e| {
+                placeholder_error(e, &format!("Mapping definition '{id}' condition '{name}'"))
+            })?;
+        }
+    }
+    Ok(())
 }
 
 fn invalid(message: impl Into<String>) -> DittoError {
@@ -809,6 +938,43 @@ mod tests {
             message(v),
             "The number of configured payload mappings exceeded the limit."
         );
+    }
+
+    #[test]
+    fn placeholders_must_be_known_where_they_stand() {
+        let mut v = mqtt();
+        v["targets"][0]["address"] = json!("events/{{ thing:nope }}");
+        assert_eq!(check(v).unwrap_err().error, "placeholder:unresolved");
+        let mut v = mqtt();
+        v["targets"][0]["address"] = json!("events/{{ source:address }}");
+        assert_eq!(check(v).unwrap_err().error, "placeholder:unresolved");
+        let mut v = mqtt();
+        v["targets"][0]["address"] = json!("events/{{ thing:id | fn:frobnicate() }}");
+        assert_eq!(check(v).unwrap_err().error, "placeholder:function.unknown");
+        let mut v = mqtt();
+        v["targets"][0]["address"] =
+            json!("events/{{ thing:namespace }}/{{ thing:name | fn:lower() }}");
+        check(v).unwrap();
+        let mut v = mqtt();
+        v["sources"][0]["enforcement"] =
+            json!({"input": "{{ source:address }}", "filters": ["devices/{{ thing:name }}"]});
+        check(v).unwrap();
+        let mut v = mqtt();
+        v["sources"][0]["enforcement"] =
+            json!({"input": "{{ source:address }}", "filters": ["{{ header:x }}"]});
+        assert!(message(v).starts_with("Source 0 enforcement filter"));
+        let mut v = mqtt();
+        v["sources"][0]["acknowledgementRequests"] =
+            json!({"includes": [], "filter": "fn:filter(header:mqtt.qos,'ne','0')"});
+        check(v).unwrap();
+        let mut v = mqtt();
+        v["sources"][0]["acknowledgementRequests"] =
+            json!({"includes": [], "filter": "fn:filter(header:mqtt.qos,'ne'"});
+        assert!(check(v).is_err());
+        let mut v = mqtt();
+        v["mappingDefinitions"] = json!({"d": {"mappingEngine": "Ditto", "options": {},
+            "incomingConditions": {"c": "fn:filter(bogus:x,'eq','y')"}}});
+        assert_eq!(check(v).unwrap_err().error, "placeholder:unresolved");
     }
 
     #[test]
