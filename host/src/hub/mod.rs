@@ -2,4 +2,6 @@
 //! targets of open connections (filters, namespaces, extra fields).
 
 pub mod acks;
+pub mod enforcement;
+pub mod resolve;
 pub mod routing;

@@ -235,39 +235,16 @@ async fn extra_fields(
         .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
 }
 
-/// The placeholders a target filter may use.
+/// The placeholders a target filter may use: those of the signal, and `time:now`.
 fn placeholder(signal: &DittoMessage, name: &str) -> Option<Value> {
-    let t = &signal.topic;
-    let s = |v: &str| Some(Value::from(v));
-    match name {
-        "topic:full" => s(&t.to_string()),
-        "topic:namespace" | "thing:namespace" => s(&t.namespace),
-        "topic:entityName" | "thing:name" => s(&t.name),
-        "thing:id" => s(&t.entity_id()),
-        "topic:group" => s(t.group.as_str()),
-        "topic:channel" => t.channel.map(|c| Value::from(c.as_str())),
-        "topic:criterion" => s(t.criterion.as_str()),
-        "topic:action" if t.criterion != Criterion::Messages => t.action.clone().map(Value::from),
-        "topic:subject" if t.criterion == Criterion::Messages => t.action.clone().map(Value::from),
-        "topic:action-subject" => t.action.clone().map(Value::from),
-        "resource:path" => s(&signal.path),
-        "resource:type" => s(match t.criterion {
-            Criterion::Messages => "message",
-            _ => match t.group {
-                Group::Things => "thing",
-                Group::Policies => "policy",
-                Group::Connections => "connection",
-            },
-        }),
-        "feature:id" => {
-            let segs = pointer::segments(&signal.path);
-            (segs.first().map(String::as_str) == Some("features"))
-                .then(|| segs.get(1).cloned().map(Value::from))
-                .flatten()
-        }
-        "time:now" => s(&crate::model::record::timestamp(&chrono::Utc::now())),
-        _ => None,
+    if name == "time:now" {
+        return Some(Value::from(crate::model::record::timestamp(
+            &chrono::Utc::now(),
+        )));
     }
+    super::resolve::SignalResolver::outbound(signal, "")
+        .value(name)
+        .map(Value::from)
 }
 
 #[cfg(test)]
