@@ -11,7 +11,7 @@
 //! | [`api`] | the HTTP routes, devops authentication, request bodies |
 //! | [`config`] | flags, environment, TOML file and defaults |
 //! | [`server`] | start-up: data directory, devops password, store, listener |
-//! | [`hub`] | acknowledgements: requested labels, aggregation, timeouts, settle decisions |
+//! | [`hub`] | where signals meet: routing to targets (namespaces, RQL, extra fields), inbound signals to the twin or live subscribers, live responses, acknowledgements and settle decisions, placeholders at run time, enforcement, announcements |
 //! | [`twin`] | things: the twin commands at every path level, their responses and events |
 //! | [`error`] | Ditto's error JSON |
 

@@ -1,8 +1,10 @@
-//! Starting the service: data directory, devops password, store, connections, twin, HTTP.
+//! Starting the service: data directory, devops password, store, connections, twin and hub,
+//! HTTP.
 
 use crate::api::{self, AppState, auth::DevopsAuth};
 use crate::config::Config;
 use crate::connections::ConnectionService;
+use crate::hub::Hub;
 use crate::store::{ConnectionStore, RedbStore, ThingStore};
 use crate::twin::TwinService;
 use anyhow::Context;
@@ -93,10 +95,11 @@ impl Server {
         let twin = TwinService::start(store as Arc<dyn ThingStore>)
             .await
             .context("the stored things cannot be loaded")?;
+        let hub = Hub::start(twin);
         tracing::info!(connections = connections.count(), "connections loaded");
         let state = Arc::new(AppState {
             connections,
-            twin,
+            hub,
             max_body_bytes: config.http.max_body_bytes,
             connections_retrieve_limit: config.http.connections_retrieve_limit,
         });

@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// What every handler shares.
 pub struct AppState {
     pub connections: ConnectionService,
-    pub twin: crate::twin::TwinService,
+    pub hub: Arc<crate::hub::Hub>,
     pub max_body_bytes: usize,
     pub connections_retrieve_limit: usize,
 }

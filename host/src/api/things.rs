@@ -132,7 +132,7 @@ async fn command(
 async fn respond(state: &AppState, cmd: TwinCommand) -> Response {
     let id = cmd.thing_id.clone();
     let whole_thing = cmd.path == "/";
-    let response = state.twin.execute(cmd).await;
+    let response = state.hub.twin.execute(cmd).await;
     let status = StatusCode::from_u16(response.status.unwrap_or(500))
         .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut out = if status == StatusCode::NOT_MODIFIED {

@@ -127,6 +127,10 @@ impl AckAggregator {
         self.is_complete()
     }
 
+    pub fn requested(&self) -> &IndexSet<String> {
+        &self.requested
+    }
+
     pub fn is_complete(&self) -> bool {
         self.received.len() == self.requested.len()
     }
