@@ -84,6 +84,36 @@ pub fn requested_acks(headers: &Headers) -> Option<IndexSet<String>> {
     Some(labels)
 }
 
+/// The labels a consumed message requests, Ditto's way: the source's
+/// `acknowledgementRequests.includes` are added to the message's own `requested-acks` header,
+/// `{{connection:id}}` is resolved, and the source's `filter` (an `fn:filter` condition over the
+/// message's headers) can turn them all off. Without any, the message is settled at once.
+pub fn requested_labels(
+    requests: Option<&crate::model::connection::AcknowledgementRequests>,
+    headers: &Headers,
+    connection_id: &str,
+    resolver: &dyn ferrule_placeholders::Resolver,
+) -> IndexSet<String> {
+    let mut labels = requested_acks(headers).unwrap_or_default();
+    if let Some(requests) = requests {
+        if let Some(filter) = &requests.filter
+            && !ferrule_placeholders::evaluate_condition(filter, resolver).unwrap_or(false)
+        {
+            return IndexSet::new();
+        }
+        labels.extend(requests.includes.iter().cloned());
+    }
+    labels
+        .into_iter()
+        .map(|l| match l.split_once("}}:") {
+            Some((p, rest)) if p.trim_start_matches("{{").trim() == "connection:id" => {
+                format!("{connection_id}:{rest}")
+            }
+            _ => l,
+        })
+        .collect()
+}
+
 /// Collects the acks of one signal until every requested label answered.
 #[derive(Debug, Clone)]
 pub struct AckAggregator {
@@ -293,6 +323,41 @@ mod tests {
         h.insert("requested-acks", "a, b");
         assert_eq!(requested_acks(&h), Some(labels(&["a", "b"])));
         assert_eq!(requested_acks(&Headers::new()), None);
+    }
+
+    #[test]
+    fn requested_labels_from_source_and_headers() {
+        use crate::model::connection::AcknowledgementRequests;
+        let requests = AcknowledgementRequests {
+            includes: labels(&["{{connection:id}}:custom", "twin-persisted"]),
+            filter: Some("fn:filter(header:mqtt.qos,'ne','0')".into()),
+        };
+        let mut h = Headers::new();
+        h.insert("mqtt.qos", "1");
+        let r = ferrule_placeholders::MapResolver::builder()
+            .header("mqtt.qos", "1")
+            .build();
+        assert_eq!(
+            requested_labels(Some(&requests), &h, "conn", &r),
+            labels(&["conn:custom", "twin-persisted"])
+        );
+        let qos0 = ferrule_placeholders::MapResolver::builder()
+            .header("mqtt.qos", "0")
+            .build();
+        assert!(requested_labels(Some(&requests), &h, "conn", &qos0).is_empty());
+        h.insert("requested-acks", json!(["live-response"]));
+        let no_filter = AcknowledgementRequests {
+            includes: labels(&["twin-persisted"]),
+            filter: None,
+        };
+        assert_eq!(
+            requested_labels(Some(&no_filter), &h, "conn", &r),
+            labels(&["live-response", "twin-persisted"])
+        );
+        assert_eq!(
+            requested_labels(None, &Headers::new(), "conn", &r),
+            IndexSet::new()
+        );
     }
 
     #[test]

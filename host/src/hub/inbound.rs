@@ -16,10 +16,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+/// The header that carries the authorization subjects of the source a signal came from.
+/// Internal: `ditto-*` headers are not published to brokers.
+pub const AUTH_CONTEXT_HEADER: &str = "ditto-auth-context";
+
 /// Who sent an inbound signal.
 #[derive(Debug, Clone)]
 pub struct Origin {
     pub connection_id: String,
+    /// The source's authorization subjects (resolved); kept on the signal as the
+    /// `ditto-auth-context` header for when policies are enforced.
+    pub subjects: Vec<String>,
     /// The labels this message must be acknowledged with before it is settled (from the
     /// `requested-acks` header or the source's `acknowledgementRequests`); empty: at most once.
     pub requested_acks: IndexSet<String>,
@@ -100,7 +107,13 @@ impl InboundHub {
         }
     }
 
-    pub async fn handle(&self, signal: DittoMessage, origin: &Origin) -> Inbound {
+    pub async fn handle(&self, mut signal: DittoMessage, origin: &Origin) -> Inbound {
+        if !origin.subjects.is_empty() {
+            signal.headers.insert(
+                AUTH_CONTEXT_HEADER,
+                serde_json::Value::from(origin.subjects.clone()),
+            );
+        }
         let timeout = signal
             .headers
             .get_str("timeout")

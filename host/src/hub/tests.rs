@@ -25,6 +25,7 @@ async fn hub() -> Arc<Hub> {
 fn origin(acks: &[&str]) -> Origin {
     Origin {
         connection_id: "src".into(),
+        subjects: vec!["ditto:inbound".into()],
         requested_acks: acks.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -65,6 +66,11 @@ async fn twin_commands_answer_settle_and_emit_routed_events() {
     assert_eq!(
         routed.signal.topic.to_string(),
         "org.acme/t/things/twin/events/created"
+    );
+    assert_eq!(
+        routed.signal.headers.get("ditto-auth-context"),
+        Some(&json!(["ditto:inbound"])),
+        "the event carries the subjects of the source that caused it"
     );
 
     // twin-persisted requested: accepted after the change is durable.
