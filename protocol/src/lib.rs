@@ -1,12 +1,14 @@
 //! The Ditto Protocol: topics, headers and the message envelope, exactly as Eclipse Ditto writes
-//! them in JSON. One definition, used by the Ferrule host and by the mapper SDK.
+//! them in JSON; and the external messages brokers carry. One definition, used by the Ferrule host and by the mapper SDK.
 
 pub mod error;
+pub mod external;
 pub mod headers;
 pub mod message;
 pub mod topic;
 
 pub use error::ProtocolError;
+pub use external::ExternalMessage;
 pub use headers::Headers;
 pub use message::{CONTENT_TYPE, DittoMessage};
 pub use topic::{Channel, Criterion, Group, Topic};

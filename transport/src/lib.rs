@@ -1,0 +1,212 @@
+//! Broker clients behind one interface: MQTT 3.1.1 and 5 (`mqtt`), AMQP 0.9.1 (`amqp091`) and
+//! AMQP 1.0 (`amqp10`).
+//!
+//! A transport knows brokers and nothing of Ditto: it connects with a [`ClientConfig`],
+//! consumes from the sources' addresses and hands every message to the host as a [`Delivery`]
+//! whose [`Settler`] the host settles once the message was handled (at least once), publishes
+//! [`Publish`]es and reports, on its event channel, when the connection to the broker is lost.
+//! Reconnecting, mapping, routing and metrics are the host's.
+
+pub mod amqp091;
+pub mod amqp10;
+pub mod mqtt;
+pub mod uri;
+
+use ferrule_protocol::ExternalMessage;
+use indexmap::IndexMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Mqtt3,
+    Mqtt5,
+    Amqp091,
+    Amqp10,
+}
+
+/// What a client needs to know of its connection.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub connection_id: String,
+    /// 0-based index of this client among the connection's `clientCount` clients.
+    pub client_index: usize,
+    pub protocol: Protocol,
+    /// `scheme://[user[:password]@]host[:port][/path]`; user and password URL-encoded.
+    pub uri: String,
+    pub validate_certificates: bool,
+    /// Trusted server certificates (PEM), in addition to the system's.
+    pub ca: Option<String>,
+    /// Client certificate and PKCS#8 key (PEM), from `credentials` of type `client-cert`.
+    pub client_cert: Option<(String, String)>,
+    /// The connection's `specificConfig`.
+    pub specific_config: IndexMap<String, String>,
+    pub sources: Vec<SourceSpec>,
+    pub targets: Vec<TargetSpec>,
+    /// How long `connect` may take before it fails with [`ErrorKind::Timeout`].
+    pub connect_timeout: Duration,
+    /// Messages in flight (delivered, not settled) per consumer at most: the broker's prefetch,
+    /// MQTT receive maximum / inflight, AMQP 1.0 link credit.
+    pub max_in_flight: u16,
+    /// A connection test: check that sources and targets can be used (subscribe, declare,
+    /// attach), consume nothing, use a client id of its own, then the host closes the client.
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    /// The index of the source in the connection.
+    pub index: usize,
+    pub addresses: Vec<String>,
+    /// MQTT: the maximum QoS to subscribe with.
+    pub qos: Option<u8>,
+    pub consumer_count: u32,
+    /// `true`: a message is acknowledged to the broker only when its [`Settler`] says so.
+    /// `false`: it is acknowledged on receipt (at most once) and the settler's verdict is ignored.
+    pub at_least_once: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    pub index: usize,
+    /// The address as configured; it may hold placeholders (resolved per message by the host).
+    pub address: String,
+    /// MQTT: the QoS to publish with.
+    pub qos: Option<u8>,
+}
+
+/// How the host settles a consumed message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    /// ack / PUBACK / accepted.
+    Accept,
+    /// Negative, the broker should deliver it again: AMQP 0.9.1 nack(requeue), AMQP 1.0
+    /// modified(delivery-failed), MQTT: no PUBACK and, with `reconnectForRedelivery`, a reconnect.
+    Redeliver,
+    /// Negative, no redelivery: AMQP 0.9.1 nack(requeue=false), AMQP 1.0 rejected, MQTT PUBACK.
+    Reject,
+}
+
+/// Settles one delivery. Dropping it unsettled counts as [`Settle::Redeliver`].
+#[derive(Debug)]
+pub struct Settler(Option<oneshot::Sender<Settle>>);
+
+impl Settler {
+    /// A settler and the receiver the transport waits on.
+    pub fn new() -> (Settler, oneshot::Receiver<Settle>) {
+        let (tx, rx) = oneshot::channel();
+        (Settler(Some(tx)), rx)
+    }
+
+    pub fn settle(mut self, settle: Settle) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(settle);
+        }
+    }
+}
+
+impl Drop for Settler {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(Settle::Redeliver);
+        }
+    }
+}
+
+/// One consumed message.
+#[derive(Debug)]
+pub struct Delivery {
+    /// The index of the source it was consumed for.
+    pub source: usize,
+    /// The address it arrived on (queue, link address, the MQTT topic it was published to).
+    pub address: String,
+    pub message: ExternalMessage,
+    pub settler: Settler,
+}
+
+/// One message to publish.
+#[derive(Debug, Clone)]
+pub struct Publish {
+    pub target: usize,
+    /// The resolved address (exchange/routingKey, link address, MQTT topic).
+    pub address: String,
+    pub message: ExternalMessage,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Host not found, connection refused, network unreachable.
+    Unreachable,
+    /// The broker refused the credentials.
+    Unauthorized,
+    /// Bad TLS, certificate, address or configuration: the user must change something.
+    Misconfigured,
+    Timeout,
+    /// The broker refused a published message (nack, rejected, failed PUBACK).
+    Rejected,
+    /// The connection is closed or lost.
+    Closed,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TransportError {
+    pub kind: ErrorKind,
+    /// What happened, for status details and logs; never contains a password.
+    pub message: String,
+}
+
+impl TransportError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> TransportError {
+        TransportError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a client reports while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// The connection to the broker is lost; the client is dead and the host reconnects.
+    Disconnected(TransportError),
+    /// One source address stopped consuming (e.g. its queue was deleted); the rest runs on.
+    SourceFailed {
+        source: usize,
+        address: String,
+        error: TransportError,
+    },
+}
+
+/// A running client.
+pub trait BrokerClient: Send + Sync {
+    /// Publishes one message; resolves when the broker confirmed it (publisher confirm, PUBACK
+    /// for QoS ≥ 1, accepted outcome), at once where the protocol has no confirmation (MQTT
+    /// QoS 0). Publishes are pipelined: callers may have many in flight.
+    fn publish(&self, publish: Publish) -> BoxFuture<'_, Result<(), TransportError>>;
+
+    /// Closes the connection gracefully (pending publishes are given a short time to finish).
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// A connected client with its streams.
+pub struct Connected {
+    pub client: Box<dyn BrokerClient>,
+    /// Consumed messages of all sources; bounded by `max_in_flight` per consumer.
+    pub deliveries: mpsc::Receiver<Delivery>,
+    pub events: mpsc::Receiver<ClientEvent>,
+}
+
+/// Connects a client of the configured protocol.
+pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, TransportError>> {
+    match config.protocol {
+        Protocol::Mqtt3 | Protocol::Mqtt5 => mqtt::connect(config),
+        Protocol::Amqp091 => amqp091::connect(config),
+        Protocol::Amqp10 => amqp10::connect(config),
+    }
+}
