@@ -7,7 +7,7 @@
 //! | [`connections`] | the connection service: create, modify, delete, commands, the live view |
 //! | [`store`] | durable connection records behind one trait; the embedded redb default |
 //! | [`monitoring`] | connection metrics (sliding windows) and connection logs (ring buffers) |
-//! | [`mapping`] | the catalogue of mapping engines (the engines land here) |
+//! | [`mapping`] | the `Mapper` trait, mapping pipelines (`payloadMapping` with conditions), the catalogue of engines, the Ditto mapper |
 //! | [`api`] | the HTTP routes, devops authentication, request bodies |
 //! | [`config`] | flags, environment, TOML file and defaults |
 //! | [`server`] | start-up: data directory, devops password, store, listener |

@@ -1,37 +1,22 @@
-//! Payload mapping: the catalogue of mapping engines a connection may name.
+//! Payload mapping (spec §6): mappers turn external messages into Ditto Protocol messages and
+//! back; a source's or target's `payloadMapping` is a pipeline of them.
 //!
-//! The engines themselves (Ditto, JavaScript, Rhai, WebAssembly and the other built-ins) are
-//! built here as they land; connection validation already checks every `mappingEngine` and every
-//! `payloadMapping` reference against this catalogue.
+//! Built today: the `Ditto` mapper. The other engines (JavaScript, Rhai, WebAssembly and the
+//! remaining built-ins) are recognised by the catalogue and refused at connection start with a
+//! clear reason until they land.
 
-/// Every `mappingEngine` value a mapping definition may use.
-pub const ENGINES: [&str; 10] = [
-    "Ditto",
-    "JavaScript",
-    "Rhai",
-    "WebAssembly",
-    "Normalized",
-    "RawMessage",
-    "ConnectionStatus",
-    "ImplicitThingCreation",
-    "UpdateTwinWithLiveResponse",
-    "CloudEvents",
-];
+pub mod catalogue;
+pub mod ditto;
+pub mod pipeline;
 
-/// Engines a source or target may name directly in `payloadMapping`, without a mapping
-/// definition, because they need no options (Ditto: `isConfigurationMandatory() == false`).
-pub const ALIASES: [&str; 5] = [
-    "Ditto",
-    "Normalized",
-    "RawMessage",
-    "CloudEvents",
-    "UpdateTwinWithLiveResponse",
-];
+pub use catalogue::{ALIASES, ENGINES, is_alias, is_engine};
 
-pub fn is_engine(name: &str) -> bool {
-    ENGINES.contains(&name)
-}
+use ferrule_protocol::{DittoMessage, ExternalMessage, ProtocolError};
 
-pub fn is_alias(name: &str) -> bool {
-    ALIASES.contains(&name)
+/// A payload mapper. Built once per connection (per worker), called per message.
+pub trait Mapper: Send + Sync {
+    /// External message → 0..n Ditto Protocol messages (0: the message is dropped).
+    fn map_inbound(&self, message: &ExternalMessage) -> Result<Vec<DittoMessage>, ProtocolError>;
+    /// Ditto Protocol message → 0..n external messages.
+    fn map_outbound(&self, message: &DittoMessage) -> Result<Vec<ExternalMessage>, ProtocolError>;
 }

@@ -1,0 +1,209 @@
+//! A source's or target's `payloadMapping`: the mappers it names, each with its conditions,
+//! applied independently to the same message; their outputs are concatenated (spec §6.1).
+
+use super::Mapper;
+use super::ditto::DittoMapper;
+use crate::error::DittoError;
+use crate::model::Connection;
+use ferrule_placeholders::Resolver;
+use ferrule_protocol::{DittoMessage, ExternalMessage, ProtocolError};
+use std::sync::Arc;
+
+/// Outputs of one mapper call at most (Ditto's `max-mapped-inbound-messages`/`-outbound-`).
+pub const MAX_OUTPUTS: usize = 10;
+
+struct Entry {
+    id: String,
+    mapper: Arc<dyn Mapper>,
+    incoming_conditions: Vec<String>,
+    outgoing_conditions: Vec<String>,
+}
+
+/// What one mapper made of one message.
+#[derive(Debug)]
+pub struct Mapped<T> {
+    pub mapper: String,
+    /// `Ok(empty)`: the mapper dropped the message.
+    pub result: Result<Vec<T>, ProtocolError>,
+}
+
+pub struct Pipeline {
+    entries: Vec<Entry>,
+}
+
+/// A mapper of an engine with its options.
+fn build_engine(
+    engine: &str,
+    _options: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Arc<dyn Mapper>, String> {
+    match engine {
+        "Ditto" => Ok(Arc::new(DittoMapper)),
+        other => Err(format!(
+            "The mapping engine <{other}> is not available in this version of Ferrule yet."
+        )),
+    }
+}
+
+impl Pipeline {
+    /// The pipeline of a `payloadMapping` list of `connection` (empty: the Ditto mapper).
+    pub fn build(
+        connection: &Connection,
+        payload_mapping: &[String],
+    ) -> Result<Pipeline, DittoError> {
+        let ids: Vec<String> = if payload_mapping.is_empty() {
+            vec!["Ditto".to_string()]
+        } else {
+            payload_mapping.to_vec()
+        };
+        let mut entries = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (engine, options, incoming, outgoing) =
+                match connection.mapping_definitions.get(&id) {
+                    Some(d) => (
+                        d.mapping_engine.as_str(),
+                        d.options.clone(),
+                        d.incoming_conditions.values().cloned().collect(),
+                        d.outgoing_conditions.values().cloned().collect(),
+                    ),
+                    None => (id.as_str(), serde_json::Map::new(), Vec::new(), Vec::new()),
+                };
+            let mapper = build_engine(engine, &options).map_err(|reason| {
+                DittoError::configuration_invalid(format!("The mapper <{id}> could not be loaded."))
+                    .with_description(reason)
+            })?;
+            entries.push(Entry {
+                id: id.clone(),
+                mapper,
+                incoming_conditions: incoming,
+                outgoing_conditions: outgoing,
+            });
+        }
+        Ok(Pipeline { entries })
+    }
+
+    pub fn map_inbound(
+        &self,
+        message: &ExternalMessage,
+        resolver: &dyn Resolver,
+    ) -> Vec<Mapped<DittoMessage>> {
+        self.entries
+            .iter()
+            .filter(|e| conditions_hold(&e.incoming_conditions, resolver))
+            .map(|e| Mapped {
+                mapper: e.id.clone(),
+                result: limit(&e.id, e.mapper.map_inbound(message)),
+            })
+            .collect()
+    }
+
+    pub fn map_outbound(
+        &self,
+        message: &DittoMessage,
+        resolver: &dyn Resolver,
+    ) -> Vec<Mapped<ExternalMessage>> {
+        self.entries
+            .iter()
+            .filter(|e| conditions_hold(&e.outgoing_conditions, resolver))
+            .map(|e| Mapped {
+                mapper: e.id.clone(),
+                result: limit(&e.id, e.mapper.map_outbound(message)),
+            })
+            .collect()
+    }
+}
+
+fn conditions_hold(conditions: &[String], resolver: &dyn Resolver) -> bool {
+    conditions
+        .iter()
+        .all(|c| ferrule_placeholders::evaluate_condition(c, resolver).unwrap_or(false))
+}
+
+fn limit<T>(id: &str, result: Result<Vec<T>, ProtocolError>) -> Result<Vec<T>, ProtocolError> {
+    match result {
+        Ok(v) if v.len() > MAX_OUTPUTS => Err(ProtocolError::new(
+            400,
+            "connectivity:message.mapping.failed",
+            format!(
+                "The mapper <{id}> produced {} messages; at most {MAX_OUTPUTS} are allowed.",
+                v.len()
+            ),
+            "Make the mapper return fewer messages for one input.",
+        )),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::parse::connection_from_object;
+    use ferrule_placeholders::MapResolver;
+    use serde_json::json;
+
+    fn connection(extra: serde_json::Value) -> Connection {
+        let mut v = json!({"id": "c", "connectionType": "mqtt-5", "connectionStatus": "open",
+            "uri": "tcp://h:1883", "targets": [{"address": "t", "topics": ["_/_/things/twin/events"],
+            "qos": 0, "authorizationContext": ["a"]}]});
+        for (k, val) in extra.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        connection_from_object(v.as_object().unwrap().clone()).unwrap()
+    }
+
+    const MODIFY: &str =
+        r#"{"topic":"a/b/things/twin/commands/modify","path":"/attributes/x","value":1}"#;
+
+    #[test]
+    fn empty_means_ditto_and_several_mappers_concatenate() {
+        let c = connection(
+            json!({"mappingDefinitions": {"d2": {"mappingEngine": "Ditto", "options": {}}}}),
+        );
+        let r = MapResolver::builder().build();
+        let single = Pipeline::build(&c, &[]).unwrap();
+        let out = single.map_inbound(&ExternalMessage::text(MODIFY), &r);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].mapper, "Ditto");
+        let double = Pipeline::build(&c, &["Ditto".into(), "d2".into()]).unwrap();
+        let out = double.map_inbound(&ExternalMessage::text(MODIFY), &r);
+        assert_eq!(
+            out.iter()
+                .map(|m| m.result.as_ref().unwrap().len())
+                .sum::<usize>(),
+            2
+        );
+        let bad = double.map_inbound(&ExternalMessage::text("{}"), &r);
+        assert!(bad.iter().all(|m| m.result.is_err()));
+    }
+
+    #[test]
+    fn conditions_select_mappers() {
+        let c = connection(
+            json!({"mappingDefinitions": {"cond": {"mappingEngine": "Ditto", "options": {},
+            "incomingConditions": {"x": "fn:filter(header:incoming-mapping-required,'eq','true')"}}}}),
+        );
+        let p = Pipeline::build(&c, &["cond".into()]).unwrap();
+        let yes = MapResolver::builder()
+            .header("incoming-mapping-required", "true")
+            .build();
+        let no = MapResolver::builder()
+            .header("incoming-mapping-required", "false")
+            .build();
+        assert_eq!(p.map_inbound(&ExternalMessage::text(MODIFY), &yes).len(), 1);
+        assert_eq!(p.map_inbound(&ExternalMessage::text(MODIFY), &no).len(), 0);
+    }
+
+    #[test]
+    fn engines_not_built_yet_are_refused_with_a_reason() {
+        let c = connection(
+            json!({"mappingDefinitions": {"js": {"mappingEngine": "JavaScript",
+            "options": {"incomingScript": "", "outgoingScript": ""}}}}),
+        );
+        let e = Pipeline::build(&c, &["js".into()]).err().unwrap();
+        assert_eq!(e.message, "The mapper <js> could not be loaded.");
+        assert!(
+            e.description
+                .unwrap()
+                .contains("<JavaScript> is not available")
+        );
+    }
+}
