@@ -3,6 +3,7 @@
 
 use crate::model::ValidationLimits;
 use crate::monitoring::logs::LogLimits;
+use crate::runtime::RuntimeConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ pub struct FileConfig {
     pub http: HttpConfig,
     pub limits: ValidationLimits,
     pub logs: LogLimits,
+    pub runtime: RuntimeConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -50,6 +52,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub limits: ValidationLimits,
     pub logs: LogLimits,
+    pub runtime: RuntimeConfig,
 }
 
 /// What the command line (and clap's environment fallback) gave.
@@ -87,6 +90,7 @@ impl Config {
             http: file.http,
             limits: file.limits,
             logs: file.logs,
+            runtime: file.runtime,
         })
     }
 }
@@ -139,6 +143,7 @@ mod tests {
         assert_eq!(parsed.http, HttpConfig::default());
         assert_eq!(parsed.limits, ValidationLimits::default());
         assert_eq!(parsed.logs, LogLimits::default());
+        assert_eq!(parsed.runtime, RuntimeConfig::default());
     }
 
     #[test]

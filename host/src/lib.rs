@@ -8,6 +8,7 @@
 //! | [`store`] | durable connection records behind one trait; the embedded redb default |
 //! | [`monitoring`] | connection metrics (sliding windows) and connection logs (ring buffers) |
 //! | [`mapping`] | the `Mapper` trait, mapping pipelines (`payloadMapping` with conditions), the catalogue of engines, the Ditto mapper |
+//! | [`runtime`] | one supervisor per open connection: clients, sessions (consume → map → hub → reply/settle; route → map → publish), reconnect with backoff, live status, dry-run |
 //! | [`api`] | the HTTP routes, devops authentication, request bodies |
 //! | [`config`] | flags, environment, TOML file and defaults |
 //! | [`server`] | start-up: data directory, devops password, store, listener |
@@ -24,6 +25,7 @@ pub mod hub;
 pub mod mapping;
 pub mod model;
 pub mod monitoring;
+pub mod runtime;
 pub mod server;
 pub mod store;
 pub mod twin;

@@ -5,6 +5,7 @@ use crate::api::{self, AppState, auth::DevopsAuth};
 use crate::config::Config;
 use crate::connections::ConnectionService;
 use crate::hub::Hub;
+use crate::runtime::Runtime;
 use crate::store::{ConnectionStore, RedbStore, ThingStore};
 use crate::twin::TwinService;
 use anyhow::Context;
@@ -85,17 +86,19 @@ impl Server {
         let store = Arc::new(
             RedbStore::open(&config.data_dir).context("the connection store cannot be opened")?,
         );
-        let connections = ConnectionService::load(
-            store.clone() as Arc<dyn ConnectionStore>,
-            config.limits,
-            config.logs,
-        )
-        .await
-        .context("the stored connections cannot be loaded")?;
-        let twin = TwinService::start(store as Arc<dyn ThingStore>)
+        let twin = TwinService::start(store.clone() as Arc<dyn ThingStore>)
             .await
             .context("the stored things cannot be loaded")?;
         let hub = Hub::start(twin);
+        let runtime = Runtime::new(hub.clone(), config.runtime);
+        let connections = ConnectionService::load(
+            store as Arc<dyn ConnectionStore>,
+            config.limits,
+            config.logs,
+            runtime,
+        )
+        .await
+        .context("the stored connections cannot be loaded")?;
         tracing::info!(connections = connections.count(), "connections loaded");
         let state = Arc::new(AppState {
             connections,

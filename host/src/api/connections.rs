@@ -234,39 +234,19 @@ async fn status(State(state): St, Path(id): Path<String>) -> AppResult {
     check_id(&id)?;
     let entry = state.connections.require(&id)?;
     let c = &entry.record.connection;
-    // No broker clients run yet: every connection is closed. A connection whose desired status is
-    // open reports one closed client per clientCount, saying why.
-    let client_status: Vec<Value> = if c.connection_status == crate::model::ConnectivityStatus::Open
-    {
-        (1..=c.client_count)
-            .map(|n| {
-                json!({
-                    "type": "client",
-                    "client": format!("ferrule-{n}"),
-                    "status": "closed",
-                    "statusDetails": "Ferrule does not run broker clients yet: the connection is stored, not connected.",
-                    "inStateSince": crate::model::record::timestamp(&entry.record.modified),
-                })
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Ok(json_value(
-        StatusCode::OK,
-        &json!({
-            "type": "connectivity.responses:retrieveConnectionStatus",
-            "status": 200,
-            "connectionId": id,
-            "connectionStatus": c.connection_status.as_str(),
-            "liveStatus": "closed",
-            "recoveryStatus": "unknown",
-            "clientStatus": client_status,
-            "sourceStatus": [],
-            "targetStatus": [],
-            "sshTunnelStatus": [],
-        }),
-    ))
+    let mut body = Map::new();
+    body.insert(
+        "type".into(),
+        json!("connectivity.responses:retrieveConnectionStatus"),
+    );
+    body.insert("status".into(), json!(200));
+    body.insert("connectionId".into(), json!(id));
+    body.insert(
+        "connectionStatus".into(),
+        json!(c.connection_status.as_str()),
+    );
+    body.extend(state.connections.live_status(&id).await.to_json());
+    Ok(json_value(StatusCode::OK, &Value::Object(body)))
 }
 
 async fn metrics(State(state): St, Path(id): Path<String>) -> AppResult {

@@ -13,6 +13,7 @@ use crate::model::validate::validate;
 use crate::model::{ConnectivityStatus, StoredConnection, ValidationLimits};
 use crate::monitoring::logs::{ConnectionLogs, LogLimits};
 use crate::monitoring::metrics::ConnectionMetrics;
+use crate::runtime::Runtime;
 use crate::store::ConnectionStore;
 use bytes::Bytes;
 use chrono::Utc;
@@ -95,6 +96,7 @@ pub struct ConnectionService {
     write: tokio::sync::Mutex<()>,
     limits: ValidationLimits,
     log_limits: LogLimits,
+    runtime: Arc<Runtime>,
 }
 
 fn store_error(e: crate::store::StoreError) -> DittoError {
@@ -109,6 +111,7 @@ impl ConnectionService {
         store: Arc<dyn ConnectionStore>,
         limits: ValidationLimits,
         log_limits: LogLimits,
+        runtime: Arc<Runtime>,
     ) -> Result<ConnectionService, crate::store::StoreError> {
         let now = Utc::now();
         let mut entries = HashMap::new();
@@ -120,13 +123,42 @@ impl ConnectionService {
             let entry = Entry::new(record, Arc::new(Mutex::new(logs)));
             entries.insert(entry.record.id().to_string(), Arc::new(entry));
         }
+        for entry in entries.values() {
+            runtime
+                .apply(
+                    entry.record.connection.clone(),
+                    entry.metrics.clone(),
+                    entry.logs.clone(),
+                )
+                .await;
+        }
         Ok(ConnectionService {
             store,
             entries: RwLock::new(entries),
             write: tokio::sync::Mutex::new(()),
             limits,
             log_limits,
+            runtime,
         })
+    }
+
+    /// The live status of a connection, from its supervisor.
+    pub async fn live_status(&self, id: &str) -> crate::runtime::status::LiveStatus {
+        self.runtime.status(id).await
+    }
+
+    /// Publishes the entry to readers and makes the runtime follow it. The caller holds `write`,
+    /// so the runtime sees the changes of one connection in the order they were stored.
+    async fn activate(&self, entry: Entry) -> Arc<Entry> {
+        let entry = self.publish(entry);
+        self.runtime
+            .apply(
+                entry.record.connection.clone(),
+                entry.metrics.clone(),
+                entry.logs.clone(),
+            )
+            .await;
+        entry
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Entry>> {
@@ -209,7 +241,9 @@ impl ConnectionService {
         let mut logs = ConnectionLogs::new(self.log_limits);
         logs.enable(now);
         tracing::info!(connection = record.id(), "connection created");
-        Ok(self.publish(Entry::new(record, Arc::new(Mutex::new(logs)))))
+        Ok(self
+            .activate(Entry::new(record, Arc::new(Mutex::new(logs))))
+            .await)
     }
 
     /// POST with `?dry-run=true`: everything a create checks, nothing persisted. Any `id` in the
@@ -282,7 +316,7 @@ impl ConnectionService {
                     "connection modified"
                 );
                 Ok(Upserted::Modified(
-                    self.publish(Entry::new(record, old.logs.clone())),
+                    self.activate(Entry::new(record, old.logs.clone())).await,
                 ))
             }
             None => Ok(Upserted::Created(self.insert_new(connection).await?)),
@@ -303,6 +337,7 @@ impl ConnectionService {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+        self.runtime.stop(id).await;
         tracing::info!(connection = id, "connection deleted");
         Ok(())
     }
@@ -331,7 +366,7 @@ impl ConnectionService {
                     status = status.as_str(),
                     "desired status changed"
                 );
-                self.publish(Entry::new(record, old.logs.clone()));
+                self.activate(Entry::new(record, old.logs.clone())).await;
             }
             Command::ResetMetrics => self.require(id)?.metrics.reset(),
             Command::EnableLogs => lock(&self.require(id)?.logs).enable(Utc::now()),

@@ -1,0 +1,125 @@
+//! A connection's sources and targets prepared once when it starts: mapping pipelines, header
+//! mappings, addresses, enforcement, reply targets.
+
+use crate::error::DittoError;
+use crate::hub::enforcement::Enforcement;
+use crate::hub::resolve::HeaderTemplates;
+use crate::mapping::pipeline::Pipeline;
+use crate::model::Connection;
+use crate::model::connection::{
+    AcknowledgementRequests, ConnectionType, HeaderMapping, ResponseType,
+};
+use ferrule_placeholders::Template;
+use indexmap::IndexSet;
+
+pub struct CompiledReply {
+    pub address: Template,
+    pub headers: HeaderTemplates,
+    pub expected: IndexSet<ResponseType>,
+}
+
+pub struct CompiledSource {
+    pub addresses: Vec<String>,
+    pub pipeline: Pipeline,
+    pub header_mapping: HeaderTemplates,
+    pub enforcement: Option<Enforcement>,
+    pub reply: Option<CompiledReply>,
+    pub subjects: Vec<Template>,
+    pub ack_requests: Option<AcknowledgementRequests>,
+}
+
+pub struct CompiledTarget {
+    pub address: Template,
+    pub raw_address: String,
+    pub headers: HeaderTemplates,
+    pub pipeline: Pipeline,
+    /// The label acknowledged when the broker confirms a publish, `{{connection:id}}` resolved.
+    pub issued_ack: Option<String>,
+}
+
+pub struct Compiled {
+    pub sources: Vec<CompiledSource>,
+    pub targets: Vec<CompiledTarget>,
+}
+
+fn placeholder_error(e: ferrule_placeholders::PlaceholderError) -> DittoError {
+    DittoError::configuration_invalid(e.message).with_description(e.description)
+}
+
+fn templates(mapping: &HeaderMapping) -> Result<HeaderTemplates, DittoError> {
+    HeaderTemplates::compile(mapping).map_err(placeholder_error)
+}
+
+/// Ditto's default header mapping of a target without one, for the types that have headers
+/// (`ImmutableTarget.DEFAULT_HEADER_MAPPING`).
+fn target_header_mapping(connection: &Connection, mapping: &HeaderMapping) -> HeaderMapping {
+    let with_headers = matches!(
+        connection.connection_type,
+        ConnectionType::Amqp091 | ConnectionType::Amqp10 | ConnectionType::Mqtt5
+    );
+    if mapping.is_empty() && with_headers {
+        [
+            ("correlation-id", "{{header:correlation-id}}"),
+            ("reply-to", "{{header:reply-to}}"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    } else {
+        mapping.clone()
+    }
+}
+
+impl Compiled {
+    pub fn build(connection: &Connection) -> Result<Compiled, DittoError> {
+        let mut sources = Vec::new();
+        for s in &connection.sources {
+            let reply = match &s.reply_target {
+                Some(r) if r.enabled => match &r.address {
+                    Some(address) => Some(CompiledReply {
+                        address: Template::parse(address).map_err(placeholder_error)?,
+                        headers: templates(&r.header_mapping)?,
+                        expected: r.expected_response_types.clone(),
+                    }),
+                    None => None,
+                },
+                _ => None,
+            };
+            sources.push(CompiledSource {
+                addresses: s.addresses.iter().cloned().collect(),
+                pipeline: Pipeline::build(connection, &s.payload_mapping)?,
+                header_mapping: templates(&s.header_mapping)?,
+                enforcement: s
+                    .enforcement
+                    .as_ref()
+                    .map(Enforcement::compile)
+                    .transpose()
+                    .map_err(placeholder_error)?,
+                reply,
+                subjects: s
+                    .authorization_context
+                    .iter()
+                    .map(|a| Template::parse(a))
+                    .collect::<Result<_, _>>()
+                    .map_err(placeholder_error)?,
+                ack_requests: s.acknowledgement_requests.clone(),
+            });
+        }
+        let mut targets = Vec::new();
+        for t in &connection.targets {
+            targets.push(CompiledTarget {
+                address: Template::parse(&t.address).map_err(placeholder_error)?,
+                raw_address: t.address.clone(),
+                headers: templates(&target_header_mapping(connection, &t.header_mapping))?,
+                pipeline: Pipeline::build(connection, &t.payload_mapping)?,
+                issued_ack: t.issued_acknowledgement_label.as_ref().map(|l| {
+                    match l.split_once("}}:") {
+                        Some((_, suffix)) => format!("{}:{suffix}", connection.id),
+                        None => l.clone(),
+                    }
+                }),
+            });
+        }
+        Ok(Compiled { sources, targets })
+    }
+}

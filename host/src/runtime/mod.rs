@@ -1,0 +1,455 @@
+//! The runtime: one supervisor per connection whose desired status is `open`. A supervisor
+//! connects the connection's clients, runs a [`session::Session`] until it fails or is stopped,
+//! reconnects with exponential backoff (with jitter) while `failoverEnabled`, and keeps the live
+//! status that `GET .../status` reports.
+
+pub mod compiled;
+pub mod session;
+pub mod status;
+
+use crate::connections::lock;
+use crate::error::DittoError;
+use crate::hub::Hub;
+use crate::model::connection::{ConnectionType, Source};
+use crate::model::topic::TopicKind;
+use crate::model::{Connection, ConnectivityStatus};
+use crate::monitoring::logs::{Category, ConnectionLogs, Level, LogEntry};
+use crate::monitoring::metrics::ConnectionMetrics;
+use axum::http::StatusCode;
+use chrono::Utc;
+use compiled::Compiled;
+use ferrule_transport::{
+    ClientConfig, ErrorKind, Protocol, SourceSpec, TargetSpec, TransportError,
+};
+use session::{Context, Session};
+use status::{Live, LiveStatus, Recovery, Resource};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, rename_all = "snake_case")]
+pub struct RuntimeConfig {
+    /// The first wait before reconnecting; it doubles per failed attempt up to `max_backoff_ms`.
+    pub min_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Failed attempts in a row after which a connection stops retrying (`backOffLimitReached`).
+    pub max_tries: u32,
+    pub connect_timeout_ms: u64,
+    /// Unsettled messages per consumer at most (prefetch, receive maximum, link credit).
+    pub max_in_flight: u16,
+    /// How long a graceful close waits for the publishers (the closed announcement).
+    pub close_timeout_ms: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            min_backoff_ms: 5_000,
+            max_backoff_ms: 60 * 60 * 1000,
+            max_tries: 50,
+            connect_timeout_ms: 10_000,
+            max_in_flight: 100,
+            close_timeout_ms: 3_000,
+        }
+    }
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    status: Arc<Mutex<LiveStatus>>,
+}
+
+pub struct Runtime {
+    hub: Arc<Hub>,
+    config: RuntimeConfig,
+    running: tokio::sync::Mutex<HashMap<String, Running>>,
+}
+
+fn protocol(t: ConnectionType) -> Option<Protocol> {
+    match t {
+        ConnectionType::Mqtt => Some(Protocol::Mqtt3),
+        ConnectionType::Mqtt5 => Some(Protocol::Mqtt5),
+        ConnectionType::Amqp091 => Some(Protocol::Amqp091),
+        ConnectionType::Amqp10 => Some(Protocol::Amqp10),
+        _ => None,
+    }
+}
+
+fn source_spec(index: usize, s: &Source) -> SourceSpec {
+    SourceSpec {
+        index,
+        addresses: s.addresses.iter().cloned().collect(),
+        qos: s.qos.map(|q| q as u8),
+        consumer_count: s.consumer_count,
+        // Every message is settled after the hub handled it: nothing is acknowledged to a broker
+        // before it is persisted or published.
+        at_least_once: true,
+    }
+}
+
+impl Runtime {
+    pub fn new(hub: Arc<Hub>, config: RuntimeConfig) -> Arc<Runtime> {
+        Arc::new(Runtime {
+            hub,
+            config,
+            running: tokio::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The transport configuration of one client of a connection.
+    pub fn client_config(
+        &self,
+        c: &Connection,
+        index: usize,
+        dry_run: bool,
+    ) -> Option<ClientConfig> {
+        let client_cert = c.credentials.as_ref().and_then(|cr| {
+            if cr.get("type")?.as_str()? != "client-cert" {
+                return None;
+            }
+            Some((
+                cr.get("cert")?.as_str()?.to_string(),
+                cr.get("key")?.as_str()?.to_string(),
+            ))
+        });
+        Some(ClientConfig {
+            connection_id: c.id.clone(),
+            client_index: index,
+            protocol: protocol(c.connection_type)?,
+            uri: c.uri.clone(),
+            validate_certificates: c.validate_certificates,
+            ca: c.ca.clone(),
+            client_cert,
+            specific_config: c.specific_config.clone(),
+            sources: c
+                .sources
+                .iter()
+                .enumerate()
+                .map(|(i, s)| source_spec(i, s))
+                .collect(),
+            targets: c
+                .targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| TargetSpec {
+                    index: i,
+                    address: t.address.clone(),
+                    qos: t.qos.map(|q| q as u8),
+                })
+                .collect(),
+            connect_timeout: Duration::from_millis(self.config.connect_timeout_ms),
+            max_in_flight: self.config.max_in_flight,
+            dry_run,
+        })
+    }
+
+    /// Makes the running state match the connection's desired status: (re)starts it when
+    /// `open`, stops it gracefully otherwise.
+    pub async fn apply(
+        self: &Arc<Self>,
+        connection: Connection,
+        metrics: Arc<ConnectionMetrics>,
+        logs: Arc<Mutex<ConnectionLogs>>,
+    ) {
+        let id = connection.id.clone();
+        self.stop(&id).await;
+        if connection.connection_status != ConnectivityStatus::Open {
+            return;
+        }
+        let status = Arc::new(Mutex::new(LiveStatus::closed()));
+        let (stop, stopped) = watch::channel(false);
+        let runtime = self.clone();
+        let task = tokio::spawn({
+            let status = status.clone();
+            async move {
+                runtime
+                    .supervise(Arc::new(connection), metrics, logs, status, stopped)
+                    .await
+            }
+        });
+        self.running
+            .lock()
+            .await
+            .insert(id, Running { stop, task, status });
+    }
+
+    /// Stops a running connection gracefully: the closed announcement is published, then the
+    /// clients disconnect.
+    pub async fn stop(&self, id: &str) {
+        let running = self.running.lock().await.remove(id);
+        if let Some(r) = running {
+            let _ = r.stop.send(true);
+            let _ = r.task.await;
+        }
+    }
+
+    pub async fn status(&self, id: &str) -> LiveStatus {
+        match self.running.lock().await.get(id) {
+            Some(r) => lock(&r.status).clone(),
+            None => LiveStatus::closed(),
+        }
+    }
+
+    /// A dry run: connect with the connection's configuration, check its sources and targets,
+    /// disconnect. Answers within the connect timeout.
+    pub async fn test(&self, connection: &Connection) -> Result<(), DittoError> {
+        Compiled::build(connection)?;
+        let Some(config) = self.client_config(connection, 0, true) else {
+            return Err(DittoError::configuration_invalid(format!(
+                "The connection type '{}' is not supported by Ferrule.",
+                connection.connection_type.as_str()
+            )));
+        };
+        let timeout = config.connect_timeout + Duration::from_secs(2);
+        let result = tokio::time::timeout(timeout, ferrule_transport::connect(config)).await;
+        match result {
+            Ok(Ok(connected)) => {
+                connected.client.close().await;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(test_error(&connection.id, &e)),
+            Err(_) => Err(test_error(
+                &connection.id,
+                &TransportError::new(ErrorKind::Timeout, "the broker did not answer in time"),
+            )),
+        }
+    }
+
+    async fn supervise(
+        self: Arc<Self>,
+        connection: Arc<Connection>,
+        metrics: Arc<ConnectionMetrics>,
+        logs: Arc<Mutex<ConnectionLogs>>,
+        status: Arc<Mutex<LiveStatus>>,
+        mut stopped: watch::Receiver<bool>,
+    ) {
+        let log = |success: bool, message: String| {
+            lock(&logs).log(LogEntry {
+                correlation_id: "<not-provided>".into(),
+                timestamp: Utc::now(),
+                category: Category::Connection,
+                log_type: "other",
+                level: if success {
+                    Level::Success
+                } else {
+                    Level::Failure
+                },
+                message,
+                address: None,
+                entity_type: None,
+                entity_id: None,
+            });
+        };
+        let compiled = match Compiled::build(&connection) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                let details = format!("{} {}", e.message, e.description.unwrap_or_default());
+                *lock(&status) = failed_status(
+                    &connection,
+                    Live::Misconfigured,
+                    Recovery::Unknown,
+                    &details,
+                );
+                log(false, details);
+                let _ = stopped.changed().await;
+                return;
+            }
+        };
+        let ctx = Arc::new(Context {
+            connection: connection.clone(),
+            compiled,
+            hub: self.hub.clone(),
+            metrics,
+            logs: logs.clone(),
+            status: status.clone(),
+        });
+        let announces = connection.targets.iter().any(|t| {
+            t.topics
+                .iter()
+                .any(|raw| raw.starts_with(TopicKind::ConnectionAnnouncements.as_str()))
+        });
+        let mut attempt: u32 = 0;
+        loop {
+            let configs: Vec<ClientConfig> = (0..connection.client_count as usize)
+                .filter_map(|i| self.client_config(&connection, i, false))
+                .collect();
+            let started = tokio::select! {
+                r = Session::start(ctx.clone(), configs) => r,
+                _ = stopped.changed() => return,
+            };
+            match started {
+                Ok(mut session) => {
+                    let recovered = attempt > 0;
+                    attempt = 0;
+                    let mut s = session::open_status(&connection, connection.client_count as usize);
+                    if recovered {
+                        s.recovery = Recovery::Succeeded;
+                    }
+                    *lock(&status) = s;
+                    log(
+                        true,
+                        format!(
+                            "Connected to {}.",
+                            crate::error::redact_uri(&connection.uri)
+                        ),
+                    );
+                    if announces {
+                        self.hub.announce(&connection.id, true).await;
+                    }
+                    tokio::select! {
+                        failure = session.failures.recv() => {
+                            let e = failure.unwrap_or_else(|| TransportError::new(ErrorKind::Closed, "the client stopped"));
+                            session.close().await;
+                            log(false, format!("Connection lost: {}", e.message));
+                            *lock(&status) = failed_status(&connection, Live::Failed, Recovery::Ongoing, &e.message);
+                        }
+                        _ = stopped.changed() => {
+                            if announces {
+                                self.hub.announce(&connection.id, false).await;
+                            }
+                            session
+                                .close_within(Duration::from_millis(self.config.close_timeout_ms))
+                                .await;
+                            *lock(&status) = LiveStatus::closed();
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let live = match e.kind {
+                        ErrorKind::Unauthorized
+                        | ErrorKind::Misconfigured
+                        | ErrorKind::Unreachable => Live::Misconfigured,
+                        _ => Live::Failed,
+                    };
+                    log(false, format!("Connecting failed: {}", e.message));
+                    *lock(&status) =
+                        failed_status(&connection, live, Recovery::Ongoing, &e.message);
+                }
+            }
+            if !connection.failover_enabled {
+                lock(&status).recovery = Recovery::Unknown;
+                let _ = stopped.changed().await;
+                return;
+            }
+            attempt += 1;
+            if attempt > self.config.max_tries {
+                lock(&status).recovery = Recovery::BackOffLimitReached;
+                let _ = stopped.changed().await;
+                return;
+            }
+            let wait = backoff(&self.config, attempt);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stopped.changed() => return,
+            }
+        }
+    }
+}
+
+/// Exponential backoff with ±20 % jitter.
+fn backoff(config: &RuntimeConfig, attempt: u32) -> Duration {
+    let base = config
+        .min_backoff_ms
+        .saturating_mul(1u64 << (attempt - 1).min(30))
+        .min(config.max_backoff_ms);
+    let mut random = [0u8; 2];
+    let _ = getrandom::fill(&mut random);
+    let jitter = (u16::from_le_bytes(random) as f64 / u16::MAX as f64) * 0.4 + 0.8;
+    Duration::from_millis((base as f64 * jitter) as u64)
+}
+
+fn failed_status(
+    connection: &Connection,
+    live: Live,
+    recovery: Recovery,
+    details: &str,
+) -> LiveStatus {
+    let now = Utc::now();
+    LiveStatus {
+        live,
+        recovery,
+        connected_since: None,
+        clients: (0..connection.client_count as usize)
+            .map(|i| Resource {
+                client: format!("ferrule-{}", i + 1),
+                address: None,
+                status: live,
+                details: details.to_string(),
+                since: now,
+            })
+            .collect(),
+        sources: Vec::new(),
+        targets: Vec::new(),
+    }
+}
+
+/// The error of a failed connection test.
+fn test_error(id: &str, e: &TransportError) -> DittoError {
+    match e.kind {
+        ErrorKind::Unauthorized => DittoError::new(
+            StatusCode::UNAUTHORIZED,
+            "connectivity:connection.unauthorized",
+            format!("The Connection with ID '{id}' could not be established: the broker refused the credentials."),
+        )
+        .with_description(format!("{} Check the user and password in the connection URI (URL-encoded).", e.message)),
+        ErrorKind::Misconfigured => DittoError::configuration_invalid(format!(
+            "The Connection with ID '{id}' could not be established: {}",
+            e.message
+        )),
+        _ => DittoError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "connectivity:connection.failed",
+            format!("The Connection with ID '{id}' failed to connect."),
+        )
+        .with_description(format!(
+            "{} Check that the broker runs and is reachable at the host and port of the connection URI.",
+            e.message
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_up_to_the_maximum() {
+        let c = RuntimeConfig {
+            min_backoff_ms: 1000,
+            max_backoff_ms: 10_000,
+            ..Default::default()
+        };
+        let ms = |a| backoff(&c, a).as_millis() as u64;
+        assert!((800..=1200).contains(&ms(1)));
+        assert!((1600..=2400).contains(&ms(2)));
+        assert!((3200..=4800).contains(&ms(3)));
+        assert!((8000..=12_000).contains(&ms(10)));
+        assert!((8000..=12_000).contains(&ms(60)));
+    }
+
+    #[test]
+    fn test_errors_say_what_to_do() {
+        let e = test_error(
+            "c",
+            &TransportError::new(ErrorKind::Unreachable, "connection refused by 127.0.0.1:1"),
+        );
+        assert_eq!(
+            (e.status.as_u16(), e.error.as_ref()),
+            (504, "connectivity:connection.failed")
+        );
+        assert!(e.description.unwrap().contains("127.0.0.1:1"));
+        let e = test_error(
+            "c",
+            &TransportError::new(ErrorKind::Unauthorized, "ACCESS_REFUSED"),
+        );
+        assert_eq!(
+            (e.status.as_u16(), e.error.as_ref()),
+            (401, "connectivity:connection.unauthorized")
+        );
+    }
+}

@@ -1,0 +1,707 @@
+//! One connected run of a connection: its clients, the consumers that feed the hub, and the
+//! publishers that take what the hub routes to its targets.
+//!
+//! Inbound, per consumed message: mapping (the source's pipeline) → source header mapping →
+//! enforcement → requested acknowledgements → the hub → responses to the reply target → the
+//! transport settles the message with the hub's decision (after the change is durable).
+//! Outbound, per routed signal: mapping (the target's pipeline) → target header mapping →
+//! address → publish → the issued acknowledgement, if any.
+
+use super::compiled::{Compiled, CompiledSource, CompiledTarget};
+use super::status::{Live, LiveStatus, Resource};
+use crate::connections::lock;
+use crate::hub::Hub;
+use crate::hub::acks::{Ack, Settle as HubSettle, requested_labels};
+use crate::hub::inbound::{Origin, expected_response};
+use crate::hub::resolve::{ExternalResolver, SignalResolver, resolve_address};
+use crate::hub::routing::{CompiledTopic, Route, Routed};
+use crate::model::Connection;
+use crate::monitoring::logs::{Category, ConnectionLogs, Level, LogEntry};
+use crate::monitoring::metrics::{ConnectionMetrics, Direction, MetricType, RESPONSES};
+use chrono::Utc;
+use ferrule_placeholders::Resolution;
+use ferrule_protocol::{DittoMessage, ExternalMessage, Headers};
+use ferrule_transport::{BrokerClient, ClientEvent, Delivery, Publish, Settle, TransportError};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{RwLock, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+
+/// Messages processed at once per client, inbound and outbound each.
+const CONCURRENCY: usize = 256;
+/// Routed signals waiting for one target's publisher at most.
+const TARGET_QUEUE: usize = 4096;
+
+type SharedClient = Arc<RwLock<Option<Box<dyn BrokerClient>>>>;
+
+/// What the processing of a connection's messages needs.
+pub struct Context {
+    pub connection: Arc<Connection>,
+    pub compiled: Arc<Compiled>,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<ConnectionMetrics>,
+    pub logs: Arc<Mutex<ConnectionLogs>>,
+    pub status: Arc<Mutex<LiveStatus>>,
+}
+
+impl Context {
+    fn count(&self, direction: Direction, address: &str, metric: MetricType, success: bool) {
+        self.metrics
+            .record(direction, address, metric, success, Utc::now());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn log(
+        &self,
+        category: Category,
+        log_type: &'static str,
+        success: bool,
+        address: &str,
+        correlation: Option<String>,
+        entity: Option<String>,
+        message: String,
+    ) {
+        lock(&self.logs).log(LogEntry {
+            correlation_id: correlation.unwrap_or_else(|| "<not-provided>".into()),
+            timestamp: Utc::now(),
+            category,
+            log_type,
+            level: if success {
+                Level::Success
+            } else {
+                Level::Failure
+            },
+            message,
+            address: Some(address.to_string()),
+            entity_type: entity.as_ref().map(|_| "thing".to_string()),
+            entity_id: entity,
+        });
+    }
+}
+
+pub struct Session {
+    clients: Vec<SharedClient>,
+    tasks: Vec<JoinHandle<()>>,
+    publishers: Vec<JoinHandle<()>>,
+    routes: Vec<u64>,
+    hub: Arc<Hub>,
+    pub failures: mpsc::Receiver<TransportError>,
+}
+
+impl Session {
+    /// Connects every client and starts consuming and publishing.
+    pub async fn start(
+        ctx: Arc<Context>,
+        configs: Vec<ferrule_transport::ClientConfig>,
+    ) -> Result<Session, TransportError> {
+        let (fail_tx, failures) = mpsc::channel(8);
+        let mut session = Session {
+            clients: Vec::new(),
+            tasks: Vec::new(),
+            publishers: Vec::new(),
+            routes: Vec::new(),
+            hub: ctx.hub.clone(),
+            failures,
+        };
+        for config in configs {
+            let index = config.client_index;
+            let connected = match ferrule_transport::connect(config).await {
+                Ok(c) => c,
+                Err(e) => {
+                    session.close().await;
+                    return Err(e);
+                }
+            };
+            let client: SharedClient = Arc::new(RwLock::new(Some(connected.client)));
+            session.clients.push(client.clone());
+            session.tasks.push(tokio::spawn(consume(
+                ctx.clone(),
+                client.clone(),
+                connected.deliveries,
+            )));
+            session.tasks.push(tokio::spawn(watch(
+                ctx.clone(),
+                connected.events,
+                fail_tx.clone(),
+            )));
+            // One client publishes, so a signal is published once whatever the clientCount.
+            if index == 0 {
+                for (t, target) in ctx.connection.targets.iter().enumerate() {
+                    let topics = target
+                        .topics
+                        .iter()
+                        .filter_map(|raw| CompiledTopic::compile(raw).ok())
+                        .collect();
+                    let (tx, rx) = mpsc::channel(TARGET_QUEUE);
+                    session.routes.push(ctx.hub.router.add(Route {
+                        connection_id: ctx.connection.id.clone(),
+                        target: t,
+                        topics,
+                        sink: tx,
+                    }));
+                    session.publishers.push(tokio::spawn(publish_routed(
+                        ctx.clone(),
+                        client.clone(),
+                        t,
+                        rx,
+                    )));
+                }
+            }
+        }
+        Ok(session)
+    }
+
+    /// Stops routing, lets the publishers finish what was routed to them (at most `drain`),
+    /// closes the clients and ends the tasks.
+    pub async fn close_within(&mut self, drain: std::time::Duration) {
+        for id in self.routes.drain(..) {
+            self.hub.router.remove(id);
+        }
+        let publishers: Vec<_> = self.publishers.drain(..).collect();
+        let aborts: Vec<_> = publishers.iter().map(|p| p.abort_handle()).collect();
+        if tokio::time::timeout(drain, futures_join(publishers))
+            .await
+            .is_err()
+        {
+            aborts.iter().for_each(|a| a.abort());
+        }
+        self.close().await;
+    }
+
+    /// Stops routing, ends the tasks and closes the clients at once.
+    pub async fn close(&mut self) {
+        for id in self.routes.drain(..) {
+            self.hub.router.remove(id);
+        }
+        for p in self.publishers.drain(..) {
+            p.abort();
+        }
+        for client in self.clients.drain(..) {
+            if let Some(c) = client.write().await.take() {
+                c.close().await;
+            }
+        }
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+async fn futures_join(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+async fn watch(
+    ctx: Arc<Context>,
+    mut events: mpsc::Receiver<ClientEvent>,
+    failures: mpsc::Sender<TransportError>,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            ClientEvent::Disconnected(e) => {
+                let _ = failures.send(e).await;
+                return;
+            }
+            ClientEvent::SourceFailed {
+                source,
+                address,
+                error,
+            } => {
+                {
+                    let mut status = lock(&ctx.status);
+                    for r in status
+                        .sources
+                        .iter_mut()
+                        .filter(|r| r.address.as_deref() == Some(address.as_str()))
+                    {
+                        r.status = Live::Failed;
+                        r.details = error.message.clone();
+                        r.since = Utc::now();
+                    }
+                }
+                ctx.log(
+                    Category::Source,
+                    "consumed",
+                    false,
+                    &address,
+                    None,
+                    None,
+                    format!(
+                        "Source {source} stopped consuming from <{address}>: {}",
+                        error.message
+                    ),
+                );
+            }
+        }
+    }
+}
+
+async fn consume(
+    ctx: Arc<Context>,
+    client: SharedClient,
+    mut deliveries: mpsc::Receiver<Delivery>,
+) {
+    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    while let Some(delivery) = deliveries.recv().await {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let ctx = ctx.clone();
+        let client = client.clone();
+        tokio::spawn(async move {
+            let settle = handle_delivery(&ctx, &client, &delivery).await;
+            delivery.settler.settle(settle);
+            drop(permit);
+        });
+    }
+}
+
+/// The address a delivery counts under: the configured source address it matches, else the
+/// source's first address (an MQTT topic arriving through a wildcard filter).
+fn source_address(source: &CompiledSource, delivery: &Delivery) -> String {
+    source
+        .addresses
+        .iter()
+        .find(|a| **a == delivery.address)
+        .or_else(|| source.addresses.first())
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn handle_delivery(ctx: &Arc<Context>, client: &SharedClient, delivery: &Delivery) -> Settle {
+    let Some(source) = ctx.compiled.sources.get(delivery.source) else {
+        return Settle::Reject;
+    };
+    let address = source_address(source, delivery);
+    ctx.count(Direction::Inbound, &address, MetricType::Consumed, true);
+    let message = &delivery.message;
+    let subject = source.subjects.first().and_then(|t| {
+        match t.resolve(&ExternalResolver {
+            headers: &message.headers,
+            source_address: &delivery.address,
+            connection_id: &ctx.connection.id,
+            subject: None,
+        }) {
+            Resolution::Resolved(v) => v.into_iter().next(),
+            _ => None,
+        }
+    });
+    let external = ExternalResolver {
+        headers: &message.headers,
+        source_address: &delivery.address,
+        connection_id: &ctx.connection.id,
+        subject: subject.as_deref(),
+    };
+    let correlation = message.headers.correlation_id();
+    let mut verdicts = Vec::new();
+    for mapped in source.pipeline.map_inbound(message, &external) {
+        let signals = match mapped.result {
+            Ok(signals) => signals,
+            Err(e) => {
+                ctx.count(Direction::Inbound, &address, MetricType::Mapped, false);
+                ctx.log(
+                    Category::Source,
+                    "mapped",
+                    false,
+                    &address,
+                    correlation.clone(),
+                    None,
+                    format!(
+                        "Got exception <{}> when processing external message with mapper <{}>: {}",
+                        e.error, mapped.mapper, e.message
+                    ),
+                );
+                let error = ferrule_protocol::ProtocolError::new(
+                    400,
+                    "connectivity:message.mapping.failed",
+                    format!(
+                        "The external message with content-type '{}' could not be mapped.",
+                        message.content_type.as_deref().unwrap_or("unknown")
+                    ),
+                    &format!("{}: {}", e.error, e.message),
+                );
+                let response =
+                    crate::twin::engine::error_response("_:_", "/", &message.headers, &error);
+                reply(ctx, client, source, &response, Some(&message.headers)).await;
+                verdicts.push(Settle::Reject);
+                continue;
+            }
+        };
+        ctx.count(Direction::Inbound, &address, MetricType::Mapped, true);
+        if signals.is_empty() {
+            ctx.count(Direction::Inbound, &address, MetricType::Dropped, true);
+            continue;
+        }
+        for mut signal in signals {
+            let entity = signal.topic.entity_id();
+            // The source header mapping goes on top of what the mapper produced.
+            let mapped_headers = source.header_mapping.apply(&external);
+            for (k, v) in mapped_headers {
+                signal.headers.insert(k, v);
+            }
+            if let Some(enforcement) = &source.enforcement {
+                let signal_resolver = SignalResolver::outbound(&signal, &ctx.connection.id);
+                if let Err(e) = enforcement.check(&external, &signal_resolver, &entity) {
+                    ctx.count(Direction::Inbound, &address, MetricType::Enforced, false);
+                    ctx.log(
+                        Category::Source,
+                        "enforced",
+                        false,
+                        &address,
+                        signal.headers.correlation_id(),
+                        Some(entity.clone()),
+                        e.message.clone(),
+                    );
+                    let response = crate::twin::engine::error_response(
+                        &entity,
+                        &signal.path,
+                        &signal.headers,
+                        &e,
+                    );
+                    reply(ctx, client, source, &response, Some(&message.headers)).await;
+                    verdicts.push(Settle::Reject);
+                    continue;
+                }
+                ctx.count(Direction::Inbound, &address, MetricType::Enforced, true);
+            }
+            let requested = requested_labels(
+                source.ack_requests.as_ref(),
+                &signal.headers,
+                &ctx.connection.id,
+                &external,
+            );
+            let origin = Origin {
+                connection_id: ctx.connection.id.clone(),
+                subjects: subject.iter().cloned().collect(),
+                requested_acks: requested.clone(),
+            };
+            let outcome = ctx.hub.inbound.handle(signal, &origin).await;
+            for response in &outcome.responses {
+                reply(ctx, client, source, response, None).await;
+            }
+            let settle = match outcome.settle {
+                HubSettle::Accept => Settle::Accept,
+                HubSettle::Redeliver => Settle::Redeliver,
+                HubSettle::Reject => Settle::Reject,
+            };
+            if !requested.is_empty() {
+                ctx.count(
+                    Direction::Inbound,
+                    &address,
+                    MetricType::Acknowledged,
+                    settle == Settle::Accept,
+                );
+            }
+            verdicts.push(settle);
+        }
+    }
+    if verdicts.contains(&Settle::Redeliver) {
+        Settle::Redeliver
+    } else if verdicts.contains(&Settle::Reject) {
+        Settle::Reject
+    } else {
+        Settle::Accept
+    }
+}
+
+/// Publishes a response at the source's reply target, when it has one that expects this type.
+async fn reply(
+    ctx: &Arc<Context>,
+    client: &SharedClient,
+    source: &CompiledSource,
+    response: &DittoMessage,
+    external_headers: Option<&Headers>,
+) {
+    let Some(reply) = &source.reply else {
+        return;
+    };
+    if !expected_response(response, &reply.expected) {
+        return;
+    }
+    let resolver = SignalResolver {
+        signal: response,
+        connection_id: &ctx.connection.id,
+        external_headers,
+        source_address: None,
+        subject: None,
+    };
+    ctx.count(Direction::Outbound, RESPONSES, MetricType::Dispatched, true);
+    let Some(address) = resolve_address(&reply.address, &resolver) else {
+        ctx.count(Direction::Outbound, RESPONSES, MetricType::Dropped, true);
+        return;
+    };
+    for mapped in source.pipeline.map_outbound(response, &resolver) {
+        let Ok(messages) = mapped.result else {
+            ctx.count(Direction::Outbound, RESPONSES, MetricType::Mapped, false);
+            continue;
+        };
+        ctx.count(Direction::Outbound, RESPONSES, MetricType::Mapped, true);
+        for mut message in messages {
+            message.headers = Headers::new();
+            if let Some(ct) = &message.content_type {
+                message.headers.insert("content-type", ct.clone());
+            }
+            for (k, v) in reply.headers.apply(&resolver) {
+                message.headers.insert(k, v);
+            }
+            let result = publish(
+                client,
+                Publish {
+                    target: usize::MAX,
+                    address: address.clone(),
+                    message,
+                },
+            )
+            .await;
+            ctx.count(
+                Direction::Outbound,
+                RESPONSES,
+                MetricType::Published,
+                result.is_ok(),
+            );
+            if let Err(e) = result {
+                ctx.log(
+                    Category::Response,
+                    "published",
+                    false,
+                    &address,
+                    response.headers.correlation_id(),
+                    None,
+                    e.message,
+                );
+            }
+        }
+    }
+}
+
+async fn publish(client: &SharedClient, p: Publish) -> Result<(), TransportError> {
+    let guard = client.read().await;
+    match guard.as_ref() {
+        Some(c) => c.publish(p).await,
+        None => Err(TransportError::new(
+            ferrule_transport::ErrorKind::Closed,
+            "the client is closed",
+        )),
+    }
+}
+
+async fn publish_routed(
+    ctx: Arc<Context>,
+    client: SharedClient,
+    target: usize,
+    mut routed: mpsc::Receiver<Routed>,
+) {
+    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    while let Some(r) = routed.recv().await {
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let ctx = ctx.clone();
+        let client = client.clone();
+        tokio::spawn(async move {
+            if let Some(t) = ctx.compiled.targets.get(target) {
+                handle_routed(&ctx, &client, target, t, r).await;
+            }
+            drop(permit);
+        });
+    }
+    // The route is gone: wait for the publishes in flight.
+    let _ = limit.acquire_many(CONCURRENCY as u32).await;
+}
+
+async fn handle_routed(
+    ctx: &Arc<Context>,
+    client: &SharedClient,
+    index: usize,
+    target: &CompiledTarget,
+    routed: Routed,
+) {
+    let address_key = &target.raw_address;
+    ctx.count(
+        Direction::Outbound,
+        address_key,
+        MetricType::Dispatched,
+        true,
+    );
+    ctx.count(Direction::Outbound, address_key, MetricType::Filtered, true);
+    let mut signal = (*routed.signal).clone();
+    if routed.extra.is_some() {
+        signal.extra = routed.extra;
+    }
+    // Internal headers stay inside Ferrule.
+    let internal: Vec<String> = signal
+        .headers
+        .iter()
+        .map(|(k, _)| k.to_string())
+        .filter(|k| k.to_ascii_lowercase().starts_with("ditto-"))
+        .collect();
+    for k in internal {
+        signal.headers.remove(&k);
+    }
+    let correlation = signal.headers.correlation_id();
+    let entity = Some(signal.topic.entity_id());
+    let resolver = SignalResolver::outbound(&signal, &ctx.connection.id);
+    let Some(address) = resolve_address(&target.address, &resolver) else {
+        ctx.count(Direction::Outbound, address_key, MetricType::Dropped, true);
+        ctx.log(
+            Category::Target,
+            "dropped",
+            true,
+            address_key,
+            correlation,
+            entity,
+            "The target address could not be resolved for this signal; it was not published."
+                .into(),
+        );
+        return;
+    };
+    for mapped in target.pipeline.map_outbound(&signal, &resolver) {
+        let messages = match mapped.result {
+            Ok(m) => m,
+            Err(e) => {
+                ctx.count(Direction::Outbound, address_key, MetricType::Mapped, false);
+                ctx.log(
+                    Category::Target,
+                    "mapped",
+                    false,
+                    address_key,
+                    correlation.clone(),
+                    entity.clone(),
+                    format!(
+                        "Got exception <{}> when mapping the signal with mapper <{}>: {}",
+                        e.error, mapped.mapper, e.message
+                    ),
+                );
+                continue;
+            }
+        };
+        ctx.count(Direction::Outbound, address_key, MetricType::Mapped, true);
+        if messages.is_empty() {
+            ctx.count(Direction::Outbound, address_key, MetricType::Dropped, true);
+        }
+        for message in messages {
+            let message = with_target_headers(message, target, &resolver);
+            let result = publish(
+                client,
+                Publish {
+                    target: index,
+                    address: address.clone(),
+                    message,
+                },
+            )
+            .await;
+            ctx.count(
+                Direction::Outbound,
+                address_key,
+                MetricType::Published,
+                result.is_ok(),
+            );
+            match &result {
+                Ok(()) => ctx.log(
+                    Category::Target,
+                    "published",
+                    true,
+                    &address,
+                    correlation.clone(),
+                    entity.clone(),
+                    "Message was published.".into(),
+                ),
+                Err(e) => ctx.log(
+                    Category::Target,
+                    "published",
+                    false,
+                    &address,
+                    correlation.clone(),
+                    entity.clone(),
+                    format!("Message could not be published: {}", e.message),
+                ),
+            }
+            if let (Some(label), Some(c)) = (&target.issued_ack, &correlation) {
+                ctx.hub.inbound.acknowledge(
+                    c,
+                    Ack {
+                        label: label.clone(),
+                        status: if result.is_ok() { 200 } else { 503 },
+                        headers: Headers::new(),
+                        payload: result.err().map(|e| {
+                            serde_json::json!({
+                                "status": 503,
+                                "error": "connectivity:message.sending.failed",
+                                "message": e.message,
+                            })
+                        }),
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// The published headers: the mapper's content type, then the target's header mapping.
+fn with_target_headers(
+    mut message: ExternalMessage,
+    target: &CompiledTarget,
+    resolver: &SignalResolver<'_>,
+) -> ExternalMessage {
+    let mut headers = Headers::new();
+    if let Some(ct) = message
+        .content_type
+        .clone()
+        .or_else(|| message.headers.get_str("content-type"))
+    {
+        headers.insert("content-type", ct);
+    }
+    for (k, v) in target.headers.apply(resolver) {
+        headers.insert(k, v);
+    }
+    message.headers = headers;
+    message
+}
+
+/// The status of a connected session's resources.
+pub fn open_status(connection: &Connection, clients: usize) -> LiveStatus {
+    let now = Utc::now();
+    let client = |i: usize| format!("ferrule-{}", i + 1);
+    let mut status = LiveStatus {
+        live: Live::Open,
+        recovery: super::status::Recovery::Succeeded,
+        connected_since: Some(now),
+        clients: (0..clients)
+            .map(|i| Resource {
+                client: client(i),
+                address: None,
+                status: Live::Open,
+                details: "Connected.".into(),
+                since: now,
+            })
+            .collect(),
+        sources: Vec::new(),
+        targets: Vec::new(),
+    };
+    for i in 0..clients {
+        for source in &connection.sources {
+            for address in &source.addresses {
+                for _ in 0..source.consumer_count {
+                    status.sources.push(Resource {
+                        client: client(i),
+                        address: Some(address.clone()),
+                        status: Live::Open,
+                        details: "Consumer started.".into(),
+                        since: now,
+                    });
+                }
+            }
+        }
+    }
+    for target in &connection.targets {
+        status.targets.push(Resource {
+            client: client(0),
+            address: Some(target.address.clone()),
+            status: Live::Open,
+            details: "Producer started.".into(),
+            since: now,
+        });
+    }
+    status
+}
