@@ -248,6 +248,8 @@ impl Shared {
 enum AckCmd {
     Ack(AckToken),
     DisconnectForRedelivery,
+    /// `close`: after the acks of messages settled before it.
+    Disconnect(oneshot::Sender<()>),
 }
 
 struct PublishCmd {
@@ -395,7 +397,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         events: events_tx,
         ready: Some(ready_tx),
         awaiting_subacks: subscriptions.len(),
-        ack_tx,
+        ack_tx: ack_tx.clone(),
         reconnect_for_redelivery: settings.reconnect_for_redelivery,
         dry_run: config.dry_run,
     };
@@ -427,9 +429,9 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
     let tasks = std::mem::take(&mut guard.0);
     Ok(Connected {
         client: Box::new(MqttClient {
-            client,
             shared,
             cmd_tx,
+            ack_tx,
             tasks,
             targets: config.targets.iter().map(|t| (t.index, t.qos)).collect(),
             protocol: config.protocol,
@@ -477,6 +479,10 @@ async fn acker(client: Client, mut cmds: mpsc::UnboundedReceiver<AckCmd>, shared
                 if !shared.redelivering.swap(true, Ordering::SeqCst) {
                     client.disconnect().await;
                 }
+            }
+            AckCmd::Disconnect(done) => {
+                client.disconnect().await;
+                let _ = done.send(());
             }
         }
     }
@@ -638,10 +644,10 @@ impl Driver {
     }
 
     fn check_ready(&mut self) {
-        if self.awaiting_subacks == 0 {
-            if let Some(ready) = self.ready.take() {
-                let _ = ready.send(Ok(()));
-            }
+        if self.awaiting_subacks == 0
+            && let Some(ready) = self.ready.take()
+        {
+            let _ = ready.send(Ok(()));
         }
     }
 
@@ -710,9 +716,9 @@ impl Driver {
 }
 
 struct MqttClient {
-    client: Client,
     shared: Arc<Shared>,
     cmd_tx: mpsc::Sender<PublishCmd>,
+    ack_tx: mpsc::UnboundedSender<AckCmd>,
     /// driver, acker, forwarder
     tasks: Vec<JoinHandle<()>>,
     targets: HashMap<usize, Option<u8>>,
@@ -807,14 +813,21 @@ impl BrokerClient for MqttClient {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             self.shared.closing.store(true, Ordering::SeqCst);
-            let _ = tokio::time::timeout(Duration::from_secs(1), self.client.disconnect()).await;
-            if let Some(driver) = tasks.first_mut() {
-                if tokio::time::timeout(Duration::from_secs(2), &mut *driver)
+            // Settlements the host made just before closing reach the acker first.
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let (done, disconnected) = oneshot::channel();
+            if self.ack_tx.send(AckCmd::Disconnect(done)).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), disconnected).await;
+            }
+            if let Some(driver) = tasks.first_mut()
+                && tokio::time::timeout(Duration::from_secs(2), &mut *driver)
                     .await
                     .is_err()
-                {
-                    driver.abort();
-                }
+            {
+                driver.abort();
             }
             for t in &tasks {
                 t.abort();

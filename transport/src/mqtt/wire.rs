@@ -50,8 +50,8 @@ pub(super) struct OutPublish {
 /// What acknowledges one consumed PUBLISH (the packet without its payload).
 #[derive(Debug)]
 pub(super) enum AckToken {
-    V3(rumqttc::Publish),
-    V5(p5::Publish),
+    V3(Box<rumqttc::Publish>),
+    V5(Box<p5::Publish>),
 }
 
 /// A consumed PUBLISH.
@@ -224,7 +224,7 @@ fn ev3(e: rumqttc::Event) -> Ev {
                 payload,
                 headers: Vec::new(),
                 content_type: None,
-                token: AckToken::V3(p),
+                token: AckToken::V3(Box::new(p)),
             })
         }
         rumqttc::Event::Incoming(P::PubAck(a)) => Ev::Confirm {
@@ -290,7 +290,7 @@ fn ev5(e: r5::Event) -> Ev {
                 payload,
                 headers,
                 content_type,
-                token: AckToken::V5(p),
+                token: AckToken::V5(Box::new(p)),
             })
         }
         r5::Event::Incoming(P::PubAck(a)) => Ev::Confirm {
