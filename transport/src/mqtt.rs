@@ -49,7 +49,9 @@
 //! * Memory stays bounded: MQTT 5 announces receive maximum = `max_in_flight`, the deliveries
 //!   channel holds `max_in_flight` messages; when the host does not take them the event loop
 //!   waits, and TCP back-pressure stops the broker (MQTT 3.1.1 has no receive maximum: the
-//!   broker's own in-flight limit applies).
+//!   broker's own in-flight limit applies). While the event loop waits for the host to take a
+//!   delivery it handles nothing else (no PUBACKs of publishes, no pings): the host must take
+//!   deliveries independently of awaiting its publishes.
 //!
 //! # Publishing
 //! To `Publish::address` with the target's `qos` (0 when the target is unknown or has none), not

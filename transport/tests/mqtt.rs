@@ -661,3 +661,86 @@ async fn last_will_only_when_the_connection_dies() {
     ));
     conn.client.close().await;
 }
+
+#[tokio::test]
+async fn without_reconnect_for_redelivery_everything_is_acknowledged() {
+    let b = base("noredeliver");
+    let mut c = config(Protocol::Mqtt3, &b);
+    c.sources = vec![
+        source(0, &[format!("{b}/alo")], 1, true),
+        source(1, &[format!("{b}/amo")], 1, false),
+    ];
+    let c = with(c, &[("cleanSession", "false")]);
+    let client_id = c.connection_id.clone();
+    let (publisher, _) = plain3(&format!("{b}-pub"), None, true).await;
+    let mut conn = connected(c.clone()).await;
+    publisher
+        .publish(format!("{b}/alo"), rumqttc::QoS::AtLeastOnce, false, "r")
+        .await
+        .unwrap();
+    publisher
+        .publish(format!("{b}/amo"), rumqttc::QoS::AtLeastOnce, false, "u")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let d = next_delivery(&mut conn.deliveries).await;
+        got.push(d.message.text.clone().unwrap());
+        if d.source == 0 {
+            // Redeliver without reconnectForRedelivery: acknowledged anyway (as Ditto does).
+            d.settler.settle(Settle::Redeliver);
+        } else {
+            // At most once: acknowledged on receipt, the settler is ignored.
+            drop(d);
+        }
+    }
+    got.sort();
+    assert_eq!(got, ["r", "u"]);
+    let event = timeout(Duration::from_millis(200), conn.events.recv()).await;
+    assert!(event.is_err(), "{event:?}");
+    conn.client.close().await;
+
+    let mut again = connected(c).await;
+    let nothing = timeout(Duration::from_millis(700), again.deliveries.recv()).await;
+    assert!(nothing.is_err(), "unexpected redelivery: {nothing:?}");
+    again.client.close().await;
+    let (cleaner, _) = plain3(&client_id, None, true).await;
+    cleaner.disconnect().await.unwrap();
+}
+
+#[tokio::test]
+async fn mqtt5_receive_maximum_bounds_unsettled_deliveries() {
+    let b = base("inflight");
+    let mut c = config(Protocol::Mqtt5, &b);
+    c.max_in_flight = 3;
+    c.sources = vec![source(0, &[format!("{b}/in")], 1, true)];
+    let mut conn = connected(c).await;
+    let (publisher, _) = plain3(&format!("{b}-pub"), None, true).await;
+    for i in 0..6 {
+        publisher
+            .publish(
+                format!("{b}/in"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                format!("m{i}"),
+            )
+            .await
+            .unwrap();
+    }
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(next_delivery(&mut conn.deliveries).await);
+    }
+    let more = timeout(Duration::from_millis(400), conn.deliveries.recv()).await;
+    assert!(more.is_err(), "a 4th unsettled delivery: {more:?}");
+    for d in held {
+        d.settler.settle(Settle::Accept);
+    }
+    for _ in 0..3 {
+        next_delivery(&mut conn.deliveries)
+            .await
+            .settler
+            .settle(Settle::Accept);
+    }
+    conn.client.close().await;
+}
