@@ -1,12 +1,921 @@
-//! Not built yet: `connect` fails with a clear error until this transport lands.
+//! MQTT 3.1.1 and MQTT 5 clients (rumqttc; `rumqttc::v5` for MQTT 5).
+//!
+//! # Connecting
+//! * URI `tcp://[user[:password]@]host[:port]` (default port 1883). `ssl://` is not supported
+//!   yet: `connect` fails with [`ErrorKind::Misconfigured`] (rumqttc's TLS would pull a second TLS
+//!   stack into the build; to be added with the project's TLS choice).
+//! * `specificConfig`: `clientId` (default: the connection id; MQTT 5 clients with
+//!   `client_index` > 0 get `_<index>` appended; a dry run uses `<clientId>-dry-run-<random>` and a
+//!   clean session), `cleanSession` (default `false`; MQTT 5 clean start), `keepAlive` (seconds,
+//!   default 60, 0 disables), `lastWillTopic`/`lastWillQos`/`lastWillRetain`/`lastWillMessage`,
+//!   `reconnectForRedelivery` (default `false`), MQTT 5: `sessionExpiryInterval` (seconds; default
+//!   0 with a clean session, else 60). `separatePublisherClient` and `publisherId` are ignored:
+//!   one client consumes and publishes. Invalid values fail with [`ErrorKind::Misconfigured`].
+//! * Failures within `connect_timeout`: refused / unknown host → `Unreachable`, CONNACK bad user
+//!   name or password / not authorized → `Unauthorized`, timeout → `Timeout`, a SUBACK refusing a
+//!   source's filter → `Misconfigured` (`Unauthorized` when MQTT 5 says not authorized). Messages
+//!   name `host:port`, never the credentials.
+//!
+//! # Consuming
+//! Every address (topic filter) of every source is subscribed with the source's `qos` (default 0).
+//! A PUBLISH goes to the first source (in configuration order) with a filter matching its topic
+//! (shared subscriptions `$share/<group>/<filter>` match by `<filter>`); `Delivery::address` is the
+//! topic. The message carries
+//!
+//! | header | value |
+//! |---|---|
+//! | `mqtt.topic` | the topic |
+//! | `mqtt.qos` | `0`, `1` or `2` |
+//! | `mqtt.retain` | `true` / `false` |
+//! | MQTT 5 user properties | as they are (first, so the ones below win) |
+//! | `correlation-id` | MQTT 5 correlation data (UTF-8, lossy) |
+//! | `reply-to` | MQTT 5 response topic |
+//! | `content-type` | MQTT 5 content type (also `ExternalMessage::content_type`) |
+//! | `mqtt.message-expiry-interval` | MQTT 5 message expiry interval (seconds) |
+//!
+//! The payload is always in `bytes`, and also in `text` when it is valid UTF-8 (Ditto's MQTT
+//! clients hand bytes to mapping; text saves mappers a decode).
+//!
+//! # Settlement (manual acks)
+//! * QoS 0: nothing to acknowledge.
+//! * Sources not `at_least_once`: PUBACK/PUBREC at once, the settler is ignored.
+//! * `at_least_once` sources, QoS 1/2: acknowledged when the settler says `Accept` or `Reject`.
+//!   `Redeliver` (or a dropped settler): with `reconnectForRedelivery=true` the message is not
+//!   acknowledged and the client disconnects (DISCONNECT, the session is kept when `cleanSession`
+//!   is false) and reports [`ClientEvent::Disconnected`], so that the broker redelivers once the
+//!   host reconnects; without it the message is acknowledged anyway, as Ditto does (an unacked
+//!   message would hold one of the broker's in-flight slots until the next reconnect).
+//! * Acks are sent in settlement order, which may differ from arrival order.
+//! * Memory stays bounded: MQTT 5 announces receive maximum = `max_in_flight`, the deliveries
+//!   channel holds `max_in_flight` messages; when the host does not take them the event loop
+//!   waits, and TCP back-pressure stops the broker (MQTT 3.1.1 has no receive maximum: the
+//!   broker's own in-flight limit applies). While the event loop waits for the host to take a
+//!   delivery it handles nothing else (no PUBACKs of publishes, no pings): the host must take
+//!   deliveries independently of awaiting its publishes.
+//!
+//! # Publishing
+//! To `Publish::address` with the target's `qos` (0 when the target is unknown or has none), not
+//! retained; headers `mqtt.topic`, `mqtt.qos`, `mqtt.retain` override them per message (an invalid
+//! `mqtt.qos` is ignored). MQTT 5: `correlation-id` → correlation data, `reply-to` → response
+//! topic, `content-type` (or `ExternalMessage::content_type`, which wins) → content type,
+//! `mqtt.message-expiry-interval` → message expiry interval, all other headers → user
+//! properties. The future resolves on PUBACK (QoS 1) / PUBCOMP (QoS 2), once written for QoS 0; a
+//! failed reason code (MQTT 5) → [`ErrorKind::Rejected`], a lost connection → `Closed`.
+//! Publishes are pipelined: at most `max_in_flight` unconfirmed at the broker, as many again
+//! queued; further callers wait.
+//!
+//! # Events
+//! When the event loop fails (connection lost, kicked by a client with the same id, ...), the
+//! client reports [`ClientEvent::Disconnected`] once and stops; it never reconnects by itself.
 
-use crate::{BoxFuture, ClientConfig, Connected, ErrorKind, TransportError};
+mod wire;
 
+use crate::uri::BrokerUri;
+use crate::{
+    BoxFuture, BrokerClient, ClientConfig, ClientEvent, Connected, Delivery, ErrorKind, Protocol,
+    Publish, Settle, Settler, SourceSpec, TransportError,
+};
+use ferrule_protocol::{ExternalMessage, Headers};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use wire::{AckToken, Client, Ev, EventLoop, InPublish, OutPublish};
+
+/// Largest packet sent or accepted.
+const MAX_PACKET: usize = 16 * 1024 * 1024;
+
+type Waiter = oneshot::Sender<Result<(), TransportError>>;
+
+/// The settings of `specificConfig`, checked.
+#[derive(Debug, Clone)]
+struct Settings {
+    client_id: String,
+    clean_session: bool,
+    keep_alive: Duration,
+    reconnect_for_redelivery: bool,
+    session_expiry: u32,
+    last_will: Option<(String, u8, bool, String)>,
+}
+
+fn invalid(key: &str, value: &str) -> TransportError {
+    TransportError::new(
+        ErrorKind::Misconfigured,
+        format!("Invalid value '{value}' for configuration '{key}'"),
+    )
+}
+
+fn parse_bool(config: &ClientConfig, key: &str) -> Result<bool, TransportError> {
+    match config.specific_config.get(key).map(|v| v.trim()) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+        Some(v) => Err(invalid(key, v)),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(
+    config: &ClientConfig,
+    key: &str,
+) -> Result<Option<T>, TransportError> {
+    config
+        .specific_config
+        .get(key)
+        .map(|v| v.trim().parse::<T>().map_err(|_| invalid(key, v)))
+        .transpose()
+}
+
+/// A short random-looking suffix (time and process id: no dependency for one dry-run id).
+fn random_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let mixed = (nanos as u64) ^ ((std::process::id() as u64) << 32);
+    format!("{:x}", mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16)
+}
+
+impl Settings {
+    fn parse(config: &ClientConfig) -> Result<Settings, TransportError> {
+        let base = config
+            .specific_config
+            .get("clientId")
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .unwrap_or_else(|| config.connection_id.clone());
+        let client_id = if config.dry_run {
+            format!("{base}-dry-run-{}", random_suffix())
+        } else if config.protocol == Protocol::Mqtt5 && config.client_index > 0 {
+            format!("{base}_{}", config.client_index)
+        } else {
+            base
+        };
+        let clean_session = config.dry_run || parse_bool(config, "cleanSession")?;
+        let keep_alive =
+            Duration::from_secs(parse_num::<u16>(config, "keepAlive")?.unwrap_or(60) as u64);
+        let session_expiry = parse_num::<u32>(config, "sessionExpiryInterval")?
+            .unwrap_or(if clean_session { 0 } else { 60 });
+        let last_will = match config.specific_config.get("lastWillTopic") {
+            Some(topic) if !topic.is_empty() => {
+                if topic.contains(['+', '#']) {
+                    return Err(invalid("lastWillTopic", topic));
+                }
+                let qos = parse_num::<u8>(config, "lastWillQos")?.unwrap_or(0);
+                if qos > 2 {
+                    return Err(invalid("lastWillQos", &qos.to_string()));
+                }
+                let retain = parse_bool(config, "lastWillRetain")?;
+                let message = config
+                    .specific_config
+                    .get("lastWillMessage")
+                    .cloned()
+                    .unwrap_or_default();
+                Some((topic.clone(), qos, retain, message))
+            }
+            _ => None,
+        };
+        Ok(Settings {
+            client_id,
+            clean_session,
+            keep_alive,
+            reconnect_for_redelivery: parse_bool(config, "reconnectForRedelivery")?,
+            session_expiry,
+            last_will,
+        })
+    }
+}
+
+/// Whether an MQTT topic filter matches a topic.
+fn filter_matches(filter: &str, topic: &str) -> bool {
+    let filter = match filter.strip_prefix("$share/") {
+        Some(rest) => match rest.split_once('/') {
+            Some((_, f)) => f,
+            None => return false,
+        },
+        None => filter.strip_prefix("$queue/").unwrap_or(filter),
+    };
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// What the event loop waits for: publish confirmations by packet id, in the order requested.
+#[derive(Default)]
+struct Pending {
+    /// Waiters of publishes handed to rumqttc, in request order, not yet given a packet id.
+    fifo: VecDeque<Waiter>,
+    /// The publish rumqttc holds back after a packet id collision.
+    collided: Option<Waiter>,
+    by_pkid: HashMap<u16, Waiter>,
+    /// SUBSCRIBEs in request order: (source index, filters).
+    subs: VecDeque<(usize, Vec<String>)>,
+    subs_by_pkid: HashMap<u16, (usize, Vec<String>)>,
+    /// Set when the event loop ended: later publishes fail at once.
+    dead: Option<TransportError>,
+}
+
+impl Pending {
+    fn outstanding(&self) -> usize {
+        self.fifo.len() + self.by_pkid.len() + usize::from(self.collided.is_some())
+    }
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    closing: AtomicBool,
+    /// Set when the client disconnects so that the broker redelivers.
+    redelivering: AtomicBool,
+    authority: String,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+enum AckCmd {
+    Ack(AckToken),
+    DisconnectForRedelivery,
+    /// `close`: after the acks of messages settled before it.
+    Disconnect(oneshot::Sender<()>),
+}
+
+struct PublishCmd {
+    out: OutPublish,
+    waiter: Waiter,
+}
+
+/// Connects an MQTT 3.1.1 or 5 client (see the module documentation).
 pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, TransportError>> {
     Box::pin(async move {
-        Err(TransportError::new(
-            ErrorKind::Misconfigured,
-            format!("{:?} connections are not supported yet", config.protocol),
-        ))
+        let uri = BrokerUri::parse(&config.uri)?;
+        let authority = uri.authority();
+        let timeout = config.connect_timeout;
+        match tokio::time::timeout(timeout, connect_inner(config, uri)).await {
+            Ok(result) => result,
+            Err(_) => Err(TransportError::new(
+                ErrorKind::Timeout,
+                format!("Connecting to the MQTT broker at {authority} timed out after {timeout:?}"),
+            )),
+        }
     })
+}
+
+/// Aborts the tasks unless disarmed (the connect future may be dropped by its timeout).
+struct TaskGuard(Vec<JoinHandle<()>>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
+}
+
+async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected, TransportError> {
+    let authority = uri.authority();
+    if uri.secure {
+        return Err(TransportError::new(
+            ErrorKind::Misconfigured,
+            format!(
+                "TLS ('{}://') MQTT connections are not supported yet ({authority})",
+                uri.scheme
+            ),
+        ));
+    }
+    if uri.scheme != "tcp" {
+        return Err(TransportError::new(
+            ErrorKind::Misconfigured,
+            format!("The URI scheme '{}' is not supported for MQTT", uri.scheme),
+        ));
+    }
+    for s in &config.sources {
+        if s.qos.is_some_and(|q| q > 2) {
+            return Err(TransportError::new(
+                ErrorKind::Misconfigured,
+                format!("The QoS of source {} must be 0, 1 or 2", s.index),
+            ));
+        }
+    }
+    let settings = Settings::parse(&config)?;
+    let max_in_flight = config.max_in_flight.max(1);
+    let cap = max_in_flight as usize + 16;
+    let conn_timeout = config.connect_timeout.as_secs().max(1) + 1;
+
+    let (client, eventloop) = match config.protocol {
+        Protocol::Mqtt5 => {
+            use rumqttc::v5::mqttbytes::v5::LastWill;
+            let mut o =
+                rumqttc::v5::MqttOptions::new(settings.client_id.clone(), &uri.host, uri.port);
+            o.set_clean_start(settings.clean_session)
+                .set_keep_alive(settings.keep_alive)
+                .set_manual_acks(true)
+                .set_connection_timeout(conn_timeout)
+                .set_receive_maximum(Some(max_in_flight))
+                .set_outgoing_inflight_upper_limit(max_in_flight)
+                .set_max_packet_size(Some(MAX_PACKET as u32))
+                .set_session_expiry_interval(Some(settings.session_expiry).filter(|s| *s > 0));
+            if let Some(user) = &uri.username {
+                o.set_credentials(user.clone(), uri.password.clone().unwrap_or_default());
+            }
+            if let Some((topic, qos, retain, message)) = &settings.last_will {
+                let qos = rumqttc::v5::mqttbytes::qos(*qos).expect("checked");
+                o.set_last_will(LastWill::new(
+                    topic.clone(),
+                    message.clone().into_bytes(),
+                    qos,
+                    *retain,
+                    None,
+                ));
+            }
+            let (c, l) = rumqttc::v5::AsyncClient::new(o, cap);
+            (Client::V5(c), EventLoop::V5(Box::new(l)))
+        }
+        _ => {
+            let mut o = rumqttc::MqttOptions::new(settings.client_id.clone(), &uri.host, uri.port);
+            o.set_clean_session(settings.clean_session)
+                .set_keep_alive(settings.keep_alive)
+                .set_manual_acks(true)
+                .set_inflight(max_in_flight)
+                .set_max_packet_size(MAX_PACKET, MAX_PACKET);
+            if let Some(user) = &uri.username {
+                o.set_credentials(user.clone(), uri.password.clone().unwrap_or_default());
+            }
+            if let Some((topic, qos, retain, message)) = &settings.last_will {
+                let qos = rumqttc::qos(*qos).expect("checked");
+                o.set_last_will(rumqttc::LastWill::new(
+                    topic.clone(),
+                    message.clone(),
+                    qos,
+                    *retain,
+                ));
+            }
+            let (c, mut l) = rumqttc::AsyncClient::new(o, cap);
+            let mut net = rumqttc::NetworkOptions::new();
+            net.set_connection_timeout(conn_timeout);
+            l.set_network_options(net);
+            (Client::V3(c), EventLoop::V3(Box::new(l)))
+        }
+    };
+
+    let shared = Arc::new(Shared {
+        pending: Mutex::new(Pending::default()),
+        closing: AtomicBool::new(false),
+        redelivering: AtomicBool::new(false),
+        authority: authority.clone(),
+    });
+    let subscriptions: Vec<(usize, Vec<String>, u8)> = config
+        .sources
+        .iter()
+        .filter(|s| !s.addresses.is_empty())
+        .map(|s| (s.index, s.addresses.clone(), s.qos.unwrap_or(0)))
+        .collect();
+
+    let (deliveries_tx, deliveries) = mpsc::channel(max_in_flight as usize);
+    let (events_tx, events) = mpsc::channel(4);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let (cmd_tx, cmd_rx) = mpsc::channel(max_in_flight as usize);
+
+    let driver = Driver {
+        shared: shared.clone(),
+        sources: config.sources.clone(),
+        deliveries: deliveries_tx,
+        backlog: VecDeque::new(),
+        events: events_tx,
+        ready: Some(ready_tx),
+        awaiting_subacks: subscriptions.len(),
+        ack_tx: ack_tx.clone(),
+        reconnect_for_redelivery: settings.reconnect_for_redelivery,
+        dry_run: config.dry_run,
+    };
+    let mut guard = TaskGuard(vec![
+        tokio::spawn(driver.run(eventloop)),
+        tokio::spawn(acker(client.clone(), ack_rx, shared.clone())),
+        tokio::spawn(forwarder(client.clone(), cmd_rx, shared.clone())),
+    ]);
+
+    for (source, filters, qos) in subscriptions {
+        shared.lock().subs.push_back((source, filters.clone()));
+        if let Err(e) = client.subscribe(&filters, qos).await {
+            return Err(TransportError::new(
+                ErrorKind::Misconfigured,
+                format!("Subscribing to {filters:?} at {authority} failed: {e}"),
+            ));
+        }
+    }
+    match ready_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            return Err(TransportError::new(
+                ErrorKind::Other,
+                format!("The MQTT client of {authority} ended while connecting"),
+            ));
+        }
+    }
+    let tasks = std::mem::take(&mut guard.0);
+    Ok(Connected {
+        client: Box::new(MqttClient {
+            shared,
+            cmd_tx,
+            ack_tx,
+            tasks,
+            targets: config.targets.iter().map(|t| (t.index, t.qos)).collect(),
+            protocol: config.protocol,
+            dry_run: config.dry_run,
+        }),
+        deliveries,
+        events,
+    })
+}
+
+/// Hands publishes to rumqttc one at a time, noting each one's waiter in request order first.
+async fn forwarder(client: Client, mut cmds: mpsc::Receiver<PublishCmd>, shared: Arc<Shared>) {
+    while let Some(PublishCmd { out, waiter }) = cmds.recv().await {
+        {
+            let mut p = shared.lock();
+            if let Some(e) = &p.dead {
+                let _ = waiter.send(Err(e.clone()));
+                continue;
+            }
+            p.fifo.push_back(waiter);
+        }
+        if let Err(e) = client.publish(out).await {
+            // Not sent (the event loop is gone, or rumqttc refused it): ours is the newest waiter.
+            if let Some(w) = shared.lock().fifo.pop_back() {
+                let _ = w.send(Err(TransportError::new(
+                    ErrorKind::Closed,
+                    format!("Publishing to {} failed: {e}", shared.authority),
+                )));
+            }
+        }
+    }
+}
+
+/// Sends the acks of settled deliveries (never from the event loop, which must not wait on the
+/// request channel it drains).
+async fn acker(client: Client, mut cmds: mpsc::UnboundedReceiver<AckCmd>, shared: Arc<Shared>) {
+    while let Some(cmd) = cmds.recv().await {
+        match cmd {
+            AckCmd::Ack(token) => {
+                if !shared.redelivering.load(Ordering::SeqCst) {
+                    client.ack(&token).await
+                }
+            }
+            AckCmd::DisconnectForRedelivery => {
+                if !shared.redelivering.swap(true, Ordering::SeqCst) {
+                    client.disconnect().await;
+                }
+            }
+            AckCmd::Disconnect(done) => {
+                client.disconnect().await;
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+struct Driver {
+    shared: Arc<Shared>,
+    sources: Vec<SourceSpec>,
+    deliveries: mpsc::Sender<Delivery>,
+    /// Deliveries that did not fit into the channel before `connect` returned.
+    backlog: VecDeque<Delivery>,
+    events: mpsc::Sender<ClientEvent>,
+    ready: Option<oneshot::Sender<Result<(), TransportError>>>,
+    awaiting_subacks: usize,
+    ack_tx: mpsc::UnboundedSender<AckCmd>,
+    reconnect_for_redelivery: bool,
+    dry_run: bool,
+}
+
+impl Driver {
+    async fn run(mut self, mut eventloop: EventLoop) {
+        let end = loop {
+            let ev = match eventloop.poll().await {
+                Ok(ev) => ev,
+                Err(e) => {
+                    let kind = if self.ready.is_some() {
+                        e.kind
+                    } else {
+                        ErrorKind::Closed
+                    };
+                    break Some(TransportError::new(
+                        kind,
+                        format!(
+                            "The connection to the MQTT broker at {} failed: {}",
+                            self.shared.authority, e.message
+                        ),
+                    ));
+                }
+            };
+            match ev {
+                Ev::ConnAck => self.check_ready(),
+                Ev::OutSubscribe(pkid) => {
+                    let mut p = self.shared.lock();
+                    if let Some(sub) = p.subs.pop_front() {
+                        p.subs_by_pkid.insert(pkid, sub);
+                    }
+                }
+                Ev::SubAck { pkid, rejected } => {
+                    let sub = self.shared.lock().subs_by_pkid.remove(&pkid);
+                    if let Some((source, filters)) = sub {
+                        if let Some((i, reason, unauthorized)) = rejected.into_iter().next() {
+                            let filter = filters.get(i).cloned().unwrap_or_default();
+                            let kind = if unauthorized {
+                                ErrorKind::Unauthorized
+                            } else {
+                                ErrorKind::Misconfigured
+                            };
+                            break Some(TransportError::new(
+                                kind,
+                                format!(
+                                    "The MQTT broker at {} refused the subscription of source \
+                                     {source} to '{filter}': {reason}",
+                                    self.shared.authority
+                                ),
+                            ));
+                        }
+                        self.awaiting_subacks = self.awaiting_subacks.saturating_sub(1);
+                        self.check_ready();
+                    }
+                }
+                Ev::OutPublish(pkid) => {
+                    let waiter = {
+                        let mut p = self.shared.lock();
+                        let w = p.collided.take().or_else(|| p.fifo.pop_front());
+                        match w {
+                            Some(w) if pkid != 0 => {
+                                p.by_pkid.insert(pkid, w);
+                                None
+                            }
+                            w => w,
+                        }
+                    };
+                    if let Some(w) = waiter {
+                        let _ = w.send(Ok(()));
+                    }
+                }
+                Ev::OutAwaitAck => {
+                    let mut p = self.shared.lock();
+                    p.collided = p.fifo.pop_front();
+                }
+                Ev::Confirm { pkid, error } => {
+                    let waiter = self.shared.lock().by_pkid.remove(&pkid);
+                    if let Some(w) = waiter {
+                        let _ = w.send(match error {
+                            None => Ok(()),
+                            Some(reason) => Err(TransportError::new(
+                                ErrorKind::Rejected,
+                                format!(
+                                    "The MQTT broker at {} refused the message: {reason}",
+                                    self.shared.authority
+                                ),
+                            )),
+                        });
+                    }
+                }
+                Ev::Publish(p) => self.consume(p).await,
+                Ev::OutDisconnect => {
+                    break if self.shared.redelivering.load(Ordering::SeqCst)
+                        && !self.shared.closing.load(Ordering::SeqCst)
+                    {
+                        Some(TransportError::new(
+                            ErrorKind::Closed,
+                            format!(
+                                "Disconnected from the MQTT broker at {} for the redelivery of \
+                                 an unsettled message",
+                                self.shared.authority
+                            ),
+                        ))
+                    } else {
+                        None
+                    };
+                }
+                Ev::Other => {}
+            }
+            if self.ready.is_none() && !self.backlog.is_empty() {
+                while let Some(d) = self.backlog.pop_front() {
+                    let _ = self.deliveries.send(d).await;
+                }
+            }
+        };
+        drop(eventloop);
+        let error = end.clone().unwrap_or_else(|| {
+            TransportError::new(
+                ErrorKind::Closed,
+                format!("The MQTT client of {} is closed", self.shared.authority),
+            )
+        });
+        let waiters: Vec<Waiter> = {
+            let mut p = self.shared.lock();
+            p.dead = Some(error.clone());
+            let mut w: Vec<Waiter> = p.fifo.drain(..).collect();
+            w.extend(p.collided.take());
+            w.extend(p.by_pkid.drain().map(|(_, w)| w));
+            w
+        };
+        for w in waiters {
+            let _ = w.send(Err(error.clone()));
+        }
+        match self.ready.take() {
+            Some(ready) => {
+                let _ = ready.send(Err(error));
+            }
+            None => {
+                if end.is_some() && !self.shared.closing.load(Ordering::SeqCst) {
+                    let _ = self.events.try_send(ClientEvent::Disconnected(error));
+                }
+            }
+        }
+    }
+
+    fn check_ready(&mut self) {
+        if self.awaiting_subacks == 0
+            && let Some(ready) = self.ready.take()
+        {
+            let _ = ready.send(Ok(()));
+        }
+    }
+
+    async fn consume(&mut self, p: InPublish) {
+        if self.dry_run {
+            return;
+        }
+        let source = self
+            .sources
+            .iter()
+            .find(|s| s.addresses.iter().any(|f| filter_matches(f, &p.topic)));
+        let Some(source) = source else {
+            // Not ours (e.g. a subscription left in a persistent session): acknowledge, drop.
+            if p.qos > 0 {
+                let _ = self.ack_tx.send(AckCmd::Ack(p.token));
+            }
+            return;
+        };
+        let mut headers = Headers::new();
+        for (k, v) in p.headers {
+            headers.insert(k, v);
+        }
+        headers.insert("mqtt.topic", p.topic.clone());
+        headers.insert("mqtt.qos", p.qos.to_string());
+        headers.insert("mqtt.retain", p.retain.to_string());
+        let text = String::from_utf8(p.payload.clone()).ok();
+        let message = ExternalMessage {
+            headers,
+            text,
+            bytes: Some(p.payload),
+            content_type: p.content_type,
+        };
+        let (settler, settled) = Settler::new();
+        if p.qos > 0 {
+            if source.at_least_once {
+                let ack_tx = self.ack_tx.clone();
+                let reconnect = self.reconnect_for_redelivery;
+                let token = p.token;
+                tokio::spawn(async move {
+                    let settle = settled.await.unwrap_or(Settle::Redeliver);
+                    let cmd = match settle {
+                        Settle::Redeliver if reconnect => AckCmd::DisconnectForRedelivery,
+                        _ => AckCmd::Ack(token),
+                    };
+                    let _ = ack_tx.send(cmd);
+                });
+            } else {
+                let _ = self.ack_tx.send(AckCmd::Ack(p.token));
+            }
+        }
+        let delivery = Delivery {
+            source: source.index,
+            address: p.topic,
+            message,
+            settler,
+        };
+        if self.ready.is_some() {
+            if let Err(mpsc::error::TrySendError::Full(d)) = self.deliveries.try_send(delivery) {
+                self.backlog.push_back(d);
+            }
+        } else {
+            // Waits when the host does not keep up (bounded memory; TCP back-pressure).
+            let _ = self.deliveries.send(delivery).await;
+        }
+    }
+}
+
+struct MqttClient {
+    shared: Arc<Shared>,
+    cmd_tx: mpsc::Sender<PublishCmd>,
+    ack_tx: mpsc::UnboundedSender<AckCmd>,
+    /// driver, acker, forwarder
+    tasks: Vec<JoinHandle<()>>,
+    targets: HashMap<usize, Option<u8>>,
+    protocol: Protocol,
+    dry_run: bool,
+}
+
+impl MqttClient {
+    fn prepare(&self, publish: Publish) -> Result<OutPublish, TransportError> {
+        let Publish {
+            target,
+            address,
+            message,
+        } = publish;
+        let h = &message.headers;
+        let topic = h
+            .get_str("mqtt.topic")
+            .filter(|t| !t.is_empty())
+            .unwrap_or(address);
+        if topic.is_empty() || topic.contains(['+', '#']) {
+            return Err(TransportError::new(
+                ErrorKind::Misconfigured,
+                format!("'{topic}' is not a valid MQTT topic to publish to"),
+            ));
+        }
+        let qos = h
+            .get_str("mqtt.qos")
+            .and_then(|q| q.trim().parse::<u8>().ok())
+            .filter(|q| *q <= 2)
+            .or_else(|| self.targets.get(&target).copied().flatten())
+            .unwrap_or(0)
+            .min(2);
+        let retain = h
+            .get_str("mqtt.retain")
+            .is_some_and(|r| r.trim().eq_ignore_ascii_case("true"));
+        let payload = message.payload().to_vec();
+        if payload.len() + topic.len() + 1024 > MAX_PACKET {
+            return Err(TransportError::new(
+                ErrorKind::Rejected,
+                format!(
+                    "The message of {} bytes is too large for MQTT (at most {MAX_PACKET})",
+                    payload.len()
+                ),
+            ));
+        }
+        let (headers, content_type) = match self.protocol {
+            Protocol::Mqtt5 => (message.headers, message.content_type),
+            _ => (Headers::new(), None),
+        };
+        Ok(OutPublish {
+            topic,
+            qos,
+            retain,
+            payload,
+            headers,
+            content_type,
+        })
+    }
+}
+
+impl BrokerClient for MqttClient {
+    fn publish(&self, publish: Publish) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            if self.dry_run {
+                return Err(TransportError::new(
+                    ErrorKind::Other,
+                    "A connection test publishes nothing",
+                ));
+            }
+            let out = self.prepare(publish)?;
+            let closed = || {
+                TransportError::new(
+                    ErrorKind::Closed,
+                    format!("The MQTT client of {} is closed", self.shared.authority),
+                )
+            };
+            let (waiter, result) = oneshot::channel();
+            let permit = self.cmd_tx.reserve().await.map_err(|_| closed())?;
+            permit.send(PublishCmd { out, waiter });
+            result.await.unwrap_or_else(|_| Err(closed()))
+        })
+    }
+
+    fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut tasks = std::mem::take(&mut self.tasks);
+            // No more publishes: the forwarder ends once it handed over the queued ones.
+            drop(std::mem::replace(&mut self.cmd_tx, mpsc::channel(1).0));
+            // Pending publishes get a short time to be confirmed.
+            let deadline = Instant::now() + Duration::from_secs(1);
+            while self.shared.lock().outstanding() > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            self.shared.closing.store(true, Ordering::SeqCst);
+            // Settlements the host made just before closing reach the acker first.
+            for _ in 0..4 {
+                tokio::task::yield_now().await;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let (done, disconnected) = oneshot::channel();
+            if self.ack_tx.send(AckCmd::Disconnect(done)).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), disconnected).await;
+            }
+            if let Some(driver) = tasks.first_mut()
+                && tokio::time::timeout(Duration::from_secs(2), &mut *driver)
+                    .await
+                    .is_err()
+            {
+                driver.abort();
+            }
+            for t in &tasks {
+                t.abort();
+            }
+        })
+    }
+}
+
+impl Drop for MqttClient {
+    /// A client dropped without `close` ends its tasks (and so its connection) at once.
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_filters() {
+        assert!(filter_matches("a/b", "a/b"));
+        assert!(!filter_matches("a/b", "a/c"));
+        assert!(filter_matches("a/+", "a/c"));
+        assert!(!filter_matches("a/+", "a/c/d"));
+        assert!(filter_matches("a/#", "a"));
+        assert!(filter_matches("a/#", "a/c/d"));
+        assert!(filter_matches("#", "a/c/d"));
+        assert!(!filter_matches("#", "$SYS/x"));
+        assert!(!filter_matches("+/x", "$SYS/x"));
+        assert!(filter_matches("$SYS/#", "$SYS/x"));
+        assert!(filter_matches("$share/g/a/+", "a/b"));
+        assert!(filter_matches("a//b", "a//b"));
+        assert!(!filter_matches("a/b/c", "a/b"));
+    }
+
+    fn config(specific: &[(&str, &str)]) -> ClientConfig {
+        ClientConfig {
+            connection_id: "conn".into(),
+            client_index: 2,
+            protocol: Protocol::Mqtt5,
+            uri: "tcp://h".into(),
+            validate_certificates: true,
+            ca: None,
+            client_cert: None,
+            specific_config: specific
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            sources: vec![],
+            targets: vec![],
+            connect_timeout: Duration::from_secs(1),
+            max_in_flight: 10,
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn settings() {
+        let s = Settings::parse(&config(&[])).unwrap();
+        assert_eq!(s.client_id, "conn_2");
+        assert!(!s.clean_session);
+        assert_eq!(s.keep_alive, Duration::from_secs(60));
+        assert_eq!(s.session_expiry, 60);
+        let s = Settings::parse(&config(&[
+            ("clientId", "me"),
+            ("cleanSession", "TRUE"),
+            ("keepAlive", "5"),
+            ("lastWillTopic", "w"),
+            ("lastWillQos", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(s.client_id, "me_2");
+        assert!(s.clean_session);
+        assert_eq!(s.session_expiry, 0);
+        assert_eq!(s.last_will, Some(("w".into(), 1, false, String::new())));
+        let mut c = config(&[("clientId", "me")]);
+        c.dry_run = true;
+        let s = Settings::parse(&c).unwrap();
+        assert!(s.client_id.starts_with("me-dry-run-"));
+        assert!(s.clean_session);
+        let e = Settings::parse(&config(&[("keepAlive", "x")])).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        assert!(Settings::parse(&config(&[("lastWillTopic", "a/#")])).is_err());
+        assert!(Settings::parse(&config(&[("cleanSession", "yes")])).is_err());
+    }
 }
