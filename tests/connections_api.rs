@@ -485,6 +485,11 @@ async fn commands() {
     let status = json(f.get("/api/2/connections/cmd/status").await).await;
     assert_eq!(status["connectionStatus"], "open");
     assert_eq!(status["clientStatus"].as_array().unwrap().len(), 1);
+    // The connection really opens (Mosquitto runs on 127.0.0.1:1883).
+    let status = common::wait_for_live_status(&f, "cmd", "open").await;
+    assert_eq!(status["clientStatus"][0]["status"], "open");
+    assert_eq!(status["sourceStatus"][0]["address"], "devices/+/telemetry");
+    assert!(status["connectedSince"].is_string());
 
     assert_eq!(
         f.command("cmd", "connectivity.commands:closeConnection\n")
@@ -496,6 +501,8 @@ async fn commands() {
         json(f.get("/api/2/connections/cmd").await).await["connectionStatus"],
         "closed"
     );
+    let status = json(f.get("/api/2/connections/cmd/status").await).await;
+    assert_eq!(status["liveStatus"], "closed");
 
     for c in [
         "resetConnectionMetrics",
@@ -877,11 +884,16 @@ async fn example_connections_are_valid() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
-            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            let resp = f.post_json("/api/2/connections?dry-run=true", &v).await;
+            let mut v: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            // Validation only: stored closed, nothing connects.
+            v["connectionStatus"] = json!("closed");
+            let resp = f
+                .put_json(&format!("/api/2/connections/example-{seen}"), &v)
+                .await;
             assert_eq!(
                 resp.status(),
-                StatusCode::OK,
+                StatusCode::CREATED,
                 "{}: {}",
                 path.display(),
                 resp.text().await.unwrap()

@@ -261,3 +261,19 @@ impl Handle {
             .map(|r| r.status().as_u16())
     }
 }
+
+/// Polls the status of a connection until its `liveStatus` is `expected` (at most 15 s).
+pub async fn wait_for_live_status(f: &Ferrule, id: &str, expected: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = json(f.get(&format!("/api/2/connections/{id}/status")).await).await;
+        if status["liveStatus"] == expected {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connection {id} did not reach liveStatus {expected}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

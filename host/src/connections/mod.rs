@@ -246,15 +246,17 @@ impl ConnectionService {
             .await)
     }
 
-    /// POST with `?dry-run=true`: everything a create checks, nothing persisted. Any `id` in the
-    /// body is replaced by `<uuid>-dry-run`.
-    pub fn dry_run(&self, mut object: Map<String, Value>) -> Result<String, DittoError> {
+    /// POST with `?dry-run=true`: everything a create checks, then a connection test against the
+    /// broker (connect, check sources and targets, disconnect); nothing persisted. Any `id` in
+    /// the body is replaced by `<uuid>-dry-run`.
+    pub async fn dry_run(&self, mut object: Map<String, Value>) -> Result<String, DittoError> {
         let id = format!("{}-dry-run", uuid::Uuid::new_v4());
         object.insert("id".into(), Value::String(id.clone()));
         object
             .entry("connectionStatus")
             .or_insert_with(|| Value::String("unknown".into()));
-        self.build(object)?;
+        let connection = self.build(object)?;
+        self.runtime.test(&connection).await?;
         Ok(id)
     }
 

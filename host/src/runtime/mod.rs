@@ -277,6 +277,19 @@ impl Runtime {
             let configs: Vec<ClientConfig> = (0..connection.client_count as usize)
                 .filter_map(|i| self.client_config(&connection, i, false))
                 .collect();
+            {
+                let mut s = lock(&status);
+                let recovery = s.recovery;
+                *s = failed_status(
+                    &connection,
+                    Live::Unknown,
+                    recovery,
+                    &format!(
+                        "Connecting to {}.",
+                        crate::error::redact_uri(&connection.uri)
+                    ),
+                );
+            }
             let started = tokio::select! {
                 r = Session::start(ctx.clone(), configs) => r,
                 _ = stopped.changed() => return,
