@@ -1,0 +1,453 @@
+//! Live MQTT connections of the real binary against the real Mosquitto (127.0.0.1:1883):
+//! device → twin → events, reply targets, dry-run, announcements, recovery, metrics and logs.
+
+mod common;
+
+use common::{Ferrule, json, wait_for_live_status};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn unique(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{test}-{}-{nanos}", std::process::id())
+}
+
+fn server() -> (tempfile::TempDir, Ferrule) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start_with_config(
+        dir.path(),
+        "[runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n",
+    );
+    (dir, f)
+}
+
+/// An independent MQTT 5 client: publishes, and collects what arrives on `filter`.
+async fn mqtt5(
+    id: &str,
+    filter: Option<&str>,
+) -> (
+    rumqttc::v5::AsyncClient,
+    mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Publish>,
+) {
+    let mut o = rumqttc::v5::MqttOptions::new(id, "127.0.0.1", 1883);
+    o.set_clean_start(true);
+    let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(o, 100);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let mut ready = Some(ready_tx);
+    if let Some(f) = filter {
+        client
+            .subscribe(f, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+            .await
+            .unwrap();
+    }
+    let want_suback = filter.is_some();
+    tokio::spawn(async move {
+        use rumqttc::v5::{Event, mqttbytes::v5::Packet};
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) if !want_suback => {
+                    ready.take().map(|r| r.send(()));
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    ready.take().map(|r| r.send(()));
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send(p);
+                }
+                Ok(_) => {}
+                Err(e) => panic!("the test's MQTT client failed: {e}"),
+            }
+        }
+    });
+    timeout(WAIT, ready_rx)
+        .await
+        .expect("the test's MQTT client could not connect to 127.0.0.1:1883")
+        .unwrap();
+    (client, rx)
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Publish>) -> Value {
+    let p = timeout(WAIT, rx.recv())
+        .await
+        .expect("nothing arrived in time")
+        .unwrap();
+    serde_json::from_slice(&p.payload)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&p.payload).into()))
+}
+
+async fn publish(client: &rumqttc::v5::AsyncClient, topic: &str, payload: Value) {
+    client
+        .publish(
+            topic,
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            payload.to_string(),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_device_changes_its_twin_and_the_event_is_published() {
+    let (_d, f) = server();
+    let u = unique("twin");
+    let connection = json!({
+        "connectionType": "mqtt",
+        "connectionStatus": "open",
+        "uri": "tcp://127.0.0.1:1883",
+        "sources": [{"addresses": [format!("ferrule-e2e/{u}/devices/+")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"]}],
+        "targets": [{"address": format!("ferrule-e2e/{u}/events/{{{{ thing:name }}}}"),
+                     "topics": ["_/_/things/twin/events"], "qos": 1,
+                     "authorizationContext": ["ditto:outbound"]}]
+    });
+    let resp = f
+        .put_json("/api/2/connections/device-conn", &connection)
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    wait_for_live_status(&f, "device-conn", "open").await;
+    let (device, mut events) = mqtt5(
+        &format!("{u}-device"),
+        Some(&format!("ferrule-e2e/{u}/events/#")),
+    )
+    .await;
+
+    let thing = format!("org.e2e:{u}");
+    publish(&device, &format!("ferrule-e2e/{u}/devices/d1"), json!({
+        "topic": format!("org.e2e/{u}/things/twin/commands/create"),
+        "headers": {"correlation-id": "create-1"},
+        "path": "/",
+        "value": {"attributes": {"location": "kitchen"}, "features": {"temp": {"properties": {"value": 20}}}}
+    }))
+    .await;
+    let event = next(&mut events).await;
+    assert_eq!(
+        event["topic"],
+        format!("org.e2e/{u}/things/twin/events/created")
+    );
+    assert_eq!(event["value"]["attributes"]["location"], "kitchen");
+    assert_eq!(event["headers"]["correlation-id"], "create-1");
+    assert!(
+        event["headers"].get("ditto-auth-context").is_none(),
+        "internal headers stay inside"
+    );
+
+    publish(
+        &device,
+        &format!("ferrule-e2e/{u}/devices/d1"),
+        json!({
+            "topic": format!("org.e2e/{u}/things/twin/commands/modify"),
+            "path": "/features/temp/properties/value", "value": 23.5
+        }),
+    )
+    .await;
+    let event = next(&mut events).await;
+    assert_eq!(
+        event["topic"],
+        format!("org.e2e/{u}/things/twin/events/modified")
+    );
+    assert_eq!(event["value"], 23.5);
+    assert_eq!(event["revision"], 2);
+    let twin = json(
+        f.get(&format!(
+            "/api/2/things/{thing}/features/temp/properties/value"
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(twin, json!(23.5));
+
+    // A change over HTTP produces the same event.
+    let resp = f
+        .put_json(
+            &format!("/api/2/things/{thing}/attributes/location"),
+            &json!("hall"),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let event = next(&mut events).await;
+    assert_eq!(event["path"], "/attributes/location");
+    assert_eq!(event["value"], "hall");
+
+    // Plain JSON that is not Ditto Protocol: a mapping failure in metrics and logs, nothing else.
+    publish(
+        &device,
+        &format!("ferrule-e2e/{u}/devices/d1"),
+        json!({"thingId": "fan:octopus", "Value": 0}),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let m = json(f.get("/api/2/connections/device-conn/metrics").await).await;
+        if m["connectionMetrics"]["inbound"]["mapped"]["failure"]["PT1M"] == 1 {
+            assert_eq!(
+                m["connectionMetrics"]["inbound"]["consumed"]["success"]["PT1M"],
+                3
+            );
+            assert_eq!(
+                m["connectionMetrics"]["inbound"]["mapped"]["success"]["PT1M"],
+                2
+            );
+            assert_eq!(
+                m["connectionMetrics"]["outbound"]["published"]["success"]["PT1M"],
+                3
+            );
+            assert_eq!(m["containsFailures"], true);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "metrics: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = json(f.get("/api/2/connections/device-conn/logs").await).await;
+    let entries = logs["connectionLogs"].as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["level"] == "failure"
+            && e["type"] == "mapped"
+            && e["message"]
+                .as_str()
+                .unwrap()
+                .contains("JSON did not include required </topic> field!")),
+        "{logs}"
+    );
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["type"] == "published" && e["level"] == "success")
+    );
+}
+
+#[tokio::test]
+async fn responses_go_to_the_reply_target() {
+    let (_d, f) = server();
+    let u = unique("reply");
+    let connection = json!({
+        "connectionType": "mqtt-5",
+        "connectionStatus": "open",
+        "uri": "tcp://127.0.0.1:1883",
+        "sources": [{"addresses": [format!("ferrule-e2e/{u}/commands")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"],
+                     "replyTarget": {"address": format!("ferrule-e2e/{u}/replies/{{{{ header:correlation-id }}}}"),
+                                     "expectedResponseTypes": ["response", "error"]}}]
+    });
+    assert_eq!(
+        f.put_json("/api/2/connections/reply-conn", &connection)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    wait_for_live_status(&f, "reply-conn", "open").await;
+    let (device, mut replies) = mqtt5(
+        &format!("{u}-d"),
+        Some(&format!("ferrule-e2e/{u}/replies/#")),
+    )
+    .await;
+    publish(
+        &device,
+        &format!("ferrule-e2e/{u}/commands"),
+        json!({
+            "topic": format!("org.e2e/{u}/things/twin/commands/create"),
+            "headers": {"correlation-id": "r-1"}, "path": "/", "value": {}
+        }),
+    )
+    .await;
+    let response = next(&mut replies).await;
+    assert_eq!(response["status"], 201);
+    assert_eq!(
+        response["topic"],
+        format!("org.e2e/{u}/things/twin/commands/create")
+    );
+    publish(
+        &device,
+        &format!("ferrule-e2e/{u}/commands"),
+        json!({
+            "topic": format!("org.e2e/{u}/things/twin/commands/retrieve"),
+            "headers": {"correlation-id": "r-2"}, "path": "/features/none"
+        }),
+    )
+    .await;
+    let error = next(&mut replies).await;
+    assert_eq!(error["status"], 404);
+    assert_eq!(error["value"]["error"], "things:feature.notfound");
+    assert_eq!(error["topic"], format!("org.e2e/{u}/things/twin/errors"));
+}
+
+#[tokio::test]
+async fn dry_run_connects_or_says_why_not() {
+    let (_d, f) = server();
+    let u = unique("dry");
+    let mut c = json!({
+        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "sources": [{"addresses": [format!("ferrule-e2e/{u}/#")], "qos": 0, "authorizationContext": ["a"]}]
+    });
+    let resp = f.post_json("/api/2/connections?dry-run=true", &c).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = unused.local_addr().unwrap().port();
+    drop(unused);
+    c["uri"] = json!(format!("tcp://127.0.0.1:{port}"));
+    let started = std::time::Instant::now();
+    let resp = f.post_json("/api/2/connections?dry-run=true", &c).await;
+    assert_eq!(resp.status().as_u16(), 504);
+    let body = json(resp).await;
+    assert_eq!(body["error"], "connectivity:connection.failed");
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("127.0.0.1:{port}")),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        json(f.get("/api/2/connections?ids-only=true").await).await,
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn announcements_on_open_and_close() {
+    let (_d, f) = server();
+    let u = unique("announce");
+    let (_watcher, mut seen) = mqtt5(
+        &format!("{u}-w"),
+        Some(&format!("ferrule-e2e/{u}/announcements")),
+    )
+    .await;
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "targets": [{"address": format!("ferrule-e2e/{u}/announcements"), "qos": 1,
+                     "topics": ["_/_/connections/announcements"], "authorizationContext": ["a"]}]
+    });
+    assert_eq!(
+        f.put_json("/api/2/connections/ann-conn", &connection)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let opened = next(&mut seen).await;
+    assert_eq!(
+        opened["topic"],
+        "_/ann-conn/connections/announcements/opened"
+    );
+    assert!(opened["value"]["openedAt"].is_string());
+    let resp = f
+        .command("ann-conn", "connectivity.commands:closeConnection")
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let closed = next(&mut seen).await;
+    assert_eq!(
+        closed["topic"],
+        "_/ann-conn/connections/announcements/closed"
+    );
+    assert!(closed["value"]["closedAt"].is_string());
+}
+
+/// A TCP proxy in front of Mosquitto that the test can cut and restore.
+struct Proxy {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(port: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            // Owned by this task: aborting it drops the set, which aborts every connection.
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    break;
+                };
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:1883").await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Proxy { port, task }
+    }
+
+    /// Drops the listener and every proxied connection.
+    fn cut(self) -> u16 {
+        self.task.abort();
+        self.port
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_lost_broker_connection_recovers_by_itself() {
+    let (_d, f) = server();
+    let u = unique("recover");
+    let proxy = Proxy::start(0).await;
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open",
+        "uri": format!("tcp://127.0.0.1:{}", proxy.port),
+        "sources": [{"addresses": [format!("ferrule-e2e/{u}/in")], "qos": 1, "authorizationContext": ["a"]}],
+        "targets": [{"address": format!("ferrule-e2e/{u}/out"), "qos": 1,
+                     "topics": ["_/_/things/twin/events"], "authorizationContext": ["a"]}]
+    });
+    assert_eq!(
+        f.put_json("/api/2/connections/rec-conn", &connection)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    wait_for_live_status(&f, "rec-conn", "open").await;
+
+    let port = proxy.cut();
+    let failed = wait_for_live_status(&f, "rec-conn", "failed").await;
+    assert_eq!(failed["recoveryStatus"], "ongoing");
+    assert!(
+        failed["clientStatus"][0]["statusDetails"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+    );
+
+    let _proxy = Proxy::start(port).await;
+    let recovered = wait_for_live_status(&f, "rec-conn", "open").await;
+    assert_eq!(recovered["recoveryStatus"], "succeeded");
+
+    // And it works again.
+    let (device, mut out) = mqtt5(&format!("{u}-d"), Some(&format!("ferrule-e2e/{u}/out"))).await;
+    publish(
+        &device,
+        &format!("ferrule-e2e/{u}/in"),
+        json!({
+            "topic": format!("org.e2e/{u}/things/twin/commands/create"), "path": "/", "value": {}
+        }),
+    )
+    .await;
+    assert_eq!(
+        next(&mut out).await["topic"],
+        format!("org.e2e/{u}/things/twin/events/created")
+    );
+    let logs = json(f.get("/api/2/connections/rec-conn/logs").await).await;
+    assert!(
+        logs["connectionLogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["category"] == "connection" && e["level"] == "failure"),
+        "{logs}"
+    );
+}
