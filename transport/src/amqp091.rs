@@ -175,16 +175,14 @@ fn connect_error(error: &lapin::Error, authority: &str, vhost: &str) -> Transpor
                     ErrorKind::Timeout,
                     format!("connecting to {authority} timed out: {io}"),
                 ),
-                // The broker drops the socket after a failed login (RabbitMQ closes without a
-                // connection.close when authentication fails before the connection is open).
                 Io::ConnectionReset
                 | Io::UnexpectedEof
                 | Io::BrokenPipe
                 | Io::ConnectionAborted => TransportError::new(
-                    ErrorKind::Unauthorized,
+                    ErrorKind::Other,
                     format!(
-                        "{authority} closed the connection during the handshake \
-                             (wrong username or password?): {io}"
+                        "{authority} closed the connection during the AMQP handshake \
+                             (not an AMQP 0.9.1 broker, or TLS expected?): {io}"
                     ),
                 ),
                 _ => TransportError::new(
