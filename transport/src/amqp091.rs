@@ -84,7 +84,11 @@
 //! the consumers (waiting briefly for outstanding publisher confirms) and closes the connection
 //! with `200 OK`.
 //!
-//! TLS (`amqps://`) is not supported by this build: `connect` fails with `Misconfigured`.
+//! # TLS
+//! `amqps://` (default port 5671) uses rustls (ring) with the system's root certificates plus
+//! the configured `ca` (PEM); a client certificate and PKCS#8 key (PEM) are presented when
+//! configured. `validateCertificates=false` is not supported (rustls always verifies): such a
+//! connection fails with `Misconfigured`, as do TLS handshake / certificate failures.
 
 use crate::uri::BrokerUri;
 use crate::{
@@ -99,6 +103,7 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{
@@ -175,6 +180,9 @@ fn connect_error(error: &lapin::Error, authority: &str, vhost: &str) -> Transpor
                     ErrorKind::Timeout,
                     format!("connecting to {authority} timed out: {io}"),
                 ),
+                Io::InvalidData | Io::InvalidInput | Io::PermissionDenied => {
+                    misconfigured(format!("the TLS connection to {authority} failed: {io}"))
+                }
                 Io::ConnectionReset
                 | Io::UnexpectedEof
                 | Io::BrokenPipe
@@ -311,16 +319,17 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
         authority: uri.authority(),
         vhost: vhost_of(&uri),
     };
-    if uri.secure {
-        return Err(misconfigured(format!(
-            "TLS (amqps://) connections to {} are not supported by this build",
-            ctx.authority
-        )));
-    }
-    if uri.scheme != "amqp" {
+    if uri.scheme != "amqp" && uri.scheme != "amqps" {
         return Err(misconfigured(format!(
             "The URI scheme '{}' is not valid for AMQP 0.9.1.",
             uri.scheme
+        )));
+    }
+    if uri.secure && !config.validate_certificates {
+        return Err(misconfigured(format!(
+            "connecting to {} with validateCertificates=false is not supported: trust the \
+             server's certificate with 'ca' instead",
+            ctx.authority
         )));
     }
     for target in &config.targets {
@@ -335,7 +344,11 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
     }
 
     let amqp_uri = AMQPUri {
-        scheme: AMQPScheme::AMQP,
+        scheme: if uri.secure {
+            AMQPScheme::AMQPS
+        } else {
+            AMQPScheme::AMQP
+        },
         authority: AMQPAuthority {
             userinfo: AMQPUserInfo {
                 username: uri.username.clone().unwrap_or_else(|| "guest".into()),
@@ -361,7 +374,19 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
         name.push_str(":dry-run");
     }
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    let connection = Connection::connect_uri(amqp_uri, properties)
+    let tls = OwnedTLSConfig {
+        identity: config
+            .client_cert
+            .as_ref()
+            .map(|(cert, key)| OwnedIdentity::PKCS8 {
+                pem: cert.clone().into_bytes(),
+                key: key.clone().into_bytes(),
+            }),
+        cert_chain: config.ca.clone(),
+    };
+    let runtime = lapin::runtime::default_runtime()
+        .map_err(|e| TransportError::new(ErrorKind::Other, format!("no tokio runtime: {e}")))?;
+    let connection = Connection::connect_uri_with_config(amqp_uri, properties, tls, runtime)
         .await
         .map_err(|e| connect_error(&e, &ctx.authority, &ctx.vhost))?;
     // Listen before anything else can fail, so no connection error is missed.
