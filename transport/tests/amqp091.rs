@@ -53,7 +53,10 @@ impl Admin {
         }
     }
 
-    async fn queue(&mut self, name: &str, arguments: FieldTable) {
+    /// Declares a queue; RabbitMQ removes it after two unused minutes should the test fail
+    /// before its cleanup.
+    async fn queue(&mut self, name: &str, mut arguments: FieldTable) {
+        arguments.insert("x-expires".into(), AMQPValue::LongInt(120_000));
         self.channel
             .queue_declare(name.into(), QueueDeclareOptions::default(), arguments)
             .await
@@ -66,7 +69,10 @@ impl Admin {
             .exchange_declare(
                 name.into(),
                 ExchangeKind::Direct,
-                ExchangeDeclareOptions::default(),
+                ExchangeDeclareOptions {
+                    auto_delete: true,
+                    ..ExchangeDeclareOptions::default()
+                },
                 FieldTable::default(),
             )
             .await
