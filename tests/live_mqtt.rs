@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Ferrule, json, wait_for_live_status};
+use common::{Ferrule, Proxy, json, wait_for_live_status};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -290,14 +290,14 @@ async fn dry_run_connects_or_says_why_not() {
     });
     let resp = f.post_json("/api/2/connections?dry-run=true", &c).await;
     assert_eq!(resp.status(), StatusCode::OK);
-    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = unused.local_addr().unwrap().port();
-    drop(unused);
+    // Nothing listens on port 1 of this machine: connecting is refused.
+    let port = 1;
     c["uri"] = json!(format!("tcp://127.0.0.1:{port}"));
     let started = std::time::Instant::now();
     let resp = f.post_json("/api/2/connections?dry-run=true", &c).await;
-    assert_eq!(resp.status().as_u16(), 504);
+    let status = resp.status().as_u16();
     let body = json(resp).await;
+    assert_eq!(status, 504, "{body}");
     assert_eq!(body["error"], "connectivity:connection.failed");
     assert!(
         body["description"]
@@ -351,54 +351,11 @@ async fn announcements_on_open_and_close() {
     assert!(closed["value"]["closedAt"].is_string());
 }
 
-/// A TCP proxy in front of Mosquitto that the test can cut and restore.
-struct Proxy {
-    port: u16,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(port: u16) -> Proxy {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            // Owned by this task: aborting it drops the set, which aborts every connection.
-            let mut conns = tokio::task::JoinSet::new();
-            loop {
-                let Ok((mut inbound, _)) = listener.accept().await else {
-                    break;
-                };
-                conns.spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:1883").await
-                    {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-            }
-        });
-        Proxy { port, task }
-    }
-
-    /// Drops the listener and every proxied connection.
-    fn cut(self) -> u16 {
-        self.task.abort();
-        self.port
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[tokio::test]
 async fn a_lost_broker_connection_recovers_by_itself() {
     let (_d, f) = server();
     let u = unique("recover");
-    let proxy = Proxy::start(0).await;
+    let proxy = Proxy::start(0, 1883).await;
     let connection = json!({
         "connectionType": "mqtt", "connectionStatus": "open",
         "uri": format!("tcp://127.0.0.1:{}", proxy.port),
@@ -423,7 +380,7 @@ async fn a_lost_broker_connection_recovers_by_itself() {
             .is_some_and(|d| !d.is_empty())
     );
 
-    let _proxy = Proxy::start(port).await;
+    let _proxy = Proxy::start(port, 1883).await;
     let recovered = wait_for_live_status(&f, "rec-conn", "open").await;
     assert_eq!(recovered["recoveryStatus"], "succeeded");
 

@@ -277,3 +277,49 @@ pub async fn wait_for_live_status(f: &Ferrule, id: &str, expected: &str) -> serd
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A TCP proxy on loopback in front of a broker port, which a test can cut (every connection
+/// drops) and start again on the same port.
+pub struct Proxy {
+    pub port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Listens on `port` (0: any) and forwards to 127.0.0.1:`broker`.
+    pub async fn start(port: u16, broker: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            // Owned by this task: aborting it drops the set, which aborts every connection.
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    break;
+                };
+                conns.spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", broker)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Proxy { port, task }
+    }
+
+    /// Drops the listener and every proxied connection; returns the port.
+    pub fn cut(self) -> u16 {
+        self.task.abort();
+        self.port
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

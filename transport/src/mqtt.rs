@@ -412,8 +412,13 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
     for (source, filters, qos) in subscriptions {
         shared.lock().subs.push_back((source, filters.clone()));
         if let Err(e) = client.subscribe(&filters, qos).await {
+            // The request queue closes when the event loop ended (e.g. the connection was
+            // refused): its error says why, not the failed request.
+            if let Ok(Err(cause)) = ready_rx.await {
+                return Err(cause);
+            }
             return Err(TransportError::new(
-                ErrorKind::Misconfigured,
+                ErrorKind::Other,
                 format!("Subscribing to {filters:?} at {authority} failed: {e}"),
             ));
         }
