@@ -105,6 +105,7 @@ async fn run(
             }
             outcomes.push(outcome);
         }
+        tracing::trace!(commands = batch.len(), things = before.len(), "twin batch");
         if !before.is_empty() {
             let changes = before
                 .keys()
