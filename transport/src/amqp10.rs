@@ -14,9 +14,11 @@
 //!
 //! # Sources
 //! Every address of every source gets `consumerCount` receiver links (sender settle mode
-//! unsettled, receiver settle mode first, manual credit). The credit is `max_in_flight`: the
-//! client tops it up only as deliveries are settled, so a receiver never holds more than
-//! `max_in_flight` unsettled deliveries.
+//! unsettled, receiver settle mode first, manual credit). The credit is `max_in_flight`; once it
+//! is used up the client grants `max_in_flight` minus the deliveries still unsettled, so a
+//! receiver never holds more than `max_in_flight` unsettled deliveries. (Credit is granted only
+//! when none is left: RabbitMQ 3.x miscounts a flow that crosses transfers in flight, and
+//! fe2o3-amqp fails a link that receives more than it granted.)
 //!
 //! Settlement (`at_least_once`): [`Settle::Accept`] → `accepted`, [`Settle::Redeliver`] (also a
 //! dropped settler) → `released`, [`Settle::Reject`] → `rejected`. Without `at_least_once` a
@@ -659,16 +661,17 @@ struct SendRequest {
 async fn run_sender(
     shared: Arc<Shared>,
     address: String,
-    requests_tx: mpsc::Sender<SendRequest>,
+    requests_tx: mpsc::WeakSender<SendRequest>,
     mut requests: mpsc::Receiver<SendRequest>,
 ) {
     let attached = tokio::time::timeout(ATTACH_TIMEOUT, attach_sender(&shared, &address)).await;
     let remove_self = |shared: &Shared| {
         let mut senders = shared.senders.lock().unwrap();
-        if senders
-            .get(&address)
-            .is_some_and(|tx| tx.same_channel(&requests_tx))
-        {
+        if senders.get(&address).is_some_and(|tx| {
+            requests_tx
+                .upgrade()
+                .is_some_and(|own| tx.same_channel(&own))
+        }) {
             senders.remove(&address);
         }
     };
@@ -748,7 +751,7 @@ impl Client {
         let handle = tokio::spawn(run_sender(
             self.shared.clone(),
             address.to_string(),
-            tx.clone(),
+            tx.downgrade(),
             rx,
         ));
         self.tasks.lock().unwrap().push(handle);
