@@ -138,7 +138,7 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Conn = Arc<tokio::sync::Mutex<ConnectionHandle<()>>>;
-type Outcome2 = DeliveryFut<Result<Outcome, SendError>>;
+type PendingOutcome = DeliveryFut<Result<Outcome, SendError>>;
 
 pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, TransportError>> {
     Box::pin(async move {
@@ -655,7 +655,7 @@ async fn settle_one(
 
 struct SendRequest {
     message: Message<Body<Value>>,
-    reply: oneshot::Sender<Result<Outcome2, TransportError>>,
+    reply: oneshot::Sender<Result<PendingOutcome, TransportError>>,
 }
 
 async fn run_sender(
