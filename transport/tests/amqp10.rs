@@ -1,0 +1,691 @@
+//! AMQP 1.0 transport against a real RabbitMQ 3.x with the `rabbitmq_amqp1_0` plugin on
+//! 127.0.0.1:5672 (guest/guest). A test that cannot reach the broker fails.
+//!
+//! Every test uses queues of its own (`ferrule-test.<test>.<pid>-<nanos>`), created by an
+//! independent fe2o3-amqp client (RabbitMQ creates `/queue/NAME` on attach) and deleted with
+//! lapin at the end.
+
+use fe2o3_amqp::types::messaging::annotations::OwnedKey;
+use fe2o3_amqp::types::messaging::{
+    AmqpValue, ApplicationProperties, Body, Data, Message, MessageAnnotations, MessageId,
+    Properties,
+};
+use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Timestamp, Value};
+use fe2o3_amqp::{Connection, Receiver, Sender, Session};
+use ferrule_protocol::ExternalMessage;
+use ferrule_transport::{
+    ClientConfig, Connected, Delivery, ErrorKind, Protocol, Publish, Settle, SourceSpec,
+    TargetSpec, connect,
+};
+use std::time::{Duration, Instant};
+
+const URI: &str = "amqp://guest:guest@127.0.0.1:5672";
+
+fn queue_name(test: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("ferrule-test.{test}.{}-{nanos}", std::process::id())
+}
+
+fn config(sources: Vec<SourceSpec>, targets: Vec<TargetSpec>) -> ClientConfig {
+    ClientConfig {
+        connection_id: format!("amqp10-test-{}", std::process::id()),
+        client_index: 0,
+        protocol: Protocol::Amqp10,
+        uri: URI.to_string(),
+        validate_certificates: true,
+        ca: None,
+        client_cert: None,
+        specific_config: Default::default(),
+        sources,
+        targets,
+        connect_timeout: Duration::from_secs(10),
+        max_in_flight: 100,
+        dry_run: false,
+    }
+}
+
+fn source(index: usize, addresses: &[&str], at_least_once: bool) -> SourceSpec {
+    SourceSpec {
+        index,
+        addresses: addresses.iter().map(|a| a.to_string()).collect(),
+        qos: None,
+        consumer_count: 1,
+        at_least_once,
+    }
+}
+
+fn target(index: usize, address: &str) -> TargetSpec {
+    TargetSpec {
+        index,
+        address: address.to_string(),
+        qos: None,
+    }
+}
+
+/// An independent AMQP 1.0 client plus an AMQP 0.9.1 channel for queue management.
+struct Broker {
+    connection: fe2o3_amqp::connection::ConnectionHandle<()>,
+    session: fe2o3_amqp::session::SessionHandle<()>,
+    channel: lapin::Channel,
+    _amqp091: lapin::Connection,
+    queues: Vec<String>,
+}
+
+impl Broker {
+    async fn new() -> Broker {
+        let mut connection = Connection::open("ferrule-test-helper", URI)
+            .await
+            .expect("the RabbitMQ AMQP 1.0 listener on 127.0.0.1:5672 must be reachable");
+        let session = Session::begin(&mut connection).await.unwrap();
+        let amqp091 = lapin::Connection::connect(
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+            lapin::ConnectionProperties::default(),
+        )
+        .await
+        .expect("RabbitMQ must be reachable over AMQP 0.9.1");
+        let channel = amqp091.create_channel().await.unwrap();
+        Broker {
+            connection,
+            session,
+            channel,
+            _amqp091: amqp091,
+            queues: Vec::new(),
+        }
+    }
+
+    /// A fresh queue, created by attaching a sender to `/queue/NAME`.
+    async fn queue(&mut self, test: &str) -> String {
+        let name = queue_name(test);
+        let sender = Sender::attach(
+            &mut self.session,
+            format!("create-{name}"),
+            format!("/queue/{name}"),
+        )
+        .await
+        .unwrap();
+        let _ = sender.close().await;
+        self.queues.push(name.clone());
+        name
+    }
+
+    async fn send(&mut self, address: &str, messages: Vec<Message<Body<Value>>>) {
+        let mut sender = Sender::attach(
+            &mut self.session,
+            format!("helper-sender-{}", queue_name("s")),
+            address,
+        )
+        .await
+        .unwrap();
+        for message in messages {
+            let outcome = sender.send(message).await.unwrap();
+            outcome.accepted_or("not accepted").unwrap();
+        }
+        let _ = sender.close().await;
+    }
+
+    /// Receives up to `n` messages (accepting them), waiting at most `wait` for each.
+    async fn receive(
+        &mut self,
+        address: &str,
+        n: usize,
+        wait: Duration,
+    ) -> Vec<Message<Body<Value>>> {
+        let mut receiver = Receiver::attach(
+            &mut self.session,
+            format!("helper-receiver-{}", queue_name("r")),
+            address,
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        while out.len() < n {
+            match tokio::time::timeout(wait, receiver.recv::<Body<Value>>()).await {
+                Ok(Ok(delivery)) => {
+                    receiver.accept(&delivery).await.unwrap();
+                    out.push(delivery.into_message());
+                }
+                _ => break,
+            }
+        }
+        let _ = receiver.close().await;
+        out
+    }
+
+    async fn message_count(&self, queue: &str) -> u32 {
+        self.channel
+            .queue_declare(
+                queue.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .unwrap()
+            .message_count()
+    }
+
+    async fn cleanup(mut self) {
+        for q in std::mem::take(&mut self.queues) {
+            let _ = self
+                .channel
+                .queue_delete(q.as_str().into(), Default::default())
+                .await;
+        }
+        let _ = self.session.end().await;
+        let _ = self.connection.close().await;
+    }
+}
+
+fn text_message(text: &str) -> Message<Body<Value>> {
+    Message::builder()
+        .body(Body::Value(AmqpValue(Value::String(text.to_string()))))
+        .build()
+}
+
+async fn next(connected: &mut Connected, wait: Duration) -> Option<Delivery> {
+    tokio::time::timeout(wait, connected.deliveries.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consume_maps_properties_application_properties_and_bodies() {
+    let mut broker = Broker::new().await;
+    let q = broker.queue("consume").await;
+    let address = format!("/queue/{q}");
+    let mut annotations = MessageAnnotations::default();
+    annotations.0.insert(
+        OwnedKey::Symbol(Symbol::from("x-opt-origin")),
+        Value::String("sensor".into()),
+    );
+    let mut app = ApplicationProperties::default();
+    app.0
+        .insert("custom".into(), SimpleValue::String("value".into()));
+    app.0.insert("count".into(), SimpleValue::Int(42));
+    app.0
+        .insert("subject".into(), SimpleValue::String("colliding".into()));
+    let properties = Properties {
+        message_id: Some(MessageId::String("m-1".into())),
+        user_id: Some(Binary::from(b"guest".to_vec())),
+        to: Some("somewhere".into()),
+        subject: Some("the-subject".into()),
+        reply_to: Some("/queue/replies".into()),
+        correlation_id: Some(MessageId::String("c-1".into())),
+        content_type: Some(Symbol::from("application/json")),
+        content_encoding: None,
+        absolute_expiry_time: Some(Timestamp::from_milliseconds(4_102_444_800_000)),
+        creation_time: Some(Timestamp::from_milliseconds(1_700_000_000_000)),
+        group_id: Some("g".into()),
+        group_sequence: Some(3),
+        reply_to_group_id: Some("rg".into()),
+    };
+    let first = Message {
+        header: None,
+        delivery_annotations: None,
+        message_annotations: Some(annotations),
+        properties: Some(properties),
+        application_properties: Some(app),
+        body: Body::Value(AmqpValue(Value::String("{\"hello\":1}".into()))),
+        footer: None,
+    };
+    let second = Message::builder()
+        .properties(Properties {
+            content_type: Some(Symbol::from("application/octet-stream")),
+            ..Default::default()
+        })
+        .body(Body::from(Data(Binary::from(vec![0xde, 0xad, 0xbe, 0xef]))))
+        .build();
+    let third = Message::builder()
+        .properties(Properties {
+            content_type: Some(Symbol::from("text/plain; charset=utf-8")),
+            ..Default::default()
+        })
+        .body(Body::from(Data(Binary::from(b"plain text".to_vec()))))
+        .build();
+    broker.send(&address, vec![first, second, third]).await;
+
+    let mut connected = connect(config(vec![source(3, &[&address], false)], vec![]))
+        .await
+        .unwrap();
+    let d = next(&mut connected, Duration::from_secs(5))
+        .await
+        .expect("first message");
+    assert_eq!(d.source, 3);
+    assert_eq!(d.address, address);
+    let h = &d.message.headers;
+    let get = |k: &str| h.get_str(k).unwrap_or_else(|| panic!("header {k} missing"));
+    assert_eq!(get("message-id"), "m-1");
+    assert_eq!(get("user-id"), "guest");
+    assert_eq!(get("to"), "somewhere");
+    assert_eq!(get("subject"), "the-subject");
+    assert_eq!(get("reply-to"), "/queue/replies");
+    assert_eq!(get("correlation-id"), "c-1");
+    assert_eq!(get("content-type"), "application/json");
+    assert_eq!(get("absolute-expiry-time"), "4102444800000");
+    assert_eq!(get("creation-time"), "1700000000000");
+    assert_eq!(get("group-id"), "g");
+    assert_eq!(get("group-sequence"), "3");
+    assert_eq!(get("reply-to-group-id"), "rg");
+    assert_eq!(get("custom"), "value");
+    assert_eq!(get("count"), "42");
+    assert_eq!(get("amqp.application.property:subject"), "colliding");
+    assert_eq!(get("amqp.message.annotation:x-opt-origin"), "sensor");
+    assert_eq!(d.message.text.as_deref(), Some("{\"hello\":1}"));
+    assert_eq!(d.message.bytes, None);
+    assert_eq!(d.message.content_type.as_deref(), Some("application/json"));
+    d.settler.settle(Settle::Accept);
+
+    let d = next(&mut connected, Duration::from_secs(5))
+        .await
+        .expect("second message");
+    assert_eq!(d.message.bytes, Some(vec![0xde, 0xad, 0xbe, 0xef]));
+    assert_eq!(d.message.text, None);
+    let d = next(&mut connected, Duration::from_secs(5))
+        .await
+        .expect("third message");
+    assert_eq!(d.message.bytes.as_deref(), Some(&b"plain text"[..]));
+    assert_eq!(d.message.text.as_deref(), Some("plain text"));
+
+    connected.client.close().await;
+    assert_eq!(
+        broker.message_count(&q).await,
+        0,
+        "at most once: accepted on receipt"
+    );
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_redeliver_accept_reject() {
+    let mut broker = Broker::new().await;
+    let q = broker.queue("settle").await;
+    let address = format!("/queue/{q}");
+    broker
+        .send(
+            &address,
+            vec![text_message("a"), text_message("b"), text_message("c")],
+        )
+        .await;
+    let mut connected = connect(config(vec![source(0, &[&address], true)], vec![]))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(
+            next(&mut connected, Duration::from_secs(5))
+                .await
+                .expect("delivery"),
+        );
+    }
+    let texts: Vec<_> = got
+        .iter()
+        .map(|d| d.message.text.clone().unwrap())
+        .collect();
+    assert_eq!(texts, ["a", "b", "c"]);
+    let mut it = got.into_iter();
+    it.next().unwrap().settler.settle(Settle::Redeliver);
+    it.next().unwrap().settler.settle(Settle::Accept);
+    it.next().unwrap().settler.settle(Settle::Reject);
+
+    let again = match next(&mut connected, Duration::from_secs(5)).await {
+        Some(d) => d,
+        None => panic!("no redelivery; events: {:?}", connected.events.try_recv()),
+    };
+    assert!(
+        connected.events.try_recv().is_err(),
+        "settling broke nothing"
+    );
+    assert_eq!(again.message.text.as_deref(), Some("a"));
+    again.settler.settle(Settle::Accept);
+    assert!(
+        next(&mut connected, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "accepted and rejected messages are gone"
+    );
+    connected.client.close().await;
+    assert_eq!(broker.message_count(&q).await, 0);
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credit_bounds_unsettled_deliveries() {
+    let mut broker = Broker::new().await;
+    let q = broker.queue("credit").await;
+    let address = format!("/queue/{q}");
+    broker
+        .send(
+            &address,
+            (0..10).map(|i| text_message(&i.to_string())).collect(),
+        )
+        .await;
+    let mut cfg = config(vec![source(0, &[&address], true)], vec![]);
+    cfg.max_in_flight = 3;
+    let mut connected = connect(cfg).await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            next(&mut connected, Duration::from_secs(5))
+                .await
+                .expect("delivery"),
+        );
+    }
+    assert!(
+        next(&mut connected, Duration::from_millis(700))
+            .await
+            .is_none(),
+        "no more than max_in_flight unsettled deliveries"
+    );
+    held.remove(0).settler.settle(Settle::Accept);
+    let more = next(&mut connected, Duration::from_secs(5))
+        .await
+        .expect("credit was topped up");
+    held.push(more);
+    assert!(
+        next(&mut connected, Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+    // Settle the rest as they come: all ten arrive.
+    let mut accepted = 1;
+    for d in held.drain(..) {
+        d.settler.settle(Settle::Accept);
+        accepted += 1;
+    }
+    while accepted < 10 {
+        let Some(d) = next(&mut connected, Duration::from_secs(5)).await else {
+            panic!("remaining: events {:?}", connected.events.try_recv())
+        };
+        d.settler.settle(Settle::Accept);
+        accepted += 1;
+    }
+    connected.client.close().await;
+    assert_eq!(broker.message_count(&q).await, 0);
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_to_queue_maps_headers() {
+    let mut broker = Broker::new().await;
+    let q = broker.queue("publish").await;
+    let address = format!("/queue/{q}");
+    let connected = connect(config(vec![], vec![target(0, &address)]))
+        .await
+        .unwrap();
+
+    let mut message = ExternalMessage::text("{\"thing\":1}");
+    message.content_type = Some("application/vnd.eclipse.ditto+json".into());
+    for (k, v) in [
+        ("correlation-id", "corr-1"),
+        ("reply-to", "/queue/answers"),
+        ("message-id", "msg-9"),
+        ("subject", "subj"),
+        ("creation-time", "1700000000000"),
+        ("custom-header", "custom"),
+        ("amqp.application.property:to", "app-to"),
+        ("amqp.message.annotation:x-opt-ann", "annotated"),
+    ] {
+        message.headers.insert(k, v);
+    }
+    connected
+        .client
+        .publish(Publish {
+            target: 0,
+            address: address.clone(),
+            message,
+        })
+        .await
+        .unwrap();
+    connected
+        .client
+        .publish(Publish {
+            target: 0,
+            address: address.clone(),
+            message: ExternalMessage::bytes(vec![1, 2, 3]),
+        })
+        .await
+        .unwrap();
+    // `queue://NAME`: a bare NAME for RabbitMQ, i.e. the queue NAME.
+    connected
+        .client
+        .publish(Publish {
+            target: 0,
+            address: format!("queue://{q}"),
+            message: ExternalMessage::text("via prefix"),
+        })
+        .await
+        .unwrap();
+
+    let received = broker.receive(&address, 3, Duration::from_secs(5)).await;
+    assert_eq!(received.len(), 3);
+    let m = &received[0];
+    let p = m.properties.as_ref().unwrap();
+    assert_eq!(p.correlation_id, Some(MessageId::String("corr-1".into())));
+    assert_eq!(p.message_id, Some(MessageId::String("msg-9".into())));
+    assert_eq!(p.reply_to.as_deref(), Some("/queue/answers"));
+    assert_eq!(p.subject.as_deref(), Some("subj"));
+    assert_eq!(p.to, None);
+    assert_eq!(
+        p.creation_time,
+        Some(Timestamp::from_milliseconds(1_700_000_000_000))
+    );
+    assert_eq!(
+        p.content_type,
+        Some(Symbol::from("application/vnd.eclipse.ditto+json"))
+    );
+    let app = &m.application_properties.as_ref().unwrap().0;
+    assert_eq!(
+        app.get("custom-header"),
+        Some(&SimpleValue::String("custom".into()))
+    );
+    assert_eq!(app.get("to"), Some(&SimpleValue::String("app-to".into())));
+    let ann = &m.message_annotations.as_ref().unwrap().0;
+    assert_eq!(
+        ann.get(&OwnedKey::Symbol(Symbol::from("x-opt-ann"))),
+        Some(&Value::String("annotated".into()))
+    );
+    match &m.body {
+        Body::Value(AmqpValue(Value::String(s))) => assert_eq!(s, "{\"thing\":1}"),
+        other => panic!("text is sent as an amqp-value string, got {other:?}"),
+    }
+    match &received[1].body {
+        Body::Data(batch) => {
+            let bytes: Vec<u8> = batch.iter().flat_map(|d| d.0.to_vec()).collect();
+            assert_eq!(bytes, vec![1, 2, 3]);
+        }
+        other => panic!("bytes are sent as data, got {other:?}"),
+    }
+    match &received[2].body {
+        Body::Value(AmqpValue(Value::String(s))) => assert_eq!(s, "via prefix"),
+        other => panic!("unexpected body {other:?}"),
+    }
+    connected.client.close().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_publishes_resolve_quickly() {
+    let mut broker = Broker::new().await;
+    let q = broker.queue("pipelined").await;
+    let address = format!("/queue/{q}");
+    let connected = connect(config(vec![], vec![target(0, &address)]))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let publishes = (0..200).map(|i| {
+        connected.client.publish(Publish {
+            target: 0,
+            address: address.clone(),
+            message: ExternalMessage::text(format!("message {i}")),
+        })
+    });
+    let results = futures_util::future::join_all(publishes).await;
+    let elapsed = started.elapsed();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    // Awaited one by one, 200 outcomes take ~4.4 s against this broker.
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "200 publishes took {elapsed:?}"
+    );
+    let mut count = 0;
+    for _ in 0..20 {
+        count = broker.message_count(&q).await;
+        if count == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count, 200);
+    connected.client.close().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_source_address_is_misconfigured() {
+    let mut broker = Broker::new().await;
+    let q = broker.queue("badsource").await;
+    let good = format!("/queue/{q}");
+    let bad = format!("/queues/{q}");
+    let err = match connect(config(vec![source(0, &[&good, &bad], true)], vec![])).await {
+        Ok(_) => panic!("an unknown address must fail the connect"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind, ErrorKind::Misconfigured, "{err:?}");
+    assert!(err.message.contains(&bad), "{err:?}");
+    assert!(!err.message.contains("guest:guest"));
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_target_address_fails_without_breaking_other_links() {
+    let mut broker = Broker::new().await;
+    let consumed = broker.queue("badtarget-in").await;
+    let published = broker.queue("badtarget-out").await;
+    let consumed_address = format!("/queue/{consumed}");
+    let published_address = format!("/queue/{published}");
+    let mut connected = connect(config(
+        vec![source(0, &[&consumed_address], false)],
+        vec![target(0, &published_address)],
+    ))
+    .await
+    .unwrap();
+    let publish = |address: String| Publish {
+        target: 0,
+        address,
+        message: ExternalMessage::text("x"),
+    };
+    connected
+        .client
+        .publish(publish(published_address.clone()))
+        .await
+        .unwrap();
+    let err = connected
+        .client
+        .publish(publish(format!("/queues/{published}")))
+        .await
+        .unwrap_err();
+    assert!(err.message.contains("/queues/"), "{err:?}");
+    // The other links still work.
+    connected
+        .client
+        .publish(publish(published_address.clone()))
+        .await
+        .unwrap();
+    broker
+        .send(&consumed_address, vec![text_message("still here")])
+        .await;
+    let d = next(&mut connected, Duration::from_secs(5))
+        .await
+        .expect("consumer still runs");
+    assert_eq!(d.message.text.as_deref(), Some("still here"));
+    assert!(connected.events.try_recv().is_err(), "no events");
+    assert_eq!(
+        broker
+            .receive(&published_address, 2, Duration::from_secs(5))
+            .await
+            .len(),
+        2
+    );
+    connected.client.close().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_unauthorized() {
+    let mut cfg = config(vec![], vec![]);
+    cfg.uri = "amqp://guest:wrong-secret@127.0.0.1:5672".into();
+    let err = match connect(cfg).await {
+        Ok(_) => panic!("wrong password must not connect"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind, ErrorKind::Unauthorized, "{err:?}");
+    assert!(err.message.contains("127.0.0.1:5672"), "{err:?}");
+    assert!(!err.message.contains("wrong-secret"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_port_is_unreachable_quickly() {
+    let mut cfg = config(vec![], vec![]);
+    cfg.uri = "amqp://guest:guest@127.0.0.1:1".into();
+    let started = Instant::now();
+    let err = match connect(cfg).await {
+        Ok(_) => panic!("nothing listens on port 1"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind, ErrorKind::Unreachable, "{err:?}");
+    assert!(err.message.contains("127.0.0.1:1"), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_is_misconfigured() {
+    let mut cfg = config(vec![], vec![]);
+    cfg.uri = "amqps://guest:guest@127.0.0.1:5671".into();
+    let err = connect(cfg).await.err().expect("amqps is not supported");
+    assert_eq!(err.kind, ErrorKind::Misconfigured);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_attaches_and_consumes_nothing() {
+    let mut broker = Broker::new().await;
+    let q = broker.queue("dryrun").await;
+    let out = broker.queue("dryrun-out").await;
+    let address = format!("/queue/{q}");
+    broker.send(&address, vec![text_message("keep me")]).await;
+    let mut cfg = config(
+        vec![source(0, &[&address], true)],
+        vec![
+            target(0, &format!("/queue/{out}")),
+            target(1, "{{ thing:id }}"),
+        ],
+    );
+    cfg.dry_run = true;
+    let mut connected = connect(cfg.clone()).await.unwrap();
+    assert!(
+        next(&mut connected, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    connected.client.close().await;
+    assert_eq!(
+        broker.message_count(&q).await,
+        1,
+        "a dry run consumes nothing"
+    );
+
+    cfg.sources = vec![source(0, &[&address, &format!("/queues/{q}")], true)];
+    let err = connect(cfg.clone()).await.err().expect("bad source");
+    assert_eq!(err.kind, ErrorKind::Misconfigured);
+    cfg.sources = vec![];
+    cfg.targets = vec![target(0, &format!("/queues/{out}"))];
+    let err = connect(cfg).await.err().expect("bad target");
+    assert_eq!(err.kind, ErrorKind::Misconfigured);
+    assert!(err.message.contains("/queues/"), "{err:?}");
+    broker.cleanup().await;
+}
