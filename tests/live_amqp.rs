@@ -124,7 +124,15 @@ impl Rabbit {
             .unwrap()
             .unwrap();
         delivery.ack(BasicAckOptions::default()).await.unwrap();
-        let body = serde_json::from_slice(&delivery.data).unwrap();
+        // A message sent over AMQP 1.0 reaches AMQP 0.9.1 consumers with its AMQP 1.0 body
+        // section encoding (an amqp-value string): the JSON starts at the first '{'.
+        let start = delivery.data.iter().position(|b| *b == b'{').unwrap_or(0);
+        let body = serde_json::from_slice(&delivery.data[start..]).unwrap_or_else(|e| {
+            panic!(
+                "not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&delivery.data)
+            )
+        });
         (delivery.properties, body)
     }
 
@@ -243,6 +251,24 @@ async fn an_mqtt_device_change_reaches_amqp_consumers_with_reply_and_headers() {
             .status(),
         StatusCode::CREATED
     );
+    // The same events through AMQP 1.0, into a queue of RabbitMQ's AMQP 1.0 plugin.
+    let events10 = format!("{u}.events10");
+    rabbit.queue(&events10, FieldTable::default()).await;
+    let out10 = json!({
+        "connectionType": "amqp-10", "connectionStatus": "open",
+        "uri": "amqp://guest:guest@127.0.0.1:5672",
+        // `/amq/queue/NAME`: an existing queue (RabbitMQ 3.10 would declare `/queue/NAME`).
+        "targets": [{"address": format!("/amq/queue/{events10}"),
+                     "topics": ["_/_/things/twin/events"],
+                     "authorizationContext": ["ditto:outbound"]}]
+    });
+    assert_eq!(
+        f.put_json("/api/2/connections/amqp10-out", &out10)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    wait_for_live_status(&f, "amqp10-out", "open").await;
     let topic = format!("ferrule-e2e/{u}/in");
     let device = json!({
         "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
@@ -294,6 +320,12 @@ async fn an_mqtt_device_change_reaches_amqp_consumers_with_reply_and_headers() {
             format!("org.e2e:{name}").as_str().into()
         ))
     );
+    let (_, event10) = rabbit.next(&events10).await;
+    assert_eq!(
+        event10["topic"],
+        format!("org.e2e/{name}/things/twin/events/created")
+    );
+    assert_eq!(event10["headers"]["correlation-id"], "dev-1");
 }
 
 #[tokio::test]

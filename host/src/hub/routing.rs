@@ -72,12 +72,17 @@ pub struct Routed {
     pub extra: Option<Value>,
 }
 
+/// Called when a route's queue is full and a signal is dropped for it.
+pub type OnDrop = Box<dyn Fn(&DittoMessage) + Send + Sync>;
+
 /// One target of one open connection.
 pub struct Route {
     pub connection_id: String,
     pub target: usize,
     pub topics: Vec<CompiledTopic>,
     pub sink: mpsc::Sender<Routed>,
+    /// Counts and logs what a full queue drops.
+    pub on_drop: Option<OnDrop>,
 }
 
 /// What a dispatch did, for metrics.
@@ -161,6 +166,9 @@ impl Router {
                         report.delivered += 1;
                     } else {
                         report.dropped += 1;
+                        if let Some(on_drop) = &route.on_drop {
+                            on_drop(&signal);
+                        }
                     }
                 }
             }
@@ -271,6 +279,7 @@ mod tests {
                 .map(|t| CompiledTopic::compile(t).unwrap())
                 .collect(),
             sink: tx,
+            on_drop: None,
         });
         rx
     }
@@ -388,6 +397,7 @@ mod tests {
             target: 0,
             topics: vec![CompiledTopic::compile("_/_/things/twin/events").unwrap()],
             sink: tx,
+            on_drop: None,
         });
         let e = || {
             event(

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 /// Messages processed at once per client, inbound and outbound each.
 const CONCURRENCY: usize = 256;
 /// Routed signals waiting for one target's publisher at most.
-const TARGET_QUEUE: usize = 4096;
+const TARGET_QUEUE: usize = 16_384;
 
 type SharedClient = Arc<RwLock<Option<Box<dyn BrokerClient>>>>;
 
@@ -132,11 +132,28 @@ impl Session {
                         .filter_map(|raw| CompiledTopic::compile(raw).ok())
                         .collect();
                     let (tx, rx) = mpsc::channel(TARGET_QUEUE);
+                    let on_drop = {
+                        let ctx = ctx.clone();
+                        let address = target.address.clone();
+                        Box::new(move |signal: &DittoMessage| {
+                            ctx.count(Direction::Outbound, &address, MetricType::Dropped, false);
+                            ctx.log(
+                                Category::Target,
+                                "dropped",
+                                false,
+                                &address,
+                                signal.headers.correlation_id(),
+                                Some(signal.topic.entity_id()),
+                                "The target's queue is full: the publisher does not keep up, the signal was dropped.".into(),
+                            );
+                        }) as crate::hub::routing::OnDrop
+                    };
                     session.routes.push(ctx.hub.router.add(Route {
                         connection_id: ctx.connection.id.clone(),
                         target: t,
                         topics,
                         sink: tx,
+                        on_drop: Some(on_drop),
                     }));
                     session.publishers.push(tokio::spawn(publish_routed(
                         ctx.clone(),
