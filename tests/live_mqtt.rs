@@ -408,3 +408,36 @@ async fn a_lost_broker_connection_recovers_by_itself() {
         "{logs}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_closes_connections_gracefully() {
+    let (_d, mut f) = server();
+    let u = unique("sigterm");
+    let (_watcher, mut seen) = mqtt5(
+        &format!("{u}-w"),
+        Some(&format!("ferrule-e2e/{u}/announcements")),
+    )
+    .await;
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "targets": [{"address": format!("ferrule-e2e/{u}/announcements"), "qos": 1,
+                     "topics": ["_/_/connections/announcements"], "authorizationContext": ["a"]}]
+    });
+    assert_eq!(
+        f.put_json("/api/2/connections/term-conn", &connection)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        next(&mut seen).await["topic"],
+        "_/term-conn/connections/announcements/opened"
+    );
+    let started = std::time::Instant::now();
+    assert!(f.stop().success(), "a clean exit on SIGTERM");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        next(&mut seen).await["topic"],
+        "_/term-conn/connections/announcements/closed"
+    );
+}

@@ -61,6 +61,7 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 pub struct Server {
     pub listener: tokio::net::TcpListener,
     pub router: axum::Router,
+    state: Arc<AppState>,
 }
 
 impl Server {
@@ -106,23 +107,30 @@ impl Server {
             max_body_bytes: config.http.max_body_bytes,
             connections_retrieve_limit: config.http.connections_retrieve_limit,
         });
-        let router = api::router(state, Arc::new(DevopsAuth::new(&password)));
+        let router = api::router(state.clone(), Arc::new(DevopsAuth::new(&password)));
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
-        Ok(Server { listener, router })
+        Ok(Server {
+            listener,
+            router,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serves until SIGINT or SIGTERM.
+    /// Serves until SIGINT or SIGTERM, then closes every connection gracefully.
     pub async fn run(self) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
+        let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .context("the HTTP server failed")
+            .context("the HTTP server failed");
+        self.state.connections.shutdown().await;
+        tracing::info!("stopped");
+        served
     }
 }
 

@@ -142,6 +142,11 @@ impl ConnectionService {
         })
     }
 
+    /// Stops every connection gracefully: closed announcements, in-flight messages settled.
+    pub async fn shutdown(&self) {
+        self.runtime.stop_all().await;
+    }
+
     /// The live status of a connection, from its supervisor.
     pub async fn live_status(&self, id: &str) -> crate::runtime::status::LiveStatus {
         self.runtime.status(id).await

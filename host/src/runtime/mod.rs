@@ -187,6 +187,14 @@ impl Runtime {
         }
     }
 
+    /// Stops every running connection gracefully (on shutdown).
+    pub async fn stop_all(&self) {
+        let ids: Vec<String> = self.running.lock().await.keys().cloned().collect();
+        for id in ids {
+            self.stop(&id).await;
+        }
+    }
+
     pub async fn status(&self, id: &str) -> LiveStatus {
         match self.running.lock().await.get(id) {
             Some(r) => lock(&r.status).clone(),
