@@ -135,8 +135,8 @@ impl Router {
         let Some(kind) = kind_of(&signal) else {
             return report;
         };
-        // The document filters see, built once per signal.
-        let doc = signal_thing(&signal);
+        // The document filters see: built once per signal, and only when a filter needs it.
+        let doc = std::sync::OnceLock::new();
         for route in self.snapshot() {
             if kind == TopicKind::ConnectionAnnouncements
                 && signal.topic.name != route.connection_id
@@ -181,7 +181,7 @@ impl Router {
 async fn passes(
     topic: &CompiledTopic,
     signal: &DittoMessage,
-    doc: &Value,
+    doc: &std::sync::OnceLock<Value>,
     twin: &TwinService,
 ) -> Option<Option<Value>> {
     if !topic.namespaces.is_empty() && !topic.namespaces.contains(&signal.topic.namespace) {
@@ -193,6 +193,7 @@ async fn passes(
         extra_fields(signal, &topic.extra_fields, twin).await
     };
     if let Some(filter) = &topic.filter {
+        let doc = doc.get_or_init(|| signal_thing(signal));
         let enriched;
         let doc = match &extra {
             Some(extra) => {

@@ -69,6 +69,16 @@ const RESPONSE_TYPES: [MetricType; 4] = [
     MetricType::Published,
 ];
 
+/// Looks up `(Direction, String)` keys with a borrowed address, without allocating.
+#[derive(Hash)]
+struct KeyRef<'a>(Direction, &'a str);
+
+impl indexmap::Equivalent<(Direction, String)> for KeyRef<'_> {
+    fn equivalent(&self, key: &(Direction, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 /// Success and failure counters of one metric type at one address.
 #[derive(Default)]
 struct Pair {
@@ -118,12 +128,11 @@ impl ConnectionMetrics {
         success: bool,
         at: DateTime<Utc>,
     ) {
-        let key = (direction, address.to_string());
         let existing = self
             .addresses
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
+            .get(&KeyRef(direction, address))
             .cloned();
         let counters = existing.unwrap_or_else(|| {
             let types: &[MetricType] = match direction {
@@ -133,7 +142,7 @@ impl ConnectionMetrics {
             self.addresses
                 .write()
                 .unwrap_or_else(|e| e.into_inner())
-                .entry(key)
+                .entry((direction, address.to_string()))
                 .or_insert_with(|| counters_for(types))
                 .clone()
         });
