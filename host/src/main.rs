@@ -3,6 +3,11 @@ use ferrule_host::config::{Config, Overrides};
 use ferrule_host::server::Server;
 use std::path::PathBuf;
 
+/// mimalloc: the message path allocates per message; glibc's allocator took ~45 % of the CPU
+/// under load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Ferrule: connects devices and digital twins to MQTT and AMQP brokers, managed through
 /// Eclipse Ditto's connection API.
 #[derive(Parser)]
