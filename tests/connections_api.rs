@@ -144,6 +144,23 @@ async fn create_rules() {
         "It is not allowed to provide an explicit ID for a connection."
     );
 
+    // AMQP 0.9.1 targets are `exchange/routingKey`.
+    let mut no_key = amqp_connection();
+    no_key["targets"][0]["address"] = json!("exchange-without-key");
+    let body = assert_error(
+        f.post_json("/api/2/connections", &no_key).await,
+        400,
+        "connectivity:connection.configuration.invalid",
+    )
+    .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("exchange-without-key"),
+        "{body}"
+    );
+
     let mut no_status = mqtt_connection();
     no_status
         .as_object_mut()
@@ -692,6 +709,20 @@ async fn invalid_input_gets_ditto_errors() {
                     json!(["_/_/things/twin/events?filter=gt(attributes/counter"]);
             }),
             "rql.expression.invalid",
+            "",
+        ),
+        (
+            Box::new(|v| {
+                v["specificConfig"] = json!({"keepAlive": "soon"});
+            }),
+            "connectivity:connection.configuration.invalid",
+            "Invalid value 'soon' for configuration 'keepAlive' in connection '{id}'.",
+        ),
+        (
+            Box::new(|v| {
+                v["specificConfig"] = json!({"lastWillTopic": "wills/#"});
+            }),
+            "connectivity:connection.configuration.invalid",
             "",
         ),
     ];

@@ -202,6 +202,21 @@ pub struct Connected {
     pub events: mpsc::Receiver<ClientEvent>,
 }
 
+/// Checks what can be checked of a configuration without a broker (Ditto's per-protocol
+/// validation at create and modify): MQTT `specificConfig` values, AMQP 0.9.1 target addresses
+/// without placeholders.
+pub fn check_config(config: &ClientConfig) -> Result<(), TransportError> {
+    match config.protocol {
+        Protocol::Mqtt3 | Protocol::Mqtt5 => mqtt::check_config(config),
+        Protocol::Amqp091 => config
+            .targets
+            .iter()
+            .filter(|t| !t.address.contains("{{"))
+            .try_for_each(|t| amqp091::parse_target_address(&t.address).map(|_| ())),
+        Protocol::Amqp10 => Ok(()),
+    }
+}
+
 /// Connects a client of the configured protocol.
 pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, TransportError>> {
     match config.protocol {

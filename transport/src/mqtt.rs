@@ -187,6 +187,11 @@ impl Settings {
     }
 }
 
+/// Checks the `specificConfig` of an MQTT connection without connecting.
+pub fn check_config(config: &ClientConfig) -> Result<(), TransportError> {
+    Settings::parse(config).map(|_| ())
+}
+
 /// Whether an MQTT topic filter matches a topic.
 fn filter_matches(filter: &str, topic: &str) -> bool {
     let filter = match filter.strip_prefix("$share/") {

@@ -212,6 +212,7 @@ impl ConnectionService {
     ) -> Result<crate::model::Connection, DittoError> {
         let mut connection = connection_from_object(object)?;
         validate(&mut connection, &self.limits)?;
+        self.runtime.check(&connection)?;
         Ok(connection)
     }
 

@@ -202,6 +202,19 @@ impl Runtime {
         }
     }
 
+    /// What the transport can check without connecting (create and modify answer 400 for it).
+    pub fn check(&self, connection: &Connection) -> Result<(), DittoError> {
+        let Some(config) = self.client_config(connection, 0, false) else {
+            return Ok(());
+        };
+        ferrule_transport::check_config(&config).map_err(|e| {
+            DittoError::configuration_invalid(format!(
+                "{} in connection '{}'.",
+                e.message, connection.id
+            ))
+        })
+    }
+
     /// A dry run: connect with the connection's configuration, check its sources and targets,
     /// disconnect. Answers within the connect timeout.
     pub async fn test(&self, connection: &Connection) -> Result<(), DittoError> {
