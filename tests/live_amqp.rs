@@ -20,20 +20,11 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn unique(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("ferrule-e2e.{test}.{}-{nanos}", std::process::id())
+    common::unique(&format!("ferrule-e2e.{test}"), '.')
 }
 
 fn server() -> (tempfile::TempDir, Ferrule) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = common::start_with_config(
-        dir.path(),
-        "[runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n",
-    );
-    (dir, f)
+    common::live_server()
 }
 
 /// An independent AMQP 0.9.1 client for setting up queues and checking what arrives.

@@ -13,20 +13,11 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(10);
 
 fn unique(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{test}-{}-{nanos}", std::process::id())
+    common::unique(test, '-')
 }
 
 fn server() -> (tempfile::TempDir, Ferrule) {
-    let dir = tempfile::tempdir().unwrap();
-    let f = common::start_with_config(
-        dir.path(),
-        "[runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n",
-    );
-    (dir, f)
+    common::live_server()
 }
 
 /// An independent MQTT 5 client: publishes, and collects what arrives on `filter`.

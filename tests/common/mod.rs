@@ -323,3 +323,22 @@ impl Drop for Proxy {
         self.task.abort();
     }
 }
+
+/// A name of its own for one test run: `<test><sep><pid>-<nanos>`.
+pub fn unique(test: &str, sep: char) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{test}{sep}{}-{nanos}", std::process::id())
+}
+
+/// Ferrule for live tests: reconnects within a second, connects within three.
+pub fn live_server() -> (tempfile::TempDir, Ferrule) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = start_with_config(
+        dir.path(),
+        "[runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n",
+    );
+    (dir, f)
+}
