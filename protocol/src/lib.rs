@@ -4,11 +4,13 @@
 pub mod error;
 pub mod external;
 pub mod headers;
+pub mod mapper;
 pub mod message;
 pub mod topic;
 
 pub use error::ProtocolError;
 pub use external::ExternalMessage;
 pub use headers::Headers;
+pub use mapper::Mapper;
 pub use message::{CONTENT_TYPE, DittoMessage};
 pub use topic::{Channel, Criterion, Group, Topic};

@@ -11,12 +11,5 @@ pub mod pipeline;
 
 pub use catalogue::{ALIASES, ENGINES, is_alias, is_engine};
 
-use ferrule_protocol::{DittoMessage, ExternalMessage, ProtocolError};
-
-/// A payload mapper. Built once per connection (per worker), called per message.
-pub trait Mapper: Send + Sync {
-    /// External message → 0..n Ditto Protocol messages (0: the message is dropped).
-    fn map_inbound(&self, message: &ExternalMessage) -> Result<Vec<DittoMessage>, ProtocolError>;
-    /// Ditto Protocol message → 0..n external messages.
-    fn map_outbound(&self, message: &DittoMessage) -> Result<Vec<ExternalMessage>, ProtocolError>;
-}
+/// The mapper contract (defined in `ferrule-protocol`, so engines can live in crates of their own).
+pub use ferrule_protocol::Mapper;
