@@ -432,3 +432,55 @@ async fn sigterm_closes_connections_gracefully() {
         "_/term-conn/connections/announcements/closed"
     );
 }
+
+#[tokio::test]
+async fn a_normalized_target_publishes_the_changed_part_of_the_thing() {
+    let (_d, f) = server();
+    let u = unique("normalized");
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "sources": [{"addresses": [format!("ferrule-e2e/{u}/in")], "qos": 1, "authorizationContext": ["a"]}],
+        "targets": [{"address": format!("ferrule-e2e/{u}/normalized"), "qos": 1,
+                     "topics": ["_/_/things/twin/events"], "authorizationContext": ["a"],
+                     "payloadMapping": ["Normalized"]}]
+    });
+    assert_eq!(
+        f.put_json("/api/2/connections/norm-conn", &connection)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    wait_for_live_status(&f, "norm-conn", "open").await;
+    let (device, mut out) = mqtt5(
+        &format!("{u}-d"),
+        Some(&format!("ferrule-e2e/{u}/normalized")),
+    )
+    .await;
+    for (action, path, value) in [
+        (
+            "create",
+            "/",
+            json!({"attributes": {"a": 1}, "features": {"temp": {"properties": {"value": 0}}}}),
+        ),
+        ("modify", "/features/temp/properties/value", json!(7)),
+    ] {
+        publish(&device, &format!("ferrule-e2e/{u}/in"), json!({
+            "topic": format!("org.e2e/{u}/things/twin/commands/{action}"), "path": path, "value": value
+        }))
+        .await;
+    }
+    let created = next(&mut out).await;
+    assert_eq!(created["thingId"], format!("org.e2e:{u}"));
+    assert_eq!(created["attributes"], json!({"a": 1}));
+    assert_eq!(created["_revision"], 1);
+    let modified = next(&mut out).await;
+    assert_eq!(
+        modified["features"],
+        json!({"temp": {"properties": {"value": 7}}})
+    );
+    assert_eq!(modified["_revision"], 2);
+    assert_eq!(
+        modified["_context"]["topic"],
+        format!("org.e2e/{u}/things/twin/events/modified")
+    );
+}

@@ -65,6 +65,12 @@ pub fn expected_response(response: &DittoMessage, expected: &IndexSet<ResponseTy
 
 type Waiters = Mutex<HashMap<String, oneshot::Sender<DittoMessage>>>;
 
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+fn ready(inbound: Inbound) -> BoxFuture<'static, Inbound> {
+    Box::pin(std::future::ready(inbound))
+}
+
 /// The inbound side of the hub.
 pub struct InboundHub {
     twin: TwinService,
@@ -107,7 +113,20 @@ impl InboundHub {
         }
     }
 
-    pub async fn handle(&self, mut signal: DittoMessage, origin: &Origin) -> Inbound {
+    /// Handles one signal and waits for its outcome.
+    pub async fn handle(self: &Arc<Self>, signal: DittoMessage, origin: &Origin) -> Inbound {
+        self.start(signal, origin).await.await
+    }
+
+    /// The ordered part of handling a signal: a twin command is queued at the twin, a live
+    /// signal dispatched, before this returns. The returned future waits for the outcome (the
+    /// twin's response, acknowledgements), so a caller that starts signals in arrival order keeps
+    /// their order while it waits for many outcomes at once.
+    pub async fn start(
+        self: &Arc<Self>,
+        mut signal: DittoMessage,
+        origin: &Origin,
+    ) -> BoxFuture<'static, Inbound> {
         if !origin.subjects.is_empty() {
             signal.headers.insert(
                 AUTH_CONTEXT_HEADER,
@@ -125,16 +144,21 @@ impl InboundHub {
             (Some(Channel::Twin), Criterion::Commands, None) => {
                 let command = match TwinCommand::from_message(&signal) {
                     Ok(c) => c,
-                    Err(e) => return self.refused(&signal, &e),
+                    Err(e) => return ready(self.refused(&signal, &e)),
                 };
                 let custom = self.wait_for_custom_acks(&correlation, &origin.requested_acks);
-                let response = self.twin.execute(command).await;
-                let mut aggregator = AckAggregator::new(origin.requested_acks.clone());
-                if origin.requested_acks.contains(TWIN_PERSISTED) {
-                    aggregator.add(ack_of(TWIN_PERSISTED, &response));
-                }
-                let aggregated = self.collect(aggregator, custom, &correlation, timeout).await;
-                self.finish(response, aggregated, &signal)
+                let response = self.twin.submit(command).await;
+                let this = self.clone();
+                let requested = origin.requested_acks.clone();
+                Box::pin(async move {
+                    let response = response.await;
+                    let mut aggregator = AckAggregator::new(requested.clone());
+                    if requested.contains(TWIN_PERSISTED) {
+                        aggregator.add(ack_of(TWIN_PERSISTED, &response));
+                    }
+                    let aggregated = this.collect(aggregator, custom, &correlation, timeout).await;
+                    this.finish(response, aggregated, &signal)
+                })
             }
             (Some(Channel::Live), Criterion::Messages | Criterion::Commands, None) => {
                 let wants_response = origin.requested_acks.contains(LIVE_RESPONSE);
@@ -146,48 +170,52 @@ impl InboundHub {
                 let custom = self.wait_for_custom_acks(&correlation, &origin.requested_acks);
                 let signal = Arc::new(signal);
                 self.router.dispatch(signal.clone(), &self.twin).await;
-                let mut aggregator = AckAggregator::new(origin.requested_acks.clone());
-                let mut response = None;
-                if let Some(rx) = waiter {
-                    match tokio::time::timeout(timeout, rx).await {
-                        Ok(Ok(r)) => {
-                            aggregator.add(ack_of(LIVE_RESPONSE, &r));
-                            response = Some(r);
-                        }
-                        _ => {
-                            lock(&self.live_waiting).remove(&correlation);
+                let this = self.clone();
+                let requested = origin.requested_acks.clone();
+                Box::pin(async move {
+                    let mut aggregator = AckAggregator::new(requested);
+                    let mut response = None;
+                    if let Some(rx) = waiter {
+                        match tokio::time::timeout(timeout, rx).await {
+                            Ok(Ok(r)) => {
+                                aggregator.add(ack_of(LIVE_RESPONSE, &r));
+                                response = Some(r);
+                            }
+                            _ => {
+                                lock(&this.live_waiting).remove(&correlation);
+                            }
                         }
                     }
-                }
-                let aggregated = self.collect(aggregator, custom, &correlation, timeout).await;
-                match response {
-                    Some(r) => self.finish(r, aggregated, &signal),
-                    None => Inbound {
-                        responses: aggregated
-                            .as_ref()
-                            .filter(|a| !a.is_success())
-                            .map(|a| vec![a.to_message(&signal.topic, &signal.headers)])
-                            .unwrap_or_default(),
-                        settle: aggregated.map_or(Settle::Accept, |a| a.settle()),
-                    },
-                }
+                    let aggregated = this.collect(aggregator, custom, &correlation, timeout).await;
+                    match response {
+                        Some(r) => this.finish(r, aggregated, &signal),
+                        None => Inbound {
+                            responses: aggregated
+                                .as_ref()
+                                .filter(|a| !a.is_success())
+                                .map(|a| vec![a.to_message(&signal.topic, &signal.headers)])
+                                .unwrap_or_default(),
+                            settle: aggregated.map_or(Settle::Accept, |a| a.settle()),
+                        },
+                    }
+                })
             }
             (Some(Channel::Live), Criterion::Messages | Criterion::Commands, Some(_)) => {
                 // A response to a live signal: back to whoever waits for it.
                 if let Some(waiter) = lock(&self.live_waiting).remove(&correlation) {
                     let _ = waiter.send(signal);
                 }
-                Inbound {
+                ready(Inbound {
                     responses: Vec::new(),
                     settle: Settle::Accept,
-                }
+                })
             }
             (Some(Channel::Live), Criterion::Events, None) => {
                 self.router.dispatch(Arc::new(signal), &self.twin).await;
-                Inbound {
+                ready(Inbound {
                     responses: Vec::new(),
                     settle: Settle::Accept,
-                }
+                })
             }
             (_, Criterion::Acks, Some(status)) => {
                 if let Some(label) = &topic.action {
@@ -201,12 +229,12 @@ impl InboundHub {
                         },
                     );
                 }
-                Inbound {
+                ready(Inbound {
                     responses: Vec::new(),
                     settle: Settle::Accept,
-                }
+                })
             }
-            _ => self.refused(
+            _ => ready(self.refused(
                 &signal,
                 &ProtocolError::new(
                     409,
@@ -216,7 +244,7 @@ impl InboundHub {
                     ),
                     "Send twin commands, live messages, live commands, live events, live responses or acknowledgements.",
                 ),
-            ),
+            )),
         }
     }
 

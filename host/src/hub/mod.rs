@@ -23,7 +23,7 @@ use tokio::sync::broadcast::error::RecvError;
 pub struct Hub {
     pub twin: TwinService,
     pub router: Arc<Router>,
-    pub inbound: InboundHub,
+    pub inbound: Arc<InboundHub>,
 }
 
 impl Hub {
@@ -33,7 +33,7 @@ impl Hub {
         let hub = Arc::new(Hub {
             twin: twin.clone(),
             router: router.clone(),
-            inbound: InboundHub::new(twin.clone(), router.clone()),
+            inbound: Arc::new(InboundHub::new(twin.clone(), router.clone())),
         });
         let mut events = twin.subscribe();
         tokio::spawn(async move {

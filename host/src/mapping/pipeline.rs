@@ -34,10 +34,12 @@ pub struct Pipeline {
 /// A mapper of an engine with its options.
 fn build_engine(
     engine: &str,
-    _options: &serde_json::Map<String, serde_json::Value>,
+    options: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<Arc<dyn Mapper>, String> {
     match engine {
         "Ditto" => Ok(Arc::new(DittoMapper)),
+        "Normalized" => Ok(Arc::new(super::normalized::NormalizedMapper::new(options)?)),
+        "RawMessage" => Ok(Arc::new(super::raw::RawMessageMapper::new(options)?)),
         other => Err(format!(
             "The mapping engine <{other}> is not available in this version of Ferrule yet."
         )),

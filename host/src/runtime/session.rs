@@ -264,15 +264,28 @@ async fn consume(
         let Ok(permit) = limit.clone().acquire_owned().await else {
             return;
         };
-        let ctx = ctx.clone();
-        let client = client.clone();
+        // In arrival order: mapping, and the signals handed to the hub (queued at the twin).
+        // Then, concurrently: waiting for the outcomes, replies, settling.
+        let pending = start_delivery(&ctx, &client, &delivery).await;
         tokio::spawn(async move {
-            let settle = handle_delivery(&ctx, &client, &delivery).await;
+            let settle = pending.await;
             delivery.settler.settle(settle);
             drop(permit);
         });
     }
 }
+
+/// What remains of a delivery after its ordered part.
+enum Step {
+    /// A verdict known already (mapping or enforcement failed).
+    Verdict(Settle),
+    /// An error response for the reply target, with the consumed message's headers.
+    Reply(Box<DittoMessage>, Headers),
+    /// A signal the hub handles; `true` when acknowledgements were requested.
+    Outcome(BoxFuture<'static, crate::hub::inbound::Inbound>, bool),
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// The address a delivery counts under: the configured source address it matches, else the
 /// source's first address (an MQTT topic arriving through a wildcard filter).
@@ -286,9 +299,13 @@ fn source_address(source: &CompiledSource, delivery: &Delivery) -> String {
         .unwrap_or_default()
 }
 
-async fn handle_delivery(ctx: &Arc<Context>, client: &SharedClient, delivery: &Delivery) -> Settle {
+async fn start_delivery(
+    ctx: &Arc<Context>,
+    client: &SharedClient,
+    delivery: &Delivery,
+) -> BoxFuture<'static, Settle> {
     let Some(source) = ctx.compiled.sources.get(delivery.source) else {
-        return Settle::Reject;
+        return Box::pin(std::future::ready(Settle::Reject));
     };
     let address = source_address(source, delivery);
     ctx.count(Direction::Inbound, &address, MetricType::Consumed, true);
@@ -311,7 +328,7 @@ async fn handle_delivery(ctx: &Arc<Context>, client: &SharedClient, delivery: &D
         subject: subject.as_deref(),
     };
     let correlation = message.headers.correlation_id();
-    let mut verdicts = Vec::new();
+    let mut steps = Vec::new();
     for mapped in source.pipeline.map_inbound(message, &external) {
         let signals = match mapped.result {
             Ok(signals) => signals,
@@ -340,8 +357,8 @@ async fn handle_delivery(ctx: &Arc<Context>, client: &SharedClient, delivery: &D
                 );
                 let response =
                     crate::twin::engine::error_response("_:_", "/", &message.headers, &error);
-                reply(ctx, client, source, &response, Some(&message.headers)).await;
-                verdicts.push(Settle::Reject);
+                steps.push(Step::Reply(Box::new(response), message.headers.clone()));
+                steps.push(Step::Verdict(Settle::Reject));
                 continue;
             }
         };
@@ -376,8 +393,8 @@ async fn handle_delivery(ctx: &Arc<Context>, client: &SharedClient, delivery: &D
                         &signal.headers,
                         &e,
                     );
-                    reply(ctx, client, source, &response, Some(&message.headers)).await;
-                    verdicts.push(Settle::Reject);
+                    steps.push(Step::Reply(Box::new(response), message.headers.clone()));
+                    steps.push(Step::Verdict(Settle::Reject));
                     continue;
                 }
                 ctx.count(Direction::Inbound, &address, MetricType::Enforced, true);
@@ -393,33 +410,50 @@ async fn handle_delivery(ctx: &Arc<Context>, client: &SharedClient, delivery: &D
                 subjects: subject.iter().cloned().collect(),
                 requested_acks: requested.clone(),
             };
-            let outcome = ctx.hub.inbound.handle(signal, &origin).await;
-            for response in &outcome.responses {
-                reply(ctx, client, source, response, None).await;
-            }
-            let settle = match outcome.settle {
-                HubSettle::Accept => Settle::Accept,
-                HubSettle::Redeliver => Settle::Redeliver,
-                HubSettle::Reject => Settle::Reject,
-            };
-            if !requested.is_empty() {
-                ctx.count(
-                    Direction::Inbound,
-                    &address,
-                    MetricType::Acknowledged,
-                    settle == Settle::Accept,
-                );
-            }
-            verdicts.push(settle);
+            let outcome = ctx.hub.inbound.start(signal, &origin).await;
+            steps.push(Step::Outcome(outcome, !requested.is_empty()));
         }
     }
-    if verdicts.contains(&Settle::Redeliver) {
-        Settle::Redeliver
-    } else if verdicts.contains(&Settle::Reject) {
-        Settle::Reject
-    } else {
-        Settle::Accept
-    }
+    let (ctx, client, index) = (ctx.clone(), client.clone(), delivery.source);
+    Box::pin(async move {
+        let source = &ctx.compiled.sources[index];
+        let mut verdicts = Vec::new();
+        for step in steps {
+            match step {
+                Step::Verdict(v) => verdicts.push(v),
+                Step::Reply(response, headers) => {
+                    reply(&ctx, &client, source, &response, Some(&headers)).await;
+                }
+                Step::Outcome(outcome, requested) => {
+                    let outcome = outcome.await;
+                    for response in &outcome.responses {
+                        reply(&ctx, &client, source, response, None).await;
+                    }
+                    let settle = match outcome.settle {
+                        HubSettle::Accept => Settle::Accept,
+                        HubSettle::Redeliver => Settle::Redeliver,
+                        HubSettle::Reject => Settle::Reject,
+                    };
+                    if requested {
+                        ctx.count(
+                            Direction::Inbound,
+                            &address,
+                            MetricType::Acknowledged,
+                            settle == Settle::Accept,
+                        );
+                    }
+                    verdicts.push(settle);
+                }
+            }
+        }
+        if verdicts.contains(&Settle::Redeliver) {
+            Settle::Redeliver
+        } else if verdicts.contains(&Settle::Reject) {
+            Settle::Reject
+        } else {
+            Settle::Accept
+        }
+    })
 }
 
 /// Publishes a response at the source's reply target, when it has one that expects this type.
@@ -509,31 +543,44 @@ async fn publish_routed(
     target: usize,
     mut routed: mpsc::Receiver<Routed>,
 ) {
-    let limit = Arc::new(Semaphore::new(CONCURRENCY));
-    while let Some(r) = routed.recv().await {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        let ctx = ctx.clone();
-        let client = client.clone();
-        tokio::spawn(async move {
-            if let Some(t) = ctx.compiled.targets.get(target) {
-                handle_routed(&ctx, &client, target, t, r).await;
+    use futures_util::StreamExt;
+    // Signals are mapped and handed to the client in the order they were routed (each publish
+    // is polled once, which queues it in the client, before the next is prepared); the broker's
+    // confirmations are awaited concurrently, up to CONCURRENCY at once.
+    let mut in_flight = futures_util::stream::FuturesUnordered::new();
+    let Some(t) = ctx.compiled.targets.get(target) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            biased;
+            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+            next = routed.recv() => {
+                let Some(r) = next else { break };
+                for mut publish in prepare_routed(&ctx, &client, target, t, r) {
+                    if futures_util::poll!(&mut publish).is_pending() {
+                        in_flight.push(publish);
+                    }
+                    while in_flight.len() >= CONCURRENCY {
+                        in_flight.next().await;
+                    }
+                }
             }
-            drop(permit);
-        });
+        }
     }
     // The route is gone: wait for the publishes in flight.
-    let _ = limit.acquire_many(CONCURRENCY as u32).await;
+    while in_flight.next().await.is_some() {}
 }
 
-async fn handle_routed(
+/// Maps one routed signal for a target; returns one future per message to publish.
+fn prepare_routed(
     ctx: &Arc<Context>,
     client: &SharedClient,
     index: usize,
     target: &CompiledTarget,
     routed: Routed,
-) {
+) -> Vec<BoxFuture<'static, ()>> {
+    let mut publishes: Vec<BoxFuture<'static, ()>> = Vec::new();
     let address_key = &target.raw_address;
     ctx.count(
         Direction::Outbound,
@@ -571,7 +618,7 @@ async fn handle_routed(
             "The target address could not be resolved for this signal; it was not published."
                 .into(),
         );
-        return;
+        return publishes;
     };
     for mapped in target.pipeline.map_outbound(&signal, &resolver) {
         let messages = match mapped.result {
@@ -599,60 +646,67 @@ async fn handle_routed(
         }
         for message in messages {
             let message = with_target_headers(message, target, &resolver);
-            let result = publish(
-                client,
-                Publish {
-                    target: index,
-                    address: address.clone(),
-                    message,
-                },
-            )
-            .await;
-            ctx.count(
-                Direction::Outbound,
-                address_key,
-                MetricType::Published,
-                result.is_ok(),
-            );
-            match &result {
-                Ok(()) => ctx.log(
-                    Category::Target,
-                    "published",
-                    true,
-                    &address,
-                    correlation.clone(),
-                    entity.clone(),
-                    "Message was published.".into(),
-                ),
-                Err(e) => ctx.log(
-                    Category::Target,
-                    "published",
-                    false,
-                    &address,
-                    correlation.clone(),
-                    entity.clone(),
-                    format!("Message could not be published: {}", e.message),
-                ),
-            }
-            if let (Some(label), Some(c)) = (&target.issued_ack, &correlation) {
-                ctx.hub.inbound.acknowledge(
-                    c,
-                    Ack {
-                        label: label.clone(),
-                        status: if result.is_ok() { 200 } else { 503 },
-                        headers: Headers::new(),
-                        payload: result.err().map(|e| {
-                            serde_json::json!({
-                                "status": 503,
-                                "error": "connectivity:message.sending.failed",
-                                "message": e.message,
-                            })
-                        }),
+            let (ctx, client) = (ctx.clone(), client.clone());
+            let (address, address_key) = (address.clone(), address_key.clone());
+            let (correlation, entity) = (correlation.clone(), entity.clone());
+            let label = target.issued_ack.clone();
+            publishes.push(Box::pin(async move {
+                let result = publish(
+                    &client,
+                    Publish {
+                        target: index,
+                        address: address.clone(),
+                        message,
                     },
+                )
+                .await;
+                ctx.count(
+                    Direction::Outbound,
+                    &address_key,
+                    MetricType::Published,
+                    result.is_ok(),
                 );
-            }
+                match &result {
+                    Ok(()) => ctx.log(
+                        Category::Target,
+                        "published",
+                        true,
+                        &address,
+                        correlation.clone(),
+                        entity.clone(),
+                        "Message was published.".into(),
+                    ),
+                    Err(e) => ctx.log(
+                        Category::Target,
+                        "published",
+                        false,
+                        &address,
+                        correlation.clone(),
+                        entity.clone(),
+                        format!("Message could not be published: {}", e.message),
+                    ),
+                }
+                if let (Some(label), Some(c)) = (label, &correlation) {
+                    ctx.hub.inbound.acknowledge(
+                        c,
+                        Ack {
+                            label,
+                            status: if result.is_ok() { 200 } else { 503 },
+                            headers: Headers::new(),
+                            payload: result.err().map(|e| {
+                                serde_json::json!({
+                                    "status": 503,
+                                    "error": "connectivity:message.sending.failed",
+                                    "message": e.message,
+                                })
+                            }),
+                        },
+                    );
+                }
+            }));
         }
     }
+    publishes
 }
 
 /// The published headers: the mapper's content type, then the target's header mapping.

@@ -51,23 +51,34 @@ impl TwinService {
 
     /// Executes a twin command and returns its response (an error response on failure).
     pub async fn execute(&self, command: TwinCommand) -> DittoMessage {
+        self.submit(command).await.await
+    }
+
+    /// Queues a command and returns the future of its response. Commands are applied in the
+    /// order they were queued, so a caller that submits in order and awaits later keeps the
+    /// order of its commands while many are in flight.
+    pub async fn submit(
+        &self,
+        command: TwinCommand,
+    ) -> impl std::future::Future<Output = DittoMessage> + Send + 'static {
         let (reply, rx) = oneshot::channel();
         let fallback = (
             command.thing_id.clone(),
             command.path.clone(),
             command.headers.clone(),
         );
-        if self.requests.send(Request { command, reply }).await.is_ok()
-            && let Ok(response) = rx.await
-        {
-            return response;
+        let queued = self.requests.send(Request { command, reply }).await.is_ok();
+        async move {
+            if queued && let Ok(response) = rx.await {
+                return response;
+            }
+            error_response(
+                &fallback.0,
+                &fallback.1,
+                &fallback.2,
+                &errors::internal("The twin is not running."),
+            )
         }
-        error_response(
-            &fallback.0,
-            &fallback.1,
-            &fallback.2,
-            &errors::internal("The twin is not running."),
-        )
     }
 
     /// Twin events (`created`, `modified`, `merged`, `deleted`) after they are durable.
