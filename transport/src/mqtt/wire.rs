@@ -364,6 +364,7 @@ fn err3(e: rumqttc::ConnectionError) -> LoopError {
     }
     let kind = match &e {
         E::Tls(t) => tls_kind(t),
+        E::Io(io) => io_kind(io),
         E::NetworkTimeout | E::FlushTimeout => ErrorKind::Timeout,
         E::ConnectionRefused(C::BadUserNamePassword | C::NotAuthorized) => ErrorKind::Unauthorized,
         E::ConnectionRefused(C::RefusedProtocolVersion | C::BadClientId) => {
@@ -394,6 +395,7 @@ fn err5(e: r5::ConnectionError) -> LoopError {
     }
     let kind = match &e {
         E::Tls(t) => tls_kind(t),
+        E::Io(io) => io_kind(io),
         E::Timeout(_) => ErrorKind::Timeout,
         E::ConnectionRefused(
             C::BadUserNamePassword | C::NotAuthorized | C::Banned | C::BadAuthenticationMethod,
