@@ -10,6 +10,7 @@
 pub mod amqp091;
 pub mod amqp10;
 pub mod mqtt;
+pub mod tls;
 pub mod uri;
 
 use ferrule_protocol::ExternalMessage;

@@ -1,9 +1,16 @@
 //! MQTT 3.1.1 and MQTT 5 clients (rumqttc; `rumqttc::v5` for MQTT 5).
 //!
 //! # Connecting
-//! * URI `tcp://[user[:password]@]host[:port]` (default port 1883). `ssl://` is not supported
-//!   yet: `connect` fails with [`ErrorKind::Misconfigured`] (rumqttc's TLS would pull a second TLS
-//!   stack into the build; to be added with the project's TLS choice).
+//! * URI `tcp://[user[:password]@]host[:port]` (default port 1883) or, with TLS,
+//!   `ssl://[user[:password]@]host[:port]` (default port 8883); other schemes fail with
+//!   [`ErrorKind::Misconfigured`].
+//! * TLS (rustls with the *ring* provider, built by [`crate::tls::client_config`]): the server
+//!   certificate must chain to `ca` (PEM, one or more certificates) or to the platform's trusted
+//!   roots and be valid for the URI's host (name or IP address); `client_cert` (certificate
+//!   chain and PKCS#8 key, PEM) authenticates the client when set; `validate_certificates =
+//!   false` accepts any server certificate, as the user asked. Bad PEM, and handshake failures
+//!   (unknown issuer, a certificate not valid for the host, expired, a client certificate the
+//!   server requires or rejects), fail with [`ErrorKind::Misconfigured`] saying why.
 //! * `specificConfig`: `clientId` (default: the connection id; MQTT 5 clients with
 //!   `client_index` > 0 get `_<index>` appended; a dry run uses `<clientId>-dry-run-<random>` and a
 //!   clean session), `cleanSession` (default `false`; MQTT 5 clean start), `keepAlive` (seconds,
@@ -293,21 +300,27 @@ impl Drop for TaskGuard {
 
 async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected, TransportError> {
     let authority = uri.authority();
-    if uri.secure {
-        return Err(TransportError::new(
-            ErrorKind::Misconfigured,
-            format!(
-                "TLS ('{}://') MQTT connections are not supported yet ({authority})",
-                uri.scheme
-            ),
-        ));
-    }
-    if uri.scheme != "tcp" {
+    if uri.scheme != "tcp" && uri.scheme != "ssl" {
         return Err(TransportError::new(
             ErrorKind::Misconfigured,
             format!("The URI scheme '{}' is not supported for MQTT", uri.scheme),
         ));
     }
+    let tls = if uri.secure {
+        let tls = crate::tls::client_config(
+            config.ca.as_deref(),
+            config
+                .client_cert
+                .as_ref()
+                .map(|(c, k)| (c.as_str(), k.as_str())),
+            config.validate_certificates,
+        )?;
+        Some(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ))
+    } else {
+        None
+    };
     for s in &config.sources {
         if s.qos.is_some_and(|q| q > 2) {
             return Err(TransportError::new(
@@ -334,6 +347,9 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
                 .set_outgoing_inflight_upper_limit(max_in_flight)
                 .set_max_packet_size(Some(MAX_PACKET as u32))
                 .set_session_expiry_interval(Some(settings.session_expiry).filter(|s| *s > 0));
+            if let Some(tls) = tls {
+                o.set_transport(tls);
+            }
             if let Some(user) = &uri.username {
                 o.set_credentials(user.clone(), uri.password.clone().unwrap_or_default());
             }
@@ -357,6 +373,9 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
                 .set_manual_acks(true)
                 .set_inflight(max_in_flight)
                 .set_max_packet_size(MAX_PACKET, MAX_PACKET);
+            if let Some(tls) = tls {
+                o.set_transport(tls);
+            }
             if let Some(user) = &uri.username {
                 o.set_credentials(user.clone(), uri.password.clone().unwrap_or_default());
             }

@@ -338,10 +338,32 @@ fn io_kind(e: &std::io::Error) -> ErrorKind {
     }
 }
 
+/// A TLS failure anywhere in the error's chain (unknown issuer, a certificate not valid for the
+/// host, a client certificate the server requires or rejects, also as an alert after the
+/// handshake): `Misconfigured` with the reason. Other TLS setup failures (an invalid host name
+/// for TLS, ...) are `Misconfigured` too; plain I/O failures keep their kind.
+fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<LoopError> {
+    crate::tls::classify(e).map(|t| LoopError {
+        kind: t.kind,
+        message: t.message,
+    })
+}
+
+fn tls_kind(e: &rumqttc::TlsError) -> ErrorKind {
+    match e {
+        rumqttc::TlsError::Io(io) => io_kind(io),
+        _ => ErrorKind::Misconfigured,
+    }
+}
+
 fn err3(e: rumqttc::ConnectionError) -> LoopError {
     use rumqttc::ConnectReturnCode as C;
     use rumqttc::ConnectionError as E;
+    if let Some(t) = tls_failure(&e) {
+        return t;
+    }
     let kind = match &e {
+        E::Tls(t) => tls_kind(t),
         E::Io(io) => io_kind(io),
         E::NetworkTimeout | E::FlushTimeout => ErrorKind::Timeout,
         E::ConnectionRefused(C::BadUserNamePassword | C::NotAuthorized) => ErrorKind::Unauthorized,
@@ -361,7 +383,18 @@ fn err3(e: rumqttc::ConnectionError) -> LoopError {
 fn err5(e: r5::ConnectionError) -> LoopError {
     use p5::ConnectReturnCode as C;
     use r5::ConnectionError as E;
+    if let Some(t) = tls_failure(&e) {
+        return t;
+    }
+    // The MQTT 5 reader wraps an I/O failure (e.g. a TLS alert) in a deserialization error
+    // that does not expose it as its source.
+    if let E::MqttState(r5::StateError::Deserialization(r5::mqttbytes::Error::Io(io))) = &e
+        && let Some(t) = tls_failure(io)
+    {
+        return t;
+    }
     let kind = match &e {
+        E::Tls(t) => tls_kind(t),
         E::Io(io) => io_kind(io),
         E::Timeout(_) => ErrorKind::Timeout,
         E::ConnectionRefused(
