@@ -416,3 +416,29 @@ function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
     let ok = m.map_inbound(&ExternalMessage::text("fine")).unwrap();
     assert_eq!(ok[0].value, Some(json!("fine")));
 }
+
+#[test]
+fn bytebuffer_subset() {
+    let script = r#"
+function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
+    var bb = Ditto.asByteBuffer(bytePayload);
+    var value = {
+        hex: bb.toHex(), utf8: bb.toString("utf8"), u8: bb.readUint8(), i16: bb.readInt16(),
+        rest: bb.remaining(), b64: bb.toBase64(0, 4), le: Ditto.asByteBuffer(bytePayload).LE().readUint16(1)
+    };
+    return Ditto.buildDittoProtocolMsg("ns", "n", "things", "twin", "commands", "modify", "/a", {}, value);
+}"#;
+    let mut opts = options(script, "");
+    opts.insert("loadBytebufferJS".into(), json!(true));
+    let m = JsMapper::new(&opts, JsLimits::default()).unwrap();
+    let out = m
+        .map_inbound(&ExternalMessage::bytes("hé!".as_bytes()))
+        .unwrap();
+    // "hé!" = 68 c3 a9 21
+    assert_eq!(
+        out[0].value,
+        Some(
+            json!({"hex":"68c3a921","utf8":"hé!","u8":0x68,"i16":-15447,"rest":1,"b64":"aMOpIQ==","le":0xa9c3})
+        )
+    );
+}
