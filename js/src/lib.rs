@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 const DITTO_SCOPE: &str = include_str!("ditto-scope.js");
 const BYTEBUFFER_SHIM: &str = include_str!("bytebuffer-shim.js");
+const LONG_SHIM: &str = include_str!("long-shim.js");
 const GLUE: &str = include_str!("glue.js");
 const DITTO_CONTENT_TYPE: &str = ferrule_protocol::CONTENT_TYPE;
 
@@ -53,6 +54,7 @@ struct Scripts {
     incoming: String,
     outgoing: String,
     load_bytebuffer: bool,
+    load_long: bool,
 }
 
 /// The QuickJS runtime and context of one mapper.
@@ -143,6 +145,7 @@ impl JsMapper {
             incoming: script_option(options, "incomingScript")?,
             outgoing: script_option(options, "outgoingScript")?,
             load_bytebuffer: bool_option(options, "loadBytebufferJS"),
+            load_long: bool_option(options, "loadLongJS"),
         };
         let (n_in, n_out) = (
             scripts.incoming.chars().count(),
@@ -313,6 +316,9 @@ impl Engine {
         deadline.arm(limits.timeout);
         let result = ctx.with(|ctx| {
             let mut sources: Vec<(&str, &str)> = vec![("ditto-scope.js", DITTO_SCOPE)];
+            if scripts.load_long {
+                sources.push(("long.js", LONG_SHIM));
+            }
             if scripts.load_bytebuffer {
                 sources.push(("bytebuffer.js", BYTEBUFFER_SHIM));
             }

@@ -442,3 +442,39 @@ function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
         )
     );
 }
+
+#[test]
+fn long_subset() {
+    let script = r#"
+function mapToDittoProtocolMsg(headers, textPayload) {
+    var Long = dcodeIO.Long;
+    var a = Long.fromString(textPayload);
+    var value = {
+        s: a.add(1).toString(), hex: Long.fromString("ff", true, 16).shiftLeft(56).toString(16),
+        neg: Long.fromNumber(-5).multiply(Long.fromInt(3)).toNumber(),
+        hi: Long.fromBits(1, 2).getHighBits(), lt: a.lessThan(Long.MAX_VALUE),
+        wrap: Long.MAX_VALUE.add(Long.ONE).equals(Long.MIN_VALUE)
+    };
+    return Ditto.buildDittoProtocolMsg("ns", "n", "things", "twin", "commands", "modify", "/a", {}, value);
+}"#;
+    let mut opts = options(script, "");
+    opts.insert("loadLongJS".into(), json!(true));
+    let m = JsMapper::new(&opts, JsLimits::default()).unwrap();
+    let out = m
+        .map_inbound(&ExternalMessage::text("9007199254740993"))
+        .unwrap();
+    assert_eq!(
+        out[0].value,
+        Some(
+            json!({"s":"9007199254740994","hex":"ff00000000000000","neg":-15,"hi":2,"lt":true,"wrap":true})
+        )
+    );
+    // Without the option there is no dcodeIO.
+    let m = mapper(script, "");
+    let e = m.map_inbound(&ExternalMessage::text("1")).unwrap_err();
+    assert!(
+        e.message.contains("dcodeIO is not defined"),
+        "{}",
+        e.message
+    );
+}
