@@ -40,6 +40,15 @@ fn build_engine(
         "Ditto" => Ok(Arc::new(DittoMapper)),
         "Normalized" => Ok(Arc::new(super::normalized::NormalizedMapper::new(options)?)),
         "RawMessage" => Ok(Arc::new(super::raw::RawMessageMapper::new(options)?)),
+        "JavaScript" => ferrule_js::JsMapper::new(options, ferrule_js::JsLimits::default())
+            .map(|m| Arc::new(m) as Arc<dyn Mapper>)
+            .map_err(|e| {
+                format!(
+                    "{}{}",
+                    e.message,
+                    e.description.map(|d| format!(" {d}")).unwrap_or_default()
+                )
+            }),
         other => Err(format!(
             "The mapping engine <{other}> is not available in this version of Ferrule yet."
         )),
@@ -195,17 +204,42 @@ mod tests {
     }
 
     #[test]
-    fn engines_not_built_yet_are_refused_with_a_reason() {
+    fn engines_not_built_yet_and_broken_scripts_are_refused_with_a_reason() {
+        let c = connection(
+            json!({"mappingDefinitions": {"rhai": {"mappingEngine": "Rhai",
+            "options": {"incomingScript": ""}}}}),
+        );
+        let e = Pipeline::build(&c, &["rhai".into()]).err().unwrap();
+        assert_eq!(e.message, "The mapper <rhai> could not be loaded.");
+        assert!(e.description.unwrap().contains("<Rhai> is not available"));
         let c = connection(
             json!({"mappingDefinitions": {"js": {"mappingEngine": "JavaScript",
-            "options": {"incomingScript": "", "outgoingScript": ""}}}}),
+            "options": {"incomingScript": "function mapToDittoProtocolMsg() {\n return ;;( }", "outgoingScript": ""}}}}),
         );
         let e = Pipeline::build(&c, &["js".into()]).err().unwrap();
-        assert_eq!(e.message, "The mapper <js> could not be loaded.");
         assert!(
-            e.description
-                .unwrap()
-                .contains("<JavaScript> is not available")
+            e.description.unwrap().contains("line/column #2/"),
+            "names line and column"
         );
+    }
+
+    #[test]
+    fn javascript_maps_inbound() {
+        let c = connection(
+            json!({"mappingDefinitions": {"js": {"mappingEngine": "JavaScript",
+            "options": {"incomingScript": "function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {\n  var v = JSON.parse(textPayload);\n  return Ditto.buildDittoProtocolMsg('org.acme', headers['device'], 'things', 'twin', 'commands', 'modify', '/attributes/temp', headers, v.t);\n}",
+                        "outgoingScript": ""}}}}),
+        );
+        let p = Pipeline::build(&c, &["js".into()]).unwrap();
+        let mut m = ExternalMessage::text(r#"{"t": 21.5}"#);
+        m.headers.insert("device", "d1");
+        let r = MapResolver::builder().build();
+        let out = p.map_inbound(&m, &r);
+        let msg = &out[0].result.as_ref().unwrap()[0];
+        assert_eq!(
+            msg.topic.to_string(),
+            "org.acme/d1/things/twin/commands/modify"
+        );
+        assert_eq!(msg.value, Some(json!(21.5)));
     }
 }

@@ -202,8 +202,10 @@ impl Runtime {
         }
     }
 
-    /// What the transport can check without connecting (create and modify answer 400 for it).
+    /// What can be checked without connecting (create and modify answer 400 for it): every
+    /// mapper is built (scripts compiled), and the transport checks its configuration.
     pub fn check(&self, connection: &Connection) -> Result<(), DittoError> {
+        Compiled::build(connection)?;
         let Some(config) = self.client_config(connection, 0, false) else {
             return Ok(());
         };
