@@ -484,3 +484,94 @@ async fn a_normalized_target_publishes_the_changed_part_of_the_thing() {
         format!("org.e2e/{u}/things/twin/events/modified")
     );
 }
+
+#[tokio::test]
+async fn binary_telemetry_through_a_javascript_mapper_updates_the_twin() {
+    let (_d, f) = server();
+    let u = unique("e6");
+    // Example E6 of Ditto's JavaScript mapping documentation.
+    let script = r#"
+function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
+    if (contentType !== "application/octet-stream") { return null; }
+    var view = new DataView(bytePayload);
+    var value = {
+        temperature: { properties: { value: view.getInt16(0) / 100.0 } },
+        pressure: { properties: { value: view.getInt16(2) } },
+        humidity: { properties: { value: view.getUint8(4) } }
+    };
+    return Ditto.buildDittoProtocolMsg("org.eclipse.ditto", headers["device_id"], "things", "twin",
+        "commands", "modify", "/features", headers, value);
+}"#;
+    let connection = json!({
+        "connectionType": "mqtt-5", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "mappingDefinitions": {"binary": {"mappingEngine": "JavaScript",
+            "options": {"incomingScript": script, "outgoingScript": ""}}},
+        "sources": [{"addresses": [format!("ferrule-e2e/{u}/telemetry")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"], "payloadMapping": ["binary"]}]
+    });
+    let resp = f.put_json("/api/2/connections/e6-conn", &connection).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    wait_for_live_status(&f, "e6-conn", "open").await;
+    let thing = format!("/api/2/things/org.eclipse.ditto:{u}");
+    assert_eq!(
+        f.put_json(&thing, &json!({})).await.status(),
+        StatusCode::CREATED
+    );
+
+    let (device, _) = mqtt5(&format!("{u}-dev"), None).await;
+    let mut props = rumqttc::v5::mqttbytes::v5::PublishProperties {
+        content_type: Some("application/octet-stream".into()),
+        ..Default::default()
+    };
+    props.user_properties.push(("device_id".into(), u.clone()));
+    device
+        .publish_with_properties(
+            format!("ferrule-e2e/{u}/telemetry"),
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            vec![0x09u8, 0xEF, 0x03, 0xF7, 0x2A],
+            props,
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let features = json(f.get(&format!("{thing}/features")).await).await;
+        if features.get("temperature").is_some() {
+            assert_eq!(
+                features,
+                json!({"temperature": {"properties": {"value": 25.43}},
+                       "pressure": {"properties": {"value": 1015}},
+                       "humidity": {"properties": {"value": 42}}})
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the twin was not updated: {features}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A script with a syntax error is refused at create, naming line and column.
+    let mut broken = connection.clone();
+    broken["mappingDefinitions"]["binary"]["options"]["incomingScript"] =
+        json!("function mapToDittoProtocolMsg() {\n  return ;;( \n}");
+    let resp = f.put_json("/api/2/connections/e6-broken", &broken).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let body = json(resp).await;
+    assert_eq!(
+        body["error"],
+        "connectivity:connection.configuration.invalid"
+    );
+    let description = body["description"].as_str().unwrap();
+    assert!(
+        description.contains("SyntaxError") && description.contains("line/column #3/1"),
+        "{body}"
+    );
+}
