@@ -188,7 +188,9 @@ pub enum ClientEvent {
 pub trait BrokerClient: Send + Sync {
     /// Publishes one message; resolves when the broker confirmed it (publisher confirm, PUBACK
     /// for QoS ≥ 1, accepted outcome), at once where the protocol has no confirmation (MQTT
-    /// QoS 0). Publishes are pipelined: callers may have many in flight.
+    /// QoS 0). Publishes are pipelined: callers may have many in flight. Order: a publish takes
+    /// its place in the client's queue on the first poll of the returned future (or waits in a
+    /// fair, first-come queue for that place), so publishes polled in order are sent in order.
     fn publish(&self, publish: Publish) -> BoxFuture<'_, Result<(), TransportError>>;
 
     /// Closes the connection gracefully (pending publishes are given a short time to finish).
