@@ -40,6 +40,15 @@ fn build_engine(
         "Ditto" => Ok(Arc::new(DittoMapper)),
         "Normalized" => Ok(Arc::new(super::normalized::NormalizedMapper::new(options)?)),
         "RawMessage" => Ok(Arc::new(super::raw::RawMessageMapper::new(options)?)),
+        "ConnectionStatus" => Ok(Arc::new(
+            super::inbound_builtins::ConnectionStatusMapper::new(options)?,
+        )),
+        "ImplicitThingCreation" => Ok(Arc::new(
+            super::inbound_builtins::ImplicitThingCreationMapper::new(options)?,
+        )),
+        "UpdateTwinWithLiveResponse" => Ok(Arc::new(
+            super::inbound_builtins::UpdateTwinWithLiveResponseMapper::new(options)?,
+        )),
         "JavaScript" => ferrule_js::JsMapper::new(options, ferrule_js::JsLimits::default())
             .map(|m| Arc::new(m) as Arc<dyn Mapper>)
             .map_err(|e| {
