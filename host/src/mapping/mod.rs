@@ -2,11 +2,12 @@
 //! back; a source's or target's `payloadMapping` is a pipeline of them.
 //!
 //! Built today: `Ditto`, `Normalized`, `RawMessage`, `ConnectionStatus`, `ImplicitThingCreation`,
-//! `UpdateTwinWithLiveResponse` and `JavaScript` (the `ferrule-js` crate). The other engines (JavaScript, Rhai, WebAssembly and the
+//! `UpdateTwinWithLiveResponse`, `CloudEvents` and `JavaScript` (the `ferrule-js` crate). The other engines (JavaScript, Rhai, WebAssembly and the
 //! remaining built-ins) are recognised by the catalogue and refused at connection start with a
 //! clear reason until they land.
 
 pub mod catalogue;
+pub mod cloudevents;
 pub mod ditto;
 pub mod inbound_builtins;
 pub mod normalized;

@@ -40,6 +40,7 @@ fn build_engine(
         "Ditto" => Ok(Arc::new(DittoMapper)),
         "Normalized" => Ok(Arc::new(super::normalized::NormalizedMapper::new(options)?)),
         "RawMessage" => Ok(Arc::new(super::raw::RawMessageMapper::new(options)?)),
+        "CloudEvents" => Ok(Arc::new(super::cloudevents::CloudEventsMapper)),
         "ConnectionStatus" => Ok(Arc::new(
             super::inbound_builtins::ConnectionStatusMapper::new(options)?,
         )),
