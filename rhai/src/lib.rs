@@ -171,6 +171,8 @@ fn build_engine(limits: &RhaiLimits) -> Engine {
     engine.set_max_string_size(limits.max_string_size);
     engine.set_max_array_size(limits.max_array_size);
     engine.set_max_map_size(limits.max_map_size);
+    // The same nesting limits in debug and release builds.
+    engine.set_max_expr_depths(64, 64);
     // Sandbox: no output, no modules from the file system, no `eval`.
     engine.on_print(|_| {});
     engine.on_debug(|_, _, _| {});
@@ -363,29 +365,29 @@ impl RhaiMapper {
     fn render(&self, e: &EvalAltResult, script: &str) -> String {
         let inner = e.unwrap_inner();
         let pos = inner.position();
+        // Rhai resets the position of limit errors (operations, stack, termination) to the call
+        // site, which is the host here: those carry no line/column.
+        let text = inner.to_string();
+        let suffix = format!(" ({pos})");
+        let text = text.strip_suffix(suffix.as_str()).unwrap_or(&text);
         let message = match inner {
             EvalAltResult::ErrorTerminated(token, _)
                 if token.clone().into_string().ok().as_deref() == Some(TIMEOUT_TOKEN) =>
             {
                 format!(
-                    "The Rhai mapping took longer than the allowed {} ms and was aborted",
+                    "The Rhai mapping took longer than the allowed {} ms and was aborted (Rhai: {text})",
                     self.limits.timeout.as_millis()
                 )
             }
             EvalAltResult::ErrorTooManyOperations(_) => format!(
-                "The Rhai mapping ran more than the allowed {} operations and was aborted",
+                "The Rhai mapping ran more than the allowed {} operations and was aborted (Rhai: {text})",
                 self.limits.max_operations
             ),
             EvalAltResult::ErrorStackOverflow(_) => format!(
-                "The Rhai mapping nested function calls deeper than the allowed {} levels",
+                "The Rhai mapping nested function calls deeper than the allowed {} levels (Rhai: {text})",
                 self.limits.max_call_levels
             ),
-            other => {
-                let text = other.to_string();
-                let suffix = format!(" ({pos})");
-                let text = text.strip_suffix(suffix.as_str()).unwrap_or(&text);
-                format!("Rhai error: {text}")
-            }
+            _ => format!("Rhai error: {text}"),
         };
         with_location(&message, pos, script)
     }
@@ -423,7 +425,10 @@ fn dynamic_to_json(d: &Dynamic) -> Json {
     } else if d.is_string() || d.is_char() {
         Json::String(d.to_string())
     } else if d.is_array() {
-        let a = d.read_lock::<Array>().map(|a| a.clone()).unwrap_or_default();
+        let a = d
+            .read_lock::<Array>()
+            .map(|a| a.clone())
+            .unwrap_or_default();
         Json::Array(a.iter().map(dynamic_to_json).collect())
     } else if d.is_blob() {
         let b = d.read_lock::<Blob>().map(|b| b.clone()).unwrap_or_default();
@@ -609,11 +614,17 @@ impl Mapper for RhaiMapper {
             action,
             ImmutableString::from(message.path.as_str()).into(),
             json_to_dynamic(&headers),
-            message.value.as_ref().map_or(Dynamic::UNIT, json_to_dynamic),
+            message
+                .value
+                .as_ref()
+                .map_or(Dynamic::UNIT, json_to_dynamic),
             message
                 .status
                 .map_or(Dynamic::UNIT, |s| Dynamic::from_int(s.into())),
-            message.extra.as_ref().map_or(Dynamic::UNIT, json_to_dynamic),
+            message
+                .extra
+                .as_ref()
+                .map_or(Dynamic::UNIT, json_to_dynamic),
         ];
         let out = self.call(outgoing, OUTGOING_FN, args, OUT_DESCRIPTION)?;
         results(out).into_iter().map(outbound_message).collect()
