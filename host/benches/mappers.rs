@@ -1,5 +1,5 @@
 //! Mappings per second on one core: the Ditto mapper on a ~200-byte Ditto Protocol message, and
-//! the same JSON reshape (~200-byte device JSON → one twin modify) in JavaScript.
+//! the same JSON reshape (a device JSON → one twin modify) in JavaScript and in Rhai.
 //!
 //! `cargo bench -p ferrule-host --bench mappers` (release build; ~10 s; single-threaded).
 
@@ -62,6 +62,23 @@ function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
         ferrule_js::JsLimits::default(),
     )
     .expect("the script compiles");
+    let rhai_reshape = r#"
+fn mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
+    let d = parse_json(textPayload);
+    let value = #{
+        temperature: #{ properties: #{ value: parse_float(d.temp.split(" ")[0]) } },
+        humidity: #{ properties: #{ value: d.hum } },
+        pressure: #{ properties: #{ value: d.pres.value } },
+        battery: #{ properties: #{ value: d.battery } }
+    };
+    ditto_message("org.acme", d.device, "things", "twin", "commands", "modify", "/features", headers, value)
+}"#;
+    let options = json!({"incomingScript": rhai_reshape, "outgoingScript": ""});
+    let rhai = ferrule_rhai::RhaiMapper::new(
+        options.as_object().unwrap(),
+        ferrule_rhai::RhaiLimits::default(),
+    )
+    .expect("the Rhai script compiles");
     println!(
         "message sizes: Ditto Protocol {} B, device JSON {} B",
         ditto.payload().len(),
@@ -69,4 +86,5 @@ function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
     );
     measure("Ditto (parse Ditto Protocol JSON)", &DittoMapper, &ditto);
     measure("JavaScript (QuickJS, JSON reshape)", &js, &device);
+    measure("Rhai (JSON reshape)", &rhai, &device);
 }

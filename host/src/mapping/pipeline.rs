@@ -50,6 +50,15 @@ fn build_engine(
         "UpdateTwinWithLiveResponse" => Ok(Arc::new(
             super::inbound_builtins::UpdateTwinWithLiveResponseMapper::new(options)?,
         )),
+        "Rhai" => ferrule_rhai::RhaiMapper::new(options, ferrule_rhai::RhaiLimits::default())
+            .map(|m| Arc::new(m) as Arc<dyn Mapper>)
+            .map_err(|e| {
+                format!(
+                    "{}{}",
+                    e.message,
+                    e.description.map(|d| format!(" {d}")).unwrap_or_default()
+                )
+            }),
         "JavaScript" => ferrule_js::JsMapper::new(options, ferrule_js::JsLimits::default())
             .map(|m| Arc::new(m) as Arc<dyn Mapper>)
             .map_err(|e| {
@@ -216,12 +225,25 @@ mod tests {
     #[test]
     fn engines_not_built_yet_and_broken_scripts_are_refused_with_a_reason() {
         let c = connection(
+            json!({"mappingDefinitions": {"wasm": {"mappingEngine": "WebAssembly",
+            "options": {"module": "m"}}}}),
+        );
+        let e = Pipeline::build(&c, &["wasm".into()]).err().unwrap();
+        assert_eq!(e.message, "The mapper <wasm> could not be loaded.");
+        assert!(
+            e.description
+                .unwrap()
+                .contains("<WebAssembly> is not available")
+        );
+        let c = connection(
             json!({"mappingDefinitions": {"rhai": {"mappingEngine": "Rhai",
-            "options": {"incomingScript": ""}}}}),
+            "options": {"incomingScript": "fn mapToDittoProtocolMsg(h, t, b, c) {\n let x = ;\n}", "outgoingScript": ""}}}}),
         );
         let e = Pipeline::build(&c, &["rhai".into()]).err().unwrap();
-        assert_eq!(e.message, "The mapper <rhai> could not be loaded.");
-        assert!(e.description.unwrap().contains("<Rhai> is not available"));
+        assert!(
+            e.description.unwrap().contains("line/column #2/"),
+            "names line and column"
+        );
         let c = connection(
             json!({"mappingDefinitions": {"js": {"mappingEngine": "JavaScript",
             "options": {"incomingScript": "function mapToDittoProtocolMsg() {\n return ;;( }", "outgoingScript": ""}}}}),
