@@ -440,3 +440,79 @@ async fn messages_sent_while_the_broker_is_away_are_consumed_after_recovery() {
     }
     assert_eq!(rabbit.count(&commands).await, 0);
 }
+
+#[tokio::test]
+async fn an_outgoing_javascript_mapper_publishes_text_to_amqp() {
+    let (_d, f) = server();
+    let rabbit = Rabbit::new().await;
+    let u = unique("jsout");
+    let (exchange, queue) = (format!("{u}.x"), format!("{u}.texts"));
+    rabbit.queue(&queue, FieldTable::default()).await;
+    rabbit.exchange_to_queue(&exchange, &queue).await;
+    // Example E4 of Ditto's JavaScript documentation, in spirit: a text per event.
+    let script = r#"
+function mapFromDittoProtocolMsg(namespace, name, group, channel, criterion, action, path, dittoHeaders, value, status, extra) {
+    var text = "Thing " + namespace + ":" + name + " " + action + " at " + path + ": " + JSON.stringify(value);
+    return Ditto.buildExternalMsg({"subject": action, "thing": namespace + ":" + name}, text, null, "text/plain");
+}"#;
+    let connection = json!({
+        "connectionType": "amqp-091", "connectionStatus": "open",
+        "uri": "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "mappingDefinitions": {"text": {"mappingEngine": "JavaScript",
+            "options": {"incomingScript": "", "outgoingScript": script}}},
+        "targets": [{"address": format!("{exchange}/texts"), "topics": ["_/_/things/twin/events"],
+                     "authorizationContext": ["ditto:outbound"], "payloadMapping": ["text"]}]
+    });
+    let resp = f.put_json("/api/2/connections/js-out", &connection).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    wait_for_live_status(&f, "js-out", "open").await;
+    let name = u.replace('.', "-");
+    let resp = f
+        .put_json(
+            &format!("/api/2/things/org.e2e:{name}"),
+            &json!({"attributes": {"on": true}}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+
+    let mut consumer = rabbit
+        .channel
+        .basic_consume(
+            queue.as_str().into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let delivery = timeout(WAIT, consumer.next())
+        .await
+        .expect("a text arrives")
+        .unwrap()
+        .unwrap();
+    delivery.ack(BasicAckOptions::default()).await.unwrap();
+    let text = String::from_utf8(delivery.data.clone()).unwrap();
+    assert!(
+        text.starts_with(&format!("Thing org.e2e:{name} created at /: ")),
+        "{text}"
+    );
+    assert_eq!(
+        delivery
+            .properties
+            .content_type()
+            .as_ref()
+            .map(ShortString::as_str),
+        Some("text/plain")
+    );
+    // The headers the script set are published, beside the target's header mapping.
+    let headers = delivery.properties.headers().as_ref().unwrap();
+    assert_eq!(
+        headers.inner().get("subject"),
+        Some(&AMQPValue::LongString("created".into()))
+    );
+}

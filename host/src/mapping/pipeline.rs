@@ -15,6 +15,8 @@ pub const MAX_OUTPUTS: usize = 10;
 struct Entry {
     id: String,
     mapper: Arc<dyn Mapper>,
+    /// A script engine: a call may take up to its time limit.
+    script: bool,
     incoming_conditions: Vec<String>,
     outgoing_conditions: Vec<String>,
 }
@@ -104,11 +106,18 @@ impl Pipeline {
             entries.push(Entry {
                 id: id.clone(),
                 mapper,
+                script: matches!(engine, "JavaScript" | "Rhai" | "WebAssembly"),
                 incoming_conditions: incoming,
                 outgoing_conditions: outgoing,
             });
         }
         Ok(Pipeline { entries })
+    }
+
+    /// Whether a mapper of this pipeline runs a script, whose calls may take milliseconds:
+    /// callers on an async runtime run such pipelines where blocking is allowed.
+    pub fn runs_scripts(&self) -> bool {
+        self.entries.iter().any(|e| e.script)
     }
 
     pub fn map_inbound(

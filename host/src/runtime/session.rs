@@ -275,6 +275,18 @@ async fn consume(
     }
 }
 
+/// Runs a script mapping where blocking is allowed: the worker thread hands its other tasks to
+/// another thread, so a slow script (up to its time limit) delays only its own connection.
+fn blocking_if<T>(scripts: bool, f: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if scripts && multi_thread {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
+
 /// What remains of a delivery after its ordered part.
 enum Step {
     /// A verdict known already (mapping or enforcement failed).
@@ -329,7 +341,10 @@ async fn start_delivery(
     };
     let correlation = message.headers.correlation_id();
     let mut steps = Vec::new();
-    for mapped in source.pipeline.map_inbound(message, &external) {
+    let mapped_all = blocking_if(source.pipeline.runs_scripts(), || {
+        source.pipeline.map_inbound(message, &external)
+    });
+    for mapped in mapped_all {
         let signals = match mapped.result {
             Ok(signals) => signals,
             Err(e) => {
@@ -482,7 +497,10 @@ async fn reply(
         ctx.count(Direction::Outbound, RESPONSES, MetricType::Dropped, true);
         return;
     };
-    for mapped in source.pipeline.map_outbound(response, &resolver) {
+    let mapped_all = blocking_if(source.pipeline.runs_scripts(), || {
+        source.pipeline.map_outbound(response, &resolver)
+    });
+    for mapped in mapped_all {
         let Ok(messages) = mapped.result else {
             ctx.count(Direction::Outbound, RESPONSES, MetricType::Mapped, false);
             continue;
@@ -620,7 +638,10 @@ fn prepare_routed(
         );
         return publishes;
     };
-    for mapped in target.pipeline.map_outbound(&signal, &resolver) {
+    let mapped_all = blocking_if(target.pipeline.runs_scripts(), || {
+        target.pipeline.map_outbound(&signal, &resolver)
+    });
+    for mapped in mapped_all {
         let messages = match mapped.result {
             Ok(m) => m,
             Err(e) => {
@@ -709,24 +730,21 @@ fn prepare_routed(
     publishes
 }
 
-/// The published headers: the mapper's content type, then the target's header mapping.
+/// The published headers: what the mapper set (its content type included), then the target's
+/// header mapping on top.
 fn with_target_headers(
     mut message: ExternalMessage,
     target: &CompiledTarget,
     resolver: &SignalResolver<'_>,
 ) -> ExternalMessage {
-    let mut headers = Headers::new();
-    if let Some(ct) = message
-        .content_type
-        .clone()
-        .or_else(|| message.headers.get_str("content-type"))
+    if let Some(ct) = message.content_type.clone()
+        && !message.headers.contains("content-type")
     {
-        headers.insert("content-type", ct);
+        message.headers.insert("content-type", ct);
     }
     for (k, v) in target.headers.apply(resolver) {
-        headers.insert(k, v);
+        message.headers.insert(k, v);
     }
-    message.headers = headers;
     message
 }
 
