@@ -836,8 +836,13 @@ impl BrokerClient for Client {
                 let _ = stop.send(());
                 let _ = tokio::time::timeout(CLOSE_TIMEOUT, task).await;
             }
-            let mut conn = self.shared.conn.lock().await;
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, conn.close()).await;
+            // Bounded as a whole: the connection's lock may be held by a task stuck on a dead
+            // connection.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                let mut conn = self.shared.conn.lock().await;
+                let _ = conn.close().await;
+            })
+            .await;
         })
     }
 }

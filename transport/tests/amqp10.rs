@@ -106,7 +106,7 @@ impl Broker {
         )
         .await
         .unwrap();
-        let _ = sender.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), sender.close()).await;
         self.queues.push(name.clone());
         name
     }
@@ -123,7 +123,7 @@ impl Broker {
             let outcome = sender.send(message).await.unwrap();
             outcome.accepted_or("not accepted").unwrap();
         }
-        let _ = sender.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), sender.close()).await;
     }
 
     /// Receives up to `n` messages (accepting them), waiting at most `wait` for each.
@@ -150,7 +150,7 @@ impl Broker {
                 _ => break,
             }
         }
-        let _ = receiver.close().await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), receiver.close()).await;
         out
     }
 

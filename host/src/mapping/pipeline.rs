@@ -33,6 +33,14 @@ pub struct Pipeline {
     entries: Vec<Entry>,
 }
 
+/// Why an engine refused its options: the error's message and description.
+fn reason(e: ProtocolError) -> String {
+    match e.description {
+        Some(d) => format!("{} {d}", e.message),
+        None => e.message,
+    }
+}
+
 /// A mapper of an engine with its options.
 fn build_engine(
     engine: &str,
@@ -54,22 +62,10 @@ fn build_engine(
         )),
         "Rhai" => ferrule_rhai::RhaiMapper::new(options, ferrule_rhai::RhaiLimits::default())
             .map(|m| Arc::new(m) as Arc<dyn Mapper>)
-            .map_err(|e| {
-                format!(
-                    "{}{}",
-                    e.message,
-                    e.description.map(|d| format!(" {d}")).unwrap_or_default()
-                )
-            }),
+            .map_err(reason),
         "JavaScript" => ferrule_js::JsMapper::new(options, ferrule_js::JsLimits::default())
             .map(|m| Arc::new(m) as Arc<dyn Mapper>)
-            .map_err(|e| {
-                format!(
-                    "{}{}",
-                    e.message,
-                    e.description.map(|d| format!(" {d}")).unwrap_or_default()
-                )
-            }),
+            .map_err(reason),
         other => Err(format!(
             "The mapping engine <{other}> is not available in this version of Ferrule yet."
         )),
