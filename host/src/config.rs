@@ -1,6 +1,7 @@
 //! Configuration: command-line flags, then environment variables, then the TOML file, then the
 //! built-in defaults (examples/ferrule.toml lists every key with its default).
 
+use crate::mappers::MapperConfig;
 use crate::model::ValidationLimits;
 use crate::monitoring::logs::LogLimits;
 use crate::runtime::RuntimeConfig;
@@ -23,6 +24,7 @@ pub struct FileConfig {
     pub limits: ValidationLimits,
     pub logs: LogLimits,
     pub runtime: RuntimeConfig,
+    pub mappers: MapperConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -53,6 +55,7 @@ pub struct Config {
     pub limits: ValidationLimits,
     pub logs: LogLimits,
     pub runtime: RuntimeConfig,
+    pub mappers: MapperConfig,
 }
 
 /// What the command line (and clap's environment fallback) gave.
@@ -91,6 +94,7 @@ impl Config {
             limits: file.limits,
             logs: file.logs,
             runtime: file.runtime,
+            mappers: file.mappers,
         })
     }
 }
@@ -144,6 +148,7 @@ mod tests {
         assert_eq!(parsed.limits, ValidationLimits::default());
         assert_eq!(parsed.logs, LogLimits::default());
         assert_eq!(parsed.runtime, RuntimeConfig::default());
+        assert_eq!(parsed.mappers, MapperConfig::default());
     }
 
     #[test]

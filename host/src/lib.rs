@@ -8,6 +8,7 @@
 //! | [`store`] | durable connection records behind one trait; the embedded redb default |
 //! | [`monitoring`] | connection metrics (sliding windows) and connection logs (ring buffers) |
 //! | [`mapping`] | the `Mapper` trait, mapping pipelines (`payloadMapping` with conditions), the catalogue of engines, the Ditto mapper |
+//! | [`mappers`] | uploaded WebAssembly mapper modules: storage, precompiled cache, hot swap |
 //! | [`runtime`] | one supervisor per open connection: clients, sessions (consume → map → hub → reply/settle; route → map → publish), reconnect with backoff, live status, dry-run |
 //! | [`api`] | the HTTP routes, devops authentication, request bodies |
 //! | [`config`] | flags, environment, TOML file and defaults |
@@ -22,6 +23,7 @@ pub mod config;
 pub mod connections;
 pub mod error;
 pub mod hub;
+pub mod mappers;
 pub mod mapping;
 pub mod model;
 pub mod monitoring;

@@ -21,6 +21,38 @@ struct Cli {
 enum Commands {
     /// Run the service: the REST API at /api/2/connections and the connections.
     Serve(ServeArgs),
+    /// Tools for WebAssembly mapper modules.
+    #[command(subcommand)]
+    Mapper(MapperCommand),
+}
+
+#[derive(Subcommand)]
+enum MapperCommand {
+    /// Run a mapper module locally on one message and print the outputs, the error, its log
+    /// lines and the time the call took (JSON). Nothing is published. Exits 1 when the module
+    /// is refused or the mapping fails.
+    Test(MapperTestArgs),
+}
+
+#[derive(clap::Args)]
+struct MapperTestArgs {
+    /// The component (.wasm) to run
+    #[arg(long, value_name = "FILE")]
+    module: PathBuf,
+    /// The mapping definition's options as a JSON object, e.g. '{"feature":"env"}'
+    #[arg(long, value_name = "JSON", default_value = "{}")]
+    options: String,
+    /// An external message as JSON: {"headers":{..},"textPayload":"..","bytePayload":"<base64>","contentType":".."}
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "outbound",
+        required_unless_present = "outbound"
+    )]
+    inbound: Option<PathBuf>,
+    /// A Ditto Protocol message as JSON
+    #[arg(long, value_name = "FILE")]
+    outbound: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -47,7 +79,10 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let Commands::Serve(args) = cli.command;
+    let args = match cli.command {
+        Commands::Serve(args) => args,
+        Commands::Mapper(MapperCommand::Test(args)) => return mapper_test(args),
+    };
     let overrides = Overrides {
         bind: args.bind,
         data_dir: args.data_dir,
@@ -71,6 +106,31 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferrule: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn mapper_test(args: MapperTestArgs) -> std::process::ExitCode {
+    match ferrule_host::mappers::trial::run_files(
+        &args.module,
+        &args.options,
+        args.inbound.as_deref(),
+        args.outbound.as_deref(),
+    ) {
+        Ok(answer) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&answer).expect("JSON serialises")
+            );
+            if answer.get("error").is_some() {
+                std::process::ExitCode::FAILURE
+            } else {
+                std::process::ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("ferrule: {e}");
             std::process::ExitCode::FAILURE
         }
     }

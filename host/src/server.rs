@@ -5,6 +5,8 @@ use crate::api::{self, AppState, auth::DevopsAuth};
 use crate::config::Config;
 use crate::connections::ConnectionService;
 use crate::hub::Hub;
+use crate::mappers::MapperRegistry;
+use crate::mapping::MappingContext;
 use crate::runtime::Runtime;
 use crate::store::{ConnectionStore, RedbStore, ThingStore};
 use crate::twin::TwinService;
@@ -91,7 +93,19 @@ impl Server {
             .await
             .context("the stored things cannot be loaded")?;
         let hub = Hub::start(twin);
-        let runtime = Runtime::new(hub.clone(), config.runtime);
+        let mappers = Arc::new(
+            MapperRegistry::open(Some(&config.data_dir), config.mappers)
+                .context("the mapper modules cannot be loaded")?,
+        );
+        tracing::info!(mappers = mappers.list().len(), "mapper modules loaded");
+        let runtime = Runtime::new(
+            hub.clone(),
+            config.runtime,
+            MappingContext {
+                wasm: Some(mappers.clone()),
+                log_sink: None,
+            },
+        );
         let connections = ConnectionService::load(
             store as Arc<dyn ConnectionStore>,
             config.limits,
@@ -104,6 +118,7 @@ impl Server {
         let state = Arc::new(AppState {
             connections,
             hub,
+            mappers,
             max_body_bytes: config.http.max_body_bytes,
             connections_retrieve_limit: config.http.connections_retrieve_limit,
         });

@@ -21,8 +21,8 @@ const LONG_SHIM: &str = include_str!("long-shim.js");
 const GLUE: &str = include_str!("glue.js");
 const DITTO_CONTENT_TYPE: &str = ferrule_protocol::CONTENT_TYPE;
 
-pub const CONFIG_FAILED: &str = "connectivity:message.mapper.config.failed";
-pub const MAPPING_FAILED: &str = "connectivity:message.mapping.failed";
+pub use ferrule_protocol::MAPPER_CONFIG_FAILED as CONFIG_FAILED;
+pub use ferrule_protocol::MAPPING_FAILED;
 
 /// Limits of the JavaScript engine (Ditto's `ditto.connectivity.mapping.javascript`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,18 +102,11 @@ impl std::fmt::Debug for JsMapper {
 }
 
 fn config_failed(message: impl Into<String>) -> ProtocolError {
-    ProtocolError::new(
-        400,
-        CONFIG_FAILED,
-        message,
-        "Check the configuration (options) of the JavaScript mapping.",
-    )
+    ProtocolError::mapper_config_failed(message, "JavaScript")
 }
 
 fn mapping_failed(message: impl Into<String>, description: impl Into<String>) -> ProtocolError {
-    let mut e = ProtocolError::new(400, MAPPING_FAILED, message, "");
-    e.description = Some(description.into());
-    e
+    ProtocolError::mapping_failed(message, description)
 }
 
 fn bool_option(options: &Map<String, Json>, key: &str) -> bool {

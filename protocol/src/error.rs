@@ -12,7 +12,34 @@ pub struct ProtocolError {
     pub description: Option<String>,
 }
 
+/// The error code of a message a mapper could not map.
+pub const MAPPING_FAILED: &str = "connectivity:message.mapping.failed";
+/// The error code of a mapper whose options are wrong.
+pub const MAPPER_CONFIG_FAILED: &str = "connectivity:message.mapper.config.failed";
+
 impl ProtocolError {
+    /// A message a mapper could not map: what went wrong and what to do about it.
+    pub fn mapping_failed(message: impl Into<String>, description: impl Into<String>) -> Self {
+        ProtocolError {
+            status: 400,
+            error: MAPPING_FAILED.to_string(),
+            message: message.into(),
+            description: Some(description.into()),
+        }
+    }
+
+    /// A mapper whose options are wrong; `engine` names it in the description.
+    pub fn mapper_config_failed(message: impl Into<String>, engine: &str) -> Self {
+        ProtocolError {
+            status: 400,
+            error: MAPPER_CONFIG_FAILED.to_string(),
+            message: message.into(),
+            description: Some(format!(
+                "Check the configuration (options) of the {engine} mapping."
+            )),
+        }
+    }
+
     pub fn new(status: u16, error: &str, message: impl Into<String>, description: &str) -> Self {
         ProtocolError {
             status,

@@ -8,7 +8,7 @@ pub mod mapper;
 pub mod message;
 pub mod topic;
 
-pub use error::ProtocolError;
+pub use error::{MAPPER_CONFIG_FAILED, MAPPING_FAILED, ProtocolError};
 pub use external::ExternalMessage;
 pub use headers::Headers;
 pub use mapper::Mapper;

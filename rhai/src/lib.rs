@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 const DITTO_CONTENT_TYPE: &str = ferrule_protocol::CONTENT_TYPE;
 
-pub const CONFIG_FAILED: &str = "connectivity:message.mapper.config.failed";
-pub const MAPPING_FAILED: &str = "connectivity:message.mapping.failed";
+pub use ferrule_protocol::MAPPER_CONFIG_FAILED as CONFIG_FAILED;
+pub use ferrule_protocol::MAPPING_FAILED;
 
 const INCOMING_FN: &str = "mapToDittoProtocolMsg";
 const INCOMING_ARITY: usize = 4;
@@ -113,18 +113,11 @@ impl std::fmt::Debug for RhaiMapper {
 }
 
 fn config_failed(message: impl Into<String>) -> ProtocolError {
-    ProtocolError::new(
-        400,
-        CONFIG_FAILED,
-        message,
-        "Check the configuration (options) of the Rhai mapping.",
-    )
+    ProtocolError::mapper_config_failed(message, "Rhai")
 }
 
 fn mapping_failed(message: impl Into<String>, description: impl Into<String>) -> ProtocolError {
-    let mut e = ProtocolError::new(400, MAPPING_FAILED, message, "");
-    e.description = Some(description.into());
-    e
+    ProtocolError::mapping_failed(message, description)
 }
 
 fn script_option(options: &Map<String, Json>, key: &str) -> Result<String, ProtocolError> {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod connections;
+pub mod mappers;
 pub mod things;
 
 use crate::connections::ConnectionService;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 pub struct AppState {
     pub connections: ConnectionService,
     pub hub: Arc<crate::hub::Hub>,
+    pub mappers: Arc<crate::mappers::MapperRegistry>,
     pub max_body_bytes: usize,
     pub connections_retrieve_limit: usize,
 }
@@ -26,6 +28,7 @@ pub struct AppState {
 pub fn router(state: Arc<AppState>, auth: Arc<auth::DevopsAuth>) -> Router {
     let api = connections::routes()
         .merge(things::routes())
+        .merge(mappers::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             auth,
             auth::require_devops,

@@ -1,8 +1,8 @@
 //! A source's or target's `payloadMapping`: the mappers it names, each with its conditions,
 //! applied independently to the same message; their outputs are concatenated (spec §6.1).
 
-use super::Mapper;
 use super::ditto::DittoMapper;
+use super::{Mapper, MappingContext};
 use crate::error::DittoError;
 use crate::model::Connection;
 use ferrule_placeholders::Resolver;
@@ -45,6 +45,7 @@ fn reason(e: ProtocolError) -> String {
 fn build_engine(
     engine: &str,
     options: &serde_json::Map<String, serde_json::Value>,
+    context: &MappingContext,
 ) -> Result<Arc<dyn Mapper>, String> {
     match engine {
         "Ditto" => Ok(Arc::new(DittoMapper)),
@@ -66,6 +67,26 @@ fn build_engine(
         "JavaScript" => ferrule_js::JsMapper::new(options, ferrule_js::JsLimits::default())
             .map(|m| Arc::new(m) as Arc<dyn Mapper>)
             .map_err(reason),
+        "WebAssembly" => {
+            let Some(registry) = &context.wasm else {
+                return Err("The mapping engine <WebAssembly> is not available here.".into());
+            };
+            let definition = ferrule_wasm::Definition::parse(options, registry.engine())?;
+            let entry = registry.get(&definition.module).ok_or_else(|| {
+                format!(
+                    "The mapper module <{}> is not uploaded (PUT /api/2/mappers/{}).",
+                    definition.module, definition.module
+                )
+            })?;
+            ferrule_wasm::WasmMapper::new(
+                registry.engine(),
+                entry.slot,
+                definition,
+                context.log_sink.clone(),
+            )
+            .map(|m| Arc::new(m) as Arc<dyn Mapper>)
+            .map_err(reason)
+        }
         other => Err(format!(
             "The mapping engine <{other}> is not available in this version of Ferrule yet."
         )),
@@ -77,6 +98,7 @@ impl Pipeline {
     pub fn build(
         connection: &Connection,
         payload_mapping: &[String],
+        context: &MappingContext,
     ) -> Result<Pipeline, DittoError> {
         let ids: Vec<String> = if payload_mapping.is_empty() {
             vec!["Ditto".to_string()]
@@ -95,7 +117,7 @@ impl Pipeline {
                     ),
                     None => (id.as_str(), serde_json::Map::new(), Vec::new(), Vec::new()),
                 };
-            let mapper = build_engine(engine, &options).map_err(|reason| {
+            let mapper = build_engine(engine, &options, context).map_err(|reason| {
                 DittoError::configuration_invalid(format!("The mapper <{id}> could not be loaded."))
                     .with_description(reason)
             })?;
@@ -194,11 +216,16 @@ mod tests {
             json!({"mappingDefinitions": {"d2": {"mappingEngine": "Ditto", "options": {}}}}),
         );
         let r = MapResolver::builder().build();
-        let single = Pipeline::build(&c, &[]).unwrap();
+        let single = Pipeline::build(&c, &[], &MappingContext::default()).unwrap();
         let out = single.map_inbound(&ExternalMessage::text(MODIFY), &r);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].mapper, "Ditto");
-        let double = Pipeline::build(&c, &["Ditto".into(), "d2".into()]).unwrap();
+        let double = Pipeline::build(
+            &c,
+            &["Ditto".into(), "d2".into()],
+            &MappingContext::default(),
+        )
+        .unwrap();
         let out = double.map_inbound(&ExternalMessage::text(MODIFY), &r);
         assert_eq!(
             out.iter()
@@ -216,7 +243,7 @@ mod tests {
             json!({"mappingDefinitions": {"cond": {"mappingEngine": "Ditto", "options": {},
             "incomingConditions": {"x": "fn:filter(header:incoming-mapping-required,'eq','true')"}}}}),
         );
-        let p = Pipeline::build(&c, &["cond".into()]).unwrap();
+        let p = Pipeline::build(&c, &["cond".into()], &MappingContext::default()).unwrap();
         let yes = MapResolver::builder()
             .header("incoming-mapping-required", "true")
             .build();
@@ -233,18 +260,22 @@ mod tests {
             json!({"mappingDefinitions": {"wasm": {"mappingEngine": "WebAssembly",
             "options": {"module": "m"}}}}),
         );
-        let e = Pipeline::build(&c, &["wasm".into()]).err().unwrap();
+        let e = Pipeline::build(&c, &["wasm".into()], &MappingContext::default())
+            .err()
+            .unwrap();
         assert_eq!(e.message, "The mapper <wasm> could not be loaded.");
         assert!(
             e.description
                 .unwrap()
-                .contains("<WebAssembly> is not available")
+                .contains("<WebAssembly> is not available here")
         );
         let c = connection(
             json!({"mappingDefinitions": {"rhai": {"mappingEngine": "Rhai",
             "options": {"incomingScript": "fn mapToDittoProtocolMsg(h, t, b, c) {\n let x = ;\n}", "outgoingScript": ""}}}}),
         );
-        let e = Pipeline::build(&c, &["rhai".into()]).err().unwrap();
+        let e = Pipeline::build(&c, &["rhai".into()], &MappingContext::default())
+            .err()
+            .unwrap();
         assert!(
             e.description.unwrap().contains("line/column #2/"),
             "names line and column"
@@ -253,7 +284,9 @@ mod tests {
             json!({"mappingDefinitions": {"js": {"mappingEngine": "JavaScript",
             "options": {"incomingScript": "function mapToDittoProtocolMsg() {\n return ;;( }", "outgoingScript": ""}}}}),
         );
-        let e = Pipeline::build(&c, &["js".into()]).err().unwrap();
+        let e = Pipeline::build(&c, &["js".into()], &MappingContext::default())
+            .err()
+            .unwrap();
         assert!(
             e.description.unwrap().contains("line/column #2/"),
             "names line and column"
@@ -267,7 +300,7 @@ mod tests {
             "options": {"incomingScript": "function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {\n  var v = JSON.parse(textPayload);\n  return Ditto.buildDittoProtocolMsg('org.acme', headers['device'], 'things', 'twin', 'commands', 'modify', '/attributes/temp', headers, v.t);\n}",
                         "outgoingScript": ""}}}}),
         );
-        let p = Pipeline::build(&c, &["js".into()]).unwrap();
+        let p = Pipeline::build(&c, &["js".into()], &MappingContext::default()).unwrap();
         let mut m = ExternalMessage::text(r#"{"t": 21.5}"#);
         m.headers.insert("device", "d1");
         let r = MapResolver::builder().build();

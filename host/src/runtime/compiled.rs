@@ -4,6 +4,7 @@
 use crate::error::DittoError;
 use crate::hub::enforcement::Enforcement;
 use crate::hub::resolve::HeaderTemplates;
+use crate::mapping::MappingContext;
 use crate::mapping::pipeline::Pipeline;
 use crate::model::Connection;
 use crate::model::connection::{
@@ -71,7 +72,10 @@ fn target_header_mapping(connection: &Connection, mapping: &HeaderMapping) -> He
 }
 
 impl Compiled {
-    pub fn build(connection: &Connection) -> Result<Compiled, DittoError> {
+    pub fn build(
+        connection: &Connection,
+        context: &MappingContext,
+    ) -> Result<Compiled, DittoError> {
         let mut sources = Vec::new();
         for s in &connection.sources {
             let reply = match &s.reply_target {
@@ -87,7 +91,7 @@ impl Compiled {
             };
             sources.push(CompiledSource {
                 addresses: s.addresses.iter().cloned().collect(),
-                pipeline: Pipeline::build(connection, &s.payload_mapping)?,
+                pipeline: Pipeline::build(connection, &s.payload_mapping, context)?,
                 header_mapping: templates(&s.header_mapping)?,
                 enforcement: s
                     .enforcement
@@ -111,7 +115,7 @@ impl Compiled {
                 address: Template::parse(&t.address).map_err(placeholder_error)?,
                 raw_address: t.address.clone(),
                 headers: templates(&target_header_mapping(connection, &t.header_mapping))?,
-                pipeline: Pipeline::build(connection, &t.payload_mapping)?,
+                pipeline: Pipeline::build(connection, &t.payload_mapping, context)?,
                 issued_ack: t.issued_acknowledgement_label.as_ref().map(|l| {
                     match l.split_once("}}:") {
                         Some((_, suffix)) => format!("{}:{suffix}", connection.id),

@@ -10,6 +10,7 @@ pub mod status;
 use crate::connections::lock;
 use crate::error::DittoError;
 use crate::hub::Hub;
+use crate::mapping::MappingContext;
 use crate::model::connection::{ConnectionType, Source};
 use crate::model::topic::TopicKind;
 use crate::model::{Connection, ConnectivityStatus};
@@ -66,6 +67,7 @@ struct Running {
 pub struct Runtime {
     hub: Arc<Hub>,
     config: RuntimeConfig,
+    mapping: MappingContext,
     running: tokio::sync::Mutex<HashMap<String, Running>>,
 }
 
@@ -92,10 +94,11 @@ fn source_spec(index: usize, s: &Source) -> SourceSpec {
 }
 
 impl Runtime {
-    pub fn new(hub: Arc<Hub>, config: RuntimeConfig) -> Arc<Runtime> {
+    pub fn new(hub: Arc<Hub>, config: RuntimeConfig, mapping: MappingContext) -> Arc<Runtime> {
         Arc::new(Runtime {
             hub,
             config,
+            mapping,
             running: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -205,7 +208,7 @@ impl Runtime {
     /// What can be checked without connecting (create and modify answer 400 for it): every
     /// mapper is built (scripts compiled), and the transport checks its configuration.
     pub fn check(&self, connection: &Connection) -> Result<(), DittoError> {
-        Compiled::build(connection)?;
+        Compiled::build(connection, &self.mapping)?;
         let Some(config) = self.client_config(connection, 0, false) else {
             return Ok(());
         };
@@ -220,7 +223,7 @@ impl Runtime {
     /// A dry run: connect with the connection's configuration, check its sources and targets,
     /// disconnect. Answers within the connect timeout.
     pub async fn test(&self, connection: &Connection) -> Result<(), DittoError> {
-        Compiled::build(connection)?;
+        Compiled::build(connection, &self.mapping)?;
         let Some(config) = self.client_config(connection, 0, true) else {
             return Err(DittoError::configuration_invalid(format!(
                 "The connection type '{}' is not supported by Ferrule.",
@@ -267,7 +270,24 @@ impl Runtime {
                 entity_id: None,
             });
         };
-        let compiled = match Compiled::build(&connection) {
+        let sink_logs = logs.clone();
+        let sink: ferrule_wasm::LogSink = Arc::new(move |level, line| {
+            lock(&sink_logs).log(LogEntry {
+                correlation_id: "<not-provided>".into(),
+                timestamp: Utc::now(),
+                category: Category::Connection,
+                log_type: "mapped",
+                level: match level {
+                    ferrule_wasm::Level::Warn | ferrule_wasm::Level::Error => Level::Failure,
+                    _ => Level::Success,
+                },
+                message: format!("Mapper: {line}"),
+                address: None,
+                entity_type: None,
+                entity_id: None,
+            });
+        });
+        let compiled = match Compiled::build(&connection, &self.mapping.with_log_sink(sink)) {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 let details = format!("{} {}", e.message, e.description.unwrap_or_default());

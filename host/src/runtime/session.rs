@@ -357,8 +357,9 @@ async fn start_delivery(
                     correlation.clone(),
                     None,
                     format!(
-                        "Got exception <{}> when processing external message with mapper <{}>: {}",
-                        e.error, mapped.mapper, e.message
+                        "Got exception <{}> when processing external message with mapper <{}>: {}{}",
+                        e.error, mapped.mapper, e.message,
+                        e.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
                     ),
                 );
                 let error = ferrule_protocol::ProtocolError::new(
@@ -654,8 +655,14 @@ fn prepare_routed(
                     correlation.clone(),
                     entity.clone(),
                     format!(
-                        "Got exception <{}> when mapping the signal with mapper <{}>: {}",
-                        e.error, mapped.mapper, e.message
+                        "Got exception <{}> when mapping the signal with mapper <{}>: {}{}",
+                        e.error,
+                        mapped.mapper,
+                        e.message,
+                        e.description
+                            .as_deref()
+                            .map(|d| format!(" ({d})"))
+                            .unwrap_or_default()
                     ),
                 );
                 continue;

@@ -1,0 +1,163 @@
+//! `/api/2/mappers`: uploading, listing, reading, trying and deleting WebAssembly mapper
+//! modules.
+
+use super::{AppState, media_type, read_body};
+use crate::error::DittoError;
+use crate::mappers::{self, Entry, MapperMeta, trial};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub const WASM: &str = "application/wasm";
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/2/mappers", get(list))
+        .route(
+            "/api/2/mappers/{id}",
+            get(retrieve).put(upload).delete(remove),
+        )
+        .route("/api/2/mappers/{id}/module", get(module))
+        .route("/api/2/mappers/{id}/test", post(test))
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// The connections whose mapping definitions name the module `id`.
+fn users(state: &AppState, id: &str) -> Vec<String> {
+    state
+        .connections
+        .list()
+        .iter()
+        .filter(|e| mappers::modules_of(&e.record.connection).any(|m| m == id))
+        .map(|e| e.record.connection.id.clone())
+        .collect()
+}
+
+fn describe(state: &AppState, entry: &Entry) -> Value {
+    let mut v = serde_json::to_value(&entry.meta).expect("metadata serialises");
+    v["usedBy"] = json!(users(state, &entry.meta.id));
+    v["statistics"] = entry.slot.stats.to_json();
+    v
+}
+
+async fn list(State(state): State<Arc<AppState>>) -> Response {
+    let all: Vec<Value> = state
+        .mappers
+        .list()
+        .iter()
+        .map(|e| describe(&state, e))
+        .collect();
+    json_response(StatusCode::OK, &Value::Array(all))
+}
+
+async fn retrieve(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match state.mappers.get(&id) {
+        Some(entry) => json_response(StatusCode::OK, &describe(&state, &entry)),
+        None => mappers::not_found(&id).into_response(),
+    }
+}
+
+async fn module(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match state.mappers.module_bytes(&id) {
+        Ok(bytes) => ([(header::CONTENT_TYPE, WASM)], bytes).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn upload(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match upload_module(&state, &id, &headers, body).await {
+        Ok((true, meta)) => {
+            let mut response = json_response(
+                StatusCode::CREATED,
+                &serde_json::to_value(&meta).expect("metadata serialises"),
+            );
+            if let Ok(location) = HeaderValue::from_str(&format!("/api/2/mappers/{id}")) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Ok((false, _)) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn upload_module(
+    state: &Arc<AppState>,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(bool, MapperMeta), DittoError> {
+    let media = media_type(headers);
+    if media.as_deref() != Some(WASM) {
+        return Err(DittoError::media_type_unsupported(
+            media.as_deref(),
+            &[WASM],
+        ));
+    }
+    let bytes = read_body(headers, body, state.mappers.config.max_module_bytes).await?;
+    let (created, meta) = state.mappers.put(id, bytes.to_vec()).await?;
+    tracing::info!(mapper = %id, version = meta.version, sha256 = %meta.sha256, created, "mapper module stored");
+    Ok((created, meta))
+}
+
+async fn remove(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    let users = users(&state, &id);
+    match state.mappers.delete(&id, &users).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn test(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let entry = state
+            .mappers
+            .get(&id)
+            .ok_or_else(|| mappers::not_found(&id))?;
+        let media = media_type(&headers);
+        if media.as_deref() != Some("application/json") {
+            return Err(DittoError::media_type_unsupported(
+                media.as_deref(),
+                &["application/json"],
+            ));
+        }
+        let bytes = read_body(&headers, body, state.max_body_bytes).await?;
+        let request: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| DittoError::json_invalid(format!("The request body is not JSON: {e}")))?;
+        let (options, trial) = trial::parse_request(&request).map_err(DittoError::json_invalid)?;
+        let engine = state.mappers.engine().clone();
+        // A slot of its own: trials do not count in the module's figures.
+        let slot = ferrule_wasm::ModuleSlot::new(entry.slot.current().module.clone(), 0);
+        tokio::task::spawn_blocking(move || trial::run(&engine, &id, slot, options, &trial))
+            .await
+            .map_err(|e| DittoError::internal(format!("The trial failed: {e}")))
+    }
+    .await;
+    match result {
+        Ok(answer) => json_response(StatusCode::OK, &answer),
+        Err(e) => e.into_response(),
+    }
+}

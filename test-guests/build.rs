@@ -1,0 +1,100 @@
+//! Builds the guest components of `guests/` to `wasm32-wasip2` and writes their paths into
+//! `guests.rs` (the wasmtime `test-programs` pattern). Every guest must be listed in `GUESTS`
+//! with what it is for: an unlisted one fails the build, so nothing is silently left out.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// (crate directory, constant name, what the guest is for)
+const GUESTS: &[(&str, &str, &str)] = &[
+    (
+        "behave",
+        "BEHAVE",
+        "A mapper whose message chooses what it does: map, loop, allocate, trap, fail, fan out, log.",
+    ),
+    (
+        "file-open",
+        "FILE_OPEN",
+        "A mapper that reads a file: imports wasi:filesystem, refused at upload.",
+    ),
+    (
+        "other-world",
+        "OTHER_WORLD",
+        "A component of another world: refused at upload, naming the missing export.",
+    ),
+];
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let guests = manifest.join("guests");
+    let wit = manifest.join("../wit");
+    println!("cargo:rerun-if-changed={}", guests.display());
+    println!("cargo:rerun-if-changed={}", wit.display());
+
+    for entry in std::fs::read_dir(&guests).unwrap() {
+        let path = entry.unwrap().path();
+        if path.join("Cargo.toml").exists() {
+            let name = path.file_name().unwrap().to_str().unwrap().to_string();
+            assert!(
+                GUESTS.iter().any(|(dir, _, _)| *dir == name),
+                "test-guests/guests/{name} is not listed in test-guests/build.rs GUESTS"
+            );
+        }
+    }
+
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    let target_dir = shared_target_dir(&out_dir).join("wasm-guests");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        "wasm32-wasip2",
+    ])
+    .arg("--manifest-path")
+    .arg(guests.join("Cargo.toml"))
+    .arg("--target-dir")
+    .arg(&target_dir);
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("cargo could not be started");
+    assert!(
+        status.success(),
+        "building the test guests for wasm32-wasip2 failed; is the target installed? \
+         (`rustup target add wasm32-wasip2`; scripts/test installs it)"
+    );
+
+    let release = target_dir.join("wasm32-wasip2/release");
+    let mut code = String::new();
+    for (dir, constant, doc) in GUESTS {
+        let file = release.join(format!("{}.wasm", dir.replace('-', "_")));
+        assert!(file.exists(), "{} was not built", file.display());
+        code.push_str(&format!(
+            "/// {doc}\npub const {constant}: &str = {:?};\n",
+            file.display().to_string()
+        ));
+    }
+    std::fs::write(out_dir.join("guests.rs"), code).unwrap();
+}
+
+/// The workspace's target directory: the ancestor of `OUT_DIR` above `<profile>/build/`, so the
+/// guests are built once per checkout, not once per build-script hash.
+fn shared_target_dir(out_dir: &Path) -> PathBuf {
+    out_dir
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "build"))
+        .and_then(|build| build.parent())
+        .and_then(|profile| profile.parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| out_dir.join("target"))
+}

@@ -1,0 +1,560 @@
+//! WebAssembly mapper modules through the real binary: the `/api/2/mappers` API, connections
+//! that use a module, trials, restart from the precompiled cache, `ferrule mapper test`, and a
+//! module mapping real MQTT traffic.
+
+mod common;
+
+use common::{Ferrule, json, wait_for_live_status};
+use ferrule_test_guests as guests;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn upload(f: &Ferrule, id: &str, bytes: Vec<u8>) -> reqwest::Response {
+    f.req(Method::PUT, &format!("/api/2/mappers/{id}"))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn wasm_connection(options: Value) -> Value {
+    let mut c = common::mqtt_connection();
+    c["mappingDefinitions"] = json!({"wasm": {"mappingEngine": "WebAssembly", "options": options}});
+    c["sources"][0]["payloadMapping"] = json!(["wasm"]);
+    c
+}
+
+#[tokio::test]
+async fn upload_list_read_replace_and_delete_a_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start(dir.path());
+    let bytes = guests::bytes(guests::BEHAVE);
+
+    let resp = upload(&f, "behave", bytes.clone()).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(resp.headers()["location"], "/api/2/mappers/behave");
+    let meta = json(resp).await;
+    assert_eq!(meta["id"], "behave");
+    assert_eq!(meta["version"], 1);
+    assert_eq!(meta["size"], bytes.len());
+    assert_eq!(meta["witVersion"], "0.1.0");
+    assert_eq!(meta["sha256"].as_str().unwrap().len(), 64);
+
+    let list = json(f.get("/api/2/mappers").await).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], "behave");
+
+    let one = json(f.get("/api/2/mappers/behave").await).await;
+    assert_eq!(one["usedBy"], json!([]));
+    assert_eq!(one["statistics"]["calls"], 0);
+
+    let resp = f.get("/api/2/mappers/behave/module").await;
+    assert_eq!(resp.headers()["content-type"], "application/wasm");
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), bytes);
+
+    let resp = upload(&f, "behave", bytes.clone()).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let one = json(f.get("/api/2/mappers/behave").await).await;
+    assert_eq!(one["version"], 2);
+    assert_eq!(one["created"], meta["created"]);
+
+    let resp = f.delete("/api/2/mappers/behave").await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = f.get("/api/2/mappers/behave").await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json(resp).await["error"], "mappers:mapper.notfound");
+    assert_eq!(
+        f.delete("/api/2/mappers/behave").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn bad_uploads_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start_with_config(dir.path(), "[mappers]\nmax_module_bytes = 200000\n");
+
+    let resp = f
+        .req(Method::PUT, "/api/2/mappers/m")
+        .header("content-type", "application/octet-stream")
+        .body(guests::bytes(guests::BEHAVE))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let resp = upload(&f, "m", b"not wasm at all".to_vec()).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let e = json(resp).await;
+    assert_eq!(e["error"], "mappers:module.invalid");
+    assert_eq!(e["message"], "The uploaded bytes are not WebAssembly.");
+
+    let e = json(upload(&f, "m", guests::bytes(guests::OTHER_WORLD)).await).await;
+    assert_eq!(e["status"], 400);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("<ferrule:mapper/mapping>"),
+        "{e}"
+    );
+
+    let e = json(upload(&f, "m", guests::bytes(guests::FILE_OPEN)).await).await;
+    assert_eq!(e["status"], 400);
+    assert!(
+        e["message"].as_str().unwrap().contains("wasi:filesystem"),
+        "{e}"
+    );
+
+    let resp = upload(&f, "m", vec![0u8; 300_000]).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let resp = upload(&f, "bad%20id", guests::bytes(guests::BEHAVE)).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json(resp).await["error"], "mappers:mapper.id.invalid");
+
+    assert_eq!(
+        json(f.get("/api/2/mappers").await).await,
+        json!([]),
+        "nothing was stored"
+    );
+    let resp = reqwest::Client::new()
+        .put(f.url("/api/2/mappers/m"))
+        .header("content-type", "application/wasm")
+        .body(guests::bytes(guests::BEHAVE))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED,
+        "uploads need the devops user"
+    );
+}
+
+#[tokio::test]
+async fn connections_name_modules_that_exist_with_options_they_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start(dir.path());
+
+    let resp = f
+        .put_json(
+            "/api/2/connections/c1",
+            &wasm_connection(json!({"module": "behave"})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let e = json(resp).await;
+    assert_eq!(e["error"], "connectivity:connection.configuration.invalid");
+    assert!(
+        e["description"]
+            .as_str()
+            .unwrap()
+            .contains("<behave> is not uploaded"),
+        "{e}"
+    );
+
+    assert_eq!(
+        upload(&f, "behave", guests::bytes(guests::BEHAVE))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let e = json(
+        f.put_json(
+            "/api/2/connections/c1",
+            &wasm_connection(json!({"module": "behave", "fail": true})),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(e["status"], 400);
+    assert!(
+        e["description"]
+            .as_str()
+            .unwrap()
+            .contains("configure was asked to fail"),
+        "{e}"
+    );
+
+    let e = json(
+        f.put_json(
+            "/api/2/connections/c1",
+            &wasm_connection(json!({"module": "behave", "timeoutMs": 999999})),
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        e["description"]
+            .as_str()
+            .unwrap()
+            .contains("<timeoutMs> may be at most"),
+        "{e}"
+    );
+
+    let resp = f
+        .put_json(
+            "/api/2/connections/c1",
+            &wasm_connection(json!({"module": "behave"})),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let one = json(f.get("/api/2/mappers/behave").await).await;
+    assert_eq!(one["usedBy"], json!(["c1"]));
+
+    let resp = f.delete("/api/2/mappers/behave").await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let e = json(resp).await;
+    assert_eq!(e["error"], "mappers:mapper.inuse");
+    assert!(e["description"].as_str().unwrap().contains("c1"), "{e}");
+
+    assert_eq!(
+        f.delete("/api/2/connections/c1").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        f.delete("/api/2/mappers/behave").await.status(),
+        StatusCode::NO_CONTENT
+    );
+}
+
+#[tokio::test]
+async fn a_trial_maps_one_message_and_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start(dir.path());
+    upload(&f, "behave", guests::bytes(guests::BEHAVE)).await;
+
+    let answer = json(
+        f.post_json(
+            "/api/2/mappers/behave/test",
+            &json!({"options": {"feature": "temp"},
+                    "inbound": {"headers": {"device_id": "org.acme:s1"}, "textPayload": "log:2"}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(answer["direction"], "inbound");
+    assert_eq!(
+        answer["outputs"][0]["topic"],
+        "org.acme/s1/things/twin/commands/modify"
+    );
+    assert_eq!(
+        answer["outputs"][0]["path"],
+        "/features/temp/properties/value"
+    );
+    assert_eq!(answer["logs"].as_array().unwrap().len(), 3, "{answer}");
+    assert_eq!(
+        answer["logs"][2],
+        json!({"level": "warn", "message": "line 1"})
+    );
+    assert!(answer["durationMicros"].as_f64().unwrap() > 0.0);
+
+    let answer = json(
+        f.post_json(
+            "/api/2/mappers/behave/test",
+            &json!({"options": {"timeoutMs": 20}, "inbound": {"textPayload": "loop"}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        answer["error"]["error"],
+        "connectivity:message.mapping.failed"
+    );
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("within 20 ms"),
+        "{answer}"
+    );
+
+    let answer = json(
+        f.post_json(
+            "/api/2/mappers/behave/test",
+            &json!({"outbound": {"topic": "a/b/things/twin/events/modified",
+                                 "path": "/attributes/x", "value": 5}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(answer["outputs"][0]["textPayload"], "5");
+    assert_eq!(
+        answer["outputs"][0]["headers"]["x-topic"],
+        "a/b/things/twin/events/modified"
+    );
+
+    let resp = f
+        .post_json(
+            "/api/2/mappers/behave/test",
+            &json!({"inbound": {}, "outbound": {}}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let stats = json(f.get("/api/2/mappers/behave").await).await;
+    assert_eq!(
+        stats["statistics"]["calls"], 0,
+        "trials do not count in the module's figures"
+    );
+}
+
+#[tokio::test]
+async fn modules_survive_a_restart_and_load_from_the_precompiled_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut f = common::start(dir.path());
+        upload(&f, "behave", guests::bytes(guests::BEHAVE)).await;
+        let resp = f
+            .put_json(
+                "/api/2/connections/c1",
+                &wasm_connection(json!({"module": "behave"})),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        f.stop();
+    }
+    let cached: Vec<_> = std::fs::read_dir(dir.path().join("cache/wasm"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].ends_with(".cwasm"));
+    let modified = std::fs::metadata(dir.path().join("cache/wasm").join(&cached[0]))
+        .unwrap()
+        .modified()
+        .unwrap();
+
+    let f = common::start(dir.path());
+    let one = json(f.get("/api/2/mappers/behave").await).await;
+    assert_eq!(one["version"], 1);
+    assert_eq!(one["usedBy"], json!(["c1"]));
+    let after = std::fs::metadata(dir.path().join("cache/wasm").join(&cached[0]))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(after, modified, "the artifact was used, not rewritten");
+}
+
+#[test]
+fn the_command_line_tries_a_module() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbound = dir.path().join("in.json");
+    std::fs::write(
+        &inbound,
+        r#"{"headers":{"device_id":"a:b"},"textPayload":"7"}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args([
+            "mapper",
+            "test",
+            "--module",
+            guests::BEHAVE,
+            "--options",
+            r#"{"feature":"f"}"#,
+        ])
+        .arg("--inbound")
+        .arg(&inbound)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["outputs"][0]["path"], "/features/f/properties/value");
+    assert_eq!(answer["outputs"][0]["value"], 7);
+
+    std::fs::write(&inbound, r#"{"textPayload":"trap"}"#).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args(["mapper", "test", "--module", guests::BEHAVE, "--inbound"])
+        .arg(&inbound)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        answer["error"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("asked to trap")
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args([
+            "mapper",
+            "test",
+            "--module",
+            guests::OTHER_WORLD,
+            "--inbound",
+        ])
+        .arg(&inbound)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ferrule:mapper/mapping"));
+}
+
+/// An MQTT subscriber that collects payloads arriving on `filter`.
+async fn subscriber(
+    id: &str,
+    filter: &str,
+) -> (
+    rumqttc::AsyncClient,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+) {
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", 1883);
+    o.set_clean_session(true);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 100);
+    client
+        .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let mut ready = Some(ready_tx);
+    tokio::spawn(async move {
+        use rumqttc::{Event, Packet};
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    ready.take().map(|r| r.send(()));
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                }
+                Ok(_) => {}
+                Err(e) => panic!("the test's MQTT client failed: {e}"),
+            }
+        }
+    });
+    tokio::time::timeout(WAIT, ready_rx).await.unwrap().unwrap();
+    (client, rx)
+}
+
+#[tokio::test]
+async fn a_module_maps_device_messages_into_the_twin_and_events_out() {
+    let (_d, f) = common::live_server();
+    let u = common::unique("wasm", '-');
+    upload(&f, "behave", guests::bytes(guests::BEHAVE)).await;
+    let thing = format!("org.wasm:{u}");
+    let resp = f
+        .put_json(
+            &format!("/api/2/things/{thing}"),
+            &json!({"features": {"temp": {"properties": {"value": 0}}}}),
+        )
+        .await;
+    assert!(resp.status().is_success(), "{}", resp.status());
+
+    let connection = json!({
+        "connectionType": "mqtt",
+        "connectionStatus": "open",
+        "uri": "tcp://127.0.0.1:1883",
+        "mappingDefinitions": {
+            "in": {"mappingEngine": "WebAssembly",
+                   "options": {"module": "behave", "feature": "temp", "namespace": "org.wasm"}},
+            "out": {"mappingEngine": "WebAssembly", "options": {"module": "behave"}}
+        },
+        "sources": [{"addresses": [format!("ferrule-wasm/{u}/devices/+")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"], "payloadMapping": ["in"]}],
+        "targets": [{"address": format!("ferrule-wasm/{u}/events"),
+                     "topics": ["_/_/things/twin/events"], "qos": 1,
+                     "authorizationContext": ["ditto:outbound"], "payloadMapping": ["out"]}]
+    });
+    let resp = f
+        .put_json("/api/2/connections/wasm-conn", &connection)
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED, "{}", json(resp).await);
+    wait_for_live_status(&f, "wasm-conn", "open").await;
+    let (_sub, mut events) =
+        subscriber(&format!("{u}-sub"), &format!("ferrule-wasm/{u}/events")).await;
+
+    let mut o = rumqttc::MqttOptions::new(format!("{u}-dev"), "127.0.0.1", 1883);
+    o.set_clean_session(true);
+    let (device, mut eventloop) = rumqttc::AsyncClient::new(o, 100);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let device_topic = format!("ferrule-wasm/{u}/devices/{u}");
+    let send = |payload: &'static str| {
+        let device = device.clone();
+        let topic = device_topic.clone();
+        async move {
+            device
+                .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+                .await
+                .unwrap()
+        }
+    };
+
+    send("21.5").await;
+    let (_, payload) = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(payload).unwrap(),
+        "21.5",
+        "the outbound module published the value"
+    );
+    let twin = json(
+        f.get(&format!(
+            "/api/2/things/{thing}/features/temp/properties/value"
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(twin, json!(21.5));
+
+    // A trap fails that message only; the next one maps on a fresh instance.
+    send("trap").await;
+    send("22.5").await;
+    let (_, payload) = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(String::from_utf8(payload).unwrap(), "22.5");
+
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let m = json(f.get("/api/2/connections/wasm-conn/metrics").await).await;
+        if m["connectionMetrics"]["inbound"]["mapped"]["failure"]["PT1M"] == 1 {
+            assert_eq!(
+                m["connectionMetrics"]["inbound"]["mapped"]["success"]["PT1M"],
+                2
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "metrics: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs = json(f.get("/api/2/connections/wasm-conn/logs").await).await;
+    let entries = logs["connectionLogs"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["level"] == "failure"
+                && e["message"].as_str().unwrap().contains("asked to trap")),
+        "the trap and its panic message are in the logs: {logs}"
+    );
+    assert!(
+        entries.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap()
+            .contains("configured with feature temp")),
+        "the module's own log lines are in the logs: {logs}"
+    );
+    let stats = json(f.get("/api/2/mappers/behave").await).await;
+    assert!(
+        stats["statistics"]["failures"]["trap"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    assert!(
+        stats["statistics"]["succeeded"].as_u64().unwrap() >= 4,
+        "{stats}"
+    );
+}

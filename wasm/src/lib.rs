@@ -1,0 +1,31 @@
+//! WebAssembly payload mappers: components of the `ferrule:mapper` world (`../wit/mapper.wit`)
+//! run by wasmtime in a sandbox.
+//!
+//! - [`WasmEngine`]: one per host; validates and compiles components ([`WasmEngine::compile`]),
+//!   keeps their precompiled artifacts on disk ([`WasmEngine::load`]), instantiates from the
+//!   pooling allocator and ticks the epoch that ends a call at its deadline.
+//! - [`ModuleSlot`]: the current version of an uploaded module; replacing it hot-swaps the
+//!   module under the connections that use it. Holds the module's [`MapperStats`].
+//! - [`WasmMapper`]: a mapping definition (`{"mappingEngine": "WebAssembly", "options":
+//!   {"module": ..., "timeoutMs": ..., "memoryLimitMiB": ...}}`); keeps warm instances, one per
+//!   concurrent caller, and replaces an instance after a trap, timeout or memory exhaustion.
+//!
+//! A mapper gets no file system, network, environment or arguments: its WASI imports are
+//! linked to an empty context, and a component that imports `wasi:filesystem` or
+//! `wasi:sockets` is refused when it is compiled.
+
+mod bindings;
+mod convert;
+mod engine;
+mod mapper;
+mod sandbox;
+mod stats;
+
+pub use bindings::Level;
+pub use engine::{Ceilings, CompiledModule, EPOCH_TICK, ModuleError, WORLD, WasmEngine, sha256};
+pub use mapper::{
+    Definition, LogSink, ModuleSlot, OPTION_MEMORY, OPTION_MODULE, OPTION_TIMEOUT, Version,
+    WasmLimits, WasmMapper,
+};
+pub use sandbox::MAX_LOG_LINES;
+pub use stats::{MapperStats, Outcome};

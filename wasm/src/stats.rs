@@ -1,0 +1,91 @@
+//! Per-module figures: calls, failures by kind, time per call. Lock-free counters shared by
+//! every connection that uses the module.
+
+use serde_json::{Value, json};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+#[derive(Debug, Default)]
+pub struct MapperStats {
+    calls: AtomicU64,
+    succeeded: AtomicU64,
+    guest_errors: AtomicU64,
+    traps: AtomicU64,
+    timeouts: AtomicU64,
+    out_of_memory: AtomicU64,
+    nanos: AtomicU64,
+    max_nanos: AtomicU64,
+    instances: AtomicU64,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// The mapper returned a mapping error.
+    GuestError,
+    Trap,
+    Timeout,
+    OutOfMemory,
+}
+
+impl MapperStats {
+    pub fn record(&self, outcome: Outcome, elapsed: Duration) {
+        self.calls.fetch_add(1, Relaxed);
+        let counter = match outcome {
+            Outcome::Succeeded => &self.succeeded,
+            Outcome::GuestError => &self.guest_errors,
+            Outcome::Trap => &self.traps,
+            Outcome::Timeout => &self.timeouts,
+            Outcome::OutOfMemory => &self.out_of_memory,
+        };
+        counter.fetch_add(1, Relaxed);
+        let nanos = elapsed.as_nanos().min(u64::MAX as u128) as u64;
+        self.nanos.fetch_add(nanos, Relaxed);
+        self.max_nanos.fetch_max(nanos, Relaxed);
+    }
+
+    pub fn instance_started(&self) {
+        self.instances.fetch_add(1, Relaxed);
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Relaxed)
+    }
+
+    pub fn count(&self, outcome: Outcome) -> u64 {
+        match outcome {
+            Outcome::Succeeded => &self.succeeded,
+            Outcome::GuestError => &self.guest_errors,
+            Outcome::Trap => &self.traps,
+            Outcome::Timeout => &self.timeouts,
+            Outcome::OutOfMemory => &self.out_of_memory,
+        }
+        .load(Relaxed)
+    }
+
+    /// Instances started (the first of each worker, and one after each trap or timeout).
+    pub fn instances(&self) -> u64 {
+        self.instances.load(Relaxed)
+    }
+
+    /// The figures as JSON: `calls`, `succeeded`, `failures` by kind, `instancesStarted`,
+    /// `meanCallMicros`, `maxCallMicros`.
+    pub fn to_json(&self) -> Value {
+        let calls = self.calls();
+        let nanos = self.nanos.load(Relaxed);
+        json!({
+            "calls": calls,
+            "succeeded": self.count(Outcome::Succeeded),
+            "failures": {
+                "guestError": self.count(Outcome::GuestError),
+                "trap": self.count(Outcome::Trap),
+                "timeout": self.count(Outcome::Timeout),
+                "memory": self.count(Outcome::OutOfMemory),
+            },
+            "instancesStarted": self.instances(),
+            "meanCallMicros": if calls == 0 { 0.0 } else { nanos as f64 / calls as f64 / 1000.0 },
+            "maxCallMicros": self.max_nanos.load(Relaxed) as f64 / 1000.0,
+        })
+    }
+}
