@@ -85,10 +85,13 @@
 //! with `200 OK`.
 //!
 //! # TLS
-//! `amqps://` (default port 5671) uses rustls (ring) with the system's root certificates plus
-//! the configured `ca` (PEM); a client certificate and PKCS#8 key (PEM) are presented when
-//! configured. `validateCertificates=false` is not supported (rustls always verifies): such a
-//! connection fails with `Misconfigured`, as do TLS handshake / certificate failures.
+//! `amqps://` (default port 5671): the TLS configuration of [`crate::tls::client_config`]
+//! (rustls with *ring*, as MQTT's): the system's root certificates plus the configured `ca`
+//! (PEM), a client certificate and PKCS#8 key (PEM) presented when configured, and with
+//! `validateCertificates=false` any server certificate accepted. lapin gets a TLS stream built
+//! with that configuration (its own TLS setup knows no custom verifier). Bad PEM, and TLS
+//! failures (an untrusted or wrong server certificate, a client certificate the broker rejects,
+//! TLS to a plain port), fail `connect` with `Misconfigured` naming the reason.
 
 use crate::uri::BrokerUri;
 use crate::{
@@ -103,7 +106,7 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
-use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::tcp::{AMQPUriTcpExt, OwnedTLSConfig, RustlsConnector};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{
@@ -171,10 +174,17 @@ pub fn parse_target_address(address: &str) -> Result<(String, String), Transport
 }
 
 /// Maps a lapin error of the connection phase.
-fn connect_error(error: &lapin::Error, authority: &str, vhost: &str) -> TransportError {
+fn connect_error(error: &lapin::Error, ctx: &Ctx, secure: bool) -> TransportError {
+    let Ctx { authority, vhost } = ctx;
     match error.kind() {
         lapin::ErrorKind::IOError(io) => {
             use std::io::ErrorKind as Io;
+            if let Some(tls) = crate::tls::find_tls_error(&**io) {
+                return misconfigured(format!("{authority}: {}", crate::tls::describe(tls)));
+            }
+            if secure && let Some(e) = crate::tls::closed_after_handshake(authority, io) {
+                return e;
+            }
             match io.kind() {
                 Io::TimedOut => TransportError::new(
                     ErrorKind::Timeout,
@@ -325,13 +335,19 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
             uri.scheme
         )));
     }
-    if uri.secure && !config.validate_certificates {
-        return Err(misconfigured(format!(
-            "connecting to {} with validateCertificates=false is not supported: trust the \
-             server's certificate with 'ca' instead",
-            ctx.authority
-        )));
-    }
+    // The TLS configuration is built (and its PEM checked) before anything is connected.
+    let tls = if uri.secure {
+        Some(RustlsConnector::from(crate::tls::client_config(
+            config.ca.as_deref(),
+            config
+                .client_cert
+                .as_ref()
+                .map(|(cert, key)| (cert.as_str(), key.as_str())),
+            config.validate_certificates,
+        )?))
+    } else {
+        None
+    };
     for target in &config.targets {
         if !target.address.contains("{{") {
             parse_target_address(&target.address)?;
@@ -374,21 +390,28 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
         name.push_str(":dry-run");
     }
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    let tls = OwnedTLSConfig {
-        identity: config
-            .client_cert
-            .as_ref()
-            .map(|(cert, key)| OwnedIdentity::PKCS8 {
-                pem: cert.clone().into_bytes(),
-                key: key.clone().into_bytes(),
-            }),
-        cert_chain: config.ca.clone(),
-    };
     let runtime = lapin::runtime::default_runtime()
         .map_err(|e| TransportError::new(ErrorKind::Other, format!("no tokio runtime: {e}")))?;
-    let connection = Connection::connect_uri_with_config(amqp_uri, properties, tls, runtime)
-        .await
-        .map_err(|e| connect_error(&e, &ctx.authority, &ctx.vhost))?;
+    // TCP, then TLS with our rustls configuration (lapin's own TLS setup knows no custom
+    // verifier): the same configuration as MQTT's, see `crate::tls`.
+    let connection = Connection::connector(
+        amqp_uri,
+        runtime,
+        async move |uri: AMQPUri, runtime| {
+            let mut plain = uri.clone();
+            plain.scheme = AMQPScheme::AMQP;
+            let stream = plain
+                .connect_with_config_async(OwnedTLSConfig::default().as_ref(), &runtime)
+                .await?;
+            match &tls {
+                Some(connector) => Ok(stream.into_rustls(connector, &uri.authority.host).await?),
+                None => Ok(stream),
+            }
+        },
+        properties,
+    )
+    .await
+    .map_err(|e| connect_error(&e, &ctx, uri.secure))?;
     // Listen before anything else can fail, so no connection error is missed.
     let lapin_events = connection.events_listener();
 

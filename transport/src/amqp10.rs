@@ -2,11 +2,15 @@
 //!
 //! # Connection
 //! `amqp://[user:password@]host[:port]`: SASL PLAIN with the URI's user and password, SASL
-//! ANONYMOUS without them. `amqps://` is refused as [`ErrorKind::Misconfigured`]: fe2o3-amqp's
-//! TLS feature pulls rustls with the aws-lc crypto provider, which is not built here.
+//! ANONYMOUS without them. `amqps://` (default port 5671) is TLS from the first byte (as on
+//! RabbitMQ's TLS listener; not the AMQP 1.0 TLS upgrade), with the configuration of
+//! [`crate::tls::client_config`] (rustls with *ring*, as the other transports: `ca`, client
+//! certificate, `validateCertificates`); the handshake is made here with tokio-rustls and
+//! fe2o3-amqp gets the TLS stream (its own TLS feature would pull the aws-lc provider).
 //! Failures: TCP errors → `Unreachable`, SASL outcome other than ok → `Unauthorized`, more than
-//! `connect_timeout` → `Timeout`, a refused source or target address → `Misconfigured`. Messages
-//! name `host:port`, never the password.
+//! `connect_timeout` → `Timeout`, a refused source or target address, bad PEM or a TLS failure
+//! (untrusted server certificate, rejected client certificate, TLS to a plain port) →
+//! `Misconfigured`. Messages name `host:port`, never the password.
 //!
 //! Every link gets a session of its own: RabbitMQ's AMQP 1.0 plugin ends the whole session when
 //! it refuses an attach, so one bad address cannot take other links down with it. One more
@@ -106,6 +110,7 @@ use ferrule_protocol::ExternalMessage;
 use ferrule_protocol::headers::Headers;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use rustls::pki_types::ServerName;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -173,12 +178,33 @@ fn unique() -> String {
 
 async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected, TransportError> {
     let authority = uri.authority();
-    if uri.secure {
+    if uri.scheme != "amqp" && uri.scheme != "amqps" {
         return Err(TransportError::new(
             ErrorKind::Misconfigured,
-            format!("amqps (TLS) is not supported by this AMQP 1.0 client ({authority})"),
+            format!("The URI scheme '{}' is not valid for AMQP 1.0.", uri.scheme),
         ));
     }
+    // TLS is set up here (fe2o3-amqp's own TLS brings another crypto provider and no custom
+    // verifier): the same rustls configuration as the other transports', see `crate::tls`.
+    let tls = if uri.secure {
+        let config = crate::tls::client_config(
+            config.ca.as_deref(),
+            config
+                .client_cert
+                .as_ref()
+                .map(|(cert, key)| (cert.as_str(), key.as_str())),
+            config.validate_certificates,
+        )?;
+        let name = ServerName::try_from(uri.host.clone()).map_err(|e| {
+            TransportError::new(
+                ErrorKind::Misconfigured,
+                format!("'{}' is not a valid host name for TLS: {e}", uri.host),
+            )
+        })?;
+        Some((tokio_rustls::TlsConnector::from(config), name))
+    } else {
+        None
+    };
     let stream = tokio::net::TcpStream::connect((uri.host.as_str(), uri.port))
         .await
         .map_err(|e| {
@@ -205,14 +231,23 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
     } else {
         format!("{}-{}", config.connection_id, config.client_index)
     };
-    let connection = Connection::builder()
+    // `amqp`: the stream is used as it is (with TLS already, for `amqps`).
+    let builder = Connection::builder()
         .container_id(container_id)
         .hostname(uri.host.as_str())
         .scheme("amqp")
-        .sasl_profile(profile)
-        .open_with_stream(stream)
-        .await
-        .map_err(|e| open_error(e, &authority))?;
+        .sasl_profile(profile);
+    let connection = match tls {
+        Some((connector, name)) => {
+            let stream = connector
+                .connect(name, stream)
+                .await
+                .map_err(|e| tls_error(&e, &authority))?;
+            builder.open_with_stream(stream).await
+        }
+        None => builder.open_with_stream(stream).await,
+    }
+    .map_err(|e| open_error(e, &authority, uri.secure))?;
     let conn: Conn = Arc::new(tokio::sync::Mutex::new(connection));
 
     let (events_tx, events_rx) = mpsc::channel(64);
@@ -310,7 +345,31 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
     })
 }
 
-fn open_error(e: OpenError, authority: &str) -> TransportError {
+/// A failed TLS handshake: `Misconfigured` with the reason when it is a TLS failure, else as a
+/// failed connection.
+fn tls_error(e: &std::io::Error, authority: &str) -> TransportError {
+    match crate::tls::find_tls_error(e) {
+        Some(tls) => TransportError::new(
+            ErrorKind::Misconfigured,
+            format!("{authority}: {}", crate::tls::describe(tls)),
+        ),
+        None => TransportError::new(
+            ErrorKind::Unreachable,
+            format!("the TLS handshake with {authority} failed: {e}"),
+        ),
+    }
+}
+
+fn open_error(e: OpenError, authority: &str, secure: bool) -> TransportError {
+    // A TLS failure after the TLS handshake (TLS 1.3: the broker rejects the client certificate).
+    if let OpenError::Io(io) = &e {
+        if crate::tls::find_tls_error(io).is_some() {
+            return tls_error(io, authority);
+        }
+        if secure && let Some(e) = crate::tls::closed_after_handshake(authority, io) {
+            return e;
+        }
+    }
     match e {
         OpenError::SaslError { code, .. } => TransportError::new(
             ErrorKind::Unauthorized,

@@ -210,6 +210,28 @@ pub fn classify(error: &(dyn std::error::Error + 'static)) -> Option<TransportEr
     find_tls_error(error).map(|tls| misconfigured(describe(tls)))
 }
 
+/// The broker ended a TLS connection while the protocol's opening handshake ran (after the TLS
+/// handshake): `Misconfigured` with what probably happened.
+///
+/// With TLS 1.3 the client's handshake is complete before the server has checked the client
+/// certificate, so the client sends its first protocol bytes at once. A broker that rejects the
+/// certificate (or requires one) sends an alert and closes; when the client's bytes arrive after
+/// that, the broker's socket answers with a reset, and the client's next write fails with
+/// "connection reset" before it has read the alert. The failure then has no TLS error in it:
+/// this names the likely reason.
+pub fn closed_after_handshake(authority: &str, error: &std::io::Error) -> Option<TransportError> {
+    use std::io::ErrorKind as Io;
+    match error.kind() {
+        Io::ConnectionReset | Io::BrokenPipe | Io::UnexpectedEof | Io::ConnectionAborted => {
+            Some(misconfigured(format!(
+                "{authority} closed the TLS connection at the start of the protocol handshake: \
+                 the broker probably rejected the client certificate, or requires one ({error})"
+            )))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,5 +266,16 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::Misconfigured);
         assert!(e.message.contains("unknown"), "{}", e.message);
         assert!(classify(&std::io::Error::other("plain")).is_none());
+    }
+
+    #[test]
+    fn reset_after_handshake_names_the_client_certificate() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let e = closed_after_handshake("h:5671", &reset).unwrap();
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        assert!(e.message.contains("h:5671"), "{}", e.message);
+        assert!(e.message.contains("client certificate"), "{}", e.message);
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(closed_after_handshake("h:5671", &refused).is_none());
     }
 }

@@ -730,16 +730,3 @@ async fn source_failed_when_the_queue_is_deleted() {
     c.client.close().await;
     admin.cleanup().await;
 }
-
-#[tokio::test]
-async fn tls_to_a_plain_port_and_unverified_tls_are_misconfigured() {
-    let mut cfg = config("tls", vec![], vec![]);
-    cfg.uri = "amqps://guest:guest@127.0.0.1:5672".into();
-    cfg.connect_timeout = Duration::from_secs(5);
-    let e = connect(cfg.clone()).await.err().unwrap();
-    assert_eq!(e.kind, ErrorKind::Misconfigured, "{e:?}");
-    assert!(e.message.contains("127.0.0.1:5672"), "{}", e.message);
-    cfg.validate_certificates = false;
-    let e = connect(cfg).await.err().unwrap();
-    assert_eq!(e.kind, ErrorKind::Misconfigured, "{e:?}");
-}

@@ -644,14 +644,6 @@ async fn unreachable_port_is_unreachable_quickly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn amqps_is_misconfigured() {
-    let mut cfg = config(vec![], vec![]);
-    cfg.uri = "amqps://guest:guest@127.0.0.1:5671".into();
-    let err = connect(cfg).await.err().expect("amqps is not supported");
-    assert_eq!(err.kind, ErrorKind::Misconfigured);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_attaches_and_consumes_nothing() {
     let mut broker = Broker::new().await;
     let q = broker.queue("dryrun").await;
