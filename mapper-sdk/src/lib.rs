@@ -63,6 +63,11 @@ pub use ferrule_protocol::{
 /// The `serde_json` the SDK is built with (`preserve_order`).
 pub use serde_json;
 
+/// The README's worked example compiles (its `lib.rs` block is a doctest).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 /// The usual imports of a mapper: `use ferrule_mapper_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::ditto::{CommandAction, EventAction, MessageBuilder, ThingId};
