@@ -220,6 +220,21 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example() {
+        let mut h = Harness::<CloudEventsOut>::new(json!({
+            "module": "cloudevents-out", "source": "urn:acme:ditto:{namespace}", "typePrefix": "com.acme.thing"
+        }))
+        .unwrap();
+        assert_eq!(
+            published(&h.outbound(event()).unwrap()),
+            json!({"specversion": "1.0", "id": "org.acme:sensor-1:42", "source": "urn:acme:ditto:org.acme",
+                   "type": "com.acme.thing.modified", "subject": "org.acme:sensor-1",
+                   "time": "2024-05-01T12:00:00Z", "dittopath": "/features/env/properties/t", "dittorevision": 42,
+                   "datacontenttype": "application/json", "data": 21.5})
+        );
+    }
+
+    #[test]
     fn options_shape_source_type_and_data() {
         let mut h = Harness::<CloudEventsOut>::new(json!({
             "source": "urn:acme:{namespace}/{name}", "typePrefix": "com.acme.thing.", "data": "message"

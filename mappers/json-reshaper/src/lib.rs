@@ -275,7 +275,7 @@ mod tests {
             "mappings": [
                 {"from": "/readings/t", "to": "/features/environment/properties/temperature"},
                 {"from": "/readings/h", "to": "/features/environment/properties/humidity"},
-                {"from": "/fw", "to": "/attributes/firmware"},
+                {"from": "/fw", "to": "/attributes/firmware", "required": true},
                 {"from": "/status", "to": "/features/status/properties/value", "default": "unknown"}
             ]
         })
@@ -315,7 +315,7 @@ mod tests {
         let mut h = Harness::<JsonReshaper>::new(o).unwrap();
         let out = h
             .inbound(ExternalMessage::text(
-                r#"{"device":{"id":"x.y:s2"},"readings":{"t":1},"status":"ok"}"#,
+                r#"{"device":{"id":"x.y:s2"},"readings":{"t":1},"fw":"2","status":"ok"}"#,
             ))
             .unwrap();
         let summary: Vec<(String, String, Value)> = out
@@ -335,6 +335,11 @@ mod tests {
                     "x.y/s2/things/twin/commands/modify".into(),
                     "/features/environment/properties/temperature".into(),
                     json!(1)
+                ),
+                (
+                    "x.y/s2/things/twin/commands/modify".into(),
+                    "/attributes/firmware".into(),
+                    json!("2")
                 ),
                 (
                     "x.y/s2/things/twin/commands/modify".into(),
@@ -376,9 +381,7 @@ mod tests {
 
     #[test]
     fn payload_errors() {
-        let mut o = options();
-        o["mappings"][2]["required"] = json!(true);
-        let mut h = Harness::<JsonReshaper>::new(o).unwrap();
+        let mut h = Harness::<JsonReshaper>::new(options()).unwrap();
         let e = h
             .inbound(ExternalMessage::text(r#"{"device":{"id":"d"}}"#))
             .unwrap_err();

@@ -450,6 +450,26 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_example() {
+        let mut o = options();
+        o["topicPattern"] = json!("devices/{name}/up");
+        let mut h = Harness::<TelemetryDecoder>::new(o).unwrap();
+        let m = with_header(
+            vec![0x6c, 0x08, 0x30, 0x0e, 0x80, 0x01],
+            "mqtt.topic",
+            "devices/sensor-1/up",
+        );
+        assert_eq!(
+            Value::Object(h.inbound(m).unwrap()[0].to_json()),
+            json!({"topic": "org.acme/sensor-1/things/twin/commands/merge",
+                   "headers": {"content-type": "application/merge-patch+json"},
+                   "path": "/features",
+                   "value": {"environment": {"properties": {"temperature": 21.56, "humidity": 48}},
+                             "power": {"properties": {"voltage": 3.712, "state": {"charging": true}}}}})
+        );
+    }
+
+    #[test]
     fn modify_sends_one_command_per_feature() {
         let mut o = options();
         o["action"] = json!("modify");
