@@ -24,6 +24,48 @@ const GUESTS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// Mappers of `../mappers` (built with the SDK from the main workspace): (package, constant).
+const MAPPERS: &[(&str, &str)] = &[
+    ("ferrule-mapper-telemetry-decoder", "TELEMETRY_DECODER"),
+    ("ferrule-mapper-json-reshaper", "JSON_RESHAPER"),
+    ("ferrule-mapper-cloudevents-out", "CLOUDEVENTS_OUT"),
+];
+
+fn wasm_build(cargo: &str, manifest: &Path, target_dir: &Path, packages: &[&str]) {
+    let mut cmd = Command::new(cargo);
+    cmd.args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        "wasm32-wasip2",
+    ])
+    .arg("--manifest-path")
+    .arg(manifest)
+    .arg("--target-dir")
+    .arg(target_dir);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+        "RUSTC_WORKSPACE_WRAPPER",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("cargo could not be started");
+    assert!(
+        status.success(),
+        "building {} for wasm32-wasip2 failed; is the target installed? \
+         (`rustup target add wasm32-wasip2`; scripts/test installs it)",
+        manifest.display()
+    );
+}
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let guests = manifest.join("guests");
@@ -43,35 +85,33 @@ fn main() {
     }
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
-    let target_dir = shared_target_dir(&out_dir).join("wasm-guests");
+    let shared = shared_target_dir(&out_dir);
+    let target_dir = shared.join("wasm-guests");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "--release",
-        "--locked",
-        "--target",
-        "wasm32-wasip2",
-    ])
-    .arg("--manifest-path")
-    .arg(guests.join("Cargo.toml"))
-    .arg("--target-dir")
-    .arg(&target_dir);
-    for var in [
-        "CARGO_ENCODED_RUSTFLAGS",
-        "RUSTFLAGS",
-        "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET",
-        "CARGO_PROFILE_RELEASE_DEBUG",
-        "RUSTC_WORKSPACE_WRAPPER",
+    let guest_packages: Vec<&str> = GUESTS.iter().map(|(dir, _, _)| *dir).collect();
+    wasm_build(
+        &cargo,
+        &guests.join("Cargo.toml"),
+        &target_dir,
+        &guest_packages,
+    );
+
+    let workspace = manifest.join("..");
+    for dir in [
+        "mappers",
+        "mapper-sdk/src",
+        "mapper-sdk/Cargo.toml",
+        "protocol/src",
     ] {
-        cmd.env_remove(var);
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
-    let status = cmd.status().expect("cargo could not be started");
-    assert!(
-        status.success(),
-        "building the test guests for wasm32-wasip2 failed; is the target installed? \
-         (`rustup target add wasm32-wasip2`; scripts/test installs it)"
+    let mappers_dir = shared.join("wasm-mappers");
+    let packages: Vec<&str> = MAPPERS.iter().map(|(p, _)| *p).collect();
+    wasm_build(
+        &cargo,
+        &workspace.join("Cargo.toml"),
+        &mappers_dir,
+        &packages,
     );
 
     let release = target_dir.join("wasm32-wasip2/release");
@@ -81,6 +121,18 @@ fn main() {
         assert!(file.exists(), "{} was not built", file.display());
         code.push_str(&format!(
             "/// {doc}\npub const {constant}: &str = {:?};\n",
+            file.display().to_string()
+        ));
+    }
+    let release = mappers_dir.join("wasm32-wasip2/release");
+    for (package, constant) in MAPPERS {
+        let name = package
+            .trim_start_matches("ferrule-mapper-")
+            .replace('-', "_");
+        let file = release.join(format!("ferrule_mapper_{name}.wasm"));
+        assert!(file.exists(), "{} was not built", file.display());
+        code.push_str(&format!(
+            "/// The `{package}` mapper of `mappers/`, as a component.\npub const {constant}: &str = {:?};\n",
             file.display().to_string()
         ));
     }

@@ -558,3 +558,245 @@ async fn a_module_maps_device_messages_into_the_twin_and_events_out() {
         "{stats}"
     );
 }
+
+/// A device that publishes at QoS 1.
+fn device(id: &str) -> rumqttc::AsyncClient {
+    let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", 1883);
+    o.set_clean_session(true);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 100);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    client
+}
+
+async fn wait_for_twin(f: &Ferrule, path: &str, expected: Value) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let resp = f.get(path).await;
+        let status = resp.status();
+        if status == StatusCode::OK {
+            let got = json(resp).await;
+            if got == expected {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{path}: {got}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never appeared: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_sdk_mappers_decode_bytes_reshape_json_and_publish_cloudevents_through_mosquitto() {
+    let (_d, f) = common::live_server();
+    let u = common::unique("sdk", '-');
+    for (id, file) in [
+        ("telemetry-decoder", guests::TELEMETRY_DECODER),
+        ("json-reshaper", guests::JSON_RESHAPER),
+        ("cloudevents-out", guests::CLOUDEVENTS_OUT),
+    ] {
+        let resp = upload(&f, id, guests::bytes(file)).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::CREATED,
+            "{id}: {}",
+            json(resp).await
+        );
+    }
+    for name in ["bin-1", "json-1"] {
+        let resp = f
+            .put_json(&format!("/api/2/things/org.sdk:{u}-{name}"), &json!({}))
+            .await;
+        assert!(resp.status().is_success());
+    }
+    let base = format!("ferrule-sdk/{u}");
+    let connection = json!({
+        "connectionType": "mqtt",
+        "connectionStatus": "open",
+        "uri": "tcp://127.0.0.1:1883",
+        "mappingDefinitions": {
+            "decode": {"mappingEngine": "WebAssembly", "options": {
+                "module": "telemetry-decoder", "namespace": "org.sdk",
+                "topicPattern": format!("{base}/bin/{{name}}/up"),
+                "fields": [
+                    {"name": "temperature", "type": "i16le", "scale": 0.01, "feature": "environment"},
+                    {"name": "humidity", "type": "u8", "feature": "environment"},
+                    {"name": "voltage", "type": "u16be", "scale": 0.001, "decimals": 3, "feature": "power"},
+                    {"name": "charging", "type": "bool", "feature": "power", "property": "state/charging"}
+                ]}},
+            "reshape": {"mappingEngine": "WebAssembly", "options": {
+                "module": "json-reshaper", "namespace": "org.sdk", "thingIdPointer": "/device/id",
+                "mappings": [
+                    {"from": "/readings/t", "to": "/features/environment/properties/temperature"},
+                    {"from": "/fw", "to": "/attributes/firmware", "required": true}
+                ]}},
+            "cloudevents": {"mappingEngine": "WebAssembly", "options": {
+                "module": "cloudevents-out", "source": "urn:test:{namespace}", "typePrefix": "org.test.thing"}}
+        },
+        "sources": [
+            {"addresses": [format!("{base}/bin/+/up")], "qos": 1,
+             "authorizationContext": ["ditto:inbound"], "payloadMapping": ["decode"]},
+            {"addresses": [format!("{base}/json")], "qos": 1,
+             "authorizationContext": ["ditto:inbound"], "payloadMapping": ["reshape"]}
+        ],
+        "targets": [{"address": format!("{base}/cloudevents"),
+                     "topics": ["_/_/things/twin/events"], "qos": 1,
+                     "authorizationContext": ["ditto:outbound"], "payloadMapping": ["cloudevents"]}]
+    });
+    let resp = f.put_json("/api/2/connections/sdk-conn", &connection).await;
+    assert_eq!(resp.status(), StatusCode::CREATED, "{}", json(resp).await);
+    wait_for_live_status(&f, "sdk-conn", "open").await;
+    let (_sub, mut events) = subscriber(&format!("{u}-sub"), &format!("{base}/cloudevents")).await;
+    let dev = device(&format!("{u}-dev"));
+
+    dev.publish(
+        format!("{base}/bin/{u}-bin-1/up"),
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        vec![0x6c, 0x08, 0x30, 0x0e, 0x80, 0x01],
+    )
+    .await
+    .unwrap();
+    let thing = format!("/api/2/things/org.sdk:{u}-bin-1");
+    wait_for_twin(
+        &f,
+        &format!("{thing}/features/environment/properties"),
+        json!({"temperature": 21.56, "humidity": 48}),
+    )
+    .await;
+    wait_for_twin(
+        &f,
+        &format!("{thing}/features/power/properties"),
+        json!({"voltage": 3.712, "state": {"charging": true}}),
+    )
+    .await;
+
+    let (_, payload) = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let event: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(event["specversion"], "1.0");
+    assert_eq!(event["source"], "urn:test:org.sdk");
+    assert_eq!(event["type"], "org.test.thing.merged");
+    assert_eq!(event["subject"], format!("org.sdk:{u}-bin-1"));
+    assert_eq!(
+        event["data"]["environment"]["properties"]["temperature"],
+        21.56
+    );
+    assert!(
+        event["time"].is_string(),
+        "events carry their timestamp: {event}"
+    );
+
+    dev.publish(
+        format!("{base}/json"),
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        json!({"device": {"id": format!("{u}-json-1")}, "readings": {"t": 19.5}, "fw": "1.2"})
+            .to_string(),
+    )
+    .await
+    .unwrap();
+    let thing = format!("/api/2/things/org.sdk:{u}-json-1");
+    wait_for_twin(&f, &format!("{thing}/attributes/firmware"), json!("1.2")).await;
+    wait_for_twin(
+        &f,
+        &format!("{thing}/features/environment/properties/temperature"),
+        json!(19.5),
+    )
+    .await;
+    let (_, payload) = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let event: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(event["subject"], format!("org.sdk:{u}-json-1"));
+
+    // A short frame fails with the reason in the connection logs; the next one maps.
+    dev.publish(
+        format!("{base}/bin/{u}-bin-1/up"),
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        vec![1u8, 2],
+    )
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let logs = json(f.get("/api/2/connections/sdk-conn/logs").await).await;
+        if logs["connectionLogs"].as_array().unwrap().iter().any(|e| {
+            e["level"] == "failure" && e["message"].as_str().unwrap().contains("does not fit")
+        }) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn replacing_a_module_swaps_it_in_a_running_connection() {
+    let (_d, f) = common::live_server();
+    let u = common::unique("swap", '-');
+    upload(&f, "swap", guests::bytes(guests::BEHAVE)).await;
+    let resp = f
+        .put_json(
+            &format!("/api/2/things/org.swap:{u}"),
+            &json!({"features": {"n": {"properties": {"value": 0}}}}),
+        )
+        .await;
+    assert!(resp.status().is_success());
+    let base = format!("ferrule-swap/{u}");
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "mappingDefinitions": {"in": {"mappingEngine": "WebAssembly",
+            "options": {"module": "swap", "namespace": "org.swap", "feature": "n"}}},
+        "sources": [{"addresses": [format!("{base}/+")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"], "payloadMapping": ["in"]}]
+    });
+    assert_eq!(
+        f.put_json("/api/2/connections/swap-conn", &connection)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    wait_for_live_status(&f, "swap-conn", "open").await;
+    let dev = device(&format!("{u}-dev"));
+    let path = format!("/api/2/things/org.swap:{u}/features/n/properties/value");
+    for i in 1..=60u32 {
+        dev.publish(
+            format!("{base}/{u}"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            i.to_string(),
+        )
+        .await
+        .unwrap();
+        if i % 20 == 0 {
+            let resp = upload(&f, "swap", guests::bytes(guests::BEHAVE)).await;
+            assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        }
+    }
+    // Every message was mapped once, in order: the last value is the last one sent.
+    wait_for_twin(&f, &path, json!(60)).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let m = json(f.get("/api/2/connections/swap-conn/metrics").await).await;
+        let mapped = &m["connectionMetrics"]["inbound"]["mapped"];
+        if mapped["success"]["PT1M"] == 60 {
+            assert_eq!(mapped["failure"]["PT1M"], 0, "{m}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let meta = json(f.get("/api/2/mappers/swap").await).await;
+    assert_eq!(meta["version"], 4);
+    assert!(
+        meta["statistics"]["instancesStarted"].as_u64().unwrap() >= 2,
+        "{meta}"
+    );
+}

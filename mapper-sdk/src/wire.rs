@@ -57,16 +57,7 @@ fn headers_to_wire(headers: &ModelHeaders) -> Headers {
 }
 
 /// A Ditto header value from its string form (see the module docs).
-pub fn header_value_from_wire(s: &str) -> Value {
-    match s {
-        "true" => Value::Bool(true),
-        "false" => Value::Bool(false),
-        _ if s.starts_with('[') || s.starts_with('{') => {
-            serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
-        }
-        _ => Value::String(s.to_string()),
-    }
-}
+pub use ferrule_protocol::headers::header_value_from_string as header_value_from_wire;
 
 impl From<&External> for ExternalMessage {
     fn from(m: &External) -> ExternalMessage {

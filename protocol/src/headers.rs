@@ -61,6 +61,21 @@ impl Headers {
     }
 }
 
+/// A Ditto header value from its string form (a transport header, the WebAssembly boundary):
+/// `true`/`false` and valid JSON that starts with `[` or `{` become that JSON value; every
+/// other value stays a string (a correlation id `"42"` stays a string). The inverse of
+/// [`value_to_header_string`].
+pub fn header_value_from_string(s: &str) -> Value {
+    match s {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ if s.starts_with('[') || s.starts_with('{') => {
+            serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
+        }
+        _ => Value::String(s.to_string()),
+    }
+}
+
 pub fn value_to_header_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

@@ -1,7 +1,7 @@
 //! Between the host's model (`ferrule-protocol`) and the records of the WIT world.
 
 use crate::bindings;
-use ferrule_protocol::headers::value_to_header_string;
+use ferrule_protocol::headers::{header_value_from_string, value_to_header_string};
 use ferrule_protocol::{DittoMessage, ExternalMessage, Headers, ProtocolError, Topic};
 use serde_json::Value;
 
@@ -12,10 +12,20 @@ fn headers_out(headers: &Headers) -> Vec<(String, String)> {
         .collect()
 }
 
-fn headers_in(headers: Vec<(String, String)>) -> Headers {
+/// Transport headers: strings on both sides.
+fn external_headers_in(headers: Vec<(String, String)>) -> Headers {
     let mut out = Headers::new();
     for (k, v) in headers {
         out.insert(k, Value::String(v));
+    }
+    out
+}
+
+/// Ditto headers: `true`/`false` and JSON arrays/objects become JSON again, as the SDK does.
+fn ditto_headers_in(headers: Vec<(String, String)>) -> Headers {
+    let mut out = Headers::new();
+    for (k, v) in headers {
+        out.insert(k, header_value_from_string(&v));
     }
     out
 }
@@ -31,7 +41,7 @@ pub fn external_to_wit(m: &ExternalMessage) -> bindings::ExternalMessage {
 
 pub fn external_from_wit(m: bindings::ExternalMessage) -> ExternalMessage {
     ExternalMessage {
-        headers: headers_in(m.headers),
+        headers: external_headers_in(m.headers),
         text: m.text_payload,
         bytes: m.bytes_payload,
         content_type: m.content_type,
@@ -83,7 +93,7 @@ pub fn ditto_from_wit(m: bindings::DittoMessage) -> Result<DittoMessage, Protoco
     };
     Ok(DittoMessage {
         topic,
-        headers: headers_in(m.headers),
+        headers: ditto_headers_in(m.headers),
         path,
         value: json_field("value", m.value)?,
         status: m.status,
