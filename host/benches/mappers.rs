@@ -1,5 +1,8 @@
 //! Mappings per second on one core: the Ditto mapper on a ~200-byte Ditto Protocol message, and
-//! the same JSON reshape (a device JSON → one twin modify) in JavaScript and in Rhai.
+//! the same JSON reshape (a device JSON → one twin modify) in JavaScript and in Rhai; the
+//! `json-reshaper` mapper of `mappers/` as a WebAssembly component through the whole host path
+//! (`WasmMapper`: conversions, a warm instance, the epoch deadline) and the same Rust code
+//! compiled natively.
 //!
 //! `cargo bench -p ferrule-host --bench mappers` (release build; ~10 s; single-threaded).
 
@@ -87,4 +90,66 @@ fn mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
     measure("Ditto (parse Ditto Protocol JSON)", &DittoMapper, &ditto);
     measure("JavaScript (QuickJS, JSON reshape)", &js, &device);
     measure("Rhai (JSON reshape)", &rhai, &device);
+
+    let reshaper_options = json!({
+        "namespace": "org.acme", "thingIdPointer": "/device",
+        "mappings": [
+            {"from": "/temp", "to": "/features/temperature/properties/value"},
+            {"from": "/hum", "to": "/features/humidity/properties/value"},
+            {"from": "/pres/value", "to": "/features/pressure/properties/value"},
+            {"from": "/battery", "to": "/features/battery/properties/value"}
+        ]
+    });
+    let reshaper_options = reshaper_options.as_object().unwrap();
+    let engine = ferrule_wasm::WasmEngine::new(ferrule_wasm::Ceilings::default()).unwrap();
+    let module = engine
+        .compile(&ferrule_test_guests::bytes(
+            ferrule_test_guests::JSON_RESHAPER,
+        ))
+        .expect("the json-reshaper component compiles");
+    let mut with_module = reshaper_options.clone();
+    with_module.insert("module".into(), "json-reshaper".into());
+    let wasm = ferrule_wasm::WasmMapper::new(
+        &engine,
+        ferrule_wasm::ModuleSlot::new(module, 1),
+        ferrule_wasm::Definition::parse(&with_module, &engine).unwrap(),
+        None,
+    )
+    .expect("the component accepts its options");
+    let native = Native(
+        <ferrule_mapper_json_reshaper::JsonReshaper as ferrule_mapper_sdk::Mapper>::new(
+            reshaper_options,
+        )
+        .unwrap(),
+    );
+    let wasm_rate = measure("WebAssembly (json-reshaper component)", &wasm, &device);
+    let native_rate = measure("native Rust (json-reshaper, same code)", &native, &device);
+    println!(
+        "WebAssembly / native: {:.2}x the time per map",
+        native_rate / wasm_rate
+    );
+}
+
+/// The SDK mapper compiled natively, behind the host's trait.
+struct Native(ferrule_mapper_json_reshaper::JsonReshaper);
+
+impl Mapper for Native {
+    fn map_inbound(
+        &self,
+        message: &ExternalMessage,
+    ) -> Result<Vec<ferrule_protocol::DittoMessage>, ferrule_protocol::ProtocolError> {
+        ferrule_mapper_sdk::Mapper::map_inbound(&self.0, message).map_err(|e| {
+            ferrule_protocol::ProtocolError::mapping_failed(
+                e.message,
+                e.description.unwrap_or_default(),
+            )
+        })
+    }
+
+    fn map_outbound(
+        &self,
+        _message: &ferrule_protocol::DittoMessage,
+    ) -> Result<Vec<ExternalMessage>, ferrule_protocol::ProtocolError> {
+        Ok(Vec::new())
+    }
 }

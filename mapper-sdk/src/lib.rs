@@ -6,9 +6,9 @@
 //! with `cargo build --target wasm32-wasip2 --release` into a component that implements
 //! `wit/mapper.wit` (`ferrule:mapper@0.1.0`, world `mapper`).
 //!
-//! ```ignore
+//! ```
 //! use ferrule_mapper_sdk::prelude::*;
-//! use serde_json::{Map, Value};
+//! use ferrule_mapper_sdk::serde_json::{Map, Value};
 //!
 //! struct Passthrough;
 //!

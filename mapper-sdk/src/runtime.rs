@@ -174,9 +174,16 @@ pub mod __private {
 
 /// Exports a [`Mapper`](crate::Mapper) as the component's `mapping` interface:
 ///
-/// ```ignore
+/// ```
+/// use ferrule_mapper_sdk::MappingError;
+/// use ferrule_mapper_sdk::serde_json::{Map, Value};
+///
 /// struct MyMapper;
-/// impl ferrule_mapper_sdk::Mapper for MyMapper { /* … */ }
+/// impl ferrule_mapper_sdk::Mapper for MyMapper {
+///     fn new(_options: &Map<String, Value>) -> Result<Self, MappingError> {
+///         Ok(MyMapper)
+///     }
+/// }
 /// ferrule_mapper_sdk::export!(MyMapper);
 /// ```
 ///
@@ -198,9 +205,16 @@ macro_rules! export {
 
 /// Exports a [`Mapper`](crate::Mapper) as the component's `mapping` interface:
 ///
-/// ```ignore
+/// ```
+/// use ferrule_mapper_sdk::MappingError;
+/// use ferrule_mapper_sdk::serde_json::{Map, Value};
+///
 /// struct MyMapper;
-/// impl ferrule_mapper_sdk::Mapper for MyMapper { /* … */ }
+/// impl ferrule_mapper_sdk::Mapper for MyMapper {
+///     fn new(_options: &Map<String, Value>) -> Result<Self, MappingError> {
+///         Ok(MyMapper)
+///     }
+/// }
 /// ferrule_mapper_sdk::export!(MyMapper);
 /// ```
 ///
