@@ -800,3 +800,95 @@ async fn replacing_a_module_swaps_it_in_a_running_connection() {
         "{meta}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_mapper_holds_back_only_its_own_connection() {
+    let (_d, f) = common::live_server();
+    let u = common::unique("slow", '-');
+    upload(&f, "behave", guests::bytes(guests::BEHAVE)).await;
+    for name in ["slow", "fast"] {
+        let resp = f
+            .put_json(
+                &format!("/api/2/things/org.slow:{u}-{name}"),
+                &json!({"features": {"n": {"properties": {"value": 0}}}}),
+            )
+            .await;
+        assert!(resp.status().is_success());
+    }
+    let base = format!("ferrule-slow/{u}");
+    for name in ["slow", "fast"] {
+        let connection = json!({
+            "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+            "mappingDefinitions": {"in": {"mappingEngine": "WebAssembly",
+                "options": {"module": "behave", "namespace": "org.slow", "feature": "n", "timeoutMs": 1500}}},
+            "sources": [{"addresses": [format!("{base}/{name}/+")], "qos": 1,
+                         "authorizationContext": ["ditto:inbound"], "payloadMapping": ["in"]}]
+        });
+        let resp = f
+            .put_json(&format!("/api/2/connections/{name}-conn"), &connection)
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        wait_for_live_status(&f, &format!("{name}-conn"), "open").await;
+    }
+    let dev = device(&format!("{u}-dev"));
+    // Three calls that each run until their 1.5 s deadline keep the slow connection's one
+    // processor busy for 4.5 s.
+    for _ in 0..3 {
+        dev.publish(
+            format!("{base}/slow/{u}-slow"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "loop",
+        )
+        .await
+        .unwrap();
+    }
+    dev.publish(
+        format!("{base}/slow/{u}-slow"),
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        "7",
+    )
+    .await
+    .unwrap();
+    dev.publish(
+        format!("{base}/fast/{u}-fast"),
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        "42",
+    )
+    .await
+    .unwrap();
+    wait_for_twin(
+        &f,
+        &format!("/api/2/things/org.slow:{u}-fast/features/n/properties/value"),
+        json!(42),
+    )
+    .await;
+    let m = json(f.get("/api/2/connections/slow-conn/metrics").await).await;
+    let failed = m["connectionMetrics"]["inbound"]["mapped"]["failure"]["PT1M"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        failed < 3,
+        "the fast connection mapped while the slow one was still busy: {m}"
+    );
+    // The slow connection gets through its backlog in order.
+    let path = format!("/api/2/things/org.slow:{u}-slow/features/n/properties/value");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if json(f.get(&path).await).await == json!(7) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slow connection never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = json(f.get("/api/2/connections/slow-conn/metrics").await).await;
+    assert_eq!(
+        m["connectionMetrics"]["inbound"]["mapped"]["failure"]["PT1M"],
+        3
+    );
+}

@@ -90,7 +90,9 @@ impl<M: Mapper> Harness<M> {
         self.record(lines);
         let out = result?;
         check_count(out.len())?;
-        out.into_iter().map(DittoMessage::try_from).collect()
+        out.into_iter()
+            .map(|m| DittoMessage::try_from(m).map_err(MappingError::from))
+            .collect()
     }
 
     /// Maps a Ditto Protocol message outbound: 0..n external messages.

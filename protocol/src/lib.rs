@@ -7,6 +7,7 @@ pub mod headers;
 pub mod mapper;
 pub mod message;
 pub mod topic;
+pub mod wire;
 
 pub use error::{MAPPER_CONFIG_FAILED, MAPPING_FAILED, ProtocolError};
 pub use external::ExternalMessage;

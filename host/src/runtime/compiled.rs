@@ -12,6 +12,7 @@ use crate::model::connection::{
 };
 use ferrule_placeholders::Template;
 use indexmap::IndexSet;
+use std::sync::Arc;
 
 pub struct CompiledReply {
     pub address: Template,
@@ -21,7 +22,7 @@ pub struct CompiledReply {
 
 pub struct CompiledSource {
     pub addresses: Vec<String>,
-    pub pipeline: Pipeline,
+    pub pipeline: Arc<Pipeline>,
     pub header_mapping: HeaderTemplates,
     pub enforcement: Option<Enforcement>,
     pub reply: Option<CompiledReply>,
@@ -33,7 +34,7 @@ pub struct CompiledTarget {
     pub address: Template,
     pub raw_address: String,
     pub headers: HeaderTemplates,
-    pub pipeline: Pipeline,
+    pub pipeline: Arc<Pipeline>,
     /// The label acknowledged when the broker confirms a publish, `{{connection:id}}` resolved.
     pub issued_ack: Option<String>,
 }
@@ -91,7 +92,7 @@ impl Compiled {
             };
             sources.push(CompiledSource {
                 addresses: s.addresses.iter().cloned().collect(),
-                pipeline: Pipeline::build(connection, &s.payload_mapping, context)?,
+                pipeline: Arc::new(Pipeline::build(connection, &s.payload_mapping, context)?),
                 header_mapping: templates(&s.header_mapping)?,
                 enforcement: s
                     .enforcement
@@ -115,7 +116,7 @@ impl Compiled {
                 address: Template::parse(&t.address).map_err(placeholder_error)?,
                 raw_address: t.address.clone(),
                 headers: templates(&target_header_mapping(connection, &t.header_mapping))?,
-                pipeline: Pipeline::build(connection, &t.payload_mapping, context)?,
+                pipeline: Arc::new(Pipeline::build(connection, &t.payload_mapping, context)?),
                 issued_ack: t.issued_acknowledgement_label.as_ref().map(|l| {
                     match l.split_once("}}:") {
                         Some((_, suffix)) => format!("{}:{suffix}", connection.id),

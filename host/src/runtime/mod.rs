@@ -4,6 +4,7 @@
 //! status that `GET .../status` reports.
 
 pub mod compiled;
+pub mod processor;
 pub mod session;
 pub mod status;
 
@@ -309,6 +310,7 @@ impl Runtime {
             metrics,
             logs: logs.clone(),
             status: status.clone(),
+            processor: processor::Processor::new(connection.processor_pool_size),
         });
         let announces = connection.targets.iter().any(|t| {
             t.topics

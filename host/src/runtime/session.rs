@@ -41,6 +41,7 @@ pub struct Context {
     pub metrics: Arc<ConnectionMetrics>,
     pub logs: Arc<Mutex<ConnectionLogs>>,
     pub status: Arc<Mutex<LiveStatus>>,
+    pub processor: super::processor::Processor,
 }
 
 impl Context {
@@ -275,18 +276,6 @@ async fn consume(
     }
 }
 
-/// Runs a script mapping where blocking is allowed: the worker thread hands its other tasks to
-/// another thread, so a slow script (up to its time limit) delays only its own connection.
-fn blocking_if<T>(scripts: bool, f: impl FnOnce() -> T) -> T {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if scripts && multi_thread {
-        tokio::task::block_in_place(f)
-    } else {
-        f()
-    }
-}
-
 /// What remains of a delivery after its ordered part.
 enum Step {
     /// A verdict known already (mapping or enforcement failed).
@@ -341,9 +330,27 @@ async fn start_delivery(
     };
     let correlation = message.headers.correlation_id();
     let mut steps = Vec::new();
-    let mapped_all = blocking_if(source.pipeline.runs_scripts(), || {
+    let mapped_all = if source.pipeline.runs_scripts() {
+        let (pipeline, message, address) = (
+            source.pipeline.clone(),
+            message.clone(),
+            delivery.address.clone(),
+        );
+        let (connection, subject) = (ctx.connection.clone(), subject.clone());
+        ctx.processor
+            .map(true, move || {
+                let external = ExternalResolver {
+                    headers: &message.headers,
+                    source_address: &address,
+                    connection_id: &connection.id,
+                    subject: subject.as_deref(),
+                };
+                pipeline.map_inbound(&message, &external)
+            })
+            .await
+    } else {
         source.pipeline.map_inbound(message, &external)
-    });
+    };
     for mapped in mapped_all {
         let signals = match mapped.result {
             Ok(signals) => signals,
@@ -498,9 +505,28 @@ async fn reply(
         ctx.count(Direction::Outbound, RESPONSES, MetricType::Dropped, true);
         return;
     };
-    let mapped_all = blocking_if(source.pipeline.runs_scripts(), || {
+    let mapped_all = if source.pipeline.runs_scripts() {
+        let (pipeline, response, headers) = (
+            source.pipeline.clone(),
+            response.clone(),
+            external_headers.cloned(),
+        );
+        let connection = ctx.connection.clone();
+        ctx.processor
+            .map(true, move || {
+                let resolver = SignalResolver {
+                    signal: &response,
+                    connection_id: &connection.id,
+                    external_headers: headers.as_ref(),
+                    source_address: None,
+                    subject: None,
+                };
+                pipeline.map_outbound(&response, &resolver)
+            })
+            .await
+    } else {
         source.pipeline.map_outbound(response, &resolver)
-    });
+    };
     for mapped in mapped_all {
         let Ok(messages) = mapped.result else {
             ctx.count(Direction::Outbound, RESPONSES, MetricType::Mapped, false);
@@ -576,7 +602,7 @@ async fn publish_routed(
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             next = routed.recv() => {
                 let Some(r) = next else { break };
-                for mut publish in prepare_routed(&ctx, &client, target, t, r) {
+                for mut publish in prepare_routed(&ctx, &client, target, t, r).await {
                     if futures_util::poll!(&mut publish).is_pending() {
                         in_flight.push(publish);
                     }
@@ -592,7 +618,7 @@ async fn publish_routed(
 }
 
 /// Maps one routed signal for a target; returns one future per message to publish.
-fn prepare_routed(
+async fn prepare_routed(
     ctx: &Arc<Context>,
     client: &SharedClient,
     index: usize,
@@ -639,9 +665,18 @@ fn prepare_routed(
         );
         return publishes;
     };
-    let mapped_all = blocking_if(target.pipeline.runs_scripts(), || {
+    let mapped_all = if target.pipeline.runs_scripts() {
+        let (pipeline, signal) = (target.pipeline.clone(), signal.clone());
+        let connection = ctx.connection.clone();
+        ctx.processor
+            .map(true, move || {
+                let resolver = SignalResolver::outbound(&signal, &connection.id);
+                pipeline.map_outbound(&signal, &resolver)
+            })
+            .await
+    } else {
         target.pipeline.map_outbound(&signal, &resolver)
-    });
+    };
     for mapped in mapped_all {
         let messages = match mapped.result {
             Ok(m) => m,
