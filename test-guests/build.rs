@@ -33,6 +33,12 @@ const MAPPERS: &[(&str, &str)] = &[
 
 fn wasm_build(cargo: &str, manifest: &Path, target_dir: &Path, packages: &[&str]) {
     let mut cmd = Command::new(cargo);
+    // What the SDK README recommends to mapper authors: whole-program optimisation, no debug
+    // info (set here for this build only; the workspace's release profile is the host's).
+    cmd.env("CARGO_PROFILE_RELEASE_LTO", "true")
+        .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true");
     cmd.args([
         "build",
         "--release",
@@ -52,7 +58,6 @@ fn wasm_build(cargo: &str, manifest: &Path, target_dir: &Path, packages: &[&str]
         "RUSTFLAGS",
         "CARGO_TARGET_DIR",
         "CARGO_BUILD_TARGET",
-        "CARGO_PROFILE_RELEASE_DEBUG",
         "RUSTC_WORKSPACE_WRAPPER",
     ] {
         cmd.env_remove(var);

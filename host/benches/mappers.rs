@@ -123,6 +123,25 @@ fn mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
         .unwrap(),
     );
     let wasm_rate = measure("WebAssembly (json-reshaper component)", &wasm, &device);
+    // The host path's own cost: a guest that does almost nothing (no JSON) per call.
+    let behave = engine
+        .compile(&ferrule_test_guests::bytes(ferrule_test_guests::BEHAVE))
+        .unwrap();
+    let tiny = ferrule_wasm::WasmMapper::new(
+        &engine,
+        ferrule_wasm::ModuleSlot::new(behave, 1),
+        ferrule_wasm::Definition::parse(json!({"module": "behave"}).as_object().unwrap(), &engine)
+            .unwrap(),
+        None,
+    )
+    .unwrap();
+    let mut number = ExternalMessage::text("21.5");
+    number.headers.insert("device_id", "org.acme:sensor-1");
+    measure(
+        "WebAssembly (a guest without JSON: host path)",
+        &tiny,
+        &number,
+    );
     let native_rate = measure("native Rust (json-reshaper, same code)", &native, &device);
     println!(
         "WebAssembly / native: {:.2}x the time per map",
