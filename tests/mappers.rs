@@ -803,8 +803,40 @@ async fn replacing_a_module_swaps_it_in_a_running_connection() {
 
 #[tokio::test]
 async fn a_slow_mapper_holds_back_only_its_own_connection() {
+    // Three calls that each run until their 1.5 s deadline keep the slow connection's one
+    // processor busy for 4.5 s.
+    slow_connection_is_isolated(
+        "wasm",
+        json!({"mappingEngine": "WebAssembly",
+               "options": {"module": "behave", "namespace": "org.slow", "feature": "n", "timeoutMs": 1500}}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_slow_script_holds_back_only_its_own_connection() {
+    // JavaScript's deadline is 500 ms per call: three loops keep the processor busy 1.5 s.
+    let script = r#"function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
+        if (textPayload === "loop") { while (true) {} }
+        var name = headers["mqtt.topic"].split("/").pop();
+        return Ditto.buildDittoProtocolMsg("org.slow", name, "things", "twin", "commands",
+            "modify", "/features/n/properties/value", headers, parseFloat(textPayload));
+    }"#;
+    slow_connection_is_isolated(
+        "js",
+        json!({"mappingEngine": "JavaScript",
+               "options": {"incomingScript": script, "outgoingScript": ""}}),
+    )
+    .await;
+}
+
+/// A slow connection (mapping definition `slow`) and a fast one (the `behave` module) on one
+/// server: the fast one maps while the slow one is busy, and the slow one catches up in order.
+/// Connection ids are unique per run: they are the MQTT client ids, and the broker lets only one
+/// client of an id connect at a time.
+async fn slow_connection_is_isolated(test: &str, slow: Value) {
     let (_d, f) = common::live_server();
-    let u = common::unique("slow", '-');
+    let u = common::unique(&format!("slow-{test}"), '-');
     upload(&f, "behave", guests::bytes(guests::BEHAVE)).await;
     for name in ["slow", "fast"] {
         let resp = f
@@ -816,23 +848,22 @@ async fn a_slow_mapper_holds_back_only_its_own_connection() {
         assert!(resp.status().is_success());
     }
     let base = format!("ferrule-slow/{u}");
-    for name in ["slow", "fast"] {
+    let fast = json!({"mappingEngine": "WebAssembly",
+        "options": {"module": "behave", "namespace": "org.slow", "feature": "n"}});
+    for (name, definition) in [("slow", slow), ("fast", fast)] {
         let connection = json!({
             "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
-            "mappingDefinitions": {"in": {"mappingEngine": "WebAssembly",
-                "options": {"module": "behave", "namespace": "org.slow", "feature": "n", "timeoutMs": 1500}}},
+            "mappingDefinitions": {"in": definition},
             "sources": [{"addresses": [format!("{base}/{name}/+")], "qos": 1,
                          "authorizationContext": ["ditto:inbound"], "payloadMapping": ["in"]}]
         });
         let resp = f
-            .put_json(&format!("/api/2/connections/{name}-conn"), &connection)
+            .put_json(&format!("/api/2/connections/{u}-{name}"), &connection)
             .await;
-        assert_eq!(resp.status(), StatusCode::CREATED);
-        wait_for_live_status(&f, &format!("{name}-conn"), "open").await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "{}", json(resp).await);
+        wait_for_live_status(&f, &format!("{u}-{name}"), "open").await;
     }
     let dev = device(&format!("{u}-dev"));
-    // Three calls that each run until their 1.5 s deadline keep the slow connection's one
-    // processor busy for 4.5 s.
     for _ in 0..3 {
         dev.publish(
             format!("{base}/slow/{u}-slow"),
@@ -865,7 +896,7 @@ async fn a_slow_mapper_holds_back_only_its_own_connection() {
         json!(42),
     )
     .await;
-    let m = json(f.get("/api/2/connections/slow-conn/metrics").await).await;
+    let m = json(f.get(&format!("/api/2/connections/{u}-slow/metrics")).await).await;
     let failed = m["connectionMetrics"]["inbound"]["mapped"]["failure"]["PT1M"]
         .as_u64()
         .unwrap_or(0);
@@ -886,7 +917,7 @@ async fn a_slow_mapper_holds_back_only_its_own_connection() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let m = json(f.get("/api/2/connections/slow-conn/metrics").await).await;
+    let m = json(f.get(&format!("/api/2/connections/{u}-slow/metrics")).await).await;
     assert_eq!(
         m["connectionMetrics"]["inbound"]["mapped"]["failure"]["PT1M"],
         3

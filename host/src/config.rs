@@ -68,11 +68,32 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// The configuration from `overrides`, the process environment, the file and the defaults.
     pub fn resolve(overrides: Overrides) -> anyhow::Result<Config> {
-        let file = match &overrides.config_file {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+        Config::resolve_with(overrides, std::env::vars())
+    }
+
+    /// As [`Config::resolve`], with the environment given: `FERRULE_<SECTION>__<KEY>` sets
+    /// `<key>` of `[<section>]` (e.g. `FERRULE_RUNTIME__MAX_TRIES=5`) over the file.
+    pub fn resolve_with(
+        overrides: Overrides,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut table = match &overrides.config_file {
+            Some(path) => read_table(path)?,
+            None => toml::Table::new(),
         };
+        apply_env(&mut table, env)?;
+        let file: FileConfig = toml::Value::Table(table).try_into().map_err(|e| {
+            anyhow::anyhow!(
+                "the configuration is not valid{}: {e}",
+                overrides
+                    .config_file
+                    .as_ref()
+                    .map(|p| format!(" ({} and FERRULE_*__* variables)", p.display()))
+                    .unwrap_or_default()
+            )
+        })?;
         let bind_text = overrides
             .bind
             .or(file.bind)
@@ -99,11 +120,43 @@ impl Config {
     }
 }
 
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+fn read_table(path: &Path) -> anyhow::Result<toml::Table> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read the config file {}: {e}", path.display()))?;
     toml::from_str(&text)
         .map_err(|e| anyhow::anyhow!("the config file {} is not valid: {e}", path.display()))
+}
+
+/// The prefix of the environment variables that set keys of the file's sections.
+pub const ENV_PREFIX: &str = "FERRULE_";
+
+/// Sets `[section] key` for every `FERRULE_SECTION__KEY=value`: the value as TOML (a number, a
+/// boolean, a quoted string) where it parses as one, else as a string.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let Some((section, key)) = rest.split_once("__") else {
+            continue;
+        };
+        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let entry = table
+            .entry(section.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(section_table) = entry else {
+            anyhow::bail!("{name}: <{section}> is not a section of the configuration");
+        };
+        section_table.insert(key, value);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -149,6 +202,46 @@ mod tests {
         assert_eq!(parsed.logs, LogLimits::default());
         assert_eq!(parsed.runtime, RuntimeConfig::default());
         assert_eq!(parsed.mappers, MapperConfig::default());
+    }
+
+    #[test]
+    fn environment_variables_set_keys_of_the_sections_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.toml");
+        std::fs::write(&file, "[runtime]\nmax_tries = 7\nmin_backoff_ms = 10\n").unwrap();
+        let env = [
+            ("FERRULE_RUNTIME__MAX_TRIES", "3"),
+            ("FERRULE_HTTP__MAX_BODY_BYTES", "2048"),
+            ("FERRULE_MAPPERS__MAX_TIMEOUT_MS", "250"),
+            ("FERRULE_BIND", "ignored here: clap reads it"),
+            ("OTHER__X", "1"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = Config::resolve_with(
+            Overrides {
+                config_file: Some(file),
+                ..Default::default()
+            },
+            env,
+        )
+        .unwrap();
+        assert_eq!(c.runtime.max_tries, 3, "the variable wins over the file");
+        assert_eq!(c.runtime.min_backoff_ms, 10, "the file's other keys stay");
+        assert_eq!(c.http.max_body_bytes, 2048);
+        assert_eq!(c.mappers.max_timeout_ms, 250);
+
+        let e = Config::resolve_with(
+            Overrides::default(),
+            [("FERRULE_RUNTIME__MAX_TRIEZ".to_string(), "3".to_string())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("max_triez"), "{e}");
+        let e = Config::resolve_with(
+            Overrides::default(),
+            [("FERRULE_RUNTIME__MAX_TRIES".to_string(), "many".to_string())],
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("max_tries"), "{e}");
     }
 
     #[test]

@@ -64,7 +64,8 @@ struct ServeArgs {
     /// [default: ./ferrule-data]
     #[arg(long, env = "FERRULE_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// A TOML configuration file (see examples/ferrule.toml for every key)
+    /// A TOML configuration file (see examples/ferrule.toml for every key); a key of a section
+    /// can also be set with FERRULE_<SECTION>__<KEY>, e.g. FERRULE_RUNTIME__MAX_TRIES=5
     #[arg(long, env = "FERRULE_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 }

@@ -10,7 +10,7 @@ use indexmap::IndexSet;
 
 /// Limits that the service configuration sets (Ditto's defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(default, rename_all = "snake_case")]
+#[serde(default, rename_all = "snake_case", deny_unknown_fields)]
 pub struct ValidationLimits {
     pub max_sources: usize,
     pub max_targets: usize,

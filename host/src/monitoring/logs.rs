@@ -60,7 +60,7 @@ impl LogEntry {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(default, rename_all = "snake_case")]
+#[serde(default, rename_all = "snake_case", deny_unknown_fields)]
 pub struct LogLimits {
     pub success_capacity: usize,
     pub failure_capacity: usize,
