@@ -16,8 +16,11 @@
 //!   clean session), `cleanSession` (default `false`; MQTT 5 clean start), `keepAlive` (seconds,
 //!   default 60, 0 disables), `lastWillTopic`/`lastWillQos`/`lastWillRetain`/`lastWillMessage`,
 //!   `reconnectForRedelivery` (default `false`), MQTT 5: `sessionExpiryInterval` (seconds; default
-//!   0 with a clean session, else 60). `separatePublisherClient` and `publisherId` are ignored:
-//!   one client consumes and publishes. Invalid values fail with [`ErrorKind::Misconfigured`].
+//!   0 with a clean session, else 60), `separatePublisherClient` (default `false`: one client
+//!   consumes and publishes; `true`: a second connection with the client id `publisherId`
+//!   (default `<clientId>p`, MQTT 5 clients with `client_index` > 0 `<clientId>p_<index>`) and no
+//!   subscriptions and no last will publishes, so a slow consumer never delays publishes; either
+//!   connection's loss ends both). Invalid values fail with [`ErrorKind::Misconfigured`].
 //! * Failures within `connect_timeout`: refused / unknown host → `Unreachable`, CONNACK bad user
 //!   name or password / not authorized → `Unauthorized`, timeout → `Timeout`, a SUBACK refusing a
 //!   source's filter → `Misconfigured` (`Unauthorized` when MQTT 5 says not authorized). Messages
@@ -183,6 +186,7 @@ impl Settings {
             }
             _ => None,
         };
+        parse_bool(config, "separatePublisherClient")?;
         Ok(Settings {
             client_id,
             clean_session,
@@ -277,7 +281,19 @@ pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, Tra
         let uri = BrokerUri::parse(&config.uri)?;
         let authority = uri.authority();
         let timeout = config.connect_timeout;
-        match tokio::time::timeout(timeout, connect_inner(config, uri)).await {
+        let separate = !config.dry_run && parse_bool(&config, "separatePublisherClient")?;
+        let connecting = async move {
+            if !separate {
+                return connect_inner(config, uri).await;
+            }
+            let publisher = publisher_config(&config);
+            let (consumer, publisher) = tokio::try_join!(
+                connect_inner(config, uri.clone()),
+                connect_inner(publisher, uri)
+            )?;
+            Ok(split(consumer, publisher))
+        };
+        match tokio::time::timeout(timeout, connecting).await {
             Ok(result) => result,
             Err(_) => Err(TransportError::new(
                 ErrorKind::Timeout,
@@ -285,6 +301,82 @@ pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, Tra
             )),
         }
     })
+}
+
+/// The configuration of the separate publisher: the client id `publisherId` (default
+/// `<clientId>p`), no sources, no last will.
+fn publisher_config(config: &ClientConfig) -> ClientConfig {
+    let mut publisher = config.clone();
+    let base = config
+        .specific_config
+        .get("clientId")
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .unwrap_or_else(|| config.connection_id.clone());
+    let id = config
+        .specific_config
+        .get("publisherId")
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("{base}p"));
+    let sc = &mut publisher.specific_config;
+    sc.insert("clientId".into(), id);
+    for key in [
+        "lastWillTopic",
+        "lastWillQos",
+        "lastWillRetain",
+        "lastWillMessage",
+        "separatePublisherClient",
+    ] {
+        sc.shift_remove(key);
+    }
+    publisher.sources.clear();
+    publisher
+}
+
+/// A consumer and a publisher connection as one client: publishes go to the publisher, events of
+/// both are reported, and close closes both.
+fn split(consumer: Connected, publisher: Connected) -> Connected {
+    let (events_tx, events) = mpsc::channel(4);
+    for mut from in [consumer.events, publisher.events] {
+        let tx = events_tx.clone();
+        tokio::spawn(async move {
+            while let Some(event) = from.recv().await {
+                if tx.send(event).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Connected {
+        client: Box::new(SplitClient {
+            consumer: consumer.client,
+            publisher: publisher.client,
+        }),
+        deliveries: consumer.deliveries,
+        events,
+    }
+}
+
+struct SplitClient {
+    consumer: Box<dyn BrokerClient>,
+    publisher: Box<dyn BrokerClient>,
+}
+
+impl BrokerClient for SplitClient {
+    fn publish(&self, publish: Publish) -> BoxFuture<'_, Result<(), TransportError>> {
+        self.publisher.publish(publish)
+    }
+
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()> {
+        let SplitClient {
+            consumer,
+            publisher,
+        } = *self;
+        Box::pin(async move {
+            tokio::join!(publisher.close(), consumer.close());
+        })
+    }
 }
 
 /// Aborts the tasks unless disarmed (the connect future may be dropped by its timeout).

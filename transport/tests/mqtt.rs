@@ -744,3 +744,84 @@ async fn mqtt5_receive_maximum_bounds_unsettled_deliveries() {
     }
     conn.client.close().await;
 }
+
+#[tokio::test]
+async fn a_separate_publisher_client_publishes_while_the_consumer_consumes() {
+    for protocol in [Protocol::Mqtt3, Protocol::Mqtt5] {
+        let b = base("separate");
+        let id = b.replace('/', "-");
+        let mut c = with(
+            config(protocol, &b),
+            &[
+                ("cleanSession", "true"),
+                ("separatePublisherClient", "true"),
+            ],
+        );
+        c.sources = vec![source(0, &[format!("{b}/in")], 1, false)];
+        c.targets = vec![target(0, &format!("{b}/out"), 1)];
+        let mut conn = connected(c).await;
+        let (watcher, mut out) =
+            plain3(&format!("{id}-watch"), Some(&format!("{b}/out")), true).await;
+
+        conn.client
+            .publish(publish(0, &format!("{b}/out"), "hello", &[]))
+            .await
+            .expect("the publisher publishes");
+        assert_eq!(recv(&mut out).await.payload.as_ref(), b"hello");
+        watcher
+            .publish(format!("{b}/in"), rumqttc::QoS::AtLeastOnce, false, "in")
+            .await
+            .unwrap();
+        let mut deliveries = std::mem::replace(&mut conn.deliveries, mpsc::channel(1).1);
+        assert_eq!(
+            next_delivery(&mut deliveries).await.message.text.as_deref(),
+            Some("in")
+        );
+
+        // The publisher is a client of its own, `<clientId>p`: taking its id over ends the
+        // connection, which reports it.
+        let (thief, _) = plain3(&format!("{id}p"), None, true).await;
+        match next_event(&mut conn).await {
+            ClientEvent::Disconnected(e) => assert_eq!(e.kind, ErrorKind::Closed),
+            other => panic!("{other:?}"),
+        }
+        conn.client.close().await;
+        thief.disconnect().await.unwrap();
+        watcher.disconnect().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn the_publisher_id_is_configurable_and_checked() {
+    let b = base("publisherid");
+    let id = b.replace('/', "-");
+    let mut c = with(
+        config(Protocol::Mqtt5, &b),
+        &[
+            ("cleanSession", "true"),
+            ("separatePublisherClient", "true"),
+            ("publisherId", &format!("{id}-pub")),
+        ],
+    );
+    c.targets = vec![target(0, &format!("{b}/out"), 0)];
+    let mut conn = connected(c).await;
+    let (thief, _) = plain3(&format!("{id}-pub"), None, true).await;
+    assert!(matches!(
+        next_event(&mut conn).await,
+        ClientEvent::Disconnected(_)
+    ));
+    conn.client.close().await;
+    thief.disconnect().await.unwrap();
+
+    let bad = with(
+        config(Protocol::Mqtt3, &b),
+        &[("separatePublisherClient", "yes")],
+    );
+    let e = ferrule_transport::check_config(&bad).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Misconfigured);
+    assert!(
+        e.message.contains("separatePublisherClient"),
+        "{}",
+        e.message
+    );
+}
