@@ -14,8 +14,8 @@ use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Timestamp, Valu
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use ferrule_protocol::ExternalMessage;
 use ferrule_transport::{
-    ClientConfig, Connected, Delivery, ErrorKind, Protocol, Publish, Settle, SourceSpec,
-    TargetSpec, connect,
+    ClientConfig, ClientEvent, Connected, Delivery, ErrorKind, Protocol, Publish, Settle,
+    SourceSpec, TargetSpec, connect,
 };
 use std::time::{Duration, Instant};
 
@@ -679,5 +679,73 @@ async fn dry_run_attaches_and_consumes_nothing() {
     let err = connect(cfg).await.err().expect("bad target");
     assert_eq!(err.kind, ErrorKind::Misconfigured);
     assert!(err.message.contains("/queues/"), "{err:?}");
+    broker.cleanup().await;
+}
+
+async fn next_event(connected: &mut Connected) -> ClientEvent {
+    tokio::time::timeout(Duration::from_secs(10), connected.events.recv())
+        .await
+        .expect("no client event in time")
+        .expect("events closed")
+}
+
+/// RabbitMQ 3.10's AMQP 1.0 plugin answers the deletion of a queue a receiver is attached to by
+/// closing the whole connection (not by detaching that link): the client reports it as lost,
+/// and the host reconnects (where the attach then fails with the missing queue). A broker that
+/// detaches only the link gets `ClientEvent::SourceFailed` for that source instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_source_queue_is_reported() {
+    let mut broker = Broker::new().await;
+    let doomed = broker.queue("doomed").await;
+    let doomed_address = format!("/queue/{doomed}");
+    let mut connected = connect(config(vec![source(0, &[&doomed_address], true)], vec![]))
+        .await
+        .expect("connects");
+    broker
+        .channel
+        .queue_delete(doomed.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    match next_event(&mut connected).await {
+        ClientEvent::Disconnected(e) => {
+            assert_eq!(e.kind, ErrorKind::Closed);
+            assert!(e.message.contains("127.0.0.1:5672"), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    connected.client.close().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_reported_once() {
+    let mut broker = Broker::new().await;
+    let q = broker.queue("lost").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let proxy = tokio::spawn(async move {
+        let (mut inbound, _) = listener.accept().await.unwrap();
+        let mut outbound = tokio::net::TcpStream::connect("127.0.0.1:5672")
+            .await
+            .unwrap();
+        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+    });
+    let mut c = config(vec![source(0, &[&format!("/queue/{q}")], true)], vec![]);
+    c.uri = format!("amqp://guest:guest@127.0.0.1:{port}");
+    let mut connected = connect(c).await.expect("connects through the proxy");
+    proxy.abort();
+    match next_event(&mut connected).await {
+        ClientEvent::Disconnected(e) => {
+            assert_eq!(e.kind, ErrorKind::Closed);
+            assert!(!e.message.contains("guest:guest"), "{e:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let again = tokio::time::timeout(Duration::from_millis(500), connected.events.recv()).await;
+    assert!(
+        !matches!(again, Ok(Some(ClientEvent::Disconnected(_)))),
+        "reported once: {again:?}"
+    );
+    connected.client.close().await;
     broker.cleanup().await;
 }
