@@ -4,6 +4,7 @@
 use crate::mappers::MapperConfig;
 use crate::model::ValidationLimits;
 use crate::monitoring::logs::LogLimits;
+use crate::monitoring::prometheus::PrometheusConfig;
 use crate::runtime::RuntimeConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ pub struct FileConfig {
     pub logs: LogLimits,
     pub runtime: RuntimeConfig,
     pub mappers: MapperConfig,
+    pub prometheus: PrometheusConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -56,6 +58,7 @@ pub struct Config {
     pub logs: LogLimits,
     pub runtime: RuntimeConfig,
     pub mappers: MapperConfig,
+    pub prometheus: PrometheusConfig,
 }
 
 /// What the command line (and clap's environment fallback) gave.
@@ -116,6 +119,7 @@ impl Config {
             logs: file.logs,
             runtime: file.runtime,
             mappers: file.mappers,
+            prometheus: file.prometheus,
         })
     }
 }
@@ -202,6 +206,7 @@ mod tests {
         assert_eq!(parsed.logs, LogLimits::default());
         assert_eq!(parsed.runtime, RuntimeConfig::default());
         assert_eq!(parsed.mappers, MapperConfig::default());
+        assert_eq!(parsed.prometheus, PrometheusConfig::default());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! | [`conditions`] | `If-Match` / `If-None-Match` against `"rev:N"` entity tags |
 //! | [`connections`] | the connection service: create, modify, delete, commands, the live view |
 //! | [`store`] | durable connection records behind one trait; the embedded redb default |
-//! | [`monitoring`] | connection metrics (sliding windows) and connection logs (ring buffers) |
+//! | [`monitoring`] | connection metrics (sliding windows), connection logs (ring buffers), Prometheus metrics (`GET /metrics`) |
 //! | [`mapping`] | the `Mapper` trait, mapping pipelines (`payloadMapping` with conditions), the catalogue of engines, the Ditto mapper |
 //! | [`mappers`] | uploaded WebAssembly mapper modules: storage, precompiled cache, hot swap |
 //! | [`runtime`] | one supervisor per open connection: clients, sessions (consume → map → hub → reply/settle; route → map → publish), reconnect with backoff, live status, dry-run |

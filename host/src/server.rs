@@ -86,6 +86,10 @@ impl Server {
             ),
             PasswordSource::Configured => {}
         }
+        if config.prometheus.enabled {
+            // Before connections are loaded: their counters resolve against it.
+            crate::monitoring::prometheus::install();
+        }
         let store = Arc::new(
             RedbStore::open(&config.data_dir).context("the connection store cannot be opened")?,
         );
@@ -122,7 +126,11 @@ impl Server {
             max_body_bytes: config.http.max_body_bytes,
             connections_retrieve_limit: config.http.connections_retrieve_limit,
         });
-        let router = api::router(state.clone(), Arc::new(DevopsAuth::new(&password)));
+        let router = api::router(
+            state.clone(),
+            Arc::new(DevopsAuth::new(&password)),
+            config.prometheus,
+        );
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;

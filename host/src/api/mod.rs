@@ -1,5 +1,5 @@
-//! The HTTP API: the connection and things routes, authentication, request bodies and the JSON
-//! answers for unknown routes.
+//! The HTTP API: the connection and things routes, authentication, request bodies, the JSON
+//! answers for unknown routes, and `GET /metrics` with the HTTP request metrics.
 
 pub mod auth;
 pub mod connections;
@@ -8,9 +8,10 @@ pub mod things;
 
 use crate::connections::ConnectionService;
 use crate::error::DittoError;
+use crate::monitoring::prometheus::{self, PrometheusConfig};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -25,20 +26,70 @@ pub struct AppState {
     pub connections_retrieve_limit: usize,
 }
 
-pub fn router(state: Arc<AppState>, auth: Arc<auth::DevopsAuth>) -> Router {
+pub fn router(
+    state: Arc<AppState>,
+    auth: Arc<auth::DevopsAuth>,
+    metrics: PrometheusConfig,
+) -> Router {
     let api = connections::routes()
         .merge(things::routes())
         .merge(mappers::routes())
         .route_layer(axum::middleware::from_fn_with_state(
-            auth,
+            auth.clone(),
             auth::require_devops,
         ))
-        .with_state(state);
-    Router::new()
-        .route("/health", get(health))
+        .with_state(state.clone());
+    let mut router = Router::new().route("/health", get(health));
+    let installed = prometheus::global().filter(|_| metrics.enabled);
+    if installed.is_some() {
+        let mut scrape = Router::new().route("/metrics", get(scrape_metrics));
+        if metrics.require_auth {
+            scrape = scrape.route_layer(axum::middleware::from_fn_with_state(
+                auth,
+                auth::require_devops,
+            ));
+        }
+        router = router.merge(scrape.with_state(state));
+    }
+    let router = router
         .merge(api)
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .method_not_allowed_fallback(method_not_allowed);
+    match installed {
+        Some(m) => router.layer(axum::middleware::from_fn_with_state(
+            m,
+            prometheus::track_http,
+        )),
+        None => router,
+    }
+}
+
+/// `GET /metrics`: the Prometheus exposition. Encoding runs on a blocking thread, away from the
+/// workers that process messages.
+async fn scrape_metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let Some(metrics) = prometheus::global() else {
+        return DittoError::route_not_found("/metrics").into_response();
+    };
+    let open = state.connections.open_count().await;
+    let openmetrics =
+        prometheus::wants_openmetrics(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()));
+    match tokio::task::spawn_blocking(move || metrics.encode(open, openmetrics)).await {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                if openmetrics {
+                    prometheus::OPENMETRICS_CONTENT_TYPE
+                } else {
+                    prometheus::TEXT_CONTENT_TYPE
+                },
+            )],
+            body,
+        )
+            .into_response(),
+        Err(e) => {
+            DittoError::internal(format!("The metrics could not be encoded: {e}")).into_response()
+        }
+    }
 }
 
 async fn health() -> Response {

@@ -37,10 +37,13 @@ impl Entry {
                 .expect("a connection serialises"),
         );
         let c = &record.connection;
-        let metrics = Arc::new(ConnectionMetrics::new(
-            c.sources.iter().flat_map(|s| s.addresses.iter().cloned()),
-            c.targets.iter().map(|t| t.address.clone()),
-        ));
+        let metrics = Arc::new(
+            ConnectionMetrics::new(
+                c.sources.iter().flat_map(|s| s.addresses.iter().cloned()),
+                c.targets.iter().map(|t| t.address.clone()),
+            )
+            .exported_as(&c.id),
+        );
         Entry {
             record,
             body,
@@ -145,6 +148,11 @@ impl ConnectionService {
     /// Stops every connection gracefully: closed announcements, in-flight messages settled.
     pub async fn shutdown(&self) {
         self.runtime.stop_all().await;
+    }
+
+    /// How many connections are open (live status), for `GET /metrics`.
+    pub async fn open_count(&self) -> usize {
+        self.runtime.open_count().await
     }
 
     /// The live status of a connection, from its supervisor.
@@ -346,6 +354,9 @@ impl ConnectionService {
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
         self.runtime.stop(id).await;
+        if let Some(m) = crate::monitoring::prometheus::global() {
+            m.forget_connection(id);
+        }
         tracing::info!(connection = id, "connection deleted");
         Ok(())
     }

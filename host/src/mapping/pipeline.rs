@@ -5,9 +5,12 @@ use super::ditto::DittoMapper;
 use super::{Mapper, MappingContext};
 use crate::error::DittoError;
 use crate::model::Connection;
+use crate::monitoring::metrics::Direction;
+use crate::monitoring::prometheus::MapperCalls;
 use ferrule_placeholders::Resolver;
 use ferrule_protocol::{DittoMessage, ExternalMessage, ProtocolError};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Outputs of one mapper call at most (Ditto's `max-mapped-inbound-messages`/`-outbound-`).
 pub const MAX_OUTPUTS: usize = 10;
@@ -19,6 +22,27 @@ struct Entry {
     script: bool,
     incoming_conditions: Vec<String>,
     outgoing_conditions: Vec<String>,
+    /// Prometheus call counts and durations of this mapper (when installed).
+    calls: Option<MapperCalls>,
+}
+
+impl Entry {
+    /// Calls the mapper, limits its outputs and records the call.
+    fn call<T>(
+        &self,
+        direction: Direction,
+        map: impl FnOnce() -> Result<Vec<T>, ProtocolError>,
+    ) -> Mapped<T> {
+        let started = self.calls.as_ref().map(|_| Instant::now());
+        let result = limit(&self.id, map());
+        if let (Some(calls), Some(started)) = (&self.calls, started) {
+            calls.observe(direction, result.is_ok(), started.elapsed());
+        }
+        Mapped {
+            mapper: self.id.clone(),
+            result,
+        }
+    }
 }
 
 /// What one mapper made of one message.
@@ -127,6 +151,7 @@ impl Pipeline {
                 script: matches!(engine, "JavaScript" | "Rhai" | "WebAssembly"),
                 incoming_conditions: incoming,
                 outgoing_conditions: outgoing,
+                calls: crate::monitoring::prometheus::global().map(|m| m.mapper(engine)),
             });
         }
         Ok(Pipeline { entries })
@@ -146,10 +171,7 @@ impl Pipeline {
         self.entries
             .iter()
             .filter(|e| conditions_hold(&e.incoming_conditions, resolver))
-            .map(|e| Mapped {
-                mapper: e.id.clone(),
-                result: limit(&e.id, e.mapper.map_inbound(message)),
-            })
+            .map(|e| e.call(Direction::Inbound, || e.mapper.map_inbound(message)))
             .collect()
     }
 
@@ -161,10 +183,7 @@ impl Pipeline {
         self.entries
             .iter()
             .filter(|e| conditions_hold(&e.outgoing_conditions, resolver))
-            .map(|e| Mapped {
-                mapper: e.id.clone(),
-                result: limit(&e.id, e.mapper.map_outbound(message)),
-            })
+            .map(|e| e.call(Direction::Outbound, || e.mapper.map_outbound(message)))
             .collect()
     }
 }

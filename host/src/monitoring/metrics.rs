@@ -1,6 +1,7 @@
 //! Connection metrics (spec §3.2): per address and direction, per metric type, success and
 //! failure counts over the last minute, hour and day.
 
+use super::prometheus::ConnectionCounters;
 use super::window::{WindowCounter, WindowCounts};
 use crate::model::record::timestamp;
 use chrono::{DateTime, Utc};
@@ -93,6 +94,8 @@ type AddressCounters = IndexMap<MetricType, Pair>;
 #[derive(Default)]
 pub struct ConnectionMetrics {
     addresses: RwLock<IndexMap<(Direction, String), Arc<AddressCounters>>>,
+    /// The connection's Prometheus counters, when Prometheus metrics are installed.
+    prometheus: Option<ConnectionCounters>,
 }
 
 fn counters_for(types: &[MetricType]) -> Arc<AddressCounters> {
@@ -117,7 +120,15 @@ impl ConnectionMetrics {
         );
         ConnectionMetrics {
             addresses: RwLock::new(map),
+            prometheus: None,
         }
+    }
+
+    /// Also counts every recorded message in the process's Prometheus counters of
+    /// `connection_id` (when installed).
+    pub fn exported_as(mut self, connection_id: &str) -> ConnectionMetrics {
+        self.prometheus = super::prometheus::global().map(|m| m.connection(connection_id));
+        self
     }
 
     pub fn record(
@@ -153,6 +164,9 @@ impl ConnectionMetrics {
                 &pair.failure
             };
             counter.record(at);
+            if let Some(p) = &self.prometheus {
+                p.inc(direction, metric, success);
+            }
         }
     }
 

@@ -199,6 +199,16 @@ impl Runtime {
         }
     }
 
+    /// How many running connections are open (live status).
+    pub async fn open_count(&self) -> usize {
+        self.running
+            .lock()
+            .await
+            .values()
+            .filter(|r| lock(&r.status).live == Live::Open)
+            .count()
+    }
+
     pub async fn status(&self, id: &str) -> LiveStatus {
         match self.running.lock().await.get(id) {
             Some(r) => lock(&r.status).clone(),
@@ -317,6 +327,8 @@ impl Runtime {
                 .iter()
                 .any(|raw| raw.starts_with(TopicKind::ConnectionAnnouncements.as_str()))
         });
+        let reconnects =
+            crate::monitoring::prometheus::global().map(|m| m.reconnects(&connection.id));
         let mut attempt: u32 = 0;
         loop {
             let configs: Vec<ClientConfig> = (0..connection.client_count as usize)
@@ -404,6 +416,9 @@ impl Runtime {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stopped.changed() => return,
+            }
+            if let Some(c) = &reconnects {
+                c.inc();
             }
         }
     }
