@@ -39,7 +39,9 @@ pub fn router(
             auth::require_devops,
         ))
         .with_state(state.clone());
-    let mut router = Router::new().route("/health", get(health));
+    let mut router = Router::new()
+        .route("/health", get(health))
+        .route(OPENAPI_PATH, get(openapi));
     let installed = prometheus::global().filter(|_| metrics.enabled);
     if installed.is_some() {
         let mut scrape = Router::new().route("/metrics", get(scrape_metrics));
@@ -90,6 +92,15 @@ async fn scrape_metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) 
             DittoError::internal(format!("The metrics could not be encoded: {e}")).into_response()
         }
     }
+}
+
+/// Where the OpenAPI document of the whole HTTP API is served (without credentials).
+pub const OPENAPI_PATH: &str = "/api/2/openapi.json";
+/// The OpenAPI 3.1 document; `tests/openapi.rs` checks it against the routes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn health() -> Response {
