@@ -3,6 +3,7 @@
 
 use crate::mappers::MapperConfig;
 use crate::model::ValidationLimits;
+use crate::monitoring::fluentd::PublisherConfig;
 use crate::monitoring::logs::LogLimits;
 use crate::monitoring::prometheus::PrometheusConfig;
 use crate::runtime::RuntimeConfig;
@@ -27,6 +28,7 @@ pub struct FileConfig {
     pub runtime: RuntimeConfig,
     pub mappers: MapperConfig,
     pub prometheus: PrometheusConfig,
+    pub log_publisher: PublisherConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -59,6 +61,7 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub mappers: MapperConfig,
     pub prometheus: PrometheusConfig,
+    pub log_publisher: PublisherConfig,
 }
 
 /// What the command line (and clap's environment fallback) gave.
@@ -120,6 +123,7 @@ impl Config {
             runtime: file.runtime,
             mappers: file.mappers,
             prometheus: file.prometheus,
+            log_publisher: file.log_publisher,
         })
     }
 }
@@ -141,13 +145,36 @@ fn apply_env(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<()> {
     for (name, raw) in env {
-        let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-            continue;
+        // Ditto's variables of the Fluentd log publisher.
+        let ditto = crate::monitoring::fluentd::ENV
+            .iter()
+            .find(|(var, _)| *var == name)
+            .map(|(_, key)| ("log_publisher".to_string(), key.to_string()));
+        let raw = if name == "CONNECTIVITY_LOGGER_PUBLISHER_LOG_LEVELS" {
+            let levels: Vec<String> = raw
+                .split(',')
+                .map(|l| format!("{:?}", l.trim().to_ascii_lowercase()))
+                .collect();
+            format!("[{}]", levels.join(", "))
+        } else if name == "CONNECTIVITY_LOGGER_PUBLISHER_LOG_TAG"
+            || name == "CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST"
+        {
+            format!("{raw:?}")
+        } else {
+            raw
         };
-        let Some((section, key)) = rest.split_once("__") else {
-            continue;
+        let (section, key) = match ditto {
+            Some(section_key) => section_key,
+            None => {
+                let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                    continue;
+                };
+                let Some((section, key)) = rest.split_once("__") else {
+                    continue;
+                };
+                (section.to_ascii_lowercase(), key.to_ascii_lowercase())
+            }
         };
-        let (section, key) = (section.to_ascii_lowercase(), key.to_ascii_lowercase());
         let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
             .ok()
             .and_then(|mut t| t.remove("v"))
@@ -207,6 +234,7 @@ mod tests {
         assert_eq!(parsed.runtime, RuntimeConfig::default());
         assert_eq!(parsed.mappers, MapperConfig::default());
         assert_eq!(parsed.prometheus, PrometheusConfig::default());
+        assert_eq!(parsed.log_publisher, PublisherConfig::default());
     }
 
     #[test]
@@ -234,6 +262,24 @@ mod tests {
         assert_eq!(c.runtime.min_backoff_ms, 10, "the file's other keys stay");
         assert_eq!(c.http.max_body_bytes, 2048);
         assert_eq!(c.mappers.max_timeout_ms, 250);
+
+        let c = Config::resolve_with(
+            Overrides::default(),
+            [
+                ("CONNECTIVITY_LOGGER_PUBLISHER_ENABLED", "true"),
+                ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_LEVELS", "failure"),
+                ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_TAG", "ferrule.logs"),
+                ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST", "fluent.local"),
+                ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_PORT", "24225"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+        .unwrap();
+        assert!(c.log_publisher.enabled);
+        assert_eq!(c.log_publisher.log_levels, ["failure"]);
+        assert_eq!(c.log_publisher.log_tag.as_deref(), Some("ferrule.logs"));
+        assert_eq!(c.log_publisher.host, "fluent.local");
+        assert_eq!(c.log_publisher.port, 24225);
 
         let e = Config::resolve_with(
             Overrides::default(),

@@ -110,11 +110,20 @@ impl Server {
                 log_sink: None,
             },
         );
+        let log_publisher = config.log_publisher.enabled.then(|| {
+            tracing::info!(
+                host = %config.log_publisher.host,
+                port = config.log_publisher.port,
+                "connection logs are published to Fluentd"
+            );
+            crate::monitoring::fluentd::FluentPublisher::start(config.log_publisher.clone())
+        });
         let connections = ConnectionService::load(
             store as Arc<dyn ConnectionStore>,
             config.limits,
             config.logs,
             runtime,
+            log_publisher,
         )
         .await
         .context("the stored connections cannot be loaded")?;

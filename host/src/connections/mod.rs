@@ -100,6 +100,7 @@ pub struct ConnectionService {
     limits: ValidationLimits,
     log_limits: LogLimits,
     runtime: Arc<Runtime>,
+    log_publisher: Option<Arc<crate::monitoring::fluentd::FluentPublisher>>,
 }
 
 fn store_error(e: crate::store::StoreError) -> DittoError {
@@ -115,11 +116,13 @@ impl ConnectionService {
         limits: ValidationLimits,
         log_limits: LogLimits,
         runtime: Arc<Runtime>,
+        log_publisher: Option<Arc<crate::monitoring::fluentd::FluentPublisher>>,
     ) -> Result<ConnectionService, crate::store::StoreError> {
         let now = Utc::now();
         let mut entries = HashMap::new();
         for record in store.load_all().await? {
-            let mut logs = ConnectionLogs::new(log_limits);
+            let mut logs =
+                ConnectionLogs::new(log_limits).publish_to(log_publisher.clone(), record.id());
             if record.connection.connection_status == ConnectivityStatus::Open {
                 logs.enable(now);
             }
@@ -142,6 +145,7 @@ impl ConnectionService {
             limits,
             log_limits,
             runtime,
+            log_publisher,
         })
     }
 
@@ -252,7 +256,8 @@ impl ConnectionService {
             modified: now,
         };
         self.store.put(record.clone()).await.map_err(store_error)?;
-        let mut logs = ConnectionLogs::new(self.log_limits);
+        let mut logs = ConnectionLogs::new(self.log_limits)
+            .publish_to(self.log_publisher.clone(), record.id());
         logs.enable(now);
         tracing::info!(connection = record.id(), "connection created");
         Ok(self

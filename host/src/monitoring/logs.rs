@@ -88,6 +88,8 @@ pub struct ConnectionLogs {
     enabled_until: Option<DateTime<Utc>>,
     buffers: IndexMap<BufferKey, VecDeque<LogEntry>>,
     bytes: usize,
+    /// Where every entry is also published (Fluentd), with the connection id.
+    publisher: Option<(std::sync::Arc<super::fluentd::FluentPublisher>, String)>,
 }
 
 impl ConnectionLogs {
@@ -98,7 +100,19 @@ impl ConnectionLogs {
             enabled_until: None,
             buffers: IndexMap::new(),
             bytes: 0,
+            publisher: None,
         }
+    }
+
+    /// Also publishes every entry of `connection_id` to `publisher`, whether or not logging is
+    /// enabled for the log API.
+    pub fn publish_to(
+        mut self,
+        publisher: Option<std::sync::Arc<super::fluentd::FluentPublisher>>,
+        connection_id: &str,
+    ) -> ConnectionLogs {
+        self.publisher = publisher.map(|p| (p, connection_id.to_string()));
+        self
     }
 
     pub fn is_enabled(&self, now: DateTime<Utc>) -> bool {
@@ -125,6 +139,9 @@ impl ConnectionLogs {
 
     /// Adds an entry while logging is enabled; the oldest entries make room.
     pub fn log(&mut self, entry: LogEntry) {
+        if let Some((publisher, connection_id)) = &self.publisher {
+            publisher.offer(connection_id, &entry);
+        }
         if !self.is_enabled(entry.timestamp) {
             return;
         }

@@ -1,0 +1,325 @@
+//! Connection logs published to Fluentd / Fluent Bit (spec §5): every connection log entry of a
+//! configured level becomes a record `[tag, EventTime, {connectionId, level, category, type,
+//! correlationId, address, entityType, entityId, message, instanceId, ...additional context}]`
+//! sent in the Forward protocol (MessagePack over TCP, `[tag, [[time, record], ...]]` per flush).
+//!
+//! Message processing never waits for Fluentd: records go into a bounded queue (a full queue
+//! drops the record and counts it); one task takes them in batches, connects with exponential
+//! backoff, and keeps a batch while the receiver is away, until its retries run out (the batch
+//! is then dropped and counted). Drops are reported in the service log.
+
+use super::logs::{Category, Level, LogEntry};
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// `[log_publisher]` in the configuration file; the `CONNECTIVITY_LOGGER_PUBLISHER_*`
+/// environment variables of Ditto set the same keys.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublisherConfig {
+    pub enabled: bool,
+    /// The levels published: `success`, `failure`.
+    pub log_levels: Vec<String>,
+    /// The Fluentd tag; default `connection:<connection-id>`.
+    pub log_tag: Option<String>,
+    pub host: String,
+    pub port: u16,
+    /// Key/values appended to every record.
+    pub additional_log_context: IndexMap<String, String>,
+    /// Records waiting for Fluentd at most; beyond that records are dropped.
+    pub buffer_records: usize,
+    /// How long records may wait to be sent with others.
+    pub flush_interval_ms: u64,
+    /// Connection attempts for one batch before it is dropped (400 ms, doubling, up to 30 s).
+    pub max_retries: u32,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        PublisherConfig {
+            enabled: false,
+            log_levels: vec!["success".into(), "failure".into()],
+            log_tag: None,
+            host: "localhost".into(),
+            port: 24224,
+            additional_log_context: IndexMap::new(),
+            buffer_records: 10_000,
+            flush_interval_ms: 600,
+            max_retries: 7,
+        }
+    }
+}
+
+/// Ditto's environment variables and the keys they set.
+pub const ENV: &[(&str, &str)] = &[
+    ("CONNECTIVITY_LOGGER_PUBLISHER_ENABLED", "enabled"),
+    ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_LEVELS", "log_levels"),
+    ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_TAG", "log_tag"),
+    ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST", "host"),
+    ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_PORT", "port"),
+];
+
+struct Record {
+    tag: String,
+    time: DateTime<Utc>,
+    fields: Vec<(&'static str, String)>,
+}
+
+/// The publisher: cheap to share; `offer` never waits.
+pub struct FluentPublisher {
+    config: PublisherConfig,
+    instance_id: String,
+    queue: mpsc::Sender<Record>,
+    dropped: Arc<AtomicU64>,
+}
+
+fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Success => "success",
+        Level::Failure => "failure",
+    }
+}
+
+fn category_name(category: Category) -> &'static str {
+    match category {
+        Category::Source => "source",
+        Category::Target => "target",
+        Category::Response => "response",
+        Category::Connection => "connection",
+    }
+}
+
+impl FluentPublisher {
+    /// Starts the sending task on the current runtime.
+    pub fn start(config: PublisherConfig) -> Arc<FluentPublisher> {
+        let (queue, rx) = mpsc::channel(config.buffer_records.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        tokio::spawn(send_loop(config.clone(), rx, dropped.clone()));
+        Arc::new(FluentPublisher {
+            config,
+            instance_id: format!("ferrule-{}", std::process::id()),
+            queue,
+            dropped,
+        })
+    }
+
+    /// Records dropped so far (queue full, or the receiver away longer than the retries).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Queues `entry` of `connection_id` when its level is published.
+    pub fn offer(&self, connection_id: &str, entry: &LogEntry) {
+        let level = level_name(entry.level);
+        if !self.config.log_levels.iter().any(|l| l == level) {
+            return;
+        }
+        let mut fields: Vec<(&'static str, String)> = vec![
+            ("connectionId", connection_id.to_string()),
+            ("level", level.to_string()),
+            ("category", category_name(entry.category).to_string()),
+            ("type", entry.log_type.to_string()),
+        ];
+        if entry.correlation_id != "<not-provided>" {
+            fields.push(("correlationId", entry.correlation_id.clone()));
+        }
+        for (key, value) in [
+            ("address", &entry.address),
+            ("entityType", &entry.entity_type),
+            ("entityId", &entry.entity_id),
+        ] {
+            if let Some(v) = value {
+                fields.push((key, v.clone()));
+            }
+        }
+        fields.push(("message", entry.message.clone()));
+        fields.push(("instanceId", self.instance_id.clone()));
+        let tag = self
+            .config
+            .log_tag
+            .clone()
+            .unwrap_or_else(|| format!("connection:{connection_id}"));
+        let record = Record {
+            tag,
+            time: entry.timestamp,
+            fields,
+        };
+        if self.queue.try_send(record).is_err() {
+            count_drop(&self.dropped, 1);
+        }
+    }
+}
+
+fn count_drop(dropped: &AtomicU64, n: u64) {
+    let before = dropped.fetch_add(n, Ordering::Relaxed);
+    // Reported at the first drop and at every further thousand.
+    if before == 0 || (before + n) / 1000 > before / 1000 {
+        tracing::warn!(
+            dropped = before + n,
+            "connection log records for Fluentd were dropped (the receiver is away or slow)"
+        );
+    }
+}
+
+/// The Forward-mode messages of a batch: one `[tag, [[EventTime, record], ...]]` per tag.
+fn encode(batch: &[Record], context: &IndexMap<String, String>) -> Vec<u8> {
+    let mut by_tag: IndexMap<&str, Vec<&Record>> = IndexMap::new();
+    for r in batch {
+        by_tag.entry(r.tag.as_str()).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (tag, records) in by_tag {
+        rmp::encode::write_array_len(&mut out, 2).expect("writing to a Vec");
+        rmp::encode::write_str(&mut out, tag).expect("writing to a Vec");
+        rmp::encode::write_array_len(&mut out, records.len() as u32).expect("writing to a Vec");
+        for r in records {
+            rmp::encode::write_array_len(&mut out, 2).expect("writing to a Vec");
+            // EventTime: ext type 0, seconds and nanoseconds as big-endian u32.
+            rmp::encode::write_ext_meta(&mut out, 8, 0).expect("writing to a Vec");
+            out.extend_from_slice(&(r.time.timestamp() as u32).to_be_bytes());
+            out.extend_from_slice(&r.time.timestamp_subsec_nanos().to_be_bytes());
+            rmp::encode::write_map_len(&mut out, (r.fields.len() + context.len()) as u32)
+                .expect("writing to a Vec");
+            for (k, v) in r
+                .fields
+                .iter()
+                .map(|(k, v)| (*k, v.as_str()))
+                .chain(context.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            {
+                rmp::encode::write_str(&mut out, k).expect("writing to a Vec");
+                rmp::encode::write_str(&mut out, v).expect("writing to a Vec");
+            }
+        }
+    }
+    out
+}
+
+const BATCH: usize = 1000;
+
+async fn send_loop(
+    config: PublisherConfig,
+    mut rx: mpsc::Receiver<Record>,
+    dropped: Arc<AtomicU64>,
+) {
+    let flush = Duration::from_millis(config.flush_interval_ms.max(1));
+    let mut stream: Option<TcpStream> = None;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let Some(first) = rx.recv().await else { return };
+        batch.push(first);
+        let deadline = Instant::now() + flush;
+        while batch.len() < BATCH {
+            match tokio::time::timeout_at(deadline.into(), rx.recv()).await {
+                Ok(Some(r)) => batch.push(r),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let bytes = encode(&batch, &config.additional_log_context);
+        let mut backoff = Duration::from_millis(400);
+        let mut sent = false;
+        for attempt in 0..=config.max_retries {
+            if stream.is_none() {
+                let connect = TcpStream::connect((config.host.as_str(), config.port));
+                match tokio::time::timeout(Duration::from_secs(5), connect).await {
+                    Ok(Ok(s)) => stream = Some(s),
+                    _ => tracing::debug!(
+                        attempt,
+                        "Fluentd at {}:{} is not reachable",
+                        config.host,
+                        config.port
+                    ),
+                }
+            }
+            if let Some(s) = stream.as_mut() {
+                match s.write_all(&bytes).await {
+                    Ok(()) => {
+                        sent = true;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "writing to Fluentd failed");
+                        stream = None;
+                        continue;
+                    }
+                }
+            }
+            if attempt < config.max_retries {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+        if !sent {
+            count_drop(&dropped, batch.len() as u64);
+        }
+        batch.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(level: Level) -> LogEntry {
+        LogEntry {
+            correlation_id: "c-1".into(),
+            timestamp: DateTime::from_timestamp(1_700_000_000, 123_456_789).unwrap(),
+            category: Category::Source,
+            log_type: "consumed",
+            level,
+            message: "Message was consumed.".into(),
+            address: Some("devices/+".into()),
+            entity_type: None,
+            entity_id: None,
+        }
+    }
+
+    #[test]
+    fn records_are_forward_mode_with_event_time_and_the_fields_in_order() {
+        let record = Record {
+            tag: "connection:c".into(),
+            time: entry(Level::Success).timestamp,
+            fields: vec![("connectionId", "c".into()), ("level", "success".into())],
+        };
+        let mut context = IndexMap::new();
+        context.insert("site".to_string(), "b1".to_string());
+        let bytes = encode(&[record], &context);
+        let mut expected = vec![0x92, 0xac];
+        expected.extend_from_slice(b"connection:c");
+        expected.push(0x91); // one entry
+        expected.push(0x92);
+        expected.extend_from_slice(&[0xd7, 0x00]); // fixext 8, type 0
+        expected.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+        expected.extend_from_slice(&123_456_789u32.to_be_bytes());
+        expected.push(0x83); // map of 3
+        for s in ["connectionId", "c", "level", "success", "site", "b1"] {
+            expected.push(0xa0 | s.len() as u8);
+            expected.extend_from_slice(s.as_bytes());
+        }
+        assert_eq!(bytes, expected);
+    }
+
+    #[tokio::test]
+    async fn only_configured_levels_are_queued_and_a_full_queue_drops() {
+        let publisher = FluentPublisher::start(PublisherConfig {
+            log_levels: vec!["failure".into()],
+            buffer_records: 1,
+            port: 1, // nothing listens: the sender keeps retrying its first batch
+            max_retries: 100,
+            ..PublisherConfig::default()
+        });
+        publisher.offer("c", &entry(Level::Success));
+        assert_eq!(publisher.dropped(), 0, "success is not published");
+        for _ in 0..5 {
+            publisher.offer("c", &entry(Level::Failure));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(publisher.dropped() >= 3, "{}", publisher.dropped());
+    }
+}

@@ -1,0 +1,177 @@
+//! Connection logs reach a Fluentd Forward-protocol receiver (a Python `msgpack` receiver,
+//! `tests/fluent_receiver.py`, independent of Ferrule's encoder), including records made while
+//! the receiver was down, once it comes back.
+
+mod common;
+
+use common::{json, wait_for_live_status};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+struct Receiver {
+    child: Child,
+    lines: std::sync::Mutex<mpsc::Receiver<Value>>,
+}
+
+impl Receiver {
+    fn start(port: u16) -> Receiver {
+        let mut child = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/fluent_receiver.py"
+            ))
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the receiver");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel::<Value>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(serde_json::from_str(&line).unwrap());
+            }
+        });
+        let first = lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the receiver starts (pip package msgpack; scripts/test installs it)");
+        assert_eq!(first["listening"], port);
+        Receiver {
+            child,
+            lines: std::sync::Mutex::new(lines),
+        }
+    }
+
+    /// The next record whose fields contain `wanted`.
+    fn wait_for(&self, wanted: &Value) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.lock().unwrap().recv_timeout(left) else {
+                break;
+            };
+            let record = &line["record"];
+            if wanted.as_object().unwrap().iter().all(|(k, v)| {
+                record.get(k).is_some_and(|r| {
+                    r == v
+                        || v.as_str()
+                            .is_some_and(|s| r.as_str().is_some_and(|r| r.contains(s)))
+                })
+            }) {
+                return line;
+            }
+            seen.push(line);
+        }
+        panic!("no record with {wanted}; seen: {seen:#?}");
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn connection_logs_reach_fluentd_also_after_it_was_down() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start_with_config(
+        dir.path(),
+        &format!(
+            "[runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\n\
+             [log_publisher]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\n\
+             flush_interval_ms = 50\nadditional_log_context = {{ site = \"b1\" }}\n"
+        ),
+    );
+    let id = common::unique("fluent", '-');
+    let mut connection = common::mqtt_connection();
+    connection["connectionStatus"] = json!("open");
+    connection["sources"][0]["addresses"] = json!([format!("ferrule-fluent/{id}/+")]);
+    let resp = f
+        .put_json(&format!("/api/2/connections/{id}"), &connection)
+        .await;
+    assert_eq!(resp.status(), 201, "{}", json(resp).await);
+    wait_for_live_status(&f, &id, "open").await;
+
+    // Fluentd comes up only now: the records made meanwhile were kept and arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let receiver = tokio::task::spawn_blocking(move || Receiver::start(port))
+        .await
+        .unwrap();
+    let receiver = std::sync::Arc::new(receiver);
+    let r = receiver.clone();
+    let wanted = json!({"connectionId": id, "category": "connection", "message": "Connected"});
+    let line = tokio::task::spawn_blocking(move || r.wait_for(&wanted))
+        .await
+        .unwrap();
+    assert_eq!(line["tag"], format!("connection:{id}"));
+    assert_eq!(line["time"]["ext"], 0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sec = line["time"]["sec"].as_u64().unwrap();
+    assert!(
+        sec <= now && now - sec < 120,
+        "event time {sec} vs now {now}"
+    );
+    let record = &line["record"];
+    assert_eq!(record["level"], "success");
+    assert_eq!(record["site"], "b1", "additional context");
+    assert!(
+        record["instanceId"]
+            .as_str()
+            .unwrap()
+            .starts_with("ferrule-")
+    );
+    assert!(
+        record.get("correlationId").is_none(),
+        "<not-provided> is left out"
+    );
+    let keys: Vec<&str> = record
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        &keys[..4],
+        ["connectionId", "level", "category", "type"],
+        "{keys:?}"
+    );
+
+    // And what happens now arrives too: a device message that is not Ditto Protocol fails its
+    // mapping, a failure record.
+    let mut o = rumqttc::MqttOptions::new(format!("{id}-dev"), "127.0.0.1", 1883);
+    o.set_clean_session(true);
+    let (device, mut eventloop) = rumqttc::AsyncClient::new(o, 10);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    device
+        .publish(
+            format!("ferrule-fluent/{id}/d1"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            r#"{"not": "ditto"}"#,
+        )
+        .await
+        .unwrap();
+    let r = receiver.clone();
+    let wanted =
+        json!({"connectionId": id, "level": "failure", "type": "mapped", "category": "source"});
+    let line = tokio::task::spawn_blocking(move || r.wait_for(&wanted))
+        .await
+        .unwrap();
+    assert_eq!(line["record"]["address"], format!("ferrule-fluent/{id}/+"));
+}
