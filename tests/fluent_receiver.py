@@ -1,6 +1,7 @@
 """A Fluentd Forward-protocol receiver for Ferrule's tests, independent of Ferrule's encoder:
-listens on 127.0.0.1:<port>, decodes the MessagePack stream with the `msgpack` package and prints
-one JSON line per record: {"tag": ..., "time": {"ext": 0, "sec": ..., "nsec": ...}, "record": {...}}.
+listens on 127.0.0.1:<port>, decodes the MessagePack stream with the `msgpack` package, answers
+each chunk id with {"ack": id} as Fluentd does with require_ack_response, and prints one JSON line
+per record: {"tag": ..., "time": {"ext": 0, "sec": ..., "nsec": ...}, "record": {...}}.
 """
 import json
 import socket
@@ -32,6 +33,9 @@ def main():
                 tag, entries = message[0], message[1]
                 for time, record in entries:
                     print(json.dumps({"tag": tag, "time": time, "record": record}), flush=True)
+                option = message[2] if len(message) > 2 else {}
+                if "chunk" in option:
+                    connection.sendall(msgpack.packb({"ack": option["chunk"]}))
 
 
 main()

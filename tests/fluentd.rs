@@ -174,4 +174,25 @@ async fn connection_logs_reach_fluentd_also_after_it_was_down() {
         .await
         .unwrap();
     assert_eq!(line["record"]["address"], format!("ferrule-fluent/{id}/+"));
+
+    // Fluentd goes away and comes back: what was logged meanwhile arrives (a batch written into
+    // the dead connection is not acknowledged, so it is sent again).
+    drop(receiver);
+    device
+        .publish(
+            format!("ferrule-fluent/{id}/d2"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            r#"{"still": "not ditto"}"#,
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let receiver = tokio::task::spawn_blocking(move || Receiver::start(port))
+        .await
+        .unwrap();
+    let wanted = json!({"connectionId": id, "level": "failure", "type": "mapped"});
+    tokio::task::spawn_blocking(move || receiver.wait_for(&wanted))
+        .await
+        .unwrap();
 }

@@ -1,7 +1,10 @@
 //! Connection logs published to Fluentd / Fluent Bit (spec §5): every connection log entry of a
 //! configured level becomes a record `[tag, EventTime, {connectionId, level, category, type,
 //! correlationId, address, entityType, entityId, message, instanceId, ...additional context}]`
-//! sent in the Forward protocol (MessagePack over TCP, `[tag, [[time, record], ...]]` per flush).
+//! sent in the Forward protocol (MessagePack over TCP, `[tag, [[time, record], ...], {"chunk":
+//! id}]` per tag and flush); the receiver's `{"ack": id}` confirms each chunk (Fluentd's
+//! `require_ack_response`, Fluent Bit's `Require_ack_response`), so nothing written into a
+//! connection that died unnoticed is lost.
 //!
 //! Message processing never waits for Fluentd: records go into a bounded queue (a full queue
 //! drops the record and counts it); one task takes them in batches, connects with exponential
@@ -39,6 +42,10 @@ pub struct PublisherConfig {
     pub flush_interval_ms: u64,
     /// Connection attempts for one batch before it is dropped (400 ms, doubling, up to 30 s).
     pub max_retries: u32,
+    /// Send a chunk id with every message and wait for the receiver's ack (Fluentd's
+    /// `in_forward` answers it); without acks a batch written into a connection that died
+    /// unnoticed is lost.
+    pub require_ack: bool,
 }
 
 impl Default for PublisherConfig {
@@ -53,6 +60,7 @@ impl Default for PublisherConfig {
             buffer_records: 10_000,
             flush_interval_ms: 600,
             max_retries: 7,
+            require_ack: true,
         }
     }
 }
@@ -168,15 +176,24 @@ fn count_drop(dropped: &AtomicU64, n: u64) {
     }
 }
 
-/// The Forward-mode messages of a batch: one `[tag, [[EventTime, record], ...]]` per tag.
-fn encode(batch: &[Record], context: &IndexMap<String, String>) -> Vec<u8> {
+/// The Forward-mode messages of a batch: one `[tag, [[EventTime, record], ...], {"chunk": id}]`
+/// per tag; the receiver acknowledges each chunk id (`{"ack": id}`), so a batch written into a
+/// connection that died is sent again rather than lost.
+fn encode(
+    batch: &[Record],
+    context: &IndexMap<String, String>,
+    chunk: Option<u64>,
+) -> Vec<(Option<String>, Vec<u8>)> {
     let mut by_tag: IndexMap<&str, Vec<&Record>> = IndexMap::new();
     for r in batch {
         by_tag.entry(r.tag.as_str()).or_default().push(r);
     }
-    let mut out = Vec::new();
-    for (tag, records) in by_tag {
-        rmp::encode::write_array_len(&mut out, 2).expect("writing to a Vec");
+    let mut messages = Vec::new();
+    for (n, (tag, records)) in by_tag.into_iter().enumerate() {
+        let mut out = Vec::new();
+        let id = chunk.map(|c| format!("ferrule-{}-{c}-{n}", std::process::id()));
+        rmp::encode::write_array_len(&mut out, if id.is_some() { 3 } else { 2 })
+            .expect("writing to a Vec");
         rmp::encode::write_str(&mut out, tag).expect("writing to a Vec");
         rmp::encode::write_array_len(&mut out, records.len() as u32).expect("writing to a Vec");
         for r in records {
@@ -197,9 +214,80 @@ fn encode(batch: &[Record], context: &IndexMap<String, String>) -> Vec<u8> {
                 rmp::encode::write_str(&mut out, v).expect("writing to a Vec");
             }
         }
+        if let Some(id) = &id {
+            rmp::encode::write_map_len(&mut out, 1).expect("writing to a Vec");
+            rmp::encode::write_str(&mut out, "chunk").expect("writing to a Vec");
+            rmp::encode::write_str(&mut out, id).expect("writing to a Vec");
+        }
+        messages.push((id, out));
     }
-    out
+    messages
 }
+
+/// Reads one `{"ack": id}` answer and checks it names `id`.
+async fn read_ack(stream: &mut TcpStream, id: &str) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut cursor = buf.as_slice();
+        let parsed = (|| {
+            let len = rmp::decode::read_map_len(&mut cursor).ok()?;
+            let mut acked = None;
+            for _ in 0..len {
+                let mut key = [0u8; 16];
+                let key = rmp::decode::read_str(&mut cursor, &mut key)
+                    .ok()?
+                    .to_string();
+                let mut value = vec![0u8; 256];
+                let value = rmp::decode::read_str(&mut cursor, &mut value)
+                    .ok()?
+                    .to_string();
+                if key == "ack" {
+                    acked = Some(value);
+                }
+            }
+            acked
+        })();
+        match parsed {
+            Some(acked) if acked == id => return Ok(()),
+            Some(other) => {
+                return Err(std::io::Error::other(format!(
+                    "Fluentd acknowledged {other}, not {id}"
+                )));
+            }
+            None if buf.len() > 4096 => {
+                return Err(std::io::Error::other(
+                    "Fluentd answered something other than an ack",
+                ));
+            }
+            None => continue,
+        }
+    }
+}
+
+/// Writes every message and waits for its ack.
+async fn deliver(
+    stream: &mut TcpStream,
+    messages: &[(Option<String>, Vec<u8>)],
+) -> std::io::Result<()> {
+    for (id, bytes) in messages {
+        stream.write_all(bytes).await?;
+        if let Some(id) = id {
+            tokio::time::timeout(ACK_TIMEOUT, read_ack(stream, id))
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+        }
+    }
+    Ok(())
+}
+
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 const BATCH: usize = 1000;
 
@@ -211,6 +299,7 @@ async fn send_loop(
     let flush = Duration::from_millis(config.flush_interval_ms.max(1));
     let mut stream: Option<TcpStream> = None;
     let mut batch = Vec::with_capacity(BATCH);
+    let mut chunk = 0u64;
     loop {
         let Some(first) = rx.recv().await else { return };
         batch.push(first);
@@ -221,7 +310,12 @@ async fn send_loop(
                 Ok(None) | Err(_) => break,
             }
         }
-        let bytes = encode(&batch, &config.additional_log_context);
+        chunk += 1;
+        let messages = encode(
+            &batch,
+            &config.additional_log_context,
+            config.require_ack.then_some(chunk),
+        );
         let mut backoff = Duration::from_millis(400);
         let mut sent = false;
         for attempt in 0..=config.max_retries {
@@ -238,7 +332,7 @@ async fn send_loop(
                 }
             }
             if let Some(s) = stream.as_mut() {
-                match s.write_all(&bytes).await {
+                match deliver(s, &messages).await {
                     Ok(()) => {
                         sent = true;
                         break;
@@ -281,7 +375,7 @@ mod tests {
     }
 
     #[test]
-    fn records_are_forward_mode_with_event_time_and_the_fields_in_order() {
+    fn records_are_forward_mode_with_event_time_the_fields_in_order_and_a_chunk_id() {
         let record = Record {
             tag: "connection:c".into(),
             time: entry(Level::Success).timestamp,
@@ -289,8 +383,12 @@ mod tests {
         };
         let mut context = IndexMap::new();
         context.insert("site".to_string(), "b1".to_string());
-        let bytes = encode(&[record], &context);
-        let mut expected = vec![0x92, 0xac];
+        let messages = encode(&[record], &context, Some(7));
+        assert_eq!(messages.len(), 1);
+        let (id, bytes) = &messages[0];
+        let id = id.as_ref().unwrap();
+        assert_eq!(id, &format!("ferrule-{}-7-0", std::process::id()));
+        let mut expected = vec![0x93, 0xac];
         expected.extend_from_slice(b"connection:c");
         expected.push(0x91); // one entry
         expected.push(0x92);
@@ -302,7 +400,12 @@ mod tests {
             expected.push(0xa0 | s.len() as u8);
             expected.extend_from_slice(s.as_bytes());
         }
-        assert_eq!(bytes, expected);
+        expected.push(0x81);
+        for s in ["chunk", id.as_str()] {
+            expected.push(0xa0 | s.len() as u8);
+            expected.extend_from_slice(s.as_bytes());
+        }
+        assert_eq!(bytes, &expected);
     }
 
     #[tokio::test]
