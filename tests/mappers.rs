@@ -559,6 +559,13 @@ async fn a_module_maps_device_messages_into_the_twin_and_events_out() {
     );
 }
 
+/// Publishes `payload` on `topic` at QoS 1.
+async fn publish(dev: &rumqttc::AsyncClient, topic: String, payload: impl Into<Vec<u8>>) {
+    dev.publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+        .await
+        .unwrap();
+}
+
 /// A device that publishes at QoS 1.
 fn device(id: &str) -> rumqttc::AsyncClient {
     let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", 1883);
@@ -651,14 +658,12 @@ async fn the_sdk_mappers_decode_bytes_reshape_json_and_publish_cloudevents_throu
     let (_sub, mut events) = subscriber(&format!("{u}-sub"), &format!("{base}/cloudevents")).await;
     let dev = device(&format!("{u}-dev"));
 
-    dev.publish(
+    publish(
+        &dev,
         format!("{base}/bin/{u}-bin-1/up"),
-        rumqttc::QoS::AtLeastOnce,
-        false,
         vec![0x6c, 0x08, 0x30, 0x0e, 0x80, 0x01],
     )
-    .await
-    .unwrap();
+    .await;
     let thing = format!("/api/2/things/org.sdk:{u}-bin-1");
     wait_for_twin(
         &f,
@@ -691,15 +696,13 @@ async fn the_sdk_mappers_decode_bytes_reshape_json_and_publish_cloudevents_throu
         "events carry their timestamp: {event}"
     );
 
-    dev.publish(
+    publish(
+        &dev,
         format!("{base}/json"),
-        rumqttc::QoS::AtLeastOnce,
-        false,
         json!({"device": {"id": format!("{u}-json-1")}, "readings": {"t": 19.5}, "fw": "1.2"})
             .to_string(),
     )
-    .await
-    .unwrap();
+    .await;
     let thing = format!("/api/2/things/org.sdk:{u}-json-1");
     wait_for_twin(&f, &format!("{thing}/attributes/firmware"), json!("1.2")).await;
     wait_for_twin(
@@ -716,14 +719,7 @@ async fn the_sdk_mappers_decode_bytes_reshape_json_and_publish_cloudevents_throu
     assert_eq!(event["subject"], format!("org.sdk:{u}-json-1"));
 
     // A short frame fails with the reason in the connection logs; the next one maps.
-    dev.publish(
-        format!("{base}/bin/{u}-bin-1/up"),
-        rumqttc::QoS::AtLeastOnce,
-        false,
-        vec![1u8, 2],
-    )
-    .await
-    .unwrap();
+    publish(&dev, format!("{base}/bin/{u}-bin-1/up"), vec![1u8, 2]).await;
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let logs = json(f.get("/api/2/connections/sdk-conn/logs").await).await;
@@ -767,14 +763,7 @@ async fn replacing_a_module_swaps_it_in_a_running_connection() {
     let dev = device(&format!("{u}-dev"));
     let path = format!("/api/2/things/org.swap:{u}/features/n/properties/value");
     for i in 1..=60u32 {
-        dev.publish(
-            format!("{base}/{u}"),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            i.to_string(),
-        )
-        .await
-        .unwrap();
+        publish(&dev, format!("{base}/{u}"), i.to_string()).await;
         if i % 20 == 0 {
             let resp = upload(&f, "swap", guests::bytes(guests::BEHAVE)).await;
             assert_eq!(resp.status(), StatusCode::NO_CONTENT);
@@ -865,31 +854,10 @@ async fn slow_connection_is_isolated(test: &str, slow: Value) {
     }
     let dev = device(&format!("{u}-dev"));
     for _ in 0..3 {
-        dev.publish(
-            format!("{base}/slow/{u}-slow"),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            "loop",
-        )
-        .await
-        .unwrap();
+        publish(&dev, format!("{base}/slow/{u}-slow"), "loop").await;
     }
-    dev.publish(
-        format!("{base}/slow/{u}-slow"),
-        rumqttc::QoS::AtLeastOnce,
-        false,
-        "7",
-    )
-    .await
-    .unwrap();
-    dev.publish(
-        format!("{base}/fast/{u}-fast"),
-        rumqttc::QoS::AtLeastOnce,
-        false,
-        "42",
-    )
-    .await
-    .unwrap();
+    publish(&dev, format!("{base}/slow/{u}-slow"), "7").await;
+    publish(&dev, format!("{base}/fast/{u}-fast"), "42").await;
     wait_for_twin(
         &f,
         &format!("/api/2/things/org.slow:{u}-fast/features/n/properties/value"),

@@ -149,12 +149,7 @@ fn random_suffix() -> String {
 
 impl Settings {
     fn parse(config: &ClientConfig) -> Result<Settings, TransportError> {
-        let base = config
-            .specific_config
-            .get("clientId")
-            .filter(|c| !c.is_empty())
-            .cloned()
-            .unwrap_or_else(|| config.connection_id.clone());
+        let base = base_client_id(config);
         let client_id = if config.dry_run {
             format!("{base}-dry-run-{}", random_suffix())
         } else if config.protocol == Protocol::Mqtt5 && config.client_index > 0 {
@@ -196,6 +191,16 @@ impl Settings {
             last_will,
         })
     }
+}
+
+/// `specificConfig.clientId`, else the connection id.
+fn base_client_id(config: &ClientConfig) -> String {
+    config
+        .specific_config
+        .get("clientId")
+        .filter(|c| !c.is_empty())
+        .cloned()
+        .unwrap_or_else(|| config.connection_id.clone())
 }
 
 /// Checks the `specificConfig` of an MQTT connection without connecting.
@@ -307,12 +312,7 @@ pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, Tra
 /// `<clientId>p`), no sources, no last will.
 fn publisher_config(config: &ClientConfig) -> ClientConfig {
     let mut publisher = config.clone();
-    let base = config
-        .specific_config
-        .get("clientId")
-        .filter(|c| !c.is_empty())
-        .cloned()
-        .unwrap_or_else(|| config.connection_id.clone());
+    let base = base_client_id(config);
     let id = config
         .specific_config
         .get("publisherId")
