@@ -4,7 +4,9 @@
 //! (`WasmMapper`: conversions, a warm instance, the epoch deadline) and the same Rust code
 //! compiled natively.
 //!
-//! `cargo bench -p ferrule-host --bench mappers` (release build; ~10 s; single-threaded).
+//! `cargo bench -p ferrule-host --bench mappers [-- FILTER]` (release build; ~20 s;
+//! single-threaded). With FILTER, only the rows whose name contains it run (e.g. `WebAssembly`);
+//! `FERRULE_WASM_PERFMAP=1` lets `perf record`/`perf report` name the mapper's functions.
 
 use ferrule_host::mapping::Mapper;
 use ferrule_host::mapping::ditto::DittoMapper;
@@ -15,6 +17,13 @@ use std::time::{Duration, Instant};
 const RUN: Duration = Duration::from_secs(3);
 
 fn measure(name: &str, mapper: &dyn Mapper, message: &ExternalMessage) -> f64 {
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    if !name.contains(&filter) {
+        return f64::NAN;
+    }
     // Warm up, and check the mapper works on this message.
     let out = mapper.map_inbound(message).expect("the mapping works");
     assert_eq!(out.len(), 1);

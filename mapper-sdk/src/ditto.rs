@@ -221,47 +221,149 @@ pub fn escape_pointer_segment(segment: &str) -> String {
     segment.replace('~', "~0").replace('/', "~1")
 }
 
+/// A JSON pointer (RFC 6901) parsed once: its segments unescaped, ready to look values up or
+/// set them without parsing the text again. Parse pointers from options in `Mapper::new` and
+/// keep them; each use then costs no allocation for the pointer itself.
+///
+/// ```
+/// use ferrule_mapper_sdk::ditto::Pointer;
+/// use serde_json::json;
+///
+/// let from = Pointer::parse("/readings/t")?;
+/// let to = Pointer::parse("/features/env/properties/temperature")?;
+/// let payload = json!({"readings": {"t": 21.5}});
+/// let mut patch = json!({});
+/// to.set(&mut patch, from.get(&payload).unwrap().clone())?;
+/// assert_eq!(patch, json!({"features": {"env": {"properties": {"temperature": 21.5}}}}));
+/// # Ok::<(), ferrule_mapper_sdk::MappingError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pointer {
+    text: String,
+    segments: Vec<String>,
+}
+
+impl Pointer {
+    /// Parses `""` (the whole document) or `/segment/...` (`~1` is `/`, `~0` is `~`).
+    pub fn parse(pointer: &str) -> Result<Pointer, MappingError> {
+        let segments = match pointer {
+            "" => Vec::new(),
+            p if p.starts_with('/') => p[1..].split('/').map(unescape_segment).collect(),
+            p => {
+                return Err(MappingError::invalid_options(format!(
+                    "<{p}> is not a JSON pointer: it must be empty or start with '/'."
+                )));
+            }
+        };
+        Ok(Pointer {
+            text: pointer.to_string(),
+            segments,
+        })
+    }
+
+    /// The pointer as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The unescaped segments (none for the whole document).
+    pub fn segments(&self) -> &[String] {
+        &self.segments
+    }
+
+    /// The value at this pointer inside `target` (array elements by decimal index), as
+    /// `serde_json::Value::pointer` finds it.
+    pub fn get<'a>(&self, target: &'a Value) -> Option<&'a Value> {
+        self.segments
+            .iter()
+            .try_fold(target, |current, seg| match current {
+                Value::Object(map) => map.get(seg.as_str()),
+                Value::Array(items) => array_index(seg).and_then(|i| items.get(i)),
+                _ => None,
+            })
+    }
+
+    /// Sets `value` at this pointer inside `target`, creating objects on the way (`/a/b` on
+    /// `{}` gives `{"a":{"b":value}}`; a `null` on the way becomes an object). The empty
+    /// pointer replaces `target`. Errors when the way is blocked by a non-object.
+    pub fn set(&self, target: &mut Value, value: Value) -> Result<(), MappingError> {
+        let Some((last, parents)) = self.segments.split_last() else {
+            *target = value;
+            return Ok(());
+        };
+        let mut current = target;
+        for seg in parents {
+            let map = object_of(current, &self.text, seg)?;
+            // Look up before inserting: `entry` would allocate the key even when it exists.
+            if !map.contains_key(seg.as_str()) {
+                map.insert(seg.clone(), Value::Object(Default::default()));
+            }
+            current = map.get_mut(seg.as_str()).expect("present or just inserted");
+        }
+        object_of(current, &self.text, last)?.insert(last.clone(), value);
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Pointer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl std::str::FromStr for Pointer {
+    type Err = MappingError;
+    fn from_str(s: &str) -> Result<Pointer, MappingError> {
+        Pointer::parse(s)
+    }
+}
+
+fn unescape_segment(segment: &str) -> String {
+    if segment.contains('~') {
+        segment.replace("~1", "/").replace("~0", "~")
+    } else {
+        segment.to_string()
+    }
+}
+
+/// A decimal array index as RFC 6901 has it: no sign, no leading zero.
+fn array_index(segment: &str) -> Option<usize> {
+    if segment.is_empty()
+        || (segment.len() > 1 && segment.starts_with('0'))
+        || !segment.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    segment.parse().ok()
+}
+
+/// The object `value` is (a `null` becomes an empty object), or an error naming `pointer`.
+fn object_of<'a>(
+    value: &'a mut Value,
+    pointer: &str,
+    segment: &str,
+) -> Result<&'a mut serde_json::Map<String, Value>, MappingError> {
+    if value.is_null() {
+        *value = Value::Object(Default::default());
+    }
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(MappingError::new(format!(
+            "Cannot set <{pointer}>: <{segment}> is inside a value that is not an object."
+        ))),
+    }
+}
+
 /// Sets `value` at the JSON `pointer` inside `target`, creating objects on the way
 /// (`/a/b` on `{}` gives `{"a":{"b":value}}`). Errors when the way is blocked by a non-object.
+/// `"/"` (as well as `""`) replaces `target`. To set the same pointer many times, parse a
+/// [`Pointer`] once.
 pub fn set_pointer(target: &mut Value, pointer: &str, value: Value) -> Result<(), MappingError> {
     if pointer.is_empty() || pointer == "/" {
         *target = value;
         return Ok(());
     }
-    if !pointer.starts_with('/') {
-        return Err(MappingError::invalid_options(format!(
-            "<{pointer}> is not a JSON pointer: it must start with '/'."
-        )));
-    }
-    let mut current = target;
-    let segments: Vec<String> = pointer[1..]
-        .split('/')
-        .map(|s| s.replace("~1", "/").replace("~0", "~"))
-        .collect();
-    let (last, parents) = segments.split_last().expect("at least one segment");
-    for seg in parents {
-        if current.is_null() {
-            *current = Value::Object(Default::default());
-        }
-        let Value::Object(map) = current else {
-            return Err(MappingError::new(format!(
-                "Cannot set <{pointer}>: <{seg}> is inside a value that is not an object."
-            )));
-        };
-        current = map
-            .entry(seg.clone())
-            .or_insert_with(|| Value::Object(Default::default()));
-    }
-    if current.is_null() {
-        *current = Value::Object(Default::default());
-    }
-    let Value::Object(map) = current else {
-        return Err(MappingError::new(format!(
-            "Cannot set <{pointer}>: its parent is not an object."
-        )));
-    };
-    map.insert(last.clone(), value);
-    Ok(())
+    Pointer::parse(pointer)?.set(target, value)
 }
 
 /// The action of a twin command.
@@ -537,5 +639,41 @@ mod tests {
             thing().modify_feature("a/b", json!(1)).build().path,
             "/features/a~1b"
         );
+    }
+
+    #[test]
+    fn parsed_pointers_find_what_serde_json_finds() {
+        let doc = json!({"a": {"b/c": [10, {"~x": true}], "": 5, "0": "zero"}, "n": null});
+        for p in [
+            "",
+            "/a",
+            "/a/b~1c",
+            "/a/b~1c/0",
+            "/a/b~1c/1/~0x",
+            "/a/",
+            "/a/0",
+            "/a/b~1c/01",
+            "/a/b~1c/-1",
+            "/a/b~1c/2",
+            "/n/x",
+            "/missing",
+        ] {
+            assert_eq!(Pointer::parse(p).unwrap().get(&doc), doc.pointer(p), "{p}");
+        }
+        assert!(Pointer::parse("a").is_err());
+        let p = Pointer::parse("/x~1y/~0z").unwrap();
+        assert_eq!(p.segments(), ["x/y", "~z"]);
+        assert_eq!(p.to_string(), "/x~1y/~0z");
+        let mut v = json!({"x/y": null});
+        p.set(&mut v, json!(1)).unwrap();
+        assert_eq!(v, json!({"x/y": {"~z": 1}}));
+        // The whole document.
+        Pointer::parse("").unwrap().set(&mut v, json!([])).unwrap();
+        assert_eq!(v, json!([]));
+        let e = Pointer::parse("/a/b")
+            .unwrap()
+            .set(&mut v, json!(1))
+            .unwrap_err();
+        assert!(e.message.contains("</a/b>"), "{e}");
     }
 }

@@ -36,6 +36,15 @@
 // inside this crate too.
 extern crate self as ferrule_mapper_sdk;
 
+/// The component's allocator: Talc instead of dlmalloc (feature `talc`, default).
+#[cfg(all(
+    feature = "talc",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 pub mod ditto;
 mod error;
 pub mod log;

@@ -27,7 +27,7 @@ impl<M: Mapper> Configured for M {
     ) -> Result<Vec<wire::DittoMessage>, MappingError> {
         let message = ExternalMessage::from(message);
         let out = Mapper::map_inbound(self, &message)?;
-        Ok(out.iter().map(wire::DittoMessage::from).collect())
+        Ok(out.into_iter().map(wire::DittoMessage::from).collect())
     }
 
     fn map_outbound(
@@ -36,7 +36,7 @@ impl<M: Mapper> Configured for M {
     ) -> Result<Vec<wire::ExternalMessage>, MappingError> {
         let message = DittoMessage::try_from(message)?;
         let out = Mapper::map_outbound(self, &message)?;
-        Ok(out.iter().map(wire::ExternalMessage::from).collect())
+        Ok(out.into_iter().map(wire::ExternalMessage::from).collect())
     }
 }
 

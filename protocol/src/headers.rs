@@ -1,16 +1,67 @@
 //! Ditto headers: case-insensitive keys that keep the case they were given in.
 
 use indexmap::IndexMap;
+use indexmap::map::MutableKeys;
 use serde::de::{Deserialize, Deserializer};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
 /// Header values are JSON values in the Ditto Protocol (`"response-required": false`,
 /// `"requested-acks": [...]`); transports carry them as strings ([`Headers::get_str`]).
+///
+/// Keys are compared ASCII case-insensitively and keep the case they were last inserted with.
+/// A lookup allocates nothing (the key is hashed and compared case-insensitively in place).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Headers {
-    /// lower-case key → (key as given, value)
-    entries: IndexMap<String, (String, Value)>,
+    entries: IndexMap<Key, Value>,
+}
+
+/// A header key as given; hashed and compared ASCII case-insensitively.
+#[derive(Debug, Clone)]
+struct Key(String);
+
+/// A borrowed key to look up a [`Key`] with.
+#[derive(Hash)]
+struct Lookup<'a>(CaseFolded<'a>);
+
+struct CaseFolded<'a>(&'a str);
+
+impl std::hash::Hash for CaseFolded<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Lower-cased in chunks on the stack: one `write` per 32 bytes, not one per byte.
+        let mut buf = [0u8; 32];
+        for chunk in self.0.as_bytes().chunks(buf.len()) {
+            let lower = &mut buf[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            state.write(lower);
+        }
+        state.write_u8(0xff);
+    }
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        CaseFolded(&self.0).hash(state)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+
+impl Eq for Key {}
+
+impl indexmap::Equivalent<Key> for Lookup<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.0.0.eq_ignore_ascii_case(&key.0)
+    }
+}
+
+fn lookup(key: &str) -> Lookup<'_> {
+    Lookup(CaseFolded(key))
 }
 
 impl Headers {
@@ -18,14 +69,29 @@ impl Headers {
         Headers::default()
     }
 
+    pub fn with_capacity(n: usize) -> Headers {
+        Headers {
+            entries: IndexMap::with_capacity(n),
+        }
+    }
+
+    /// Inserts or replaces (in place, taking the new key's case) the header `key`.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<Value>) {
         let key = key.into();
-        self.entries
-            .insert(key.to_ascii_lowercase(), (key, value.into()));
+        let value = value.into();
+        match self.entries.get_full_mut2(&lookup(&key)) {
+            Some((_, k, v)) => {
+                k.0 = key;
+                *v = value;
+            }
+            None => {
+                self.entries.insert(Key(key), value);
+            }
+        }
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.entries.get(&key.to_ascii_lowercase()).map(|(_, v)| v)
+        self.entries.get(&lookup(key))
     }
 
     /// The value as a string: strings as they are, other JSON values as JSON text.
@@ -34,13 +100,11 @@ impl Headers {
     }
 
     pub fn remove(&mut self, key: &str) -> Option<Value> {
-        self.entries
-            .shift_remove(&key.to_ascii_lowercase())
-            .map(|(_, v)| v)
+        self.entries.shift_remove(&lookup(key))
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.entries.contains_key(&key.to_ascii_lowercase())
+        self.entries.contains_key(&lookup(key))
     }
 
     pub fn len(&self) -> usize {
@@ -53,11 +117,32 @@ impl Headers {
 
     /// (key as given, value) in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
-        self.entries.values().map(|(k, v)| (k.as_str(), v))
+        self.entries.iter().map(|(k, v)| (k.0.as_str(), v))
     }
 
     pub fn correlation_id(&self) -> Option<String> {
         self.get_str("correlation-id")
+    }
+}
+
+/// The headers taken apart: (key as given, value) in insertion order.
+pub struct IntoIter(indexmap::map::IntoIter<Key, Value>);
+
+impl Iterator for IntoIter {
+    type Item = (String, Value);
+    fn next(&mut self) -> Option<(String, Value)> {
+        self.0.next().map(|(k, v)| (k.0, v))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.0.size_hint()
+    }
+}
+
+impl IntoIterator for Headers {
+    type Item = (String, Value);
+    type IntoIter = IntoIter;
+    fn into_iter(self) -> IntoIter {
+        IntoIter(self.entries.into_iter())
     }
 }
 
@@ -76,10 +161,30 @@ pub fn header_value_from_string(s: &str) -> Value {
     }
 }
 
+/// [`header_value_from_string`] that keeps the string it is given instead of copying it.
+pub fn header_value_from_owned(s: String) -> Value {
+    match s.as_str() {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ if s.starts_with('[') || s.starts_with('{') => {
+            serde_json::from_str(&s).unwrap_or(Value::String(s))
+        }
+        _ => Value::String(s),
+    }
+}
+
+/// [`value_to_header_string`] that moves a string value instead of copying it.
+pub fn value_into_header_string(v: Value) -> String {
+    match v {
+        Value::String(s) => s,
+        other => value_to_header_string(&other),
+    }
+}
+
 pub fn value_to_header_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        other => other.to_string(),
+        other => serde_json::to_string(other).expect("a JSON value is always JSON text"),
     }
 }
 
@@ -96,7 +201,7 @@ impl Serialize for Headers {
 impl<'de> Deserialize<'de> for Headers {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Headers, D::Error> {
         let raw = IndexMap::<String, Value>::deserialize(d)?;
-        let mut h = Headers::new();
+        let mut h = Headers::with_capacity(raw.len());
         for (k, v) in raw {
             h.insert(k, v);
         }
@@ -133,5 +238,19 @@ mod tests {
         h.insert("correlation-id", "c-2");
         assert_eq!(h.len(), 2);
         assert_eq!(serde_json::to_value(&h).unwrap()["correlation-id"], "c-2");
+        // Replacing keeps the position; the key takes the new case.
+        h.insert("RESPONSE-required", true);
+        assert_eq!(
+            h.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["correlation-id", "RESPONSE-required"]
+        );
+        assert!(h.contains("Response-Required"));
+        assert_eq!(h.remove("response-REQUIRED"), Some(json!(true)));
+        assert!(!h.contains("response-required"));
+        assert_eq!(h.get("x-unknown"), None);
+        // Keys differing beyond ASCII case are different keys.
+        h.insert("x-\u{e4}", 1);
+        h.insert("X-\u{c4}", 2);
+        assert_eq!(h.len(), 3);
     }
 }

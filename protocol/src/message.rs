@@ -147,12 +147,58 @@ impl DittoMessage {
         m
     }
 
+    /// The JSON text of [`DittoMessage::to_json`], written straight from the fields (no copy
+    /// of the value, no intermediate JSON tree).
     pub fn to_json_string(&self) -> String {
-        Value::Object(self.to_json()).to_string()
+        serde_json::to_string(&Envelope::from(self)).expect("a Ditto message is always JSON")
     }
 
     pub fn is_response(&self) -> bool {
         self.status.is_some()
+    }
+}
+
+/// The envelope's fields in the order of [`DittoMessage::to_json`], borrowed for writing.
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    #[serde(serialize_with = "as_display")]
+    topic: &'a Topic,
+    headers: &'a Headers,
+    path: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revision: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<&'a Value>,
+}
+
+fn as_display<S: serde::Serializer>(topic: &&Topic, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(topic)
+}
+
+impl<'a> From<&'a DittoMessage> for Envelope<'a> {
+    fn from(m: &'a DittoMessage) -> Envelope<'a> {
+        Envelope {
+            topic: &m.topic,
+            headers: &m.headers,
+            path: &m.path,
+            value: m.value.as_ref(),
+            extra: m.extra.as_ref(),
+            status: m.status,
+            revision: m.revision,
+            timestamp: m.timestamp.as_deref(),
+            fields: m.fields.as_deref(),
+            metadata: m.metadata.as_ref(),
+        }
     }
 }
 
@@ -183,7 +229,27 @@ mod tests {
         ] {
             let m = DittoMessage::from_json(v.as_object().unwrap().clone()).unwrap();
             assert_eq!(Value::Object(m.to_json()), v);
+            assert_eq!(m.to_json_string(), v.to_string());
         }
+        // Every field, in the order of to_json, with text that needs escaping.
+        let mut all = DittoMessage::new(
+            Topic::parse("org.acme/a\"b/things/live/messages/hello").unwrap(),
+            "/inbox/messages/hello",
+        );
+        all.headers.insert("X-Note", "line\nbreak");
+        all.headers
+            .insert("requested-acks", json!(["twin-persisted"]));
+        all.value = Some(json!({"z": 1, "a": [1.5, null, "\u{e9}"]}));
+        all.extra = Some(json!({"attributes": {}}));
+        all.status = Some(200);
+        all.revision = Some(3);
+        all.timestamp = Some("2026-01-01T00:00:00Z".into());
+        all.fields = Some("thingId,attributes".into());
+        all.metadata = Some(json!({"m": true}));
+        assert_eq!(
+            all.to_json_string(),
+            Value::Object(all.to_json()).to_string()
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! - `metadata` is not in the WIT record: it is dropped.
 
 use crate::error::ProtocolError;
-use crate::headers::{header_value_from_string, value_to_header_string};
+use crate::headers::{header_value_from_owned, value_into_header_string, value_to_header_string};
 use crate::{DittoMessage as Ditto, ExternalMessage as External, Headers as ModelHeaders, Topic};
 use serde_json::Value;
 /// `type headers = list<tuple<string, string>>`
@@ -70,20 +70,62 @@ impl From<ExternalMessage> for External {
     }
 }
 
+/// Owned: moves the strings instead of copying them (the guest's outputs).
+impl From<Ditto> for DittoMessage {
+    fn from(m: Ditto) -> DittoMessage {
+        DittoMessage {
+            topic: m.topic.to_string(),
+            headers: m
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, value_into_header_string(v)))
+                .collect(),
+            path: m.path,
+            value: m.value.as_ref().map(json_text),
+            status: m.status,
+            extra: m.extra.as_ref().map(json_text),
+            revision: m.revision,
+            timestamp: m.timestamp,
+            fields: m.fields,
+        }
+    }
+}
+
+/// Owned: moves the headers and payloads (the guest's outputs).
+impl From<External> for ExternalMessage {
+    fn from(m: External) -> ExternalMessage {
+        ExternalMessage {
+            headers: m
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, value_into_header_string(v)))
+                .collect(),
+            text_payload: m.text,
+            bytes_payload: m.bytes,
+            content_type: m.content_type,
+        }
+    }
+}
+
 impl From<&Ditto> for DittoMessage {
     fn from(m: &Ditto) -> DittoMessage {
         DittoMessage {
             topic: m.topic.to_string(),
             headers: headers_to_wire(&m.headers),
             path: m.path.clone(),
-            value: m.value.as_ref().map(Value::to_string),
+            value: m.value.as_ref().map(json_text),
             status: m.status,
-            extra: m.extra.as_ref().map(Value::to_string),
+            extra: m.extra.as_ref().map(json_text),
             revision: m.revision,
             timestamp: m.timestamp.clone(),
             fields: m.fields.clone(),
         }
     }
+}
+
+/// JSON text, written directly into a buffer (`Value::to_string` goes through `fmt`, slower).
+fn json_text(v: &Value) -> String {
+    serde_json::to_string(v).expect("a JSON value is always JSON text")
 }
 
 fn json_field(name: &str, text: Option<String>) -> Result<Option<Value>, ProtocolError> {
@@ -123,8 +165,8 @@ impl TryFrom<DittoMessage> for Ditto {
             topic,
             headers: m
                 .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), header_value_from_string(v)))
+                .into_iter()
+                .map(|(k, v)| (k, header_value_from_owned(v)))
                 .collect(),
             path,
             value: json_field("value", m.value)?,
@@ -177,6 +219,11 @@ mod tests {
             ]
         );
         assert_eq!(wire.value.as_deref(), Some(r#"{"a":[1,2.5,"x"]}"#));
+        assert_eq!(
+            DittoMessage::from(original.clone()),
+            wire,
+            "owned = borrowed"
+        );
         let back = Ditto::try_from(wire).unwrap();
         let mut expected = original.clone();
         expected.metadata = None;
@@ -215,6 +262,7 @@ mod tests {
         m.headers.insert("qos", 1);
         m.content_type = Some("application/octet-stream".into());
         let wire = ExternalMessage::from(&m);
+        assert_eq!(ExternalMessage::from(m.clone()), wire, "owned = borrowed");
         assert_eq!(wire.headers[1], ("qos".to_string(), "1".to_string()));
         let back = External::from(wire);
         assert_eq!(back.headers.get_str("qos").as_deref(), Some("1"));

@@ -132,6 +132,11 @@ impl std::fmt::Debug for WasmEngine {
 fn config(ceilings: &Ceilings, pooling: bool) -> Config {
     let mut config = Config::new();
     config.epoch_interruption(true);
+    // `FERRULE_WASM_PERFMAP=1`: write /tmp/perf-<pid>.map so `perf report` names the compiled
+    // functions of mappers (for profiling a mapper; modules compiled in this process only).
+    if std::env::var_os("FERRULE_WASM_PERFMAP").is_some_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let n = ceilings.max_instances;
         let mut pool = PoolingAllocationConfig::default();

@@ -33,7 +33,7 @@
 //!   commands in all). A message from which no mapping takes a value is dropped (with a debug
 //!   log line).
 
-use ferrule_mapper_sdk::ditto::set_pointer;
+use ferrule_mapper_sdk::ditto::Pointer;
 use ferrule_mapper_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -73,22 +73,29 @@ enum Action {
     Modify,
 }
 
+/// A mapping with its pointers parsed once.
+struct Rule {
+    from: Pointer,
+    to: Pointer,
+    required: bool,
+    default: Option<Value>,
+}
+
 pub struct JsonReshaper {
     namespace: Option<String>,
-    thing_id_pointer: Option<String>,
+    thing_id_pointer: Option<Pointer>,
     thing_id_header: String,
     action: Action,
     headers: Map<String, Value>,
-    mappings: Vec<Mapping>,
+    rules: Vec<Rule>,
 }
 
-fn check_pointer(option: &str, p: &str) -> Result<(), MappingError> {
-    if !p.is_empty() && !p.starts_with('/') {
-        return Err(MappingError::invalid_options(format!(
+fn parse_pointer(option: &str, p: &str) -> Result<Pointer, MappingError> {
+    Pointer::parse(p).map_err(|_| {
+        MappingError::invalid_options(format!(
             "{option} <{p}> is not a JSON pointer: it must be empty or start with '/'."
-        )));
-    }
-    Ok(())
+        ))
+    })
 }
 
 /// Whether thing path `a` is `b` or inside it (segment-wise).
@@ -100,7 +107,7 @@ impl JsonReshaper {
     fn thing_id(&self, item: &Value, message: &ExternalMessage) -> Result<ThingId, MappingError> {
         let ns = self.namespace.as_deref();
         if let Some(p) = &self.thing_id_pointer {
-            match item.pointer(p) {
+            match p.get(item) {
                 Some(Value::String(id)) => return ThingId::parse_or_in(id, ns),
                 Some(other) => {
                     return Err(MappingError::invalid_payload(format!(
@@ -128,10 +135,10 @@ impl JsonReshaper {
         item: &Value,
         message: &ExternalMessage,
     ) -> Result<Vec<DittoMessage>, MappingError> {
-        let mut values = Vec::new();
-        for m in &self.mappings {
-            match item.pointer(&m.from).or(m.default.as_ref()) {
-                Some(v) => values.push((m.to.as_str(), v.clone())),
+        let mut values = Vec::with_capacity(self.rules.len());
+        for m in &self.rules {
+            match m.from.get(item).or(m.default.as_ref()) {
+                Some(v) => values.push((&m.to, v.clone())),
                 None if m.required => {
                     return Err(MappingError::invalid_payload(format!(
                         "The payload has no value at <{}>, which is required for <{}>.",
@@ -157,13 +164,13 @@ impl JsonReshaper {
             Action::Merge => {
                 let mut patch = Value::Object(Map::new());
                 for (to, v) in values {
-                    set_pointer(&mut patch, to, v)?;
+                    to.set(&mut patch, v)?;
                 }
                 vec![finish(thing.merge("/", patch))]
             }
             Action::Modify => values
                 .into_iter()
-                .map(|(to, v)| finish(thing.modify(to, v)))
+                .map(|(to, v)| finish(thing.modify(to.as_str(), v)))
                 .collect(),
         })
     }
@@ -199,11 +206,14 @@ impl Mapper for JsonReshaper {
                 "namespace <{ns}> must not contain '/' or ':'."
             )));
         }
-        if let Some(p) = &o.thing_id_pointer {
-            check_pointer("thingIdPointer", p)?;
-        }
+        let thing_id_pointer = o
+            .thing_id_pointer
+            .as_deref()
+            .map(|p| parse_pointer("thingIdPointer", p))
+            .transpose()?;
+        let mut rules = Vec::with_capacity(o.mappings.len());
         for (i, m) in o.mappings.iter().enumerate() {
-            check_pointer("from", &m.from)?;
+            let from = parse_pointer("from", &m.from)?;
             if !m.to.starts_with('/') || m.to == "/" {
                 return Err(MappingError::invalid_options(format!(
                     "to <{}> must be a JSON pointer into the thing below '/', e.g. /attributes/x or /features/f/properties/p.",
@@ -219,14 +229,20 @@ impl Mapper for JsonReshaper {
                     other.to, m.to
                 )));
             }
+            rules.push(Rule {
+                from,
+                to: parse_pointer("to", &m.to)?,
+                required: m.required,
+                default: m.default.clone(),
+            });
         }
         Ok(JsonReshaper {
             namespace: o.namespace,
-            thing_id_pointer: o.thing_id_pointer,
+            thing_id_pointer,
             thing_id_header: o.thing_id_header.unwrap_or_else(|| "device_id".into()),
             action,
             headers: o.headers,
-            mappings: o.mappings,
+            rules,
         })
     }
 
