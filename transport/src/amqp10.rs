@@ -86,8 +86,10 @@
 //!
 //! # Events
 //! Loss of the connection (or of the watchdog session) → one [`ClientEvent::Disconnected`].
-//! A receiver link detached by the peer, or its session ended while the connection lives → a
-//! [`ClientEvent::SourceFailed`] for its source and address. Nothing is reported after `close`.
+//! A receiver link detached by the peer (closing or not), or its session ended while the
+//! connection lives → one [`ClientEvent::SourceFailed`] for its source and address, with the
+//! peer's error condition and description when the detach carries them; the other links go on.
+//! Nothing is reported after `close`.
 //!
 //! # Dry run
 //! Connects, attaches (and closes) a receiver per source address and a sender per target
@@ -807,7 +809,17 @@ async fn run_receiver(task: ReceiverTask) {
                     if recv_error_is_connection_loss(&e) {
                         shared.disconnected(format!("the connection to {} was lost: {e}", shared.authority));
                     } else {
-                        shared.source_failed(source, &address, format!("the source address '{address}' stopped: {e}"));
+                        let why = match &e {
+                            RecvError::LinkStateError(
+                                LinkStateError::RemoteDetachedWithError(err)
+                                | LinkStateError::RemoteClosedWithError(err),
+                            ) => format!("{} detached it: {}", shared.authority, describe(err)),
+                            RecvError::LinkStateError(
+                                LinkStateError::RemoteDetached | LinkStateError::RemoteClosed,
+                            ) => format!("{} detached it", shared.authority),
+                            other => other.to_string(),
+                        };
+                        shared.source_failed(source, &address, format!("the source address '{address}' stopped: {why}"));
                     }
                     failed = true;
                     break;
