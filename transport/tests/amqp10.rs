@@ -682,11 +682,11 @@ async fn dry_run_attaches_and_consumes_nothing() {
 
     cfg.sources = vec![source(0, &[&address, &format!("/queues/{q}")], true)];
     let err = connect(cfg.clone()).await.err().expect("bad source");
-    assert_eq!(err.kind, ErrorKind::Misconfigured);
+    assert_eq!(err.kind, ErrorKind::Misconfigured, "{err:?}");
     cfg.sources = vec![];
     cfg.targets = vec![target(0, &format!("/queues/{out}"))];
     let err = connect(cfg).await.err().expect("bad target");
-    assert_eq!(err.kind, ErrorKind::Misconfigured);
+    assert_eq!(err.kind, ErrorKind::Misconfigured, "{err:?}");
     assert!(err.message.contains("/queues/"), "{err:?}");
     broker.cleanup().await;
 }
@@ -711,6 +711,16 @@ async fn a_deleted_source_queue_is_reported() {
     let mut connected = connect(config(vec![source(0, &[&doomed_address], true)], vec![]))
         .await
         .expect("connects");
+    // Deleted before RabbitMQ set up the consumer, the queue would go unnoticed: one message
+    // through it first.
+    broker
+        .send(&doomed_address, vec![text_message("first")])
+        .await;
+    next(&mut connected, Duration::from_secs(5))
+        .await
+        .expect("the consumer runs")
+        .settler
+        .settle(Settle::Accept);
     broker
         .channel
         .queue_delete(doomed.as_str().into(), Default::default())
