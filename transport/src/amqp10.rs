@@ -25,13 +25,18 @@
 //! fe2o3-amqp fails a link that receives more than it granted.)
 //!
 //! Settlement (`at_least_once`): [`Settle::Accept`] → `accepted`, [`Settle::Redeliver`] (also a
-//! dropped settler) → `released`, [`Settle::Reject`] → `rejected`. Without `at_least_once` a
-//! message is accepted on receipt. Ditto sends `modified` with `delivery-failed=true` for
-//! "redeliver", but RabbitMQ 3.x's AMQP 1.0 plugin does not know `modified`: it ends the session
-//! with `invalid-field` ("Unrecognised state"). `released` makes it requeue the message, which
-//! is what the host asks for (the broker's delivery count is not incremented). Settlements the
-//! host made before `close` are still sent; unsettled deliveries go back to the queue when the
-//! link closes.
+//! dropped settler) → `modified` with `delivery-failed=true` as Ditto sends it (the broker
+//! delivers the message again and counts the failed delivery), [`Settle::Reject`] → `rejected`.
+//! Without `at_least_once` a message is accepted on receipt. RabbitMQ before 4.0 gets `released`
+//! for "redeliver" instead: its AMQP 1.0 plugin does not know `modified` and ends the session with
+//! `invalid-field` ("Unrecognised state"); `released` makes it requeue the message, which is what
+//! the host asks for (its delivery count is not incremented). The broker is told by its `open`
+//! (connection properties `product` `RabbitMQ` and a `version` below 4). fe2o3-amqp does not
+//! expose the peer's `open`, so the client keeps a copy of the first 4 KiB it reads from the
+//! connection (protocol headers, SASL frames, `open`) and decodes the `open` there with
+//! fe2o3-amqp's own frame codec. A RabbitMQ without a readable version, and an `open` that cannot
+//! be read, get `released` too. Settlements the host made before `close` are still sent;
+//! unsettled deliveries go back to the queue when the link closes.
 //!
 //! # Message mapping (both directions)
 //! * Properties ↔ headers of the same name: `message-id`, `user-id`, `to`, `subject`,
@@ -81,8 +86,10 @@
 //!
 //! # Events
 //! Loss of the connection (or of the watchdog session) → one [`ClientEvent::Disconnected`].
-//! A receiver link detached by the peer, or its session ended while the connection lives → a
-//! [`ClientEvent::SourceFailed`] for its source and address. Nothing is reported after `close`.
+//! A receiver link detached by the peer (closing or not), or its session ended while the
+//! connection lives → one [`ClientEvent::SourceFailed`] for its source and address, with the
+//! peer's error condition and description when the detach carries them; the other links go on.
+//! Nothing is reported after `close`.
 //!
 //! # Dry run
 //! Connects, attaches (and closes) a receiver per source address and a sender per target
@@ -94,16 +101,19 @@ use crate::{
     Settle, Settler, SourceSpec, TransportError,
 };
 use fe2o3_amqp::connection::{ConnectionHandle, OpenError};
+use fe2o3_amqp::frames::amqp::{Frame as AmqpFrame, FrameBody};
 use fe2o3_amqp::link::delivery::{DeliveryFut, DeliveryInfo};
 use fe2o3_amqp::link::{CreditMode, LinkStateError, RecvError, SendError};
 use fe2o3_amqp::sasl_profile::SaslProfile;
 use fe2o3_amqp::session::SessionHandle;
+use fe2o3_amqp::transport::Transport;
 use fe2o3_amqp::types::definitions::{ReceiverSettleMode, SenderSettleMode};
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::{
-    AmqpValue, ApplicationProperties, Body, Data, Message, MessageAnnotations, MessageId, Outcome,
-    Properties, Source, Target,
+    AmqpValue, ApplicationProperties, Body, Data, Message, MessageAnnotations, MessageId, Modified,
+    Outcome, Properties, Source, Target,
 };
+use fe2o3_amqp::types::performatives::Open;
 use fe2o3_amqp::types::primitives::{Binary, SimpleValue, Symbol, Timestamp, Value};
 use fe2o3_amqp::{Connection, Receiver, Sender, Session};
 use ferrule_protocol::ExternalMessage;
@@ -112,9 +122,12 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use rustls::pki_types::ServerName;
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// Header prefix that forces an application property.
@@ -237,17 +250,27 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         .hostname(uri.host.as_str())
         .scheme("amqp")
         .sasl_profile(profile);
+    // The peer's `open` is read from a copy of the first bytes (fe2o3-amqp keeps it to itself).
+    let first_bytes = Arc::new(Mutex::new(Vec::new()));
     let connection = match tls {
         Some((connector, name)) => {
             let stream = connector
                 .connect(name, stream)
                 .await
                 .map_err(|e| tls_error(&e, &authority))?;
-            builder.open_with_stream(stream).await
+            builder
+                .open_with_stream(Recorded::new(stream, first_bytes.clone()))
+                .await
         }
-        None => builder.open_with_stream(stream).await,
+        None => {
+            builder
+                .open_with_stream(Recorded::new(stream, first_bytes.clone()))
+                .await
+        }
     }
     .map_err(|e| open_error(e, &authority, uri.secure))?;
+    let first_bytes = std::mem::take(&mut *first_bytes.lock().unwrap());
+    let modified_redelivery = understands_modified(remote_open(&first_bytes).await.as_ref());
     let conn: Conn = Arc::new(tokio::sync::Mutex::new(connection));
 
     let (events_tx, events_rx) = mpsc::channel(64);
@@ -260,6 +283,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         closing: AtomicBool::new(false),
         senders: Mutex::new(HashMap::new()),
         link_prefix: format!("{}-{}", config.connection_id, config.client_index),
+        modified_redelivery,
     });
 
     if config.dry_run {
@@ -401,6 +425,130 @@ fn open_error(e: OpenError, authority: &str, secure: bool) -> TransportError {
     }
 }
 
+/// How many of the first bytes a connection reads are kept: the peer's protocol headers, SASL
+/// frames and `open`, each frame at most 512 bytes (the maximum before `open` is exchanged).
+const RECORDED_BYTES: usize = 4096;
+
+/// A stream that keeps a copy of the first [`RECORDED_BYTES`] it reads.
+#[derive(Debug)]
+struct Recorded<S> {
+    inner: S,
+    copy: Arc<Mutex<Vec<u8>>>,
+    left: usize,
+}
+
+impl<S> Recorded<S> {
+    fn new(inner: S, copy: Arc<Mutex<Vec<u8>>>) -> Self {
+        Recorded {
+            inner,
+            copy,
+            left: RECORDED_BYTES,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Recorded<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let this = &mut *self;
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.left > 0 && matches!(result, Poll::Ready(Ok(()))) {
+            let read = &buf.filled()[before..];
+            let n = read.len().min(this.left);
+            this.copy.lock().unwrap().extend_from_slice(&read[..n]);
+            this.left -= n;
+        }
+        result
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Recorded<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// The peer's `open` performative in the first bytes read from it: protocol headers (`AMQP`,
+/// protocol id, version) and the SASL frames are skipped, the frame after the AMQP header is
+/// decoded with fe2o3-amqp's own frame codec.
+async fn remote_open(bytes: &[u8]) -> Option<Open> {
+    let frame_size = |rest: &[u8]| -> Option<usize> {
+        Some(u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize)
+    };
+    let mut rest = bytes;
+    loop {
+        if rest.starts_with(b"AMQP") {
+            let amqp = rest.get(4) == Some(&0);
+            rest = rest.get(8..)?;
+            if amqp {
+                break;
+            }
+        } else {
+            rest = rest.get(frame_size(rest)?.max(8)..)?;
+        }
+    }
+    let frame = rest.get(..frame_size(rest)?)?.to_vec();
+    let mut transport =
+        Transport::<_, AmqpFrame>::bind(std::io::Cursor::new(frame), RECORDED_BYTES, None);
+    match transport.next().await?.ok()?.into_body() {
+        FrameBody::Open(open) => Some(open),
+        _ => None,
+    }
+}
+
+/// Whether the peer takes `modified` as an outcome: every peer but RabbitMQ before 4.0 (its
+/// `open` says `product: RabbitMQ`, `version: 3.x`), whose AMQP 1.0 plugin ends the session on
+/// it. A RabbitMQ without a readable version, and a peer whose `open` could not be read, are
+/// taken as not knowing it.
+fn understands_modified(open: Option<&Open>) -> bool {
+    let Some(open) = open else {
+        return false;
+    };
+    let property = |name: &str| {
+        open.properties
+            .as_ref()
+            .and_then(|p| p.get(&Symbol::from(name)))
+            .and_then(value_text)
+    };
+    if !property("product").is_some_and(|p| p.eq_ignore_ascii_case("RabbitMQ")) {
+        return true;
+    }
+    let major = property("version").and_then(|v| {
+        v.split('.')
+            .next()
+            .and_then(|major| major.trim().parse::<u32>().ok())
+    });
+    major.is_some_and(|major| major >= 4)
+}
+
 fn describe(err: &fe2o3_amqp::types::definitions::Error) -> String {
     match &err.description {
         Some(d) => format!("{:?}: {d}", err.condition),
@@ -417,6 +565,8 @@ struct Shared {
     /// address → request channel of its sender task
     senders: Mutex<HashMap<String, mpsc::Sender<SendRequest>>>,
     link_prefix: String,
+    /// "redeliver" is settled as `modified` (else as `released`), see [`understands_modified`]
+    modified_redelivery: bool,
 }
 
 impl Shared {
@@ -627,7 +777,7 @@ async fn run_receiver(task: ReceiverTask) {
             biased;
             Some((info, settle)) = pending.next(), if !pending.is_empty() => {
                 unsettled = unsettled.saturating_sub(1);
-                if let Err(e) = settle_one(&receiver, info, settle).await {
+                if let Err(e) = settle_one(&receiver, info, settle, shared.modified_redelivery).await {
                     shared.source_failed(source, &address, format!("settling a message on '{address}' failed: {e}"));
                     failed = true;
                     break;
@@ -659,7 +809,17 @@ async fn run_receiver(task: ReceiverTask) {
                     if recv_error_is_connection_loss(&e) {
                         shared.disconnected(format!("the connection to {} was lost: {e}", shared.authority));
                     } else {
-                        shared.source_failed(source, &address, format!("the source address '{address}' stopped: {e}"));
+                        let why = match &e {
+                            RecvError::LinkStateError(
+                                LinkStateError::RemoteDetachedWithError(err)
+                                | LinkStateError::RemoteClosedWithError(err),
+                            ) => format!("{} detached it: {}", shared.authority, describe(err)),
+                            RecvError::LinkStateError(
+                                LinkStateError::RemoteDetached | LinkStateError::RemoteClosed,
+                            ) => format!("{} detached it", shared.authority),
+                            other => other.to_string(),
+                        };
+                        shared.source_failed(source, &address, format!("the source address '{address}' stopped: {why}"));
                     }
                     failed = true;
                     break;
@@ -668,7 +828,7 @@ async fn run_receiver(task: ReceiverTask) {
             _ = stop.changed() => {
                 // Settlements the host made before closing still count.
                 while let Some(Some((info, settle))) = pending.next().now_or_never() {
-                    let _ = settle_one(&receiver, info, settle).await;
+                    let _ = settle_one(&receiver, info, settle, shared.modified_redelivery).await;
                 }
                 break;
             }
@@ -704,9 +864,18 @@ async fn settle_one(
     receiver: &Receiver,
     info: DeliveryInfo,
     settle: Settle,
+    modified: bool,
 ) -> Result<(), fe2o3_amqp::link::DispositionError> {
     match settle {
         Settle::Accept => receiver.accept(info).await,
+        Settle::Redeliver if modified => {
+            let modified = Modified {
+                delivery_failed: Some(true),
+                undeliverable_here: None,
+                message_annotations: None,
+            };
+            receiver.modify(info, modified).await
+        }
         Settle::Redeliver => receiver.release(info).await,
         Settle::Reject => receiver.reject(info, None).await,
     }
@@ -1209,6 +1378,42 @@ mod tests {
         let back = to_external(to_amqp(&json_bytes));
         assert_eq!(back.bytes, Some(b"{}".to_vec()));
         assert_eq!(back.text.as_deref(), Some("{}"));
+    }
+
+    #[test]
+    fn modified_for_every_peer_but_rabbitmq_3() {
+        let open = |properties: &[(&str, &str)]| Open {
+            container_id: "peer".into(),
+            hostname: None,
+            max_frame_size: Default::default(),
+            channel_max: Default::default(),
+            idle_time_out: None,
+            outgoing_locales: None,
+            incoming_locales: None,
+            offered_capabilities: None,
+            desired_capabilities: None,
+            properties: Some(
+                properties
+                    .iter()
+                    .map(|(k, v)| (Symbol::from(*k), Value::String(v.to_string())))
+                    .collect(),
+            ),
+        };
+        let rabbitmq = |version: &str| open(&[("product", "RabbitMQ"), ("version", version)]);
+        assert!(!understands_modified(Some(&rabbitmq("3.10.8"))));
+        assert!(!understands_modified(Some(&rabbitmq("3.13.7"))));
+        assert!(!understands_modified(Some(&rabbitmq("unknown"))));
+        assert!(!understands_modified(Some(&open(&[(
+            "product", "RabbitMQ"
+        )]))));
+        assert!(understands_modified(Some(&rabbitmq("4.0.5"))));
+        assert!(understands_modified(Some(&rabbitmq("4.1.0"))));
+        assert!(understands_modified(Some(&open(&[
+            ("product", "apache-activemq-artemis"),
+            ("version", "2.31.2")
+        ]))));
+        assert!(understands_modified(Some(&open(&[]))));
+        assert!(!understands_modified(None));
     }
 
     #[test]

@@ -86,7 +86,8 @@ pub enum Settle {
     /// ack / PUBACK / accepted.
     Accept,
     /// Negative, the broker should deliver it again: AMQP 0.9.1 nack(requeue), AMQP 1.0
-    /// modified(delivery-failed), MQTT: no PUBACK and, with `reconnectForRedelivery`, a reconnect.
+    /// modified(delivery-failed) (released for RabbitMQ before 4.0), MQTT: no PUBACK and, with
+    /// `reconnectForRedelivery`, a reconnect.
     Redeliver,
     /// Negative, no redelivery: AMQP 0.9.1 nack(requeue=false), AMQP 1.0 rejected, MQTT PUBACK.
     Reject,

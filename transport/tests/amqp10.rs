@@ -1,9 +1,13 @@
 //! AMQP 1.0 transport against a real RabbitMQ 3.x with the `rabbitmq_amqp1_0` plugin on
-//! 127.0.0.1:5672 (guest/guest). A test that cannot reach the broker fails.
+//! 127.0.0.1:5672 (guest/guest), and against `amqp10_peer.py`, a minimal broker on Apache Qpid
+//! Proton (pip package `python-qpid-proton`, which `scripts/test` installs) for what RabbitMQ 3.x
+//! cannot show: the `modified` outcome and a link detached by the peer. A test that cannot reach
+//! the broker, or start the peer, fails.
 //!
-//! Every test uses queues of its own (`ferrule-test.<test>.<pid>-<nanos>`), created by an
+//! Every RabbitMQ test uses queues of its own (`ferrule-test.<test>.<pid>-<nanos>`), created by an
 //! independent fe2o3-amqp client (RabbitMQ creates `/queue/NAME` on attach) and deleted with
-//! lapin at the end.
+//! lapin at the end. Every Proton test starts a peer of its own, on a port of the system's
+//! choosing.
 
 use fe2o3_amqp::types::messaging::annotations::OwnedKey;
 use fe2o3_amqp::types::messaging::{
@@ -17,6 +21,9 @@ use ferrule_transport::{
     ClientConfig, ClientEvent, Connected, Delivery, ErrorKind, Protocol, Publish, Settle,
     SourceSpec, TargetSpec, connect,
 };
+use serde_json::{Value as Json, json};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const URI: &str = "amqp://guest:guest@127.0.0.1:5672";
@@ -301,6 +308,8 @@ async fn consume_maps_properties_application_properties_and_bodies() {
     broker.cleanup().await;
 }
 
+/// RabbitMQ 3.10 ends the session on a `modified` outcome: the redelivery arrives only because the
+/// client told the broker by its `open` and settled "redeliver" as `released`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_redeliver_accept_reject() {
     let mut broker = Broker::new().await;
@@ -673,11 +682,11 @@ async fn dry_run_attaches_and_consumes_nothing() {
 
     cfg.sources = vec![source(0, &[&address, &format!("/queues/{q}")], true)];
     let err = connect(cfg.clone()).await.err().expect("bad source");
-    assert_eq!(err.kind, ErrorKind::Misconfigured);
+    assert_eq!(err.kind, ErrorKind::Misconfigured, "{err:?}");
     cfg.sources = vec![];
     cfg.targets = vec![target(0, &format!("/queues/{out}"))];
     let err = connect(cfg).await.err().expect("bad target");
-    assert_eq!(err.kind, ErrorKind::Misconfigured);
+    assert_eq!(err.kind, ErrorKind::Misconfigured, "{err:?}");
     assert!(err.message.contains("/queues/"), "{err:?}");
     broker.cleanup().await;
 }
@@ -692,7 +701,8 @@ async fn next_event(connected: &mut Connected) -> ClientEvent {
 /// RabbitMQ 3.10's AMQP 1.0 plugin answers the deletion of a queue a receiver is attached to by
 /// closing the whole connection (not by detaching that link): the client reports it as lost,
 /// and the host reconnects (where the attach then fails with the missing queue). A broker that
-/// detaches only the link gets `ClientEvent::SourceFailed` for that source instead.
+/// detaches only the link gets `ClientEvent::SourceFailed` for that source instead
+/// (`a_link_detached_by_the_peer_is_source_failed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_source_queue_is_reported() {
     let mut broker = Broker::new().await;
@@ -701,6 +711,16 @@ async fn a_deleted_source_queue_is_reported() {
     let mut connected = connect(config(vec![source(0, &[&doomed_address], true)], vec![]))
         .await
         .expect("connects");
+    // Deleted before RabbitMQ set up the consumer, the queue would go unnoticed: one message
+    // through it first.
+    broker
+        .send(&doomed_address, vec![text_message("first")])
+        .await;
+    next(&mut connected, Duration::from_secs(5))
+        .await
+        .expect("the consumer runs")
+        .settler
+        .settle(Settle::Accept);
     broker
         .channel
         .queue_delete(doomed.as_str().into(), Default::default())
@@ -748,4 +768,212 @@ async fn a_lost_connection_is_reported_once() {
     );
     connected.client.close().await;
     broker.cleanup().await;
+}
+
+/// The Proton peer (`amqp10_peer.py`): commands on its stdin, its reports (JSON lines) read by a
+/// thread; killed on drop.
+struct Peer {
+    child: Child,
+    stdin: ChildStdin,
+    reports: tokio::sync::mpsc::UnboundedReceiver<Json>,
+    /// reports read but not asked for yet
+    backlog: std::collections::VecDeque<Json>,
+    port: u16,
+}
+
+impl Peer {
+    async fn start() -> Peer {
+        let mut child = Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/amqp10_peer.py"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the Proton peer");
+        let stdout = child.stdout.take().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(serde_json::from_str::<Json>(&line).unwrap());
+            }
+        });
+        let first = tokio::time::timeout(Duration::from_secs(10), reports.recv())
+            .await
+            .ok()
+            .flatten()
+            .expect(
+                "the Proton peer starts (pip package python-qpid-proton; scripts/test installs it)",
+            );
+        let port = first["listening"]
+            .as_u64()
+            .expect("the peer reports its port") as u16;
+        Peer {
+            child,
+            stdin,
+            reports,
+            backlog: Default::default(),
+            port,
+        }
+    }
+
+    fn uri(&self) -> String {
+        format!("amqp://127.0.0.1:{}", self.port)
+    }
+
+    fn command(&mut self, command: Json) {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The first report with `key` not taken yet (the others stay for later calls).
+    async fn report(&mut self, key: &str) -> Json {
+        if let Some(i) = self.backlog.iter().position(|r| r.get(key).is_some()) {
+            return self.backlog.remove(i).unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match tokio::time::timeout_at(deadline, self.reports.recv()).await {
+                Ok(Some(report)) if report.get(key).is_some() => return report,
+                Ok(Some(report)) => self.backlog.push_back(report),
+                _ => panic!(
+                    "no report with '{key}' from the peer; not taken: {:?}",
+                    self.backlog
+                ),
+            }
+        }
+    }
+
+    async fn put(&mut self, address: &str, body: &str) {
+        self.command(json!({"put": address, "body": body}));
+        self.report("put").await;
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn peer_config(peer: &Peer, sources: Vec<SourceSpec>) -> ClientConfig {
+    let mut c = config(sources, vec![]);
+    c.uri = peer.uri();
+    c
+}
+
+/// A peer that is not RabbitMQ 3.x gets Ditto's outcome for "redeliver": `modified` with
+/// delivery-failed (and so redelivers with the delivery count incremented).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proton_peer_gets_modified_accepted_and_rejected() {
+    let mut peer = Peer::start().await;
+    let address = "settle-outcomes";
+    for body in ["a", "b", "c"] {
+        peer.put(address, body).await;
+    }
+    let mut connected = connect(peer_config(&peer, vec![source(0, &[address], true)]))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        peer.report("sent").await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(
+            next(&mut connected, Duration::from_secs(5))
+                .await
+                .expect("delivery"),
+        );
+    }
+    let texts: Vec<_> = got
+        .iter()
+        .map(|d| d.message.text.clone().unwrap())
+        .collect();
+    assert_eq!(texts, ["a", "b", "c"]);
+    let mut it = got.into_iter();
+    it.next().unwrap().settler.settle(Settle::Redeliver);
+    it.next().unwrap().settler.settle(Settle::Accept);
+    it.next().unwrap().settler.settle(Settle::Reject);
+
+    let mut outcomes = std::collections::HashMap::new();
+    for _ in 0..3 {
+        let report = peer.report("outcome").await;
+        assert_eq!(report["address"], address);
+        outcomes.insert(report["body"].as_str().unwrap().to_string(), report);
+    }
+    assert_eq!(outcomes["a"]["outcome"], "modified", "{outcomes:?}");
+    assert_eq!(outcomes["a"]["delivery_failed"], true, "{outcomes:?}");
+    assert_eq!(outcomes["a"]["undeliverable_here"], false, "{outcomes:?}");
+    assert_eq!(outcomes["b"]["outcome"], "accepted", "{outcomes:?}");
+    assert_eq!(outcomes["c"]["outcome"], "rejected", "{outcomes:?}");
+
+    let again = peer.report("sent").await;
+    assert_eq!(again["body"], "a");
+    assert_eq!(again["delivery_count"], 1, "delivery-failed counts");
+    let d = next(&mut connected, Duration::from_secs(5))
+        .await
+        .expect("redelivered");
+    assert_eq!(d.message.text.as_deref(), Some("a"));
+    d.settler.settle(Settle::Accept);
+    let report = peer.report("outcome").await;
+    assert_eq!(
+        (&report["outcome"], &report["body"]),
+        (&json!("accepted"), &json!("a"))
+    );
+    assert!(connected.events.try_recv().is_err(), "no events");
+    connected.client.close().await;
+}
+
+/// A receiver link the peer detaches fails its source only: one `SourceFailed` with the source's
+/// index and address (and the peer's error: Proton sends it with a closing detach only); the
+/// connection and the other sources live on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_detached_by_the_peer_is_source_failed() {
+    let mut peer = Peer::start().await;
+    let (keep, closed, detached) = ("detach-keep", "detach-closed", "detach-suspended");
+    let mut connected = connect(peer_config(
+        &peer,
+        vec![
+            source(0, &[keep], true),
+            source(1, &[closed], true),
+            source(4, &[detached], false),
+        ],
+    ))
+    .await
+    .unwrap();
+    for (index, address, closing) in [(1, closed, true), (4, detached, false)] {
+        let text = format!("node {address} deleted by the test");
+        peer.command(json!({"detach": address, "error": text, "closed": closing}));
+        assert_eq!(peer.report("detached").await["links"], 1);
+        match next_event(&mut connected).await {
+            ClientEvent::SourceFailed {
+                source,
+                address: failed,
+                error,
+            } => {
+                assert_eq!((source, failed.as_str()), (index, address));
+                assert!(error.message.contains(address), "{error:?}");
+                assert!(error.message.contains("detached it"), "{error:?}");
+                if closing {
+                    assert!(error.message.contains(&text), "{error:?}");
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+        let again = tokio::time::timeout(Duration::from_millis(700), connected.events.recv()).await;
+        assert!(again.is_err(), "one event, no disconnect: {again:?}");
+    }
+    // The connection is up: the remaining source still consumes.
+    peer.put(keep, "still here").await;
+    let d = next(&mut connected, Duration::from_secs(5))
+        .await
+        .expect("the other source still consumes");
+    assert_eq!(
+        (d.source, d.message.text.as_deref()),
+        (0, Some("still here"))
+    );
+    d.settler.settle(Settle::Accept);
+    assert_eq!(peer.report("outcome").await["outcome"], "accepted");
+    assert!(connected.events.try_recv().is_err(), "no events");
+    connected.client.close().await;
 }
