@@ -142,7 +142,8 @@ impl InboundHub {
         let topic = signal.topic.clone();
         match (topic.channel, topic.criterion, signal.status) {
             (Some(Channel::Twin), Criterion::Commands, None) => {
-                let command = match TwinCommand::from_message(&signal) {
+                // The signal's value goes to the twin; the rest answers the sender.
+                let command = match TwinCommand::taking_value(&mut signal) {
                     Ok(c) => c,
                     Err(e) => return ready(self.refused(&signal, &e)),
                 };

@@ -45,7 +45,7 @@ impl ThingStore for MemoryStore {
         for change in changes {
             match change {
                 ThingChange::Put(t) => {
-                    things.insert(t.id().to_string(), t);
+                    things.insert(t.id().to_string(), std::sync::Arc::unwrap_or_clone(t));
                 }
                 ThingChange::Delete(id) => {
                     things.remove(&id);

@@ -38,7 +38,7 @@ pub trait ConnectionStore: Send + Sync + 'static {
 /// One change of a thing, as written by the twin.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ThingChange {
-    Put(StoredThing),
+    Put(std::sync::Arc<StoredThing>),
     Delete(String),
 }
 

@@ -119,7 +119,7 @@ impl ThingStore for RedbStore {
                 for change in &changes {
                     match change {
                         ThingChange::Put(thing) => {
-                            let bytes = serde_json::to_vec(thing).map_err(storage)?;
+                            let bytes = serde_json::to_vec(&**thing).map_err(storage)?;
                             table
                                 .insert(thing.id(), bytes.as_slice())
                                 .map_err(storage)?;

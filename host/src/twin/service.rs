@@ -89,30 +89,30 @@ impl TwinService {
 
 async fn run(
     store: Arc<dyn ThingStore>,
-    mut things: HashMap<String, StoredThing>,
+    things: HashMap<String, StoredThing>,
     mut requests: mpsc::Receiver<Request>,
     events: broadcast::Sender<Arc<DittoMessage>>,
 ) {
+    // Shared, not copied: the map, the batch's "before" and the store write hold the same
+    // things (a command's change is the one copy of a thing it makes).
+    let mut things: HashMap<String, Arc<StoredThing>> = things
+        .into_iter()
+        .map(|(id, t)| (id, Arc::new(t)))
+        .collect();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
         // Apply in arrival order; remember what each touched thing was before the batch.
-        let mut before: HashMap<String, Option<StoredThing>> = HashMap::new();
+        let mut before: HashMap<String, Option<Arc<StoredThing>>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
         for request in &batch {
             let id = &request.command.thing_id;
-            let outcome = apply(&request.command, things.get(id), Utc::now());
-            if let Some(change) = &outcome.change {
-                if !before.contains_key(id) {
-                    before.insert(id.clone(), things.get(id).cloned());
-                }
-                match change {
-                    Some(thing) => {
-                        things.insert(id.clone(), thing.clone());
-                    }
-                    None => {
-                        things.remove(id);
-                    }
-                }
+            let mut outcome = apply(&request.command, things.get(id).map(|t| &**t), Utc::now());
+            if let Some(change) = outcome.change.take() {
+                let old = match change {
+                    Some(thing) => things.insert(id.clone(), Arc::new(thing)),
+                    None => things.remove(id),
+                };
+                before.entry(id.clone()).or_insert(old);
             }
             outcomes.push(outcome);
         }
@@ -121,7 +121,7 @@ async fn run(
             let changes = before
                 .keys()
                 .map(|id| match things.get(id) {
-                    Some(t) => ThingChange::Put(t.clone()),
+                    Some(t) => ThingChange::Put(Arc::clone(t)),
                     None => ThingChange::Delete(id.clone()),
                 })
                 .collect();
