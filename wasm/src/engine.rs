@@ -1,14 +1,14 @@
 //! The wasmtime engine of a host: one per process, shared by every WebAssembly mapper. It
 //! validates and compiles components, keeps precompiled artifacts on disk, and ticks the epoch
-//! that interrupts a call past its deadline.
+//! that interrupts a call past its deadline (only while a call runs: an idle host is not woken).
 
 use crate::bindings::MapperPre;
 use crate::sandbox::State;
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -105,12 +105,53 @@ struct Inner {
     /// Identifies the engine's code-generation settings in cache file names.
     compatibility: String,
     pooling: bool,
-    stop: Arc<AtomicBool>,
+    ticker: Arc<Ticker>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.ticker.stop.store(true, Ordering::Relaxed);
+        self.ticker.wake.notify_all();
+    }
+}
+
+/// The epoch ticker's state. The ticker advances the epoch every [`EPOCH_TICK`] while guest
+/// code may run (a [`Busy`] guard is alive) and sleeps otherwise, so an idle host is not woken
+/// a thousand times a second.
+#[derive(Default)]
+struct Ticker {
+    active: AtomicUsize,
+    stop: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Ticker {
+    fn run(&self, engine: &wasmtime::EngineWeak) {
+        while !self.stop.load(Ordering::Relaxed) {
+            if self.active.load(Ordering::Acquire) == 0 {
+                let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+                while self.active.load(Ordering::Acquire) == 0 && !self.stop.load(Ordering::Relaxed)
+                {
+                    guard = self.wake.wait(guard).unwrap_or_else(|e| e.into_inner());
+                }
+                continue;
+            }
+            std::thread::sleep(EPOCH_TICK);
+            match engine.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => break,
+            }
+        }
+    }
+}
+
+/// While alive, the epoch advances (deadlines of guest calls are enforced).
+pub(crate) struct Busy<'a>(&'a Ticker);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -177,20 +218,12 @@ impl WasmEngine {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compatibility = format!("{:016x}", hasher.finish());
 
-        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = Arc::new(Ticker::default());
         let weak = engine.weak();
-        let ticker_stop = stop.clone();
+        let ticking = ticker.clone();
         std::thread::Builder::new()
             .name("wasm-epoch".into())
-            .spawn(move || {
-                while !ticker_stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    match weak.upgrade() {
-                        Some(engine) => engine.increment_epoch(),
-                        None => break,
-                    }
-                }
-            })
+            .spawn(move || ticking.run(&weak))
             .map_err(|e| {
                 ModuleError::new("The WebAssembly engine could not start.", e.to_string())
             })?;
@@ -201,9 +234,26 @@ impl WasmEngine {
                 ceilings,
                 compatibility,
                 pooling,
-                stop,
+                ticker,
             }),
         })
+    }
+
+    /// Keeps the epoch advancing while guest code runs: hold the guard over every call into an
+    /// instance (instantiation, `configure`, mapping) that has an epoch deadline.
+    pub(crate) fn busy(&self) -> Busy<'_> {
+        let ticker = &*self.inner.ticker;
+        if ticker.active.fetch_add(1, Ordering::AcqRel) == 0 {
+            // Taking the lock orders this wake-up after the ticker's last look at `active`.
+            drop(ticker.lock.lock().unwrap_or_else(|e| e.into_inner()));
+            ticker.wake.notify_one();
+        }
+        Busy(ticker)
+    }
+
+    /// How many guards of [`WasmEngine::busy`] are alive (0 when the ticker sleeps).
+    pub fn busy_calls(&self) -> usize {
+        self.inner.ticker.active.load(Ordering::Acquire)
     }
 
     pub fn ceilings(&self) -> &Ceilings {

@@ -204,6 +204,7 @@ impl WasmMapper {
         let limits = self.definition.limits;
         let mut store = Store::new(self.engine.engine(), State::new(limits.memory));
         store.limiter(|state| &mut state.limiter);
+        let _busy = self.engine.busy();
         store.set_epoch_deadline(ticks(limits.timeout));
         self.slot.stats.instance_started();
         let bindings = version
@@ -334,9 +335,11 @@ impl WasmMapper {
             }
         };
         let started = Instant::now();
+        let busy = self.engine.busy();
         warm.store
             .set_epoch_deadline(ticks(self.definition.limits.timeout));
         let result = call(&warm.bindings, &mut warm.store);
+        drop(busy);
         let elapsed = started.elapsed();
         self.flush_logs(&mut warm.store);
         let stats = &self.slot.stats;

@@ -420,3 +420,50 @@ fn precompiled_modules_are_cached_and_a_bad_cache_file_is_recompiled() {
     let _ = std::fs::remove_dir_all(&dir);
     eprintln!("loaded from the cache in {cached:?}");
 }
+
+#[test]
+fn thousands_of_outputs_and_huge_outputs_are_contained() {
+    let m = mapper(json!({"module": "behave"}));
+    // Thousands of outputs cross (the pipeline then refuses more than 10 per message).
+    assert_eq!(m.map_inbound(&message("outputs:5000")).unwrap().len(), 5000);
+    // A value of 8 MB crosses whole.
+    let out = m.map_inbound(&message("big:8000000")).unwrap();
+    let value = out[0].value.as_ref().unwrap().as_str().unwrap();
+    assert_eq!(value.len(), 8_000_000);
+    // A value larger than the instance's memory cannot be made: that message fails with the
+    // memory limit named, and the next one maps on a fresh instance.
+    let e = m.map_inbound(&message("big:100000000")).unwrap_err();
+    assert!(e.message.contains("ran out of memory"), "{e:?}");
+    assert_eq!(m.stats().count(Outcome::OutOfMemory), 1);
+    let out = m.map_inbound(&message("1")).unwrap();
+    assert_eq!(calls(&out[0]), 1, "a fresh instance");
+}
+
+#[test]
+fn a_mapper_stuck_in_a_loop_does_not_hold_up_another() {
+    let stuck = Arc::new(mapper(json!({"module": "behave", "timeoutMs": 1000})));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let (stuck, done) = (stuck.clone(), done.clone());
+        std::thread::spawn(move || {
+            let result = stuck.map_inbound(&message("loop"));
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            result
+        })
+    };
+    std::thread::sleep(Duration::from_millis(20));
+    // Another mapper (another connection's) maps while the first is still looping.
+    let other = mapper(json!({"module": "behave"}));
+    for i in 0..200 {
+        assert_eq!(
+            other.map_inbound(&message(&i.to_string())).unwrap().len(),
+            1
+        );
+    }
+    assert!(
+        !done.load(std::sync::atomic::Ordering::SeqCst),
+        "200 messages mapped while the other mapper was still in its loop"
+    );
+    let e = looping.join().unwrap().unwrap_err();
+    assert!(e.message.contains("within 1000 ms"), "{e:?}");
+}

@@ -121,6 +121,12 @@ impl Guest for Behave {
                 let n: usize = t[8..].parse().map_err(|_| error("bad count"))?;
                 (0..n).map(|i| modify(thing, &i.to_string(), calls)).collect()
             }
+            t if t.starts_with("big:") => {
+                // One output whose value is a JSON string of N bytes.
+                let n: usize = t[4..].parse().map_err(|_| error("bad size"))?;
+                let value = format!("\"{}\"", "x".repeat(n));
+                Ok(vec![modify(thing, &value, calls)?])
+            }
             t if t.starts_with("log:") => {
                 let n: usize = t[4..].parse().map_err(|_| error("bad count"))?;
                 for i in 0..n {
