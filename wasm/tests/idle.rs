@@ -42,8 +42,9 @@ fn the_ticker_sleeps_while_idle_and_deadlines_still_hold() {
     assert_eq!(mapper.map_inbound(&message).unwrap().len(), 1);
     assert_eq!(engine.busy_calls(), 0);
 
-    // Idle: the ticker thread does not wake (a tick a millisecond would be ~300).
-    std::thread::sleep(Duration::from_millis(50));
+    // Idle: after its grace of 50 ticks the ticker thread parks and does not wake (a tick a
+    // millisecond would be ~300 wake-ups).
+    std::thread::sleep(Duration::from_millis(200));
     let before = ticker_wakeups();
     std::thread::sleep(Duration::from_millis(300));
     let idle = ticker_wakeups() - before;
