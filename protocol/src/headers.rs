@@ -184,7 +184,7 @@ pub fn value_into_header_string(v: Value) -> String {
 pub fn value_to_header_string(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        other => serde_json::to_string(other).expect("a JSON value is always JSON text"),
+        other => crate::json::to_string_sized(other, 32),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod external;
 pub mod headers;
+mod json;
 pub mod mapper;
 pub mod message;
 pub mod topic;

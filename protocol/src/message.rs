@@ -150,7 +150,7 @@ impl DittoMessage {
     /// The JSON text of [`DittoMessage::to_json`], written straight from the fields (no copy
     /// of the value, no intermediate JSON tree).
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string(&Envelope::from(self)).expect("a Ditto message is always JSON")
+        crate::json::to_string_sized(&Envelope::from(self), 256)
     }
 
     pub fn is_response(&self) -> bool {

@@ -125,7 +125,7 @@ impl From<&Ditto> for DittoMessage {
 
 /// JSON text, written directly into a buffer (`Value::to_string` goes through `fmt`, slower).
 fn json_text(v: &Value) -> String {
-    serde_json::to_string(v).expect("a JSON value is always JSON text")
+    crate::json::to_string_sized(v, 128)
 }
 
 fn json_field(name: &str, text: Option<String>) -> Result<Option<Value>, ProtocolError> {
