@@ -38,6 +38,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// `GET /api/2/connections` refuses to list more connections than this (ids-only works).
     pub connections_retrieve_limit: usize,
+    /// A client that has not sent a whole request head within this time is disconnected.
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -45,6 +47,7 @@ impl Default for HttpConfig {
         HttpConfig {
             max_body_bytes: 1024 * 1024,
             connections_retrieve_limit: 100,
+            header_read_timeout_ms: 30_000,
         }
     }
 }
