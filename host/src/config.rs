@@ -7,6 +7,7 @@ use crate::monitoring::fluentd::PublisherConfig;
 use crate::monitoring::logs::LogLimits;
 use crate::monitoring::prometheus::PrometheusConfig;
 use crate::runtime::RuntimeConfig;
+use crate::store::EncryptionConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub struct FileConfig {
     pub mappers: MapperConfig,
     pub prometheus: PrometheusConfig,
     pub log_publisher: PublisherConfig,
+    pub encryption: EncryptionConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -65,6 +67,7 @@ pub struct Config {
     pub mappers: MapperConfig,
     pub prometheus: PrometheusConfig,
     pub log_publisher: PublisherConfig,
+    pub encryption: EncryptionConfig,
 }
 
 /// What the command line (and clap's environment fallback) gave.
@@ -127,6 +130,7 @@ impl Config {
             mappers: file.mappers,
             prometheus: file.prometheus,
             log_publisher: file.log_publisher,
+            encryption: file.encryption,
         })
     }
 }
@@ -238,6 +242,7 @@ mod tests {
         assert_eq!(parsed.mappers, MapperConfig::default());
         assert_eq!(parsed.prometheus, PrometheusConfig::default());
         assert_eq!(parsed.log_publisher, PublisherConfig::default());
+        assert_eq!(parsed.encryption, EncryptionConfig::default());
     }
 
     #[test]
