@@ -1,5 +1,6 @@
-//! The HTTP API: the connection and things routes, authentication, request bodies, the JSON
-//! answers for unknown routes, and `GET /metrics` with the HTTP request metrics.
+//! The HTTP API: the route table ([`ROUTES`]) every route comes from, with who may call it;
+//! authentication, request bodies, the JSON answers for unknown routes and undecodable paths, and
+//! `GET /metrics` with the HTTP request metrics.
 
 pub mod auth;
 pub mod connections;
