@@ -6,24 +6,38 @@ mod common;
 use common::{Options, json, start, try_start};
 use reqwest::{Method, StatusCode};
 
-/// Every route and method of the connection and things APIs.
-const ROUTES: [(&str, &str); 15] = [
-    ("GET", "/api/2/things/org.acme:t"),
-    ("PUT", "/api/2/things/org.acme:t"),
-    ("PATCH", "/api/2/things/org.acme:t/attributes"),
-    ("DELETE", "/api/2/things/org.acme:t/features/f"),
-    ("GET", "/api/2/connections"),
-    ("POST", "/api/2/connections"),
-    ("GET", "/api/2/connections/some-id"),
-    ("PUT", "/api/2/connections/some-id"),
-    ("DELETE", "/api/2/connections/some-id"),
-    ("GET", "/api/2/connections/some-id/status"),
-    ("GET", "/api/2/connections/some-id/metrics"),
-    ("GET", "/api/2/connections/some-id/logs"),
-    ("POST", "/api/2/connections/some-id/command"),
-    ("POST", "/api/2/connections?dry-run=true"),
-    ("GET", "/api/2/connections?ids-only=true"),
-];
+/// The routes that answer without credentials, by design.
+const PUBLIC: [&str; 3] = ["/health", "/api/2/openapi.json", "/metrics"];
+
+/// Every operation of the OpenAPI document (which `tests/openapi.rs` proves lists exactly the
+/// router's routes), with its path parameters filled with sample values.
+async fn documented_operations(f: &common::Ferrule) -> Vec<(Method, String, String)> {
+    let doc = json(reqwest::get(f.url("/api/2/openapi.json")).await.unwrap()).await;
+    let mut out = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let sample = if path.starts_with("/api/2/things") {
+            path.replace("{id}", "org.acme:t")
+                .replace("{path}", "features/f/properties/p")
+        } else {
+            path.replace("{id}", "some-id")
+        };
+        assert!(
+            !sample.contains('{'),
+            "a path parameter without a sample: {path}"
+        );
+        for method in ["get", "put", "post", "patch", "delete"] {
+            if item.get(method).is_some() {
+                let method: Method = method.to_uppercase().parse().unwrap();
+                out.push((method, path.clone(), sample.clone()));
+            }
+        }
+    }
+    assert!(
+        out.len() >= 25,
+        "the document lists every operation: {out:?}"
+    );
+    out
+}
 
 async fn assert_unauthorized(resp: reqwest::Response, supplied: bool) {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
@@ -43,47 +57,96 @@ async fn assert_unauthorized(resp: reqwest::Response, supplied: bool) {
     assert_eq!(body["message"], expected);
 }
 
+/// Walks every documented operation: each answers 401 with Ditto's error JSON without
+/// credentials, with a wrong password, another user, an empty password or another scheme, and
+/// reaches its handler with the devops credentials; only the public routes answer without.
 #[tokio::test]
-async fn every_route_requires_the_devops_user() {
+async fn every_documented_operation_requires_the_devops_user() {
     let dir = tempfile::tempdir().unwrap();
     let f = start(dir.path());
     let client = reqwest::Client::new();
-    for (method, path) in ROUTES {
-        let method: Method = method.parse().unwrap();
-        let body = serde_json::to_vec(&common::mqtt_connection()).unwrap();
+    let body = serde_json::to_vec(&common::mqtt_connection()).unwrap();
+    let operations = documented_operations(&f).await;
+    let mut walked = 0;
+    for (method, path, url) in &operations {
+        if PUBLIC.contains(&path.as_str()) {
+            let resp = client
+                .request(method.clone(), f.url(url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{method} {path} is public");
+            continue;
+        }
+        walked += 1;
         let plain = client
-            .request(method.clone(), f.url(path))
+            .request(method.clone(), f.url(url))
             .body(body.clone());
         assert_unauthorized(plain.send().await.unwrap(), false).await;
         for (user, pass) in [
             ("devops", "wrong"),
             ("admin", common::PASSWORD),
             ("devops", ""),
+            ("DEVOPS", common::PASSWORD),
         ] {
             let req = client
-                .request(method.clone(), f.url(path))
+                .request(method.clone(), f.url(url))
                 .basic_auth(user, Some(pass))
                 .body(body.clone());
             assert_unauthorized(req.send().await.unwrap(), true).await;
         }
         let bearer = client
-            .request(method.clone(), f.url(path))
+            .request(method.clone(), f.url(url))
             .bearer_auth(common::PASSWORD);
         assert_unauthorized(bearer.send().await.unwrap(), true).await;
         // With the right credentials the request reaches its handler (not a 401).
-        let ok = f.req(method.clone(), path).send().await.unwrap();
+        let ok = f.req(method.clone(), url).send().await.unwrap();
         assert_ne!(ok.status(), StatusCode::UNAUTHORIZED, "{method} {path}");
+    }
+    assert_eq!(walked, operations.len() - PUBLIC.len());
+    // Query parameters do not open a route.
+    for url in [
+        "/api/2/connections?dry-run=true",
+        "/api/2/connections?ids-only=true",
+    ] {
+        let resp = client
+            .post(f.url(url))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_unauthorized(resp, false).await;
     }
     // Nothing was created by the refused requests.
     assert_eq!(
         json(f.get("/api/2/connections?ids-only=true").await).await,
         serde_json::json!([])
     );
-    // Health needs no credentials.
     assert_eq!(
-        reqwest::get(f.url("/health")).await.unwrap().status(),
-        StatusCode::OK
+        json(f.get("/api/2/mappers").await).await,
+        serde_json::json!([])
     );
+}
+
+/// With `[prometheus] require_auth = true`, `/metrics` joins the walk.
+#[tokio::test]
+async fn metrics_need_the_devops_user_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start_with_config(dir.path(), "[prometheus]\nrequire_auth = true\n");
+    let resp = reqwest::get(f.url("/metrics")).await.unwrap();
+    assert_unauthorized(resp, false).await;
+    let resp = reqwest::Client::new()
+        .get(f.url("/metrics"))
+        .basic_auth("devops", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_unauthorized(resp, true).await;
+    assert_eq!(f.get("/metrics").await.status(), StatusCode::OK);
+    for public in ["/health", "/api/2/openapi.json"] {
+        let resp = reqwest::get(f.url(public)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{public}");
+    }
 }
 
 #[tokio::test]

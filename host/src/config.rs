@@ -7,6 +7,7 @@ use crate::monitoring::fluentd::PublisherConfig;
 use crate::monitoring::logs::LogLimits;
 use crate::monitoring::prometheus::PrometheusConfig;
 use crate::runtime::RuntimeConfig;
+use crate::store::EncryptionConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub struct FileConfig {
     pub mappers: MapperConfig,
     pub prometheus: PrometheusConfig,
     pub log_publisher: PublisherConfig,
+    pub encryption: EncryptionConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -38,6 +40,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// `GET /api/2/connections` refuses to list more connections than this (ids-only works).
     pub connections_retrieve_limit: usize,
+    /// A client that has not sent a whole request head within this time is disconnected.
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -45,6 +49,7 @@ impl Default for HttpConfig {
         HttpConfig {
             max_body_bytes: 1024 * 1024,
             connections_retrieve_limit: 100,
+            header_read_timeout_ms: 30_000,
         }
     }
 }
@@ -62,6 +67,7 @@ pub struct Config {
     pub mappers: MapperConfig,
     pub prometheus: PrometheusConfig,
     pub log_publisher: PublisherConfig,
+    pub encryption: EncryptionConfig,
 }
 
 /// What the command line (and clap's environment fallback) gave.
@@ -124,6 +130,7 @@ impl Config {
             mappers: file.mappers,
             prometheus: file.prometheus,
             log_publisher: file.log_publisher,
+            encryption: file.encryption,
         })
     }
 }
@@ -235,6 +242,7 @@ mod tests {
         assert_eq!(parsed.mappers, MapperConfig::default());
         assert_eq!(parsed.prometheus, PrometheusConfig::default());
         assert_eq!(parsed.log_publisher, PublisherConfig::default());
+        assert_eq!(parsed.encryption, EncryptionConfig::default());
     }
 
     #[test]

@@ -8,13 +8,17 @@ use crate::hub::Hub;
 use crate::mappers::MapperRegistry;
 use crate::mapping::MappingContext;
 use crate::runtime::Runtime;
-use crate::store::{ConnectionStore, RedbStore, ThingStore};
+use crate::store::{ConnectionStore, FieldCipher, RedbStore, ThingStore};
 use crate::twin::TwinService;
 use anyhow::Context;
 use base64::Engine;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub const PASSWORD_FILE: &str = "devops-password";
 
@@ -63,6 +67,8 @@ fn write_private(path: &Path, content: &str) -> std::io::Result<()> {
 pub struct Server {
     pub listener: tokio::net::TcpListener,
     pub router: axum::Router,
+    /// A client that has not sent a whole request head within this time is disconnected.
+    pub header_read_timeout: Duration,
     state: Arc<AppState>,
 }
 
@@ -90,8 +96,22 @@ impl Server {
             // Before connections are loaded: their counters resolve against it.
             crate::monitoring::prometheus::install();
         }
+        let cipher =
+            FieldCipher::from_config(&config.encryption).map_err(|e| anyhow::anyhow!("{e}"))?;
+        match &cipher {
+            Some(c) if c.encrypts() => tracing::info!(
+                pointers = ?config.encryption.json_pointers,
+                "connection credentials are encrypted at rest"
+            ),
+            Some(_) => tracing::info!(
+                "connection credentials are written in plaintext; encrypted ones are decrypted"
+            ),
+            None => {}
+        }
         let store = Arc::new(
-            RedbStore::open(&config.data_dir).context("the connection store cannot be opened")?,
+            RedbStore::open(&config.data_dir)
+                .context("the connection store cannot be opened")?
+                .with_cipher(cipher),
         );
         let twin = TwinService::start(store.clone() as Arc<dyn ThingStore>)
             .await
@@ -146,6 +166,7 @@ impl Server {
         Ok(Server {
             listener,
             router,
+            header_read_timeout: Duration::from_millis(config.http.header_read_timeout_ms),
             state,
         })
     }
@@ -156,14 +177,73 @@ impl Server {
 
     /// Serves until SIGINT or SIGTERM, then closes every connection gracefully.
     pub async fn run(self) -> anyhow::Result<()> {
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("the HTTP server failed");
+        let served = serve(
+            self.listener,
+            self.router,
+            self.header_read_timeout,
+            shutdown_signal(),
+        )
+        .await
+        .context("the HTTP server failed");
         self.state.connections.shutdown().await;
         tracing::info!("stopped");
         served
     }
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` completes, then lets the requests in progress
+/// finish. Unlike `axum::serve`, hyper gets a timer, so a client that has not sent a whole
+/// request head (request line and headers) within `header_read_timeout` is disconnected: a slow
+/// or silent client holds one socket for that long, not forever. Idle keep-alive connections are
+/// closed after the same time.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "an HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// A failed accept: a connection reset before it was accepted is nothing; anything else (e.g. too
+/// many open files) is logged and the loop pauses, as `axum::serve` does.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(error = %e, "accepting an HTTP connection failed");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
 async fn shutdown_signal() {

@@ -22,6 +22,8 @@ pub struct Options<'a> {
     pub password: Option<&'a str>,
     pub bind: Option<String>,
     pub args: Vec<String>,
+    /// Extra environment variables of the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options<'_> {
@@ -30,6 +32,7 @@ impl Default for Options<'_> {
             password: Some(PASSWORD),
             bind: None,
             args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -67,6 +70,7 @@ pub fn try_start(data_dir: &Path, options: Options) -> Result<Ferrule, (i32, Str
     if let Some(p) = options.password {
         cmd.env("FERRULE_DEVOPS_PASSWORD", p);
     }
+    cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
     let mut child = cmd.spawn().expect("the ferrule binary starts");
     let stdout = Arc::new(Mutex::new(Vec::new()));
     let stderr = Arc::new(Mutex::new(Vec::new()));
@@ -183,6 +187,20 @@ impl Ferrule {
             base: self.base.clone(),
             password: self.password.clone(),
         }
+    }
+
+    /// The process id of the server.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the process wrote to standard output and standard error so far.
+    pub fn output(&self) -> String {
+        format!(
+            "{}\n{}",
+            self.stdout.lock().unwrap().join("\n"),
+            self.stderr.lock().unwrap().join("\n")
+        )
     }
 
     pub fn kill(&mut self) {

@@ -1,18 +1,16 @@
 //! `/api/2/connections`: Ditto's connection management API (spec §2).
 
-use super::{AppState, media_type, read_body};
+use super::{AppState, Handlers, Path, Verb, media_type, no_handler, on, read_body};
 use crate::conditions::{PreconditionFailure, Preconditions};
 use crate::connections::{Command, Entry, Upserted, lock};
 use crate::error::DittoError;
 use crate::model::FieldSelector;
 use crate::model::parse::parse_object;
 use crate::model::validate::is_valid_connection_id;
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -21,17 +19,49 @@ use std::sync::Arc;
 type AppResult = Result<Response, DittoError>;
 type St = State<Arc<AppState>>;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/2/connections", get(list).post(create))
-        .route(
-            "/api/2/connections/{id}",
-            get(retrieve).put(modify).delete(remove),
-        )
-        .route("/api/2/connections/{id}/status", get(status))
-        .route("/api/2/connections/{id}/metrics", get(metrics))
-        .route("/api/2/connections/{id}/logs", get(logs))
-        .route("/api/2/connections/{id}/command", post(command))
+pub(super) fn collection(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, list),
+        Verb::Post => on(verb, create),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn item(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, retrieve),
+        Verb::Put => on(verb, modify),
+        Verb::Delete => on(verb, remove),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn status_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, status),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn metrics_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, metrics),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn logs_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, logs),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn command_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Post => on(verb, command),
+        other => no_handler(other),
+    }
 }
 
 fn query(raw: Option<String>) -> HashMap<String, String> {

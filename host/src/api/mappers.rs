@@ -1,29 +1,46 @@
 //! `/api/2/mappers`: uploading, listing, reading, trying and deleting WebAssembly mapper
 //! modules.
 
-use super::{AppState, media_type, read_body};
+use super::{AppState, Handlers, Path, Verb, media_type, no_handler, on, read_body};
 use crate::error::DittoError;
 use crate::mappers::{self, Entry, MapperMeta, trial};
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub const WASM: &str = "application/wasm";
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/2/mappers", get(list))
-        .route(
-            "/api/2/mappers/{id}",
-            get(retrieve).put(upload).delete(remove),
-        )
-        .route("/api/2/mappers/{id}/module", get(module))
-        .route("/api/2/mappers/{id}/test", post(test))
+pub(super) fn collection(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, list),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn item(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, retrieve),
+        Verb::Put => on(verb, upload),
+        Verb::Delete => on(verb, remove),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn module_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, module),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn test_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Post => on(verb, test),
+        other => no_handler(other),
+    }
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response {

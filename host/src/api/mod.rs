@@ -1,5 +1,6 @@
-//! The HTTP API: the connection and things routes, authentication, request bodies, the JSON
-//! answers for unknown routes, and `GET /metrics` with the HTTP request metrics.
+//! The HTTP API: the route table ([`ROUTES`]) every route comes from, with who may call it;
+//! authentication, request bodies, the JSON answers for unknown routes and undecodable paths, and
+//! `GET /metrics` with the HTTP request metrics.
 
 pub mod auth;
 pub mod connections;
@@ -14,7 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodFilter, MethodRouter};
 use std::sync::Arc;
 
 /// What every handler shares.
@@ -26,35 +27,221 @@ pub struct AppState {
     pub connections_retrieve_limit: usize,
 }
 
+/// An HTTP method a route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Put,
+    Post,
+    Patch,
+    Delete,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Put => "PUT",
+            Verb::Post => "POST",
+            Verb::Patch => "PATCH",
+            Verb::Delete => "DELETE",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Post => MethodFilter::POST,
+            Verb::Patch => MethodFilter::PATCH,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without credentials.
+    Public,
+    /// The `devops` user (HTTP Basic).
+    Devops,
+    /// `GET /metrics`: public unless `[prometheus] require_auth`; absent when Prometheus is off.
+    Metrics,
+}
+
+/// The handler of one method of a route.
+pub type Handlers = MethodRouter<Arc<AppState>>;
+
+/// One route: its path (axum syntax), the methods it answers, who may call it, and the function
+/// that gives the handler of each of those methods.
+pub struct Route {
+    pub path: &'static str,
+    pub methods: &'static [Verb],
+    pub access: Access,
+    pub handler: fn(Verb) -> Handlers,
+}
+
+/// Every route of the service. [`router`] registers exactly these, with exactly these methods,
+/// and puts the devops authentication in front of every `Devops` route; `tests/openapi.rs`
+/// checks the table against the OpenAPI document and `tests/auth.rs` walks the document.
+pub const ROUTES: &[Route] = {
+    use Access::{Devops, Metrics, Public};
+    use Verb::{Delete, Get, Patch, Post, Put};
+    &[
+        Route {
+            path: "/health",
+            methods: &[Get],
+            access: Public,
+            handler: health_route,
+        },
+        Route {
+            path: OPENAPI_PATH,
+            methods: &[Get],
+            access: Public,
+            handler: openapi_route,
+        },
+        Route {
+            path: METRICS_PATH,
+            methods: &[Get],
+            access: Metrics,
+            handler: metrics_route,
+        },
+        Route {
+            path: "/api/2/connections",
+            methods: &[Get, Post],
+            access: Devops,
+            handler: connections::collection,
+        },
+        Route {
+            path: "/api/2/connections/{id}",
+            methods: &[Get, Put, Delete],
+            access: Devops,
+            handler: connections::item,
+        },
+        Route {
+            path: "/api/2/connections/{id}/status",
+            methods: &[Get],
+            access: Devops,
+            handler: connections::status_route,
+        },
+        Route {
+            path: "/api/2/connections/{id}/metrics",
+            methods: &[Get],
+            access: Devops,
+            handler: connections::metrics_route,
+        },
+        Route {
+            path: "/api/2/connections/{id}/logs",
+            methods: &[Get],
+            access: Devops,
+            handler: connections::logs_route,
+        },
+        Route {
+            path: "/api/2/connections/{id}/command",
+            methods: &[Post],
+            access: Devops,
+            handler: connections::command_route,
+        },
+        Route {
+            path: "/api/2/things/{id}",
+            methods: &[Get, Put, Patch, Delete],
+            access: Devops,
+            handler: things::thing_route,
+        },
+        Route {
+            path: "/api/2/things/{id}/{*path}",
+            methods: &[Get, Put, Patch, Delete],
+            access: Devops,
+            handler: things::thing_path_route,
+        },
+        Route {
+            path: "/api/2/mappers",
+            methods: &[Get],
+            access: Devops,
+            handler: mappers::collection,
+        },
+        Route {
+            path: "/api/2/mappers/{id}",
+            methods: &[Get, Put, Delete],
+            access: Devops,
+            handler: mappers::item,
+        },
+        Route {
+            path: "/api/2/mappers/{id}/module",
+            methods: &[Get],
+            access: Devops,
+            handler: mappers::module_route,
+        },
+        Route {
+            path: "/api/2/mappers/{id}/test",
+            methods: &[Post],
+            access: Devops,
+            handler: mappers::test_route,
+        },
+    ]
+};
+
+/// A route of [`ROUTES`] lists a method its handler function does not have: a programming
+/// error, found by the first start.
+pub(crate) fn no_handler(verb: Verb) -> ! {
+    panic!(
+        "ROUTES lists {} for a route without that handler",
+        verb.as_str()
+    )
+}
+
+fn health_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, health),
+        other => no_handler(other),
+    }
+}
+
+fn openapi_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, openapi),
+        other => no_handler(other),
+    }
+}
+
+fn metrics_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, scrape_metrics),
+        other => no_handler(other),
+    }
+}
+
 pub fn router(
     state: Arc<AppState>,
     auth: Arc<auth::DevopsAuth>,
     metrics: PrometheusConfig,
 ) -> Router {
-    let api = connections::routes()
-        .merge(things::routes())
-        .merge(mappers::routes())
-        .route_layer(axum::middleware::from_fn_with_state(
-            auth.clone(),
-            auth::require_devops,
-        ))
-        .with_state(state.clone());
-    let mut router = Router::new()
-        .route("/health", get(health))
-        .route(OPENAPI_PATH, get(openapi));
     let installed = prometheus::global().filter(|_| metrics.enabled);
-    if installed.is_some() {
-        let mut scrape = Router::new().route("/metrics", get(scrape_metrics));
-        if metrics.require_auth {
-            scrape = scrape.route_layer(axum::middleware::from_fn_with_state(
-                auth,
+    let mut router = Router::new();
+    for route in ROUTES {
+        let access = match route.access {
+            Access::Metrics if installed.is_none() => continue,
+            Access::Metrics if metrics.require_auth => Access::Devops,
+            Access::Metrics => Access::Public,
+            access => access,
+        };
+        let mut handlers = route
+            .methods
+            .iter()
+            .fold(MethodRouter::new(), |all, &verb| {
+                all.merge((route.handler)(verb))
+            });
+        if access == Access::Devops {
+            handlers = handlers.route_layer(axum::middleware::from_fn_with_state(
+                auth.clone(),
                 auth::require_devops,
             ));
         }
-        router = router.merge(scrape.with_state(state));
+        router = router.route(route.path, handlers);
     }
     let router = router
-        .merge(api)
+        .with_state(state)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     match installed {
@@ -66,11 +253,20 @@ pub fn router(
     }
 }
 
+/// The handler of one method, for the route functions of the API modules.
+pub(crate) fn on<H, T>(verb: Verb, handler: H) -> Handlers
+where
+    H: axum::handler::Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    axum::routing::on(verb.filter(), handler)
+}
+
 /// `GET /metrics`: the Prometheus exposition. Encoding runs on a blocking thread, away from the
 /// workers that process messages.
 async fn scrape_metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let Some(metrics) = prometheus::global() else {
-        return DittoError::route_not_found("/metrics").into_response();
+        return DittoError::route_not_found(METRICS_PATH).into_response();
     };
     let open = state.connections.open_count().await;
     let openmetrics =
@@ -94,6 +290,8 @@ async fn scrape_metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) 
     }
 }
 
+/// Where the Prometheus exposition is served.
+pub const METRICS_PATH: &str = "/metrics";
 /// Where the OpenAPI document of the whole HTTP API is served (without credentials).
 pub const OPENAPI_PATH: &str = "/api/2/openapi.json";
 /// The OpenAPI 3.1 document; `tests/openapi.rs` checks it against the routes.
@@ -117,6 +315,30 @@ async fn not_found(request: Request) -> Response {
 
 async fn method_not_allowed(request: Request) -> Response {
     DittoError::method_not_allowed(request.method().as_str()).into_response()
+}
+
+/// The path parameters of a request, as `axum::extract::Path`; parameters that do not decode
+/// (percent-encoded bytes that are not UTF-8) are Ditto's 404 for the path rather than axum's
+/// plain-text rejection.
+pub struct Path<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Path<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = DittoError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, DittoError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(params)) => Ok(Path(params)),
+            Err(e) => Err(DittoError::route_not_found(parts.uri.path())
+                .with_description(format!("The path cannot be read: {}", e.body_text()))),
+        }
+    }
 }
 
 /// The media type of a request without its parameters, lower case.

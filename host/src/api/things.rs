@@ -2,23 +2,24 @@
 //! answers it. Every request becomes the twin command a connection would send, so it produces
 //! the same events.
 
-use super::{AppState, media_type, read_body};
+use super::{AppState, Handlers, Path, Verb, media_type, on, read_body};
 use crate::error::DittoError;
 use crate::twin::{Action, TwinCommand};
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
 use ferrule_protocol::Headers;
 use serde_json::Value;
 use std::sync::Arc;
 
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/2/things/{id}", any(thing))
-        .route("/api/2/things/{id}/{*path}", any(thing_path))
+/// Every method of the things API has one handler, which maps the method to a twin command.
+pub(super) fn thing_route(verb: Verb) -> Handlers {
+    on(verb, thing)
+}
+
+pub(super) fn thing_path_route(verb: Verb) -> Handlers {
+    on(verb, thing_path)
 }
 
 async fn thing(

@@ -7,6 +7,28 @@ use super::connection::{
 use crate::error::DittoError;
 use serde_json::{Map, Value, json};
 
+/// The deepest nesting of arrays and objects accepted in a document that is stored (a connection,
+/// a thing). A stored record wraps the document in one more level and is read back at start with
+/// serde_json's limit of 128 levels, so whatever is accepted is also read back.
+pub const MAX_JSON_DEPTH: usize = 100;
+
+/// How deeply `value` nests arrays and objects: a scalar 0, `[]` and `{}` 1, `[[1]]` 2. Iterative,
+/// so no input can exhaust the stack.
+pub fn json_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(value, 1usize)];
+    while let Some((v, depth)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(a) => Box::new(a.iter()),
+            Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(depth);
+        pending.extend(children.map(|c| (c, depth + 1)));
+    }
+    deepest
+}
+
 /// Parses a JSON text into an object, with Ditto's `json.invalid` on failure.
 pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, DittoError> {
     let text = std::str::from_utf8(body).map_err(|e| {
@@ -18,7 +40,18 @@ pub fn parse_object(body: &[u8]) -> Result<Map<String, Value>, DittoError> {
         ));
     }
     match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => Ok(map),
+        Ok(object @ Value::Object(_)) => {
+            let depth = json_depth(&object);
+            if depth > MAX_JSON_DEPTH {
+                return Err(DittoError::json_invalid(format!(
+                    "The JSON nests {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted."
+                )));
+            }
+            let Value::Object(map) = object else {
+                unreachable!("matched an object")
+            };
+            Ok(map)
+        }
         Ok(other) => Err(DittoError::json_invalid(format!(
             "<{}> is not a valid JSON object!",
             excerpt(&other.to_string())
@@ -144,6 +177,18 @@ fn migrate_reply_targets(connection: &mut Connection) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn depth_counts_nesting_and_deep_documents_are_refused() {
+        assert_eq!(json_depth(&json!(1)), 0);
+        assert_eq!(json_depth(&json!([])), 1);
+        assert_eq!(json_depth(&json!({"a": [1, {"b": {}}], "c": 2})), 4);
+        let deep = |n: usize| format!("{{\"a\":{}{}}}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_object(deep(MAX_JSON_DEPTH - 1).as_bytes()).is_ok());
+        let e = parse_object(deep(MAX_JSON_DEPTH).as_bytes()).unwrap_err();
+        assert!(e.message.contains("at most 100"), "{}", e.message);
+    }
+
     use super::*;
 
     fn base() -> Value {

@@ -4,6 +4,7 @@
 //! both. [`memory::MemoryStore`] keeps everything in memory (benchmarks, tests). Another engine
 //! (PostgreSQL, for several Ferrule instances) implements the same traits.
 
+pub mod encryption;
 pub mod memory;
 pub mod redb_store;
 
@@ -12,6 +13,7 @@ use crate::twin::StoredThing;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use encryption::{EncryptionConfig, FieldCipher};
 pub use memory::MemoryStore;
 pub use redb_store::RedbStore;
 
@@ -21,6 +23,9 @@ pub enum StoreError {
     Storage(String),
     #[error("a stored record could not be read: {0}")]
     Corrupt(String),
+    /// Encrypted credentials without the right key, or an encryption failure.
+    #[error("{0}")]
+    Encryption(String),
 }
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

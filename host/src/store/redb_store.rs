@@ -3,6 +3,7 @@
 //! redb commits are copy-on-write with a checksummed commit slot, and every commit here is
 //! fsynced (`Durability::Immediate`), so a crash at any point leaves the last committed state.
 
+use super::encryption::{ENCRYPTED_POINTERS, FieldCipher, KEY_SETTING};
 use super::{ConnectionStore, StoreError, StoreFuture, ThingChange, ThingStore};
 use crate::model::StoredConnection;
 use crate::twin::StoredThing;
@@ -17,6 +18,8 @@ pub const FILE_NAME: &str = "ferrule.redb";
 
 pub struct RedbStore {
     db: Arc<Database>,
+    /// Encrypts credentials of written connections and decrypts them when read.
+    cipher: Option<Arc<FieldCipher>>,
 }
 
 fn storage(e: impl std::fmt::Display) -> StoreError {
@@ -34,7 +37,17 @@ impl RedbStore {
         txn.open_table(CONNECTIONS).map_err(storage)?;
         txn.open_table(THINGS).map_err(storage)?;
         txn.commit().map_err(storage)?;
-        Ok(RedbStore { db: Arc::new(db) })
+        Ok(RedbStore {
+            db: Arc::new(db),
+            cipher: None,
+        })
+    }
+
+    /// Connections are written with their credentials encrypted (when the cipher `encrypts`) and
+    /// read with them decrypted.
+    pub fn with_cipher(mut self, cipher: Option<FieldCipher>) -> RedbStore {
+        self.cipher = cipher.map(Arc::new);
+        self
     }
 
     fn blocking<T: Send + 'static>(
@@ -50,27 +63,97 @@ impl RedbStore {
     }
 }
 
+/// The stored bytes of a connection record: its JSON, with the configured credentials encrypted
+/// and the pointers encrypted listed in `encryptedPointers`.
+fn encode_connection(
+    record: &StoredConnection,
+    cipher: Option<&FieldCipher>,
+) -> Result<Vec<u8>, StoreError> {
+    let Some(cipher) = cipher.filter(|c| c.encrypts()) else {
+        return serde_json::to_vec(record).map_err(storage);
+    };
+    let mut value = serde_json::to_value(record).map_err(storage)?;
+    let pointers = cipher
+        .encrypt_connection(&mut value["connection"])
+        .map_err(|e| StoreError::Encryption(format!("connection '{}': {e}", record.id())))?;
+    if !pointers.is_empty() {
+        value[ENCRYPTED_POINTERS] = pointers.into();
+    }
+    serde_json::to_vec(&value).map_err(storage)
+}
+
+/// A stored connection record, its encrypted fields decrypted. Encrypted fields without a key
+/// (or with another key) are an error that names the setting: ciphertext is never handed on.
+/// The flag says whether the record holds credentials the cipher would encrypt but in plaintext.
+fn decode_connection(
+    key: &str,
+    bytes: &[u8],
+    cipher: Option<&FieldCipher>,
+) -> Result<(StoredConnection, bool), StoreError> {
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("connection '{key}': {e}"));
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(corrupt)?;
+    let encrypted: Vec<String> = match value
+        .as_object_mut()
+        .and_then(|o| o.remove(ENCRYPTED_POINTERS))
+    {
+        Some(list) => serde_json::from_value(list).map_err(corrupt)?,
+        None => Vec::new(),
+    };
+    let mut plaintext = false;
+    match cipher {
+        _ if encrypted.is_empty() => {
+            if let Some(c) = cipher.filter(|c| c.encrypts()) {
+                let mut probe = value["connection"].clone();
+                plaintext = c
+                    .encrypt_connection(&mut probe)
+                    .is_ok_and(|done| !done.is_empty());
+            }
+        }
+        None => {
+            return Err(StoreError::Encryption(format!(
+                "connection '{key}' is stored with encrypted fields ({}) and no key is \
+                 configured: set {KEY_SETTING} to the key they were encrypted with",
+                encrypted.join(", ")
+            )));
+        }
+        Some(c) => c
+            .decrypt_connection(key, &mut value["connection"], &encrypted)
+            .map_err(|e| StoreError::Encryption(e.to_string()))?,
+    }
+    let record = serde_json::from_value(value).map_err(corrupt)?;
+    Ok((record, plaintext))
+}
+
 impl ConnectionStore for RedbStore {
     fn load_all(&self) -> StoreFuture<'_, Vec<StoredConnection>> {
-        self.blocking(|db| {
+        let cipher = self.cipher.clone();
+        self.blocking(move |db| {
             let txn = db.begin_read().map_err(storage)?;
             let table = txn.open_table(CONNECTIONS).map_err(storage)?;
             let mut out = Vec::new();
+            let mut plaintext = 0usize;
             for entry in table.iter().map_err(storage)? {
                 let (key, value) = entry.map_err(storage)?;
-                let record: StoredConnection =
-                    serde_json::from_slice(value.value()).map_err(|e| {
-                        StoreError::Corrupt(format!("connection '{}': {e}", key.value()))
-                    })?;
+                let (record, plain) =
+                    decode_connection(key.value(), value.value(), cipher.as_deref())?;
+                plaintext += usize::from(plain);
                 out.push(record);
+            }
+            if plaintext > 0 {
+                tracing::info!(
+                    connections = plaintext,
+                    "stored connections hold credentials written before encryption was enabled; \
+                     each is encrypted when it is next written"
+                );
             }
             Ok(out)
         })
     }
 
     fn put(&self, record: StoredConnection) -> StoreFuture<'_, ()> {
+        let cipher = self.cipher.clone();
         self.blocking(move |db| {
-            let bytes = serde_json::to_vec(&record).map_err(storage)?;
+            let bytes = encode_connection(&record, cipher.as_deref())?;
             let txn = db.begin_write().map_err(storage)?;
             {
                 let mut table = txn.open_table(CONNECTIONS).map_err(storage)?;

@@ -8,6 +8,7 @@
 use super::errors;
 use super::pointer::{self, escape, segments};
 use crate::conditions::{PreconditionFailure, Preconditions};
+use crate::model::parse::{MAX_JSON_DEPTH, json_depth};
 use crate::model::record::timestamp;
 use chrono::{DateTime, Utc};
 use ferrule_protocol::{Criterion, DittoMessage, Headers, ProtocolError, Topic};
@@ -304,8 +305,20 @@ impl Level {
     }
 }
 
+/// A thing nested deeper than [`MAX_JSON_DEPTH`] is refused, so every stored thing loads again.
+fn check_depth(thing: &Value) -> Result<(), ProtocolError> {
+    let depth = json_depth(thing);
+    if depth > MAX_JSON_DEPTH {
+        return Err(ProtocolError::json_invalid(format!(
+            "The Thing would nest {depth} levels deep; at most {MAX_JSON_DEPTH} are stored."
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the shape of a whole thing document after a merge.
 fn check_thing(thing: &Value) -> Result<(), ProtocolError> {
+    check_depth(thing)?;
     for (level, key) in [
         (Level::PolicyId, "policyId"),
         (Level::Definition, "definition"),
@@ -517,6 +530,7 @@ fn try_apply(
                 next.thing = new_thing(id, v)?;
             } else {
                 pointer::set(&mut next.thing, &path, v.clone());
+                check_depth(&next.thing)?;
             }
             let (status, body, action) = if created {
                 (201, Some(v.clone()), "created")
