@@ -324,23 +324,7 @@ async fn at_least_once_redeliver_accept_reject() {
     let mut connected = connect(config(vec![source(0, &[&address], true)], vec![]))
         .await
         .unwrap();
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        got.push(
-            next(&mut connected, Duration::from_secs(5))
-                .await
-                .expect("delivery"),
-        );
-    }
-    let texts: Vec<_> = got
-        .iter()
-        .map(|d| d.message.text.clone().unwrap())
-        .collect();
-    assert_eq!(texts, ["a", "b", "c"]);
-    let mut it = got.into_iter();
-    it.next().unwrap().settler.settle(Settle::Redeliver);
-    it.next().unwrap().settler.settle(Settle::Accept);
-    it.next().unwrap().settler.settle(Settle::Reject);
+    receive_abc_and_settle_redeliver_accept_reject(&mut connected).await;
 
     let again = match next(&mut connected, Duration::from_secs(5)).await {
         Some(d) => d,
@@ -877,23 +861,7 @@ async fn proton_peer_gets_modified_accepted_and_rejected() {
     for _ in 0..3 {
         peer.report("sent").await;
     }
-    let mut got = Vec::new();
-    for _ in 0..3 {
-        got.push(
-            next(&mut connected, Duration::from_secs(5))
-                .await
-                .expect("delivery"),
-        );
-    }
-    let texts: Vec<_> = got
-        .iter()
-        .map(|d| d.message.text.clone().unwrap())
-        .collect();
-    assert_eq!(texts, ["a", "b", "c"]);
-    let mut it = got.into_iter();
-    it.next().unwrap().settler.settle(Settle::Redeliver);
-    it.next().unwrap().settler.settle(Settle::Accept);
-    it.next().unwrap().settler.settle(Settle::Reject);
+    receive_abc_and_settle_redeliver_accept_reject(&mut connected).await;
 
     let mut outcomes = std::collections::HashMap::new();
     for _ in 0..3 {
@@ -976,4 +944,26 @@ async fn a_link_detached_by_the_peer_is_source_failed() {
     assert_eq!(peer.report("outcome").await["outcome"], "accepted");
     assert!(connected.events.try_recv().is_err(), "no events");
     connected.client.close().await;
+}
+
+/// Receives the three messages "a", "b", "c" in order and settles them redeliver, accept,
+/// reject.
+async fn receive_abc_and_settle_redeliver_accept_reject(connected: &mut Connected) {
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(
+            next(connected, Duration::from_secs(5))
+                .await
+                .expect("delivery"),
+        );
+    }
+    let texts: Vec<_> = got
+        .iter()
+        .map(|d| d.message.text.clone().unwrap())
+        .collect();
+    assert_eq!(texts, ["a", "b", "c"]);
+    let mut it = got.into_iter();
+    it.next().unwrap().settler.settle(Settle::Redeliver);
+    it.next().unwrap().settler.settle(Settle::Accept);
+    it.next().unwrap().settler.settle(Settle::Reject);
 }
