@@ -20,10 +20,7 @@ pub struct Headers {
 #[derive(Debug, Clone)]
 struct Key(String);
 
-/// A borrowed key to look up a [`Key`] with.
-#[derive(Hash)]
-struct Lookup<'a>(CaseFolded<'a>);
-
+/// A borrowed key, hashed like a [`Key`]: what lookups use.
 struct CaseFolded<'a>(&'a str);
 
 impl std::hash::Hash for CaseFolded<'_> {
@@ -54,14 +51,14 @@ impl PartialEq for Key {
 
 impl Eq for Key {}
 
-impl indexmap::Equivalent<Key> for Lookup<'_> {
+impl indexmap::Equivalent<Key> for CaseFolded<'_> {
     fn equivalent(&self, key: &Key) -> bool {
-        self.0.0.eq_ignore_ascii_case(&key.0)
+        self.0.eq_ignore_ascii_case(&key.0)
     }
 }
 
-fn lookup(key: &str) -> Lookup<'_> {
-    Lookup(CaseFolded(key))
+fn lookup(key: &str) -> CaseFolded<'_> {
+    CaseFolded(key)
 }
 
 impl Headers {

@@ -5,8 +5,9 @@
 //! change is durable. Commands that arrive while a commit is running wait in the queue and go
 //! into the next transaction together, so durability does not cap throughput at the disk's sync
 //! rate. Under load (the previous batch held 16 commands or more) a batch waits up to 1 ms for
-//! more before it is committed: fewer, larger transactions for the same commands. If a commit fails, the batch's changes are rolled back in memory and every command of
-//! the batch is answered with an error.
+//! more before it is committed: fewer, larger transactions for the same commands. If a commit
+//! fails, the batch's changes are rolled back in memory and every command of the batch is
+//! answered with an error.
 
 use super::engine::{StoredThing, TwinCommand, apply, error_response};
 use super::errors;
