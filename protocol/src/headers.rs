@@ -148,14 +148,7 @@ impl IntoIterator for Headers {
 /// other value stays a string (a correlation id `"42"` stays a string). The inverse of
 /// [`value_to_header_string`].
 pub fn header_value_from_string(s: &str) -> Value {
-    match s {
-        "true" => Value::Bool(true),
-        "false" => Value::Bool(false),
-        _ if s.starts_with('[') || s.starts_with('{') => {
-            serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
-        }
-        _ => Value::String(s.to_string()),
-    }
+    header_value_from_owned(s.to_string())
 }
 
 /// [`header_value_from_string`] that keeps the string it is given instead of copying it.

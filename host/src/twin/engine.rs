@@ -89,22 +89,10 @@ pub struct TwinCommand {
 }
 
 impl TwinCommand {
-    /// From a Ditto Protocol twin command (`<ns>/<name>/things/twin/commands/<action>`).
-    pub fn from_message(msg: &DittoMessage) -> Result<TwinCommand, ProtocolError> {
-        let mut command = TwinCommand::without_value(msg)?;
-        command.value = msg.value.clone();
-        Ok(command)
-    }
-
-    /// [`TwinCommand::from_message`] that takes the value out of `msg` instead of copying it
-    /// (for a caller that needs the rest of the message, not its value).
+    /// From a Ditto Protocol twin command (`<ns>/<name>/things/twin/commands/<action>`). The
+    /// value is taken out of `msg` instead of copied (the caller keeps the rest of the message
+    /// to answer its sender).
     pub fn taking_value(msg: &mut DittoMessage) -> Result<TwinCommand, ProtocolError> {
-        let mut command = TwinCommand::without_value(msg)?;
-        command.value = msg.value.take();
-        Ok(command)
-    }
-
-    fn without_value(msg: &DittoMessage) -> Result<TwinCommand, ProtocolError> {
         let topic = &msg.topic;
         let action = topic
             .action
@@ -116,7 +104,7 @@ impl TwinCommand {
             thing_id: topic.entity_id(),
             action,
             path: msg.path.clone(),
-            value: None,
+            value: msg.value.take(),
             headers: msg.headers.clone(),
             fields: msg.fields.clone(),
         })
