@@ -90,6 +90,13 @@ fn ack_of(label: &str, response: &DittoMessage) -> Ack {
     }
 }
 
+/// The requested labels that others issue (targets, other connections).
+fn custom_labels(requested: &IndexSet<String>) -> impl Iterator<Item = &String> {
+    requested
+        .iter()
+        .filter(|l| *l != TWIN_PERSISTED && *l != LIVE_RESPONSE)
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -138,7 +145,18 @@ impl InboundHub {
             .get_str("timeout")
             .and_then(|t| parse_timeout(&t))
             .unwrap_or(super::acks::DEFAULT_TIMEOUT);
-        let correlation = signal.headers.correlation_id().unwrap_or_default();
+        // As Ditto does, a signal without a correlation id gets one: acknowledgements issued by
+        // targets and live responses find their way back by it.
+        let correlation = match signal.headers.correlation_id() {
+            Some(c) => c,
+            None => {
+                let c = uuid::Uuid::new_v4().to_string();
+                signal
+                    .headers
+                    .insert("correlation-id", serde_json::Value::from(c.as_str()));
+                c
+            }
+        };
         let topic = signal.topic.clone();
         match (topic.channel, topic.criterion, signal.status) {
             (Some(Channel::Twin), Criterion::Commands, None) => {
@@ -157,6 +175,17 @@ impl InboundHub {
                     if requested.contains(TWIN_PERSISTED) {
                         aggregator.add(ack_of(TWIN_PERSISTED, &response));
                     }
+                    let custom = if response.status.is_some_and(|s| s >= 400) {
+                        // The command failed, so there is no event and no target will
+                        // acknowledge it: its error answers for every requested label at once
+                        // (as Ditto answers a failed command), not a timeout later.
+                        for label in custom_labels(&requested) {
+                            aggregator.add(ack_of(label, &response));
+                        }
+                        Vec::new()
+                    } else {
+                        custom
+                    };
                     let aggregated = this.collect(aggregator, custom, &correlation, timeout).await;
                     this.finish(response, aggregated, &signal)
                 })
@@ -254,9 +283,7 @@ impl InboundHub {
         correlation: &str,
         requested: &IndexSet<String>,
     ) -> Vec<oneshot::Receiver<Ack>> {
-        requested
-            .iter()
-            .filter(|l| *l != TWIN_PERSISTED && *l != LIVE_RESPONSE)
+        custom_labels(requested)
             .map(|label| {
                 let (tx, rx) = oneshot::channel();
                 lock(&self.ack_waiting).insert((correlation.to_string(), label.clone()), tx);

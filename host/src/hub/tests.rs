@@ -228,3 +228,69 @@ fn reply_targets_get_the_response_types_they_expect() {
     silent.headers.insert("response-required", false);
     assert!(!expected_response(&silent, &default));
 }
+
+#[tokio::test]
+async fn a_signal_without_correlation_id_gets_one_that_target_acks_find() {
+    let hub = hub().await;
+    let mut events = subscribe(&hub, "out", "_/_/things/twin/events");
+    let create = msg(json!({"topic": "org.acme/nc/things/twin/commands/create",
+        "headers": {"timeout": "5s"}, "path": "/", "value": {}}));
+    let hub2 = hub.clone();
+    // What a target with an issued acknowledgement label does once it published the event.
+    let target = tokio::spawn(async move {
+        let routed = events.recv().await.unwrap();
+        let correlation = routed
+            .signal
+            .headers
+            .correlation_id()
+            .expect("the event carries the generated correlation id");
+        hub2.inbound.acknowledge(
+            &correlation,
+            Ack {
+                label: "out:published".into(),
+                status: 200,
+                headers: Headers::new(),
+                payload: None,
+            },
+        );
+        correlation
+    });
+    let r = hub
+        .inbound
+        .handle(create, &origin(&["twin-persisted", "out:published"]))
+        .await;
+    assert_eq!(r.settle, Settle::Accept, "{:?}", r.responses);
+    let correlation = target.await.unwrap();
+    assert_eq!(correlation.len(), 36, "a UUID: {correlation}");
+    assert_eq!(
+        r.responses[0].headers.correlation_id(),
+        Some(correlation),
+        "the response carries it too"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_command_does_not_wait_for_target_acks() {
+    let hub = hub().await;
+    let missing = msg(
+        json!({"topic": "org.acme/absent/things/twin/commands/modify",
+        "headers": {"correlation-id": "f-1", "timeout": "30s"}, "path": "/attributes/a", "value": 1}),
+    );
+    let started = std::time::Instant::now();
+    let r = hub
+        .inbound
+        .handle(missing, &origin(&["twin-persisted", "out:published"]))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "settled at once, not after the 30 s timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.settle, Settle::Reject, "404 is not worth redelivering");
+    let nack = r.responses.last().unwrap();
+    assert_eq!(
+        nack.value.as_ref().unwrap()["out:published"]["status"],
+        404,
+        "{nack:?}"
+    );
+}
