@@ -57,11 +57,15 @@
 //!   message would hold one of the broker's in-flight slots until the next reconnect).
 //! * Acks are sent in settlement order, which may differ from arrival order.
 //! * Memory stays bounded: MQTT 5 announces receive maximum = `max_in_flight`, the deliveries
-//!   channel holds `max_in_flight` messages; when the host does not take them the event loop
-//!   waits, and TCP back-pressure stops the broker (MQTT 3.1.1 has no receive maximum: the
-//!   broker's own in-flight limit applies). While the event loop waits for the host to take a
-//!   delivery it handles nothing else (no PUBACKs of publishes, no pings): the host must take
-//!   deliveries independently of awaiting its publishes.
+//!   channel holds [`HANDOFF_FACTOR`] × `max_in_flight` messages; when the host does not take
+//!   them the event loop waits, and TCP back-pressure stops the broker (MQTT 3.1.1 has no receive
+//!   maximum: the broker's own in-flight limit applies). While the event loop waits for the host
+//!   to take a delivery it handles nothing else (no PUBACKs of publishes, no pings). The channel
+//!   is that much larger than the host's own in-flight limit because the host may hold every one
+//!   of its in-flight deliveries until a publish on this same client is confirmed (a target's
+//!   acknowledgement requested by the source): the event loop must go on reading those PUBACKs
+//!   while the broker sends more (after a reconnect Mosquitto sends a persistent session's whole
+//!   backlog, hundreds of messages, at once), or both sides wait for each other.
 //!
 //! # Publishing
 //! To `Publish::address` with the target's `qos` (0 when the target is unknown or has none), not
@@ -93,6 +97,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use wire::{AckToken, Client, Ev, EventLoop, InPublish, OutPublish};
+
+/// The deliveries channel holds this many times `max_in_flight` (see "Settlement").
+pub const HANDOFF_FACTOR: usize = 10;
 
 /// Largest packet sent or accepted.
 const MAX_PACKET: usize = 16 * 1024 * 1024;
@@ -501,7 +508,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         .map(|s| (s.index, s.addresses.clone(), s.qos.unwrap_or(0)))
         .collect();
 
-    let (deliveries_tx, deliveries) = mpsc::channel(max_in_flight as usize);
+    let (deliveries_tx, deliveries) = mpsc::channel(max_in_flight as usize * HANDOFF_FACTOR);
     let (events_tx, events) = mpsc::channel(4);
     let (ready_tx, ready_rx) = oneshot::channel();
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
