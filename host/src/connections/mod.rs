@@ -103,9 +103,20 @@ pub struct ConnectionService {
     log_publisher: Option<Arc<crate::monitoring::fluentd::FluentPublisher>>,
 }
 
-fn store_error(e: crate::store::StoreError) -> DittoError {
-    tracing::error!(error = %e, "connection store failed");
-    DittoError::internal("The connection could not be persisted.")
+/// The store refused a change (a full disk, a read-only data directory): nothing was applied,
+/// and the client may try again (503, as Ditto answers when its persistence is unavailable).
+fn store_error(id: &str) -> impl FnOnce(crate::store::StoreError) -> DittoError + '_ {
+    move |e| {
+        tracing::error!(connection = id, error = %e, "connection store failed");
+        DittoError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "connectivity:connection.unavailable",
+            format!("The Connection with ID '{id}' is not available, please try again later."),
+        )
+        .with_description(format!(
+            "The change was not applied because it could not be persisted ({e})."
+        ))
+    }
 }
 
 impl ConnectionService {
@@ -255,7 +266,10 @@ impl ConnectionService {
             created: now,
             modified: now,
         };
-        self.store.put(record.clone()).await.map_err(store_error)?;
+        self.store
+            .put(record.clone())
+            .await
+            .map_err(store_error(record.id()))?;
         let mut logs = ConnectionLogs::new(self.log_limits)
             .publish_to(self.log_publisher.clone(), record.id());
         logs.enable(now);
@@ -327,7 +341,10 @@ impl ConnectionService {
                     created: old.record.created,
                     modified: now,
                 };
-                self.store.put(record.clone()).await.map_err(store_error)?;
+                self.store
+                    .put(record.clone())
+                    .await
+                    .map_err(store_error(record.id()))?;
                 if record.connection.connection_status == ConnectivityStatus::Open {
                     lock(&old.logs).enable(now);
                 }
@@ -353,7 +370,7 @@ impl ConnectionService {
         self.store
             .delete(id.to_string())
             .await
-            .map_err(store_error)?;
+            .map_err(store_error(id))?;
         self.entries
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -381,7 +398,10 @@ impl ConnectionService {
                 record.connection.connection_status = status;
                 record.revision += 1;
                 record.modified = now;
-                self.store.put(record.clone()).await.map_err(store_error)?;
+                self.store
+                    .put(record.clone())
+                    .await
+                    .map_err(store_error(record.id()))?;
                 if command == Command::Open {
                     lock(&old.logs).enable(now);
                 }

@@ -8,8 +8,8 @@ use super::{ConnectionStore, StoreError, StoreFuture, ThingChange, ThingStore};
 use crate::model::StoredConnection;
 use crate::twin::StoredThing;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 const CONNECTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("connections");
 const THINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("things");
@@ -17,7 +17,10 @@ const THINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("things");
 pub const FILE_NAME: &str = "ferrule.redb";
 
 pub struct RedbStore {
-    db: Arc<Database>,
+    path: PathBuf,
+    /// The open database; `None` after an I/O failure until it is opened again. Operations hold
+    /// the read lock; closing and reopening take the write lock, so the file is never open twice.
+    db: Arc<RwLock<Option<Database>>>,
     /// Encrypts credentials of written connections and decrypts them when read.
     cipher: Option<Arc<FieldCipher>>,
 }
@@ -26,19 +29,25 @@ fn storage(e: impl std::fmt::Display) -> StoreError {
     StoreError::Storage(e.to_string())
 }
 
+fn open_database(path: &Path) -> Result<Database, StoreError> {
+    let db = Database::create(path).map_err(|e| {
+        StoreError::Storage(format!("cannot open the database {}: {e}", path.display()))
+    })?;
+    let txn = db.begin_write().map_err(storage)?;
+    txn.open_table(CONNECTIONS).map_err(storage)?;
+    txn.open_table(THINGS).map_err(storage)?;
+    txn.commit().map_err(storage)?;
+    Ok(db)
+}
+
 impl RedbStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<RedbStore, StoreError> {
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| {
-            StoreError::Storage(format!("cannot open the database {}: {e}", path.display()))
-        })?;
-        let txn = db.begin_write().map_err(storage)?;
-        txn.open_table(CONNECTIONS).map_err(storage)?;
-        txn.open_table(THINGS).map_err(storage)?;
-        txn.commit().map_err(storage)?;
+        let db = open_database(&path)?;
         Ok(RedbStore {
-            db: Arc::new(db),
+            path,
+            db: Arc::new(RwLock::new(Some(db))),
             cipher: None,
         })
     }
@@ -50,16 +59,54 @@ impl RedbStore {
         self
     }
 
+    /// Runs `f` on the database in a blocking task. After a storage failure (a full disk, a
+    /// read-only file system) redb refuses every later operation until the database is opened
+    /// again, so the failed database is closed and the next operation reopens it (redb repairs
+    /// an interrupted commit on open): the store works again as soon as the disk does, without
+    /// a restart.
     fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
     ) -> StoreFuture<'_, T> {
-        let db = self.db.clone();
+        let (db, path) = (self.db.clone(), self.path.clone());
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || f(&db))
-                .await
-                .map_err(|e| StoreError::Storage(format!("storage task failed: {e}")))?
+            tokio::task::spawn_blocking(move || {
+                let result = {
+                    let guard = opened(&db, &path)?;
+                    f(guard.as_ref().expect("opened() holds an open database"))
+                };
+                if let Err(StoreError::Storage(e)) = &result {
+                    tracing::warn!(error = %e, "the database is closed and reopened on its next use");
+                    write_lock(&db).take();
+                }
+                result
+            })
+            .await
+            .map_err(|e| StoreError::Storage(format!("storage task failed: {e}")))?
         })
+    }
+}
+
+fn write_lock(db: &RwLock<Option<Database>>) -> std::sync::RwLockWriteGuard<'_, Option<Database>> {
+    db.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A read guard on the open database, opening it first when an earlier failure closed it.
+fn opened<'a>(
+    db: &'a RwLock<Option<Database>>,
+    path: &Path,
+) -> Result<RwLockReadGuard<'a, Option<Database>>, StoreError> {
+    loop {
+        let guard = db.read().unwrap_or_else(|e| e.into_inner());
+        if guard.is_some() {
+            return Ok(guard);
+        }
+        drop(guard);
+        let mut slot = write_lock(db);
+        if slot.is_none() {
+            *slot = Some(open_database(path)?);
+            tracing::info!(path = %path.display(), "the database is open again");
+        }
     }
 }
 

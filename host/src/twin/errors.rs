@@ -181,6 +181,17 @@ pub fn precondition_not_modified(tag: &str) -> ProtocolError {
     )
 }
 
+/// The store refused the change (a full disk, a read-only data directory): it was not applied,
+/// and the sender may try again (503, as Ditto answers when its persistence is unavailable).
+pub fn unavailable(thing_id: &str, cause: &str) -> ProtocolError {
+    ProtocolError::new(
+        503,
+        "things:thing.unavailable",
+        format!("The Thing with ID '{thing_id}' is not available, please try again later."),
+        &format!("The change was not applied because it could not be persisted ({cause})."),
+    )
+}
+
 pub fn internal(message: &str) -> ProtocolError {
     ProtocolError::new(
         500,

@@ -153,9 +153,10 @@ async fn run(
                         None => things.remove(&id),
                     };
                 }
-                let error = errors::internal("The change could not be persisted.");
+                let cause = e.to_string();
                 for request in batch.drain(..) {
                     let c = &request.command;
+                    let error = errors::unavailable(&c.thing_id, &cause);
                     let _ = request.reply.send(error_response(
                         &c.thing_id,
                         &c.path,
@@ -282,8 +283,13 @@ mod tests {
         let r = twin
             .execute(cmd(Action::Create, "ns:f", "/", Some(json!({}))))
             .await;
-        assert_eq!(r.status, Some(500));
-        assert_eq!(r.value.unwrap()["error"], "things:internalerror");
+        assert_eq!(r.status, Some(503));
+        let error = r.value.unwrap();
+        assert_eq!(error["error"], "things:thing.unavailable");
+        assert!(
+            error["description"].as_str().unwrap().contains("disk full"),
+            "the cause is named: {error}"
+        );
         let r = twin.execute(cmd(Action::Retrieve, "ns:f", "/", None)).await;
         assert_eq!(r.status, Some(404));
         assert!(
