@@ -455,6 +455,79 @@ async fn slow_and_silent_clients_are_disconnected_while_others_are_served() {
     assert_serving(&f).await;
 }
 
+/// A client that sends a whole request head and then its body one byte every `byte_every`;
+/// returns the answer's first line and body and how long it took.
+async fn slow_body_client(
+    address: String,
+    auth: String,
+    byte_every: Duration,
+) -> (String, Duration) {
+    let started = Instant::now();
+    let stream = TcpStream::connect(&address).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        let head = format!(
+            "PUT /api/2/connections/slow-body HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+        );
+        if write.write_all(head.as_bytes()).await.is_err() {
+            return;
+        }
+        for _ in 0..1000 {
+            tokio::time::sleep(byte_every).await;
+            if write.write_all(b" ").await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), read.read_to_end(&mut answer)).await;
+    writer.abort();
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn a_body_trickled_in_is_408_after_the_body_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = start_with_config(dir.path(), "[http]\nbody_read_timeout_ms = 1000\n");
+    let clients: Vec<_> = (0..20)
+        .map(|_| {
+            tokio::spawn(slow_body_client(
+                addr(&f),
+                basic_auth(&f),
+                Duration::from_millis(100),
+            ))
+        })
+        .collect();
+    let mut longest = Duration::ZERO;
+    for c in clients {
+        let (answer, took) = c.await.unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 408"),
+            "a trickled body is answered 408: {answer}"
+        );
+        assert!(
+            answer.contains("\"error\":\"gateway:request.timeout\""),
+            "{answer}"
+        );
+        assert!(answer.contains("body_read_timeout_ms"), "{answer}");
+        assert!(took < Duration::from_secs(5), "answered after {took:?}");
+        longest = longest.max(took);
+    }
+    println!(
+        "slow bodies: 20 clients trickling a body answered 408 after at most {longest:?} (timeout 1 s)"
+    );
+    assert_eq!(
+        f.get("/api/2/connections/slow-body").await.status(),
+        StatusCode::NOT_FOUND,
+        "nothing was created"
+    );
+    assert_serving(&f).await;
+}
+
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status

@@ -42,6 +42,8 @@ pub struct HttpConfig {
     pub connections_retrieve_limit: usize,
     /// A client that has not sent a whole request head within this time is disconnected.
     pub header_read_timeout_ms: u64,
+    /// A request body that has not arrived whole within this time is answered with 408.
+    pub body_read_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -50,6 +52,7 @@ impl Default for HttpConfig {
             max_body_bytes: 1024 * 1024,
             connections_retrieve_limit: 100,
             header_read_timeout_ms: 30_000,
+            body_read_timeout_ms: 60_000,
         }
     }
 }

@@ -271,6 +271,21 @@ impl DittoError {
         .with_description("Send a smaller request body.")
     }
 
+    pub fn body_timeout(within: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "gateway:request.timeout",
+            format!(
+                "The request body did not arrive within {} ms.",
+                within.as_millis()
+            ),
+        )
+        .with_description(
+            "Send the whole body without long pauses; the server's limit is [http] \
+             body_read_timeout_ms.",
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -153,6 +153,7 @@ impl Server {
             hub,
             mappers,
             max_body_bytes: config.http.max_body_bytes,
+            body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
             connections_retrieve_limit: config.http.connections_retrieve_limit,
         });
         let router = api::router(

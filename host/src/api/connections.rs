@@ -133,7 +133,7 @@ async fn json_object(
     {
         return Err(DittoError::media_type_unsupported(Some(&mt), &JSON_TYPES));
     }
-    let bytes = read_body(headers, body, state.max_body_bytes).await?;
+    let bytes = read_body(headers, body, state.max_body_bytes, state.body_read_timeout).await?;
     parse_object(&bytes)
 }
 
@@ -315,7 +315,13 @@ async fn command(
             &["text/plain"],
         ));
     }
-    let bytes: Bytes = read_body(&headers, body, state.max_body_bytes).await?;
+    let bytes: Bytes = read_body(
+        &headers,
+        body,
+        state.max_body_bytes,
+        state.body_read_timeout,
+    )
+    .await?;
     let text = String::from_utf8_lossy(&bytes);
     let command = Command::parse(&text)?;
     state.connections.command(&id, command).await?;

@@ -129,7 +129,13 @@ async fn upload_module(
             &[WASM],
         ));
     }
-    let bytes = read_body(headers, body, state.mappers.config.max_module_bytes).await?;
+    let bytes = read_body(
+        headers,
+        body,
+        state.mappers.config.max_module_bytes,
+        state.body_read_timeout,
+    )
+    .await?;
     let (created, meta) = state.mappers.put(id, bytes.to_vec()).await?;
     tracing::info!(mapper = %id, version = meta.version, sha256 = %meta.sha256, created, "mapper module stored");
     Ok((created, meta))
@@ -161,7 +167,13 @@ async fn test(
                 &["application/json"],
             ));
         }
-        let bytes = read_body(&headers, body, state.max_body_bytes).await?;
+        let bytes = read_body(
+            &headers,
+            body,
+            state.max_body_bytes,
+            state.body_read_timeout,
+        )
+        .await?;
         let request: Value = serde_json::from_slice(&bytes)
             .map_err(|e| DittoError::json_invalid(format!("The request body is not JSON: {e}")))?;
         let (options, trial) = trial::parse_request(&request).map_err(DittoError::json_invalid)?;

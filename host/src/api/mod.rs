@@ -24,6 +24,8 @@ pub struct AppState {
     pub hub: Arc<crate::hub::Hub>,
     pub mappers: Arc<crate::mappers::MapperRegistry>,
     pub max_body_bytes: usize,
+    /// A request body must arrive whole within this time.
+    pub body_read_timeout: std::time::Duration,
     pub connections_retrieve_limit: usize,
 }
 
@@ -355,8 +357,14 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-/// Reads a request body up to `limit` bytes; larger bodies are answered with 413.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, DittoError> {
+/// Reads a request body up to `limit` bytes within `within`; larger bodies are answered with
+/// 413, slower ones with 408 (a client trickling its body cannot hold a request forever).
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    within: std::time::Duration,
+) -> Result<Bytes, DittoError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -364,7 +372,10 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
     if declared.is_some_and(|n| n > limit) {
         return Err(DittoError::payload_too_large(limit));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
+    let read = tokio::time::timeout(within, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| DittoError::body_timeout(within))?;
+    read.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if too_large {

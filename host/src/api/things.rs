@@ -109,7 +109,8 @@ async fn command(
             if action == Action::Merge && mt.is_none() {
                 return Err(DittoError::media_type_unsupported(None, allowed));
             }
-            let bytes = read_body(headers, body, state.max_body_bytes).await?;
+            let bytes =
+                read_body(headers, body, state.max_body_bytes, state.body_read_timeout).await?;
             let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
                 DittoError::json_invalid(format!("Failed to parse JSON string! {e}"))
             })?;
