@@ -37,11 +37,7 @@ struct Broker {
 
 impl Broker {
     async fn start() -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
             dir.path().join("mosquitto.conf"),
@@ -592,19 +588,7 @@ async fn mqtt_dropped_connection_mid_stream_loses_no_acknowledged_message() {
     })
     .await;
     assert_all_delivered("MQTT, connection dropped", &published, &consumer).await;
-    assert_failure_logged(&f, "loop").await;
-}
-
-async fn assert_failure_logged(f: &Ferrule, id: &str) {
-    let logs = json(f.get(&format!("/api/2/connections/{id}/logs")).await).await;
-    assert!(
-        logs["connectionLogs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["category"] == "connection" && e["level"] == "failure"),
-        "the loss is in the connection log: {logs}"
-    );
+    common::assert_connection_failure_logged(&f, "loop").await;
 }
 
 /// Durable queues of the test's own on the RabbitMQ at `port`: the source queue, and an exchange
@@ -728,7 +712,7 @@ async fn amqp_dropped_connection_mid_stream_loses_no_acknowledged_message() {
     })
     .await;
     assert_all_delivered("AMQP 0.9.1, connection dropped", &published, &consumer).await;
-    assert_failure_logged(&f, "amqp-loop").await;
+    common::assert_connection_failure_logged(&f, "amqp-loop").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -773,18 +757,10 @@ struct PrivateRabbit {
     server: Option<Child>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl PrivateRabbit {
     async fn start() -> PrivateRabbit {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let port = common::free_port();
         std::fs::write(
             dir.path().join("rabbitmq.conf"),
             format!("loopback_users = none\nlisteners.tcp.local = 127.0.0.1:{port}\n"),
@@ -821,7 +797,7 @@ impl PrivateRabbit {
         let server = Command::new("rabbitmq-server")
             .env("RABBITMQ_NODENAME", &self.node)
             .env("RABBITMQ_NODE_PORT", self.port.to_string())
-            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_DIST_PORT", common::free_port().to_string())
             .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
             .env("RABBITMQ_LOG_BASE", d.join("log"))
             .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("plugins"))

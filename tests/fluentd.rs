@@ -75,17 +75,9 @@ impl Drop for Receiver {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn connection_logs_reach_fluentd_also_after_it_was_down() {
-    let port = free_port();
+    let port = common::free_port();
     let dir = tempfile::tempdir().unwrap();
     let f = common::start_with_config(
         dir.path(),

@@ -389,15 +389,7 @@ async fn a_lost_broker_connection_recovers_by_itself() {
         next(&mut out).await["topic"],
         format!("org.e2e/{u}/things/twin/events/created")
     );
-    let logs = json(f.get("/api/2/connections/rec-conn/logs").await).await;
-    assert!(
-        logs["connectionLogs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["category"] == "connection" && e["level"] == "failure"),
-        "{logs}"
-    );
+    common::assert_connection_failure_logged(&f, "rec-conn").await;
 }
 
 #[tokio::test]

@@ -342,6 +342,28 @@ impl Drop for Proxy {
     }
 }
 
+/// A port on loopback that nothing listens on (at the moment of the call).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The connection's log holds a failure of category `connection` (a lost or refused broker).
+pub async fn assert_connection_failure_logged(f: &Ferrule, id: &str) {
+    let logs = json(f.get(&format!("/api/2/connections/{id}/logs")).await).await;
+    assert!(
+        logs["connectionLogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["category"] == "connection" && e["level"] == "failure"),
+        "the connection log has no connection failure: {logs}"
+    );
+}
+
 /// A name of its own for one test run: `<test><sep><pid>-<nanos>`.
 pub fn unique(test: &str, sep: char) -> String {
     let nanos = std::time::SystemTime::now()
