@@ -959,7 +959,11 @@ pub fn payload_text(content_type: Option<&str>, bytes: &[u8]) -> Option<String> 
 }
 
 fn to_external(delivery: &lapin::message::Delivery) -> ExternalMessage {
-    let props = &delivery.properties;
+    from_properties(&delivery.properties, &delivery.data)
+}
+
+/// The external message of a delivery's properties and body.
+pub(crate) fn from_properties(props: &BasicProperties, data: &[u8]) -> ExternalMessage {
     let mut headers = Headers::new();
     if let Some(table) = props.headers() {
         for (key, value) in table.inner() {
@@ -990,11 +994,11 @@ fn to_external(delivery: &lapin::message::Delivery) -> ExternalMessage {
         props.delivery_mode().map(|m| m.to_string()),
     );
     let content_type = s(props.content_type());
-    let text = payload_text(content_type.as_deref(), &delivery.data);
+    let text = payload_text(content_type.as_deref(), data);
     ExternalMessage {
         headers,
         text,
-        bytes: Some(delivery.data.clone()),
+        bytes: Some(data.to_vec()),
         content_type,
     }
 }
