@@ -32,6 +32,9 @@ mod element;
 mod error;
 mod filter;
 mod format;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzz;
 mod pipeline;
 mod resolver;
 mod syntax;

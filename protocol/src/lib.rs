@@ -3,6 +3,9 @@
 
 pub mod error;
 pub mod external;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod headers;
 mod json;
 pub mod mapper;

@@ -94,6 +94,9 @@ mod ast;
 mod error;
 mod eval;
 mod fields;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzz;
 mod like;
 mod number;
 mod parser;

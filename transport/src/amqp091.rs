@@ -946,7 +946,9 @@ fn charset(content_type: &str) -> Option<String> {
 pub fn payload_text(content_type: Option<&str>, bytes: &[u8]) -> Option<String> {
     let content_type = content_type.map(str::trim);
     if content_type.is_some_and(|ct| {
-        ct.len() >= 24 && ct[..24].eq_ignore_ascii_case("application/octet-stream")
+        ct.as_bytes()
+            .get(..24)
+            .is_some_and(|start| start.eq_ignore_ascii_case(b"application/octet-stream"))
     }) {
         return None;
     }
@@ -959,7 +961,11 @@ pub fn payload_text(content_type: Option<&str>, bytes: &[u8]) -> Option<String> 
 }
 
 fn to_external(delivery: &lapin::message::Delivery) -> ExternalMessage {
-    let props = &delivery.properties;
+    from_properties(&delivery.properties, &delivery.data)
+}
+
+/// The external message of a delivery's properties and body.
+pub(crate) fn from_properties(props: &BasicProperties, data: &[u8]) -> ExternalMessage {
     let mut headers = Headers::new();
     if let Some(table) = props.headers() {
         for (key, value) in table.inner() {
@@ -990,11 +996,11 @@ fn to_external(delivery: &lapin::message::Delivery) -> ExternalMessage {
         props.delivery_mode().map(|m| m.to_string()),
     );
     let content_type = s(props.content_type());
-    let text = payload_text(content_type.as_deref(), &delivery.data);
+    let text = payload_text(content_type.as_deref(), data);
     ExternalMessage {
         headers,
         text,
-        bytes: Some(delivery.data.clone()),
+        bytes: Some(data.to_vec()),
         content_type,
     }
 }
@@ -1106,6 +1112,22 @@ mod tests {
         assert_eq!(
             payload_text(Some("text/plain; charset=ISO-8859-1"), &[0x66, 0xe9]).as_deref(),
             Some("fé")
+        );
+    }
+
+    /// Found by the `headers` fuzz target: a content type whose 24th byte falls inside a
+    /// multi-byte character made the consumer panic (a string slice at byte 24).
+    #[test]
+    fn a_content_type_with_a_character_across_byte_24_is_not_octet_stream() {
+        let ct = "textcreatme=ye3sterday\u{fffd}\u{fffd}/plain";
+        assert_eq!(payload_text(Some(ct), b"hi").as_deref(), Some("hi"));
+        assert_eq!(
+            payload_text(Some("application/octet-stre\u{e4}m"), b"hi").as_deref(),
+            Some("hi")
+        );
+        assert_eq!(
+            payload_text(Some("APPLICATION/OCTET-STREAM; x=\u{e4}"), b"hi"),
+            None
         );
     }
 

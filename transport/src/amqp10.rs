@@ -135,7 +135,7 @@ pub const APPLICATION_PROPERTY_PREFIX: &str = "amqp.application.property:";
 /// Header prefix of message annotations.
 pub const MESSAGE_ANNOTATION_PREFIX: &str = "amqp.message.annotation:";
 
-const STANDARD_PROPERTIES: [&str; 12] = [
+pub(crate) const STANDARD_PROPERTIES: [&str; 12] = [
     "message-id",
     "user-id",
     "to",

@@ -9,6 +9,9 @@
 
 pub mod amqp091;
 pub mod amqp10;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod mqtt;
 pub mod tls;
 pub mod uri;

@@ -82,7 +82,7 @@
 //! When the event loop fails (connection lost, kicked by a client with the same id, ...), the
 //! client reports [`ClientEvent::Disconnected`] once and stops; it never reconnects by itself.
 
-mod wire;
+pub(crate) mod wire;
 
 use crate::uri::BrokerUri;
 use crate::{
@@ -845,6 +845,31 @@ impl Driver {
     }
 }
 
+/// Refuses a topic or MQTT 5 property longer than an MQTT string can be, rather than letting the
+/// client write a malformed packet (found by the `headers` fuzz target).
+pub(crate) fn check_lengths(
+    topic: &str,
+    properties: Option<&rumqttc::v5::mqttbytes::v5::PublishProperties>,
+) -> Result<(), TransportError> {
+    let too_long = |what: String| {
+        TransportError::new(
+            ErrorKind::Rejected,
+            format!(
+                "The {what} is longer than MQTT allows ({} bytes)",
+                wire::MAX_STRING
+            ),
+        )
+    };
+    if topic.len() > wire::MAX_STRING {
+        return Err(too_long(format!("topic of {} bytes", topic.len())));
+    }
+    if let Some(header) = properties.and_then(wire::too_long) {
+        let name: String = header.chars().take(64).collect();
+        return Err(too_long(format!("header '{name}'")));
+    }
+    Ok(())
+}
+
 struct MqttClient {
     shared: Arc<Shared>,
     cmd_tx: mpsc::Sender<PublishCmd>,
@@ -894,17 +919,20 @@ impl MqttClient {
                 ),
             ));
         }
-        let (headers, content_type) = match self.protocol {
-            Protocol::Mqtt5 => (message.headers, message.content_type),
-            _ => (Headers::new(), None),
+        let properties = match self.protocol {
+            Protocol::Mqtt5 => Some(wire::publish_properties(
+                &message.headers,
+                message.content_type,
+            )),
+            _ => None,
         };
+        check_lengths(&topic, properties.as_ref())?;
         Ok(OutPublish {
             topic,
             qos,
             retain,
             payload,
-            headers,
-            content_type,
+            properties,
         })
     }
 }
@@ -978,6 +1006,37 @@ impl Drop for MqttClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression (found by the `headers` fuzz target's check): what does not fit an MQTT string
+    /// is refused; before, rumqttc wrote its length modulo 2^16 into a malformed packet.
+    #[test]
+    fn topics_and_headers_longer_than_an_mqtt_string_are_refused() {
+        let long = "a".repeat(wire::MAX_STRING + 1);
+        let fits = "a".repeat(wire::MAX_STRING);
+        assert!(check_lengths(&fits, None).is_ok());
+        let e = check_lengths(&long, None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Rejected);
+        assert!(e.message.contains("topic of 65536 bytes"), "{}", e.message);
+        for (header, value) in [
+            ("x-long", long.as_str()),
+            ("correlation-id", &long),
+            ("reply-to", &long),
+            ("content-type", &long),
+            (long.as_str(), "v"),
+        ] {
+            let mut headers = Headers::new();
+            headers.insert(header, value);
+            let properties = wire::publish_properties(&headers, None);
+            let e = check_lengths("t", Some(&properties)).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Rejected, "{header}");
+            assert!(e.message.len() < 200, "{}", e.message);
+            let mut headers = Headers::new();
+            headers.insert(header.chars().take(100).collect::<String>(), "v");
+            headers.insert("x-fits", fits.as_str());
+            let properties = wire::publish_properties(&headers, None);
+            assert!(check_lengths("t", Some(&properties)).is_ok());
+        }
+    }
 
     #[test]
     fn topic_filters() {

@@ -2,6 +2,9 @@
 
 pub mod connection;
 pub mod fields;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod parse;
 pub mod record;
 pub mod topic;

@@ -77,8 +77,17 @@ fn excerpt(text: &str) -> String {
 /// Builds the typed connection from a JSON object whose `id` member is already set.
 pub fn connection_from_object(mut obj: Map<String, Value>) -> Result<Connection, DittoError> {
     migrate_mapping_context(&mut obj);
+    // The migration moves `mappingContext` one level down: what is returned and stored must
+    // still be a body the API accepts.
+    let object = Value::Object(obj);
+    let depth = json_depth(&object);
+    if depth > MAX_JSON_DEPTH {
+        return Err(DittoError::json_invalid(format!(
+            "The connection would nest {depth} levels deep; at most {MAX_JSON_DEPTH} are stored."
+        )));
+    }
     let mut connection: Connection =
-        serde_path_to_error::deserialize(Value::Object(obj)).map_err(serde_error)?;
+        serde_path_to_error::deserialize(object).map_err(serde_error)?;
     migrate_reply_targets(&mut connection);
     Ok(connection)
 }
@@ -205,6 +214,34 @@ mod tests {
 
     fn parse(v: Value) -> Result<Connection, DittoError> {
         connection_from_object(v.as_object().unwrap().clone())
+    }
+
+    /// Found by the `connection` fuzz target: a legacy `mappingContext` 99 levels deep was
+    /// accepted, moved one level down by the migration, and returned 101 levels deep, a body
+    /// that PUT refuses.
+    #[test]
+    fn a_migrated_mapping_context_stays_within_the_depth_limit() {
+        let with_context = |levels: usize| {
+            let mut nested = json!(0);
+            for _ in 0..levels {
+                nested = json!([nested]);
+            }
+            let mut v = base();
+            v["mappingContext"] = json!({"mappingEngine": "JavaScript", "options": {"incomingScript": "", "x": nested}});
+            v
+        };
+        // mappingContext (2) > options (3) > x: 96 arrays reach 99, 97 reach 100.
+        let c = parse(with_context(96)).unwrap();
+        assert_eq!(
+            json_depth(&serde_json::to_value(&c).unwrap()),
+            MAX_JSON_DEPTH
+        );
+        let e = parse(with_context(97)).unwrap_err();
+        assert_eq!(e.error, "json.invalid");
+        assert_eq!(
+            e.message,
+            "The connection would nest 101 levels deep; at most 100 are stored."
+        );
     }
 
     #[test]

@@ -235,26 +235,7 @@ async fn read_ack(stream: &mut TcpStream, id: &str) -> std::io::Result<()> {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
         buf.extend_from_slice(&chunk[..n]);
-        let mut cursor = buf.as_slice();
-        let parsed = (|| {
-            let len = rmp::decode::read_map_len(&mut cursor).ok()?;
-            let mut acked = None;
-            for _ in 0..len {
-                let mut key = [0u8; 16];
-                let key = rmp::decode::read_str(&mut cursor, &mut key)
-                    .ok()?
-                    .to_string();
-                let mut value = vec![0u8; 256];
-                let value = rmp::decode::read_str(&mut cursor, &mut value)
-                    .ok()?
-                    .to_string();
-                if key == "ack" {
-                    acked = Some(value);
-                }
-            }
-            acked
-        })();
-        match parsed {
+        match parse_ack(&buf) {
             Some(acked) if acked == id => return Ok(()),
             Some(other) => {
                 return Err(std::io::Error::other(format!(
@@ -269,6 +250,27 @@ async fn read_ack(stream: &mut TcpStream, id: &str) -> std::io::Result<()> {
             None => continue,
         }
     }
+}
+
+/// The chunk id of an `{"ack": id}` answer; `None` while `buf` holds no complete one.
+fn parse_ack(buf: &[u8]) -> Option<String> {
+    let mut cursor = buf;
+    let len = rmp::decode::read_map_len(&mut cursor).ok()?;
+    let mut acked = None;
+    for _ in 0..len {
+        let mut key = [0u8; 16];
+        let key = rmp::decode::read_str(&mut cursor, &mut key)
+            .ok()?
+            .to_string();
+        let mut value = vec![0u8; 256];
+        let value = rmp::decode::read_str(&mut cursor, &mut value)
+            .ok()?
+            .to_string();
+        if key == "ack" {
+            acked = Some(value);
+        }
+    }
+    acked
 }
 
 /// Writes every message and waits for its ack.
@@ -353,6 +355,166 @@ async fn send_loop(
             count_drop(&dropped, batch.len() as u64);
         }
         batch.clear();
+    }
+}
+
+/// The body of the `fluentd` fuzz target (`fuzz/fuzz_targets/fluentd.rs`), also run over the
+/// seed corpus by `cargo test`. Compiled for tests and for `--cfg fuzzing` builds only.
+///
+/// Input: UTF-8 text (lossy). Line 1: the chunk number (empty or not a number: no acks).
+/// Line 2: the additional log context, `key=value` entries separated by tabs. Every further line
+/// is a record: tag, epoch seconds, nanoseconds, then the values of the record's fields (named
+/// `connectionId`, `level`, ... in this order), separated by tabs.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzz {
+    use super::{Record, encode, parse_ack};
+    use chrono::DateTime;
+    use indexmap::IndexMap;
+
+    const FIELDS: [&str; 10] = [
+        "connectionId",
+        "level",
+        "category",
+        "type",
+        "correlationId",
+        "address",
+        "entityType",
+        "entityId",
+        "message",
+        "instanceId",
+    ];
+
+    fn read_str<'a>(cursor: &mut &'a [u8]) -> &'a str {
+        let len = rmp::decode::read_str_len(cursor).expect("a string") as usize;
+        assert!(
+            cursor.len() >= len,
+            "a string of {len} bytes, {} left",
+            cursor.len()
+        );
+        let (s, rest) = cursor.split_at(len);
+        *cursor = rest;
+        std::str::from_utf8(s).expect("UTF-8")
+    }
+
+    fn read_u32(cursor: &mut &[u8]) -> u32 {
+        let (b, rest) = cursor.split_first_chunk::<4>().expect("4 bytes");
+        *cursor = rest;
+        u32::from_be_bytes(*b)
+    }
+
+    /// Any input: the encoder writes, per tag in order of first appearance, one Forward-mode
+    /// message that a MessagePack reader takes apart into exactly the tag, the records (EventTime
+    /// and every field and context entry, in order) and the chunk id, with nothing left over; the
+    /// chunk id's `{"ack": id}` reads back as that id; the ack reader takes any bytes.
+    pub fn check(data: &[u8]) {
+        let _ = parse_ack(data);
+        let text = String::from_utf8_lossy(data);
+        let mut lines = text.split('\n');
+        let chunk = lines.next().and_then(|l| l.trim().parse::<u64>().ok());
+        let mut context = IndexMap::new();
+        for entry in lines
+            .next()
+            .unwrap_or("")
+            .split('\t')
+            .filter(|e| !e.is_empty())
+        {
+            let (k, v) = entry.split_once('=').unwrap_or((entry, ""));
+            context.insert(k.to_string(), v.to_string());
+        }
+        let mut batch = Vec::new();
+        for line in lines {
+            let mut parts = line.split('\t');
+            let tag = parts.next().unwrap_or("").to_string();
+            // EventTime holds seconds as an unsigned 32-bit number: the clock's range until 2106.
+            let secs = parts
+                .next()
+                .and_then(|s| s.parse::<i64>().ok())
+                .unwrap_or(0);
+            let nanos = parts
+                .next()
+                .and_then(|s| s.parse::<u32>().ok())
+                .unwrap_or(0);
+            let time = DateTime::from_timestamp(
+                secs.rem_euclid(i64::from(u32::MAX) + 1),
+                nanos % 1_000_000_000,
+            )
+            .expect("within EventTime's range");
+            let fields = FIELDS
+                .iter()
+                .copied()
+                .zip(parts.map(String::from))
+                .collect();
+            batch.push(Record { tag, time, fields });
+        }
+
+        let messages = encode(&batch, &context, chunk);
+        let mut tags: Vec<&str> = Vec::new();
+        for r in &batch {
+            if !tags.contains(&r.tag.as_str()) {
+                tags.push(&r.tag);
+            }
+        }
+        assert_eq!(messages.len(), tags.len());
+        let mut ids = Vec::new();
+        for ((id, bytes), tag) in messages.iter().zip(tags) {
+            assert_eq!(id.is_some(), chunk.is_some());
+            let mut cursor = bytes.as_slice();
+            let len = rmp::decode::read_array_len(&mut cursor).expect("the message array");
+            assert_eq!(len, if chunk.is_some() { 3 } else { 2 });
+            assert_eq!(read_str(&mut cursor), tag);
+            let records: Vec<&Record> = batch.iter().filter(|r| r.tag == tag).collect();
+            let n = rmp::decode::read_array_len(&mut cursor).expect("the entries") as usize;
+            assert_eq!(n, records.len());
+            for r in records {
+                assert_eq!(rmp::decode::read_array_len(&mut cursor).ok(), Some(2));
+                let meta = rmp::decode::read_ext_meta(&mut cursor).expect("EventTime");
+                assert_eq!((meta.typeid, meta.size), (0, 8));
+                assert_eq!(i64::from(read_u32(&mut cursor)), r.time.timestamp());
+                assert_eq!(read_u32(&mut cursor), r.time.timestamp_subsec_nanos());
+                let n = rmp::decode::read_map_len(&mut cursor).expect("the record") as usize;
+                assert_eq!(n, r.fields.len() + context.len());
+                let expected = r
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .chain(context.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                for (k, v) in expected {
+                    assert_eq!(read_str(&mut cursor), k);
+                    assert_eq!(read_str(&mut cursor), v);
+                }
+            }
+            if let Some(id) = id {
+                assert_eq!(rmp::decode::read_map_len(&mut cursor).ok(), Some(1));
+                assert_eq!(read_str(&mut cursor), "chunk");
+                assert_eq!(read_str(&mut cursor), id);
+                let mut ack = Vec::new();
+                rmp::encode::write_map_len(&mut ack, 1).unwrap();
+                rmp::encode::write_str(&mut ack, "ack").unwrap();
+                rmp::encode::write_str(&mut ack, id).unwrap();
+                assert_eq!(parse_ack(&ack).as_ref(), Some(id));
+                ids.push(id.clone());
+            }
+            assert!(cursor.is_empty(), "{} bytes left over", cursor.len());
+        }
+        let count = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), count, "chunk ids are unique");
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn the_seed_corpus_passes() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/fluentd");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect(dir) {
+            let path = entry.unwrap().path();
+            eprintln!("{}", path.display());
+            check(&std::fs::read(&path).unwrap());
+            n += 1;
+        }
+        assert!(n >= 10, "only {n} seed files in {dir}");
     }
 }
 

@@ -9,7 +9,7 @@ use rumqttc::v5::mqttbytes::v5 as p5;
 
 /// Headers an MQTT 5 publish carries as properties (or the topic, QoS and retain flag), never as
 /// user properties.
-pub(super) const SPECIAL_HEADERS: [&str; 7] = [
+pub(crate) const SPECIAL_HEADERS: [&str; 7] = [
     "mqtt.topic",
     "mqtt.qos",
     "mqtt.retain",
@@ -35,6 +35,86 @@ fn qos5(q: u8) -> QoS5 {
     }
 }
 
+/// The MQTT 5 properties of an outbound message: `correlation-id` → correlation data,
+/// `reply-to` → response topic, `content-type` (`content_type` wins) → content type,
+/// `mqtt.message-expiry-interval` → message expiry interval, every other header but the
+/// [`SPECIAL_HEADERS`] → a user property.
+pub(crate) fn publish_properties(
+    h: &Headers,
+    content_type: Option<String>,
+) -> p5::PublishProperties {
+    p5::PublishProperties {
+        message_expiry_interval: h
+            .get_str("mqtt.message-expiry-interval")
+            .and_then(|v| v.trim().parse().ok()),
+        response_topic: h.get_str("reply-to"),
+        correlation_data: h.get_str("correlation-id").map(|c| c.into_bytes().into()),
+        user_properties: h
+            .iter()
+            .filter(|(k, _)| !SPECIAL_HEADERS.iter().any(|s| s.eq_ignore_ascii_case(k)))
+            .map(|(k, _)| (k.to_string(), h.get_str(k).unwrap_or_default()))
+            .collect(),
+        content_type: content_type.or_else(|| h.get_str("content-type")),
+        ..Default::default()
+    }
+}
+
+/// The headers of a consumed MQTT 5 PUBLISH (user properties, then the mapped properties) and
+/// its content type.
+pub(crate) fn inbound_headers(
+    properties: Option<p5::PublishProperties>,
+) -> (Vec<(String, String)>, Option<String>) {
+    let mut headers = Vec::new();
+    let mut content_type = None;
+    if let Some(props) = properties {
+        headers.extend(props.user_properties);
+        if let Some(c) = props.correlation_data {
+            headers.push((
+                "correlation-id".into(),
+                String::from_utf8_lossy(&c).into_owned(),
+            ));
+        }
+        if let Some(r) = props.response_topic {
+            headers.push(("reply-to".into(), r));
+        }
+        if let Some(c) = props.content_type {
+            headers.push(("content-type".into(), c.clone()));
+            content_type = Some(c);
+        }
+        if let Some(e) = props.message_expiry_interval {
+            headers.push(("mqtt.message-expiry-interval".into(), e.to_string()));
+        }
+    }
+    (headers, content_type)
+}
+
+/// The longest string or binary data an MQTT packet carries (its length is written in 2 bytes).
+pub(crate) const MAX_STRING: usize = 65_535;
+
+/// The header whose property is longer than [`MAX_STRING`] bytes, if one is: rumqttc would write
+/// its length modulo 2^16, and the broker would read a malformed packet.
+pub(crate) fn too_long(properties: &p5::PublishProperties) -> Option<&str> {
+    let long = |s: &str| s.len() > MAX_STRING;
+    if properties
+        .correlation_data
+        .as_ref()
+        .is_some_and(|c| c.len() > MAX_STRING)
+    {
+        return Some("correlation-id");
+    }
+    if properties.response_topic.as_deref().is_some_and(long) {
+        return Some("reply-to");
+    }
+    if properties.content_type.as_deref().is_some_and(long) {
+        return Some("content-type");
+    }
+    properties
+        .user_properties
+        .iter()
+        .find(|(k, v)| long(k) || long(v))
+        .map(|(k, _)| k.as_str())
+}
+
 /// A message to publish, its topic, QoS and retain flag resolved.
 #[derive(Debug)]
 pub(super) struct OutPublish {
@@ -42,9 +122,8 @@ pub(super) struct OutPublish {
     pub qos: u8,
     pub retain: bool,
     pub payload: Vec<u8>,
-    /// MQTT 5: mapped to properties and user properties.
-    pub headers: Headers,
-    pub content_type: Option<String>,
+    /// MQTT 5: the headers as properties and user properties ([`publish_properties`]).
+    pub properties: Option<p5::PublishProperties>,
 }
 
 /// What acknowledges one consumed PUBLISH (the packet without its payload).
@@ -135,32 +214,16 @@ impl Client {
                 .publish(out.topic, qos3(out.qos), out.retain, out.payload)
                 .await
                 .map_err(|e| e.to_string()),
-            Client::V5(c) => {
-                let h = &out.headers;
-                let properties = p5::PublishProperties {
-                    message_expiry_interval: h
-                        .get_str("mqtt.message-expiry-interval")
-                        .and_then(|v| v.trim().parse().ok()),
-                    response_topic: h.get_str("reply-to"),
-                    correlation_data: h.get_str("correlation-id").map(|c| c.into_bytes().into()),
-                    user_properties: h
-                        .iter()
-                        .filter(|(k, _)| !SPECIAL_HEADERS.iter().any(|s| s.eq_ignore_ascii_case(k)))
-                        .map(|(k, _)| (k.to_string(), h.get_str(k).unwrap_or_default()))
-                        .collect(),
-                    content_type: out.content_type.or_else(|| h.get_str("content-type")),
-                    ..Default::default()
-                };
-                c.publish_with_properties(
+            Client::V5(c) => c
+                .publish_with_properties(
                     out.topic,
                     qos5(out.qos),
                     out.retain,
                     out.payload,
-                    properties,
+                    out.properties.unwrap_or_default(),
                 )
                 .await
-                .map_err(|e| e.to_string())
-            }
+                .map_err(|e| e.to_string()),
         }
     }
 
@@ -262,27 +325,7 @@ fn ev5(e: r5::Event) -> Ev {
         },
         r5::Event::Incoming(P::Publish(mut p)) => {
             let payload = std::mem::take(&mut p.payload).to_vec();
-            let mut headers = Vec::new();
-            let mut content_type = None;
-            if let Some(props) = p.properties.take() {
-                headers.extend(props.user_properties);
-                if let Some(c) = props.correlation_data {
-                    headers.push((
-                        "correlation-id".into(),
-                        String::from_utf8_lossy(&c).into_owned(),
-                    ));
-                }
-                if let Some(r) = props.response_topic {
-                    headers.push(("reply-to".into(), r));
-                }
-                if let Some(c) = props.content_type {
-                    headers.push(("content-type".into(), c.clone()));
-                    content_type = Some(c);
-                }
-                if let Some(e) = props.message_expiry_interval {
-                    headers.push(("mqtt.message-expiry-interval".into(), e.to_string()));
-                }
-            }
+            let (headers, content_type) = inbound_headers(p.properties.take());
             Ev::Publish(InPublish {
                 topic: String::from_utf8_lossy(&p.topic).into_owned(),
                 qos: p.qos as u8,
