@@ -16,12 +16,17 @@
 //! - `--secs S` (default 8) measured seconds per run, after `--warmup W` (default 2);
 //!   `--quick` is `--secs 2 --warmup 0.5`.
 //! - `--window N` (default 500): messages in flight at most, over all publishers.
+//! - `--payload BYTES`, `--connections N`, `--publishers N`: another base case (the rows of a
+//!   dimension keep their own value of it).
+//! - `--processor-pool N`: the connections' `processorPoolSize` (default: not set, so 1, which
+//!   runs one script or WebAssembly mapping at a time per connection).
 //!
 //! Load: closed loop with a bounded in-flight window. A publisher takes a permit from a shared
 //! semaphore of N permits before each message; the consumer gives one back for each message
 //! seen for the first time. So publishers go as fast as the whole path delivers, never more than
 //! N messages are between a publisher and the consumer (no backlog grows in the broker or in
-//! Ferrule, and Mosquitto's per-client queue of 1000 QoS 0 messages never overflows), and the
+//! Ferrule, and Mosquitto never holds more than N for a client, below its default
+//! `max_queued_messages` of 1000), and the
 //! rate measured is the sustained throughput at that concurrency. The latency then includes the
 //! wait in the window: about N / throughput once the path is saturated (Little's law). If
 //! nothing arrives for 1 s while messages are outstanding, those are written off (counted as a
@@ -143,19 +148,20 @@ impl Dim {
         }
     }
 
-    fn cases(self) -> Vec<Case> {
+    /// The cases of this dimension: `base` with one thing varied.
+    fn cases(self, base: Case) -> Vec<Case> {
         match self {
             Dim::Connections => [1, 10, 100]
                 .map(|connections| Case {
                     connections,
-                    ..BASE
+                    ..base
                 })
                 .to_vec(),
             Dim::Publishers => [1, 4, 16]
-                .map(|publishers| Case { publishers, ..BASE })
+                .map(|publishers| Case { publishers, ..base })
                 .to_vec(),
             Dim::Payload => [100, 1024, 65536]
-                .map(|payload| Case { payload, ..BASE })
+                .map(|payload| Case { payload, ..base })
                 .to_vec(),
             Dim::Engine => [
                 Engine::Ditto,
@@ -163,9 +169,9 @@ impl Dim {
                 Engine::Rhai,
                 Engine::WebAssembly,
             ]
-            .map(|engine| Case { engine, ..BASE })
+            .map(|engine| Case { engine, ..base })
             .to_vec(),
-            Dim::Qos => [0, 1].map(|qos| Case { qos, ..BASE }).to_vec(),
+            Dim::Qos => [0, 1].map(|qos| Case { qos, ..base }).to_vec(),
         }
     }
 
@@ -187,12 +193,16 @@ impl Dim {
 
 struct Options {
     dims: Vec<Dim>,
+    /// The base case (`--payload`, `--connections`, `--publishers` change it).
+    base: Case,
+    /// The connections' `processorPoolSize`, when set.
+    pool: Option<usize>,
     secs: f64,
     warmup: f64,
     window: usize,
 }
 
-const USAGE: &str = "cargo bench -p ferrule-host --bench load [-- [--dim connections,publishers,payload,engine,qos] [--secs S] [--warmup W] [--window N] [--quick]]";
+const USAGE: &str = "cargo bench -p ferrule-host --bench load [-- [--dim connections,publishers,payload,engine,qos] [--secs S] [--warmup W] [--window N] [--payload BYTES] [--connections N] [--publishers N] [--processor-pool N] [--quick]]";
 
 fn fail(why: String) -> ! {
     eprintln!("{why}\nusage: {USAGE}");
@@ -202,6 +212,8 @@ fn fail(why: String) -> ! {
 fn options() -> Options {
     let mut o = Options {
         dims: DIMS.to_vec(),
+        base: BASE,
+        pool: None,
         secs: 8.0,
         warmup: 2.0,
         window: 500,
@@ -215,7 +227,18 @@ fn options() -> Options {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (arg.as_str(), None),
         };
-        if matches!(name, "--dim" | "--secs" | "--warmup" | "--window") && value.is_none() {
+        if matches!(
+            name,
+            "--dim"
+                | "--secs"
+                | "--warmup"
+                | "--window"
+                | "--payload"
+                | "--connections"
+                | "--publishers"
+                | "--processor-pool"
+        ) && value.is_none()
+        {
             value = args.get(i).cloned();
             i += 1;
         }
@@ -245,7 +268,8 @@ fn options() -> Options {
                         .collect()
                 };
             }
-            "--secs" | "--warmup" | "--window" => {
+            "--secs" | "--warmup" | "--window" | "--payload" | "--connections" | "--publishers"
+            | "--processor-pool" => {
                 let v = value();
                 let n: f64 = v
                     .parse()
@@ -255,6 +279,10 @@ fn options() -> Options {
                 match name {
                     "--secs" => o.secs = n,
                     "--warmup" => o.warmup = n,
+                    "--payload" => o.base.payload = n as usize,
+                    "--connections" => o.base.connections = n as usize,
+                    "--publishers" => o.base.publishers = n as usize,
+                    "--processor-pool" => o.pool = Some(n as usize),
                     _ => o.window = n as usize,
                 }
             }
@@ -634,7 +662,7 @@ fn mapping(engine: Engine) -> Option<Value> {
 }
 
 /// A Ferrule with the case's things, mapper module and connections, all open.
-async fn set_up(case: &Case, prefix: &str, run: u64) -> Ferrule {
+async fn set_up(case: &Case, prefix: &str, run: u64, pool: Option<usize>) -> Ferrule {
     let f = Ferrule::start();
     if case.engine == Engine::WebAssembly {
         let r = f
@@ -670,6 +698,9 @@ async fn set_up(case: &Case, prefix: &str, run: u64) -> Ferrule {
                              "topics": [format!("_/_/things/twin/events?namespaces=c{c}")],
                              "authorizationContext": ["load"]}]
             });
+            if let Some(n) = pool {
+                conn["processorPoolSize"] = json!(n);
+            }
             if let Some(m) = mapping(case.engine) {
                 conn["mappingDefinitions"] = json!({"m": m});
                 conn["sources"][0]["payloadMapping"] = json!(["m"]);
@@ -731,7 +762,7 @@ fn line(name: &str, m: &Measured) -> String {
 
 fn table(dim: Dim, rows: &[&Row]) -> String {
     let mut s = format!(
-        "| {} | payload | raw msgs/s | raw p50 / p99 | Ferrule msgs/s | Ferrule / raw | p50 / p99 / max | received / lost / dup | Ferrule CPU per msg | Ferrule CPU | peak RSS | Mosquitto CPU | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| {} | message | raw msgs/s | raw p50 / p99 | Ferrule msgs/s | Ferrule / raw | p50 / p99 / max | received / lost / dup | Ferrule CPU per msg | Ferrule CPU | peak RSS | Mosquitto CPU | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         dim.name()
     );
     let ms = |v: f64| {
@@ -820,7 +851,7 @@ fn main() {
     let mut n = 0;
     rt.block_on(async {
         for dim in &options.dims {
-            for case in dim.cases() {
+            for case in dim.cases(options.base) {
                 n += 1;
                 println!(
                     "[{}] {} = {}: {} connection(s), {} publisher(s), {} B, {:?}, QoS {}",
@@ -857,7 +888,7 @@ fn main() {
                     }
                 };
                 let prefix = format!("load/{u}/{n}/ferrule");
-                let ferrule = set_up(&case, &prefix, u + n).await;
+                let ferrule = set_up(&case, &prefix, u + n, options.pool).await;
                 let shape = Shape::new(&case, case.engine != Engine::Ditto);
                 let mut m = drive(
                     &case,
