@@ -391,10 +391,13 @@ impl Checker {
         let prefix = format!("c{c}/t{thing}/things/twin/");
         let action = m.topic.strip_prefix(&prefix);
         let on_topic = topic.rsplit('/').next() == Some(&c.to_string());
-        if action.is_none() || !on_topic {
-            tally.misrouted += 1;
-        } else if !self.actions.contains(&action.unwrap()) || v.x.len() != self.pad_len {
-            tally.corrupt += 1;
+        match action {
+            Some(action) if on_topic => {
+                if !self.actions.contains(&action) || v.x.len() != self.pad_len {
+                    tally.corrupt += 1;
+                }
+            }
+            _ => tally.misrouted += 1,
         }
         let bits = &mut tally.seen[v.p];
         let (word, bit) = ((v.s / 64) as usize, v.s % 64);
