@@ -435,6 +435,8 @@ struct Measured {
     misrouted: u64,
     corrupt: u64,
     stalls: u64,
+    /// Sequence numbers that never arrived: `p<publisher>: <from>..<to>`.
+    missing: Vec<String>,
     /// CPU seconds in the measured seconds: Ferrule's (none for raw), Mosquitto's, the bench's.
     cpu_ferrule: Option<f64>,
     cpu_mosquitto: Option<f64>,
@@ -456,6 +458,15 @@ impl Measured {
         if self.stalls > 0 {
             let _ = write!(s, " stalls {}", self.stalls);
         }
+        if !self.missing.is_empty() {
+            let n = self.missing.len();
+            let shown = self.missing[..n.min(5)].join(", ");
+            let _ = write!(
+                s,
+                "\n           missing: {shown}{}",
+                if n > 5 { ", ..." } else { "" }
+            );
+        }
         s
     }
 
@@ -463,6 +474,28 @@ impl Measured {
         cpu.map(|c| format!("{:.0} %", 100.0 * c / secs))
             .unwrap_or_else(|| "?".into())
     }
+}
+
+/// The ranges of sequence numbers below `sent` whose bit is not set.
+fn gaps(bits: &[u64], sent: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let seen = move |s: u64| {
+        bits.get((s / 64) as usize)
+            .is_some_and(|w| w & (1 << (s % 64)) != 0)
+    };
+    let mut s = 0;
+    std::iter::from_fn(move || {
+        while s < sent && seen(s) {
+            s += 1;
+        }
+        if s >= sent {
+            return None;
+        }
+        let from = s;
+        while s < sent && !seen(s) {
+            s += 1;
+        }
+        Some((from, s))
+    })
 }
 
 fn topics(prefix: &str, kind: &str, case: &Case) -> Vec<String> {
@@ -532,13 +565,13 @@ async fn drive(
                     .await
                     .is_err()
                 {
+                    sent.fetch_sub(1, Ordering::SeqCst);
                     break;
                 }
                 s += 1;
             }
-            // Keep the client until everything sent was written.
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            task.abort();
+            // The client lives on until the drain is over, so that what it holds is sent.
+            (client, task, s)
         }));
     }
     // Writes off what is outstanding when nothing arrives for a while.
@@ -590,8 +623,9 @@ async fn drive(
     let load = load_average();
 
     window.close();
+    let mut clients = Vec::new();
     for p in publishers {
-        let _ = p.await;
+        clients.push(p.await.unwrap());
     }
     stop.store(true, Ordering::SeqCst);
     let stalls = watchdog.await.unwrap();
@@ -613,6 +647,11 @@ async fn drive(
     }
     consumer_task.abort();
     let t = tally.lock().unwrap();
+    let mut missing = Vec::new();
+    for (p, (_, task, sent)) in clients.into_iter().enumerate() {
+        task.abort();
+        missing.extend(gaps(&t.seen[p], sent).map(|(a, b)| format!("p{p}: {a}..{b}")));
+    }
     latencies.sort_unstable();
     let ms = |us: Option<u64>| us.map(|n| n as f64 / 1e3).unwrap_or(f64::NAN);
     let delta = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
@@ -628,6 +667,7 @@ async fn drive(
         misrouted: t.misrouted,
         corrupt: t.corrupt,
         stalls,
+        missing,
         cpu_ferrule: delta(cpu_before.0, cpu_after.0),
         cpu_mosquitto: delta(cpu_before.1, cpu_after.1),
         cpu_bench: cpu_after.2 - cpu_before.2,
@@ -723,6 +763,44 @@ async fn set_up(case: &Case, prefix: &str, run: u64, pool: Option<usize>) -> Fer
         f.wait_open(id, SETUP_LIMIT).await;
     }
     f
+}
+
+/// Ferrule's message counters (`/metrics`), summed over connections and addresses: `inbound
+/// consumed 1000, ...`, failures marked.
+async fn counters(f: &Ferrule) -> String {
+    let Ok(r) = f.request(reqwest::Method::GET, "/metrics").send().await else {
+        return "?".into();
+    };
+    let text = r.text().await.unwrap_or_default();
+    let mut sums: Vec<(String, f64)> = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("ferrule_connection_messages_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|l| l.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+                .unwrap_or_default()
+        };
+        let mut key = format!("{} {}", label("direction"), label("type"));
+        if label("outcome") != "success" {
+            key.push_str(" FAILED");
+        }
+        let value: f64 = value.trim().parse().unwrap_or(0.0);
+        match sums.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => *v += value,
+            None => sums.push((key, value)),
+        }
+    }
+    sums.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 struct Row {
@@ -904,8 +982,10 @@ fn main() {
                 )
                 .await;
                 m.rss_kb = peak_rss_kb(ferrule.pid());
+                let counted = counters(&ferrule).await;
                 drop(ferrule);
                 println!("{}", line("ferrule", &m));
+                println!("           Ferrule counted: {counted}");
                 println!(
                     "  Ferrule / raw: {:.2}  (payload {} B)",
                     m.rate / raw.rate,
