@@ -10,80 +10,15 @@
 //! the same through Ferrule, with Ferrule's CPU time per delivered message (a figure that holds
 //! better than the rates when other work shares the cores).
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+mod support;
+
+use rumqttc::QoS;
 use serde_json::{Value, json};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use std::time::{Duration, Instant};
+use support::{Ferrule, client, cpu_seconds, now_nanos, peak_rss_kb, quantile};
 
 const THINGS: usize = 100;
 const LIMIT: Duration = Duration::from_secs(30);
-
-fn now_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-}
-
-async fn client(
-    id: &str,
-    subscribe: Option<&str>,
-) -> (AsyncClient, mpsc::UnboundedReceiver<bytes::Bytes>) {
-    let mut o = MqttOptions::new(id, "127.0.0.1", 1883);
-    o.set_clean_session(true)
-        .set_max_packet_size(1 << 20, 1 << 20);
-    let (c, mut l) = AsyncClient::new(o, 10_000);
-    let (tx, rx) = mpsc::unbounded_channel();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let mut ready = Some(ready_tx);
-    if let Some(t) = subscribe {
-        c.subscribe(t, QoS::AtMostOnce).await.unwrap();
-    }
-    let wait_suback = subscribe.is_some();
-    tokio::spawn(async move {
-        loop {
-            match l.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) if !wait_suback => {
-                    ready.take().map(|r| r.send(()));
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    ready.take().map(|r| r.send(()));
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let _ = tx.send(p.payload);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    eprintln!("bench client error: {e}");
-                    return;
-                }
-            }
-        }
-    });
-    ready_rx
-        .await
-        .expect("Mosquitto on 127.0.0.1:1883 must be reachable");
-    (c, rx)
-}
-
-/// User + system CPU seconds of process `pid` so far (from /proc/PID/stat, in clock ticks).
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // The fields after the command name (which is in parentheses and may hold spaces).
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the line: indices 11 and 12 after the name.
-    (ticks(11) + ticks(12)) / 100.0
-}
 
 struct Report {
     rate: usize,
@@ -97,11 +32,7 @@ impl Report {
     fn print(&mut self, name: &str) {
         self.latencies.sort_unstable();
         let ms = |n: u64| n as f64 / 1e6;
-        let pct = |p: f64| {
-            let i = ((self.latencies.len() as f64 * p) as usize)
-                .min(self.latencies.len().saturating_sub(1));
-            self.latencies.get(i).map(|n| ms(*n)).unwrap_or(f64::NAN)
-        };
+        let pct = |p: f64| quantile(&self.latencies, p).map(ms).unwrap_or(f64::NAN);
         println!(
             "{name:<10} offered {:>6}/s  delivered {:>6.0}/s  lost {:>5.1} %   p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms",
             self.rate,
@@ -207,20 +138,7 @@ fn main() {
         }
 
         // Ferrule.
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrule"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            .env("FERRULE_DEVOPS_PASSWORD", "bench")
-            .env("FERRULE_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-        let base = line.trim().strip_prefix("ferrule: listening on ").unwrap().to_string();
-        let http = reqwest::Client::new();
+        let ferrule = Ferrule::start();
         let (inbound, outbound) = (format!("bench/{u}/in"), format!("bench/{u}/out"));
         let conn = json!({
             "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
@@ -228,20 +146,15 @@ fn main() {
             "targets": [{"address": outbound.clone(), "qos": 0, "topics": ["_/_/things/twin/events"],
                          "authorizationContext": ["a"]}]
         });
-        let r = http.put(format!("{base}/api/2/connections/bench")).basic_auth("devops", Some("bench")).json(&conn).send().await.unwrap();
-        assert!(r.status().is_success());
+        ferrule.put("/api/2/connections/bench", &conn).await;
         for t in 0..THINGS {
-            let r = http.put(format!("{base}/api/2/things/org.bench:t{t}")).basic_auth("devops", Some("bench"))
-                .json(&json!({"features": {"f": {"properties": {"v": 0}}}})).send().await.unwrap();
-            assert!(r.status().is_success());
+            ferrule
+                .put(&format!("/api/2/things/org.bench:t{t}"), &json!({"features": {"f": {"properties": {"v": 0}}}}))
+                .await;
         }
-        loop {
-            let s: Value = http.get(format!("{base}/api/2/connections/bench/status")).basic_auth("devops", Some("bench")).send().await.unwrap().json().await.unwrap();
-            if s["liveStatus"] == "open" { break; }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        ferrule.wait_open("bench", LIMIT).await;
         for rate in rates {
-            let cpu_before = cpu_seconds(child.id());
+            let cpu_before = cpu_seconds(ferrule.pid());
             let mut report = run(
                 rate * seconds,
                 rate,
@@ -254,19 +167,15 @@ fn main() {
             )
             .await;
             report.print("ferrule");
-            let cpu = cpu_seconds(child.id()) - cpu_before;
+            let cpu = cpu_seconds(ferrule.pid()) - cpu_before;
             println!(
                 "           Ferrule's CPU time: {:.2} s, {:.1} µs per delivered message",
                 cpu,
                 cpu * 1e6 / report.received.max(1) as f64
             );
         }
-        let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
-            .ok()
-            .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_string()))
-            .unwrap_or_default();
+        let rss = peak_rss_kb(ferrule.pid()).map(|kb| kb.to_string()).unwrap_or_default();
         println!("peak RSS of ferrule: {rss} kB");
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(ferrule);
     });
 }
