@@ -1013,29 +1013,105 @@ async fn a_full_or_read_only_data_dir_refuses_changes_clearly_and_recovers() {
     let u = common::unique("disk", '-');
     create(&f, "loop", &looped_connection(broker.port, &u)).await;
     let consumer = Consumer::mqtt(broker.port, &format!("fault/{u}/out")).await;
-    let thing = |v: u64| json!({"attributes": {"v": v}});
     assert!(
-        f.put_json("/api/2/things/org.fault:disk", &thing(0))
-            .await
-            .status()
-            .is_success()
+        f.put_json(
+            "/api/2/things/org.fault:disk",
+            &json!({"attributes": {"v": 0}})
+        )
+        .await
+        .status()
+        .is_success()
     );
 
-    let ctx = DiskCase {
-        f: &f,
-        broker_port: broker.port,
-        u: &u,
-        consumer: &consumer,
-    };
-    ctx.refuse_and_recover(
-        0,
-        "full",
-        || {
-            fill(&data);
-        },
-        || std::fs::remove_file(data.join("filler")).unwrap(),
+    // A full data directory: changes are refused clearly, nothing is half-written, held
+    // messages wait at the broker, and everything goes through once there is space again. The
+    // change is large enough that the database file must grow to hold it.
+    let thing = json!({"attributes": {"v": 1, "pad": "p".repeat(512 * 1024)}});
+    fill(&data);
+    // A twin change and a new connection are refused with Ditto's error JSON...
+    let resp = f.put_json("/api/2/things/org.fault:disk", &thing).await;
+    let status = resp.status();
+    let body = json(resp).await;
+    assert!(status.is_server_error(), "full disk: {status} {body}");
+    assert!(
+        body["error"].is_string() && body["message"].is_string(),
+        "full disk: {body}"
+    );
+    eprintln!("disk full: a thing change is answered {status} {body}");
+    // A connection change is small: it may still fit into free pages inside the database
+    // file. Either it is refused and absent, or it is stored whole.
+    let mut c = common::mqtt_connection();
+    c["connectionStatus"] = json!("closed");
+    let id = "during-full";
+    let resp = f.put_json(&format!("/api/2/connections/{id}"), &c).await;
+    let status = resp.status();
+    let body = json(resp).await;
+    eprintln!("disk full: a new connection is answered {status} {body}");
+    let stored = f.get(&format!("/api/2/connections/{id}")).await.status();
+    if status.is_server_error() {
+        assert_eq!(
+            body["error"], "connectivity:connection.unavailable",
+            "full disk"
+        );
+        assert_eq!(
+            stored,
+            StatusCode::NOT_FOUND,
+            "full disk: nothing half-written"
+        );
+    } else {
+        assert_eq!(status, StatusCode::CREATED, "full disk: {body}");
+        assert_eq!(stored, StatusCode::OK, "full disk");
+    }
+    assert_eq!(
+        json(f.get("/api/2/things/org.fault:disk").await).await["attributes"]["v"],
+        json!(0),
+        "full disk: the refused change is not visible"
+    );
+    // Device messages meanwhile are not acknowledged to the broker (it keeps them).
+    let uu = u.clone();
+    publish_stream(
+        mqtt_in(broker.port, &u),
+        100,
+        1_000,
+        move |i| device_message(&uu, i, 200),
+        Arc::new(AtomicUsize::new(0)),
     )
     .await;
+    sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        f.get("/health").await.status(),
+        StatusCode::OK,
+        "full disk: the server goes on"
+    );
+    std::fs::remove_file(data.join("filler")).unwrap();
+    let repaired = Instant::now();
+    // Once the disk is writable again, everything goes through without a restart.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = f.put_json("/api/2/things/org.fault:disk", &thing).await;
+        if resp.status().is_success() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "full disk: writes work again after the repair: {}",
+            resp.text().await.unwrap()
+        );
+        sleep(Duration::from_millis(200)).await;
+    }
+    let (delivered, dups) = consumer.wait_for_all(100, Duration::from_secs(60)).await;
+    eprintln!(
+        "disk full: {delivered} of {} device messages delivered, {dups} duplicates, \
+         {:?} after the repair",
+        100,
+        repaired.elapsed()
+    );
+    assert_eq!(
+        delivered,
+        100,
+        "full disk: missing {:?}",
+        consumer.missing(100)
+    );
     // A read-only data directory (a volume mounted wrongly): the start fails with a message
     // that names the database and the cause; nothing stored is lost.
     let ids = json(f.get("/api/2/connections?ids-only=true").await).await;
@@ -1071,117 +1147,4 @@ async fn a_full_or_read_only_data_dir_refuses_changes_clearly_and_recovers() {
         json!(1)
     );
     common::wait_for_live_status(&f, "loop", "open").await;
-}
-
-struct DiskCase<'a> {
-    f: &'a Ferrule,
-    broker_port: u16,
-    u: &'a str,
-    consumer: &'a Consumer,
-}
-
-impl DiskCase<'_> {
-    /// Breaks the data dir, checks what is refused and what goes on, repairs it, and checks
-    /// that everything goes through. Phase `index` sets attribute `v` to `index + 1` and sends
-    /// device messages `index * 100 ..`.
-    async fn refuse_and_recover(
-        &self,
-        index: u64,
-        name: &str,
-        break_it: impl FnOnce(),
-        repair: impl FnOnce(),
-    ) {
-        let f = self.f;
-        // Large enough that the database file must grow to hold it.
-        let thing = json!({"attributes": {"v": index + 1, "pad": "p".repeat(512 * 1024)}});
-        break_it();
-        // A twin change and a new connection are refused with Ditto's error JSON...
-        let resp = f.put_json("/api/2/things/org.fault:disk", &thing).await;
-        let status = resp.status();
-        let body = json(resp).await;
-        assert!(status.is_server_error(), "{name}: {status} {body}");
-        assert!(
-            body["error"].is_string() && body["message"].is_string(),
-            "{name}: {body}"
-        );
-        eprintln!("disk {name}: a thing change is answered {status} {body}");
-        // A connection change is small: it may still fit into free pages inside the database
-        // file. Either it is refused and absent, or it is stored whole.
-        let mut c = common::mqtt_connection();
-        c["connectionStatus"] = json!("closed");
-        let id = format!("during-{index}");
-        let resp = f.put_json(&format!("/api/2/connections/{id}"), &c).await;
-        let status = resp.status();
-        let body = json(resp).await;
-        eprintln!("disk {name}: a new connection is answered {status} {body}");
-        let stored = f.get(&format!("/api/2/connections/{id}")).await.status();
-        if status.is_server_error() {
-            assert_eq!(
-                body["error"], "connectivity:connection.unavailable",
-                "{name}"
-            );
-            assert_eq!(
-                stored,
-                StatusCode::NOT_FOUND,
-                "{name}: nothing half-written"
-            );
-        } else {
-            assert_eq!(status, StatusCode::CREATED, "{name}: {body}");
-            assert_eq!(stored, StatusCode::OK, "{name}");
-        }
-        assert_eq!(
-            json(f.get("/api/2/things/org.fault:disk").await).await["attributes"]["v"],
-            json!(index),
-            "{name}: the refused change is not visible"
-        );
-        // Device messages meanwhile are not acknowledged to the broker (it keeps them).
-        let first = index as usize * 100;
-        let u = self.u.to_string();
-        publish_stream(
-            mqtt_in(self.broker_port, &u),
-            100,
-            1_000,
-            move |i| device_message(&u, first + i, 200),
-            Arc::new(AtomicUsize::new(0)),
-        )
-        .await;
-        sleep(Duration::from_millis(500)).await;
-        assert_eq!(
-            f.get("/health").await.status(),
-            StatusCode::OK,
-            "{name}: the server goes on"
-        );
-        repair();
-        let repaired = Instant::now();
-        // Once the disk is writable again, everything goes through without a restart.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let resp = f.put_json("/api/2/things/org.fault:disk", &thing).await;
-            if resp.status().is_success() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name}: writes work again after the repair: {}",
-                resp.text().await.unwrap()
-            );
-            sleep(Duration::from_millis(200)).await;
-        }
-        let (delivered, dups) = self
-            .consumer
-            .wait_for_all(first + 100, Duration::from_secs(60))
-            .await;
-        eprintln!(
-            "disk {name}: {delivered} of {} device messages delivered, {dups} duplicates, \
-             {:?} after the repair",
-            first + 100,
-            repaired.elapsed()
-        );
-        assert_eq!(
-            delivered,
-            first + 100,
-            "{name}: missing {:?}",
-            self.consumer.missing(first + 100)
-        );
-    }
 }
