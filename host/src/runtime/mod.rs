@@ -164,7 +164,12 @@ impl Runtime {
         if connection.connection_status != ConnectivityStatus::Open {
             return;
         }
-        let status = Arc::new(Mutex::new(LiveStatus::closed()));
+        // Until the supervisor reports, the connection is connecting: its clients are listed
+        // (never an empty clientStatus right after an open).
+        let status = Arc::new(Mutex::new(connecting_status(
+            &connection,
+            Recovery::Unknown,
+        )));
         let (stop, stopped) = watch::channel(false);
         let runtime = self.clone();
         let task = tokio::spawn({
@@ -336,16 +341,7 @@ impl Runtime {
                 .collect();
             {
                 let mut s = lock(&status);
-                let recovery = s.recovery;
-                *s = failed_status(
-                    &connection,
-                    Live::Unknown,
-                    recovery,
-                    &format!(
-                        "Connecting to {}.",
-                        crate::error::redact_uri(&connection.uri)
-                    ),
-                );
+                *s = connecting_status(&connection, s.recovery);
             }
             let started = tokio::select! {
                 r = Session::start(ctx.clone(), configs) => r,
@@ -434,6 +430,19 @@ fn backoff(config: &RuntimeConfig, attempt: u32) -> Duration {
     let _ = getrandom::fill(&mut random);
     let jitter = (u16::from_le_bytes(random) as f64 / u16::MAX as f64) * 0.4 + 0.8;
     Duration::from_millis((base as f64 * jitter) as u64)
+}
+
+/// The status while the clients connect.
+fn connecting_status(connection: &Connection, recovery: Recovery) -> LiveStatus {
+    failed_status(
+        connection,
+        Live::Unknown,
+        recovery,
+        &format!(
+            "Connecting to {}.",
+            crate::error::redact_uri(&connection.uri)
+        ),
+    )
 }
 
 fn failed_status(
