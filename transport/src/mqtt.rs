@@ -386,6 +386,18 @@ impl BrokerClient for SplitClient {
     }
 }
 
+/// The socket options of both MQTT versions' clients. TCP_NODELAY: a publish is written as soon
+/// as it is ready instead of waiting for the previous segment's ACK (Nagle), which held each
+/// connection's QoS 0 stream to ~10k msgs/s when several connections share the broker.
+fn network_options(connection_timeout: Option<u64>) -> rumqttc::NetworkOptions {
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    if let Some(secs) = connection_timeout {
+        net.set_connection_timeout(secs);
+    }
+    net
+}
+
 /// Aborts the tasks unless disarmed (the connect future may be dropped by its timeout).
 struct TaskGuard(Vec<JoinHandle<()>>);
 
@@ -462,6 +474,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
                     None,
                 ));
             }
+            o.set_network_options(network_options(None));
             let (c, l) = rumqttc::v5::AsyncClient::new(o, cap);
             (Client::V5(c), EventLoop::V5(Box::new(l)))
         }
@@ -488,9 +501,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
                 ));
             }
             let (c, mut l) = rumqttc::AsyncClient::new(o, cap);
-            let mut net = rumqttc::NetworkOptions::new();
-            net.set_connection_timeout(conn_timeout);
-            l.set_network_options(net);
+            l.set_network_options(network_options(Some(conn_timeout)));
             (Client::V3(c), EventLoop::V3(Box::new(l)))
         }
     };
