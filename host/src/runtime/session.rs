@@ -634,23 +634,32 @@ async fn prepare_routed(
         true,
     );
     ctx.count(Direction::Outbound, address_key, MetricType::Filtered, true);
-    let mut signal = (*routed.signal).clone();
-    if routed.extra.is_some() {
-        signal.extra = routed.extra;
-    }
-    // Internal headers stay inside Ferrule.
-    let internal: Vec<String> = signal
-        .headers
-        .iter()
-        .map(|(k, _)| k.to_string())
-        .filter(|k| k.to_ascii_lowercase().starts_with("ditto-"))
-        .collect();
-    for k in internal {
-        signal.headers.remove(&k);
-    }
+    // The routed signal is shared by every target it goes to: copied only when this target
+    // publishes something else (extra fields, or internal headers, which stay inside Ferrule).
+    let is_internal = |k: &str| k.len() >= 6 && k.as_bytes()[..6].eq_ignore_ascii_case(b"ditto-");
+    let has_internal = routed.signal.headers.iter().any(|(k, _)| is_internal(k));
+    let signal: std::borrow::Cow<'_, DittoMessage> = if routed.extra.is_some() || has_internal {
+        let mut signal = (*routed.signal).clone();
+        if routed.extra.is_some() {
+            signal.extra = routed.extra;
+        }
+        let internal: Vec<String> = signal
+            .headers
+            .iter()
+            .filter(|(k, _)| is_internal(k))
+            .map(|(k, _)| k.to_string())
+            .collect();
+        for k in internal {
+            signal.headers.remove(&k);
+        }
+        std::borrow::Cow::Owned(signal)
+    } else {
+        std::borrow::Cow::Borrowed(&*routed.signal)
+    };
+    let signal = &*signal;
     let correlation = signal.headers.correlation_id();
     let entity = Some(signal.topic.entity_id());
-    let resolver = SignalResolver::outbound(&signal, &ctx.connection.id);
+    let resolver = SignalResolver::outbound(signal, &ctx.connection.id);
     let Some(address) = resolve_address(&target.address, &resolver) else {
         ctx.count(Direction::Outbound, address_key, MetricType::Dropped, true);
         ctx.log(
@@ -675,7 +684,7 @@ async fn prepare_routed(
             })
             .await
     } else {
-        target.pipeline.map_outbound(&signal, &resolver)
+        target.pipeline.map_outbound(signal, &resolver)
     };
     for mapped in mapped_all {
         let messages = match mapped.result {
