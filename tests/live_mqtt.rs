@@ -567,3 +567,67 @@ function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
         "{body}"
     );
 }
+
+/// Deliveries through a script mapper are mapped in batches of what has arrived (one hand-off
+/// to a processor per batch): a burst keeps its order and every message is mapped and applied
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_through_a_script_mapper_keeps_its_order() {
+    let (_d, f) = server();
+    let u = unique("burst");
+    let script = r#"
+function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
+    var d = JSON.parse(textPayload);
+    return Ditto.buildDittoProtocolMsg("org.burst", d.thing, "things", "twin", "commands",
+        "modify", "/attributes/n", headers, d.n);
+}"#;
+    let connection = json!({
+        "connectionType": "mqtt-5", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "mappingDefinitions": {"js": {"mappingEngine": "JavaScript",
+            "options": {"incomingScript": script, "outgoingScript": ""}}},
+        "sources": [{"addresses": [format!("ferrule-e2e/{u}/telemetry")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"], "payloadMapping": ["js"]}],
+        "targets": [{"address": format!("ferrule-e2e/{u}/events"),
+                     "topics": ["_/_/things/twin/events"], "qos": 1,
+                     "authorizationContext": ["ditto:outbound"]}]
+    });
+    let resp = f
+        .put_json("/api/2/connections/burst-conn", &connection)
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    wait_for_live_status(&f, "burst-conn", "open").await;
+    assert_eq!(
+        f.put_json(&format!("/api/2/things/org.burst:{u}"), &json!({}))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let (device, mut events) = mqtt5(
+        &format!("{u}-device"),
+        Some(&format!("ferrule-e2e/{u}/events")),
+    )
+    .await;
+    const N: u64 = 500;
+    for n in 0..N {
+        publish(
+            &device,
+            &format!("ferrule-e2e/{u}/telemetry"),
+            json!({"thing": u, "n": n}),
+        )
+        .await;
+    }
+    let mut seen = Vec::new();
+    while seen.len() < N as usize {
+        let event = next(&mut events).await;
+        assert_eq!(event["path"], "/attributes/n", "{event}");
+        seen.push(event["value"].as_u64().unwrap());
+    }
+    assert_eq!(seen, (0..N).collect::<Vec<_>>(), "in order, each once");
+    let thing = json(f.get(&format!("/api/2/things/org.burst:{u}")).await).await;
+    assert_eq!(thing["attributes"]["n"], N - 1);
+    let metrics = json(f.get("/api/2/connections/burst-conn/metrics").await).await;
+    assert_eq!(
+        metrics["connectionMetrics"]["inbound"]["mapped"]["success"]["PT1M"], N,
+        "{metrics}"
+    );
+}

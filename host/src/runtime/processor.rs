@@ -28,23 +28,34 @@ impl Processor {
         if !blocking {
             return map();
         }
-        let Ok(_permit) = self.permits.acquire().await else {
-            return Vec::new();
-        };
-        match tokio::task::spawn_blocking(map).await {
-            Ok(mapped) => mapped,
+        self.run(map).await.unwrap_or_else(panicked)
+    }
+
+    /// Runs `work` on a processor; `None` when it panicked (logged).
+    pub async fn run<R: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> R + Send + 'static,
+    ) -> Option<R> {
+        let _permit = self.permits.acquire().await.ok()?;
+        match tokio::task::spawn_blocking(work).await {
+            Ok(done) => Some(done),
             Err(e) => {
                 tracing::error!(error = %e, "a mapper panicked");
-                vec![Mapped {
-                    mapper: "?".into(),
-                    result: Err(ProtocolError::mapping_failed(
-                        "The mapping failed unexpectedly.",
-                        "A mapper panicked; the service log has the details.",
-                    )),
-                }]
+                None
             }
         }
     }
+}
+
+/// The outcome of a mapping whose mapper panicked.
+pub fn panicked<T>() -> Vec<Mapped<T>> {
+    vec![Mapped {
+        mapper: "?".into(),
+        result: Err(ProtocolError::mapping_failed(
+            "The mapping failed unexpectedly.",
+            "A mapper panicked; the service log has the details.",
+        )),
+    }]
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ use crate::hub::acks::{Ack, Settle as HubSettle, requested_labels};
 use crate::hub::inbound::{Origin, expected_response};
 use crate::hub::resolve::{ExternalResolver, SignalResolver, resolve_address};
 use crate::hub::routing::{CompiledTopic, Route, Routed};
+use crate::mapping::pipeline::Mapped;
 use crate::model::Connection;
 use crate::monitoring::logs::{Category, ConnectionLogs, Level, LogEntry};
 use crate::monitoring::metrics::{ConnectionMetrics, Direction, MetricType, RESPONSES};
@@ -28,6 +29,8 @@ use tokio::task::JoinHandle;
 
 /// Messages processed at once per client, inbound and outbound each.
 const CONCURRENCY: usize = 256;
+/// At most this many deliveries are mapped in one hand-off to a processor.
+const MAP_BATCH: usize = 64;
 /// Routed signals waiting for one target's publisher at most.
 const TARGET_QUEUE: usize = 16_384;
 
@@ -261,19 +264,118 @@ async fn consume(
     mut deliveries: mpsc::Receiver<Delivery>,
 ) {
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
-    while let Some(delivery) = deliveries.recv().await {
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            return;
-        };
-        // In arrival order: mapping, and the signals handed to the hub (queued at the twin).
-        // Then, concurrently: waiting for the outcomes, replies, settling.
-        let pending = start_delivery(&ctx, &client, &delivery).await;
-        tokio::spawn(async move {
-            let settle = pending.await;
-            delivery.settler.settle(settle);
-            drop(permit);
-        });
+    let mut batch = Vec::with_capacity(MAP_BATCH);
+    while let Some(first) = deliveries.recv().await {
+        // What has arrived already is mapped together: one hand-off to a processor per batch
+        // instead of one per message (a hand-off costs two thread wake-ups, which on a busy
+        // machine took longer than the mapping itself).
+        batch.push(first);
+        while batch.len() < MAP_BATCH {
+            match deliveries.try_recv() {
+                Ok(d) => batch.push(d),
+                Err(_) => break,
+            }
+        }
+        let mapped = map_deliveries(&ctx, &batch).await;
+        for (delivery, mapped) in batch.drain(..).zip(mapped) {
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                return;
+            };
+            // In arrival order: the signals handed to the hub (queued at the twin). Then,
+            // concurrently: waiting for the outcomes, replies, settling.
+            let pending = start_delivery(&ctx, &client, &delivery, mapped).await;
+            tokio::spawn(async move {
+                let settle = pending.await;
+                delivery.settler.settle(settle);
+                drop(permit);
+            });
+        }
     }
+}
+
+/// A delivery's mapping: the source's subject (its first `authorizationContext` entry,
+/// resolved against the message) and what its mappers made of it.
+struct MappedDelivery {
+    subject: Option<String>,
+    mapped: Vec<Mapped<DittoMessage>>,
+}
+
+/// Maps a batch of deliveries in arrival order: on a processor when a source's pipeline runs
+/// scripts or WebAssembly (all of them in one hand-off), else right here.
+async fn map_deliveries(ctx: &Arc<Context>, batch: &[Delivery]) -> Vec<MappedDelivery> {
+    let subjects: Vec<Option<String>> = batch
+        .iter()
+        .map(|d| {
+            let source = ctx.compiled.sources.get(d.source)?;
+            source.subjects.first().and_then(|t| {
+                match t.resolve(&ExternalResolver {
+                    headers: &d.message.headers,
+                    source_address: &d.address,
+                    connection_id: &ctx.connection.id,
+                    subject: None,
+                }) {
+                    Resolution::Resolved(v) => v.into_iter().next(),
+                    _ => None,
+                }
+            })
+        })
+        .collect();
+    let scripts = batch.iter().any(|d| {
+        ctx.compiled
+            .sources
+            .get(d.source)
+            .is_some_and(|s| s.pipeline.runs_scripts())
+    });
+    let map_all = |ctx: &Context,
+                   batch: &mut dyn Iterator<Item = (usize, &str, &ExternalMessage)>,
+                   subjects: &[Option<String>]| {
+        batch
+            .zip(subjects)
+            .map(|((source, address, message), subject)| {
+                let Some(source) = ctx.compiled.sources.get(source) else {
+                    return Vec::new();
+                };
+                let external = ExternalResolver {
+                    headers: &message.headers,
+                    source_address: address,
+                    connection_id: &ctx.connection.id,
+                    subject: subject.as_deref(),
+                };
+                source.pipeline.map_inbound(message, &external)
+            })
+            .collect::<Vec<_>>()
+    };
+    let mapped = if scripts {
+        let owned: Vec<(usize, String, ExternalMessage)> = batch
+            .iter()
+            .map(|d| (d.source, d.address.clone(), d.message.clone()))
+            .collect();
+        let (context, subjects) = (ctx.clone(), subjects.clone());
+        let n = owned.len();
+        ctx.processor
+            .run(move || {
+                map_all(
+                    &context,
+                    &mut owned.iter().map(|(s, a, m)| (*s, a.as_str(), m)),
+                    &subjects,
+                )
+            })
+            .await
+            .unwrap_or_else(|| (0..n).map(|_| super::processor::panicked()).collect())
+    } else {
+        map_all(
+            ctx,
+            &mut batch
+                .iter()
+                .map(|d| (d.source, d.address.as_str(), &d.message)),
+            &subjects,
+        )
+    };
+    subjects
+        .into_iter()
+        .zip(mapped)
+        .map(|(subject, mapped)| MappedDelivery { subject, mapped })
+        .collect()
 }
 
 /// What remains of a delivery after its ordered part.
@@ -304,6 +406,7 @@ async fn start_delivery(
     ctx: &Arc<Context>,
     client: &SharedClient,
     delivery: &Delivery,
+    mapped: MappedDelivery,
 ) -> BoxFuture<'static, Settle> {
     let Some(source) = ctx.compiled.sources.get(delivery.source) else {
         return Box::pin(std::future::ready(Settle::Reject));
@@ -311,17 +414,10 @@ async fn start_delivery(
     let address = source_address(source, delivery);
     ctx.count(Direction::Inbound, &address, MetricType::Consumed, true);
     let message = &delivery.message;
-    let subject = source.subjects.first().and_then(|t| {
-        match t.resolve(&ExternalResolver {
-            headers: &message.headers,
-            source_address: &delivery.address,
-            connection_id: &ctx.connection.id,
-            subject: None,
-        }) {
-            Resolution::Resolved(v) => v.into_iter().next(),
-            _ => None,
-        }
-    });
+    let MappedDelivery {
+        subject,
+        mapped: mapped_all,
+    } = mapped;
     let external = ExternalResolver {
         headers: &message.headers,
         source_address: &delivery.address,
@@ -330,27 +426,6 @@ async fn start_delivery(
     };
     let correlation = message.headers.correlation_id();
     let mut steps = Vec::new();
-    let mapped_all = if source.pipeline.runs_scripts() {
-        let (pipeline, message, address) = (
-            source.pipeline.clone(),
-            message.clone(),
-            delivery.address.clone(),
-        );
-        let (connection, subject) = (ctx.connection.clone(), subject.clone());
-        ctx.processor
-            .map(true, move || {
-                let external = ExternalResolver {
-                    headers: &message.headers,
-                    source_address: &address,
-                    connection_id: &connection.id,
-                    subject: subject.as_deref(),
-                };
-                pipeline.map_inbound(&message, &external)
-            })
-            .await
-    } else {
-        source.pipeline.map_inbound(message, &external)
-    };
     for mapped in mapped_all {
         let signals = match mapped.result {
             Ok(signals) => signals,
