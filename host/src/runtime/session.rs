@@ -677,12 +677,30 @@ async fn publish_routed(
             Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
             next = routed.recv() => {
                 let Some(r) = next else { break };
-                for mut publish in prepare_routed(&ctx, &client, target, t, r).await {
-                    if futures_util::poll!(&mut publish).is_pending() {
-                        in_flight.push(publish);
+                // A target whose pipeline runs scripts or WebAssembly maps what has been routed
+                // to it in one hand-off to a processor (as the sources do).
+                let mut batch = vec![r];
+                if t.pipeline.runs_scripts() {
+                    while batch.len() < MAP_BATCH {
+                        match routed.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
                     }
-                    while in_flight.len() >= CONCURRENCY {
-                        in_flight.next().await;
+                }
+                let mut mapped = if t.pipeline.runs_scripts() {
+                    map_routed(&ctx, target, &batch).await.into_iter().map(Some).collect()
+                } else {
+                    vec![None]
+                };
+                for (r, mapped) in batch.into_iter().zip(mapped.drain(..)) {
+                    for mut publish in prepare_routed(&ctx, &client, target, t, r, mapped).await {
+                        if futures_util::poll!(&mut publish).is_pending() {
+                            in_flight.push(publish);
+                        }
+                        while in_flight.len() >= CONCURRENCY {
+                            in_flight.next().await;
+                        }
                     }
                 }
             }
@@ -692,13 +710,66 @@ async fn publish_routed(
     while in_flight.next().await.is_some() {}
 }
 
-/// Maps one routed signal for a target; returns one future per message to publish.
+/// What a target publishes of a routed signal: the signal shared by every target it goes to,
+/// copied only when this target publishes something else (extra fields, or internal headers,
+/// which stay inside Ferrule).
+fn outbound_signal(routed: &Routed) -> std::borrow::Cow<'_, DittoMessage> {
+    let is_internal = |k: &str| k.len() >= 6 && k.as_bytes()[..6].eq_ignore_ascii_case(b"ditto-");
+    let has_internal = routed.signal.headers.iter().any(|(k, _)| is_internal(k));
+    if routed.extra.is_none() && !has_internal {
+        return std::borrow::Cow::Borrowed(&*routed.signal);
+    }
+    let mut signal = (*routed.signal).clone();
+    if routed.extra.is_some() {
+        signal.extra = routed.extra.clone();
+    }
+    let internal: Vec<String> = signal
+        .headers
+        .iter()
+        .filter(|(k, _)| is_internal(k))
+        .map(|(k, _)| k.to_string())
+        .collect();
+    for k in internal {
+        signal.headers.remove(&k);
+    }
+    std::borrow::Cow::Owned(signal)
+}
+
+/// Maps routed signals with the target's pipeline on a processor, in one hand-off.
+async fn map_routed(
+    ctx: &Arc<Context>,
+    target: usize,
+    batch: &[Routed],
+) -> Vec<Vec<Mapped<ExternalMessage>>> {
+    let signals: Vec<DittoMessage> = batch
+        .iter()
+        .map(|r| outbound_signal(r).into_owned())
+        .collect();
+    let (context, n) = (ctx.clone(), signals.len());
+    ctx.processor
+        .run(move || {
+            let pipeline = &context.compiled.targets[target].pipeline;
+            signals
+                .iter()
+                .map(|s| {
+                    let resolver = SignalResolver::outbound(s, &context.connection.id);
+                    pipeline.map_outbound(s, &resolver)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_else(|| (0..n).map(|_| super::processor::panicked()).collect())
+}
+
+/// Maps one routed signal for a target (unless `mapped` already holds its mapping); returns
+/// one future per message to publish.
 async fn prepare_routed(
     ctx: &Arc<Context>,
     client: &SharedClient,
     index: usize,
     target: &CompiledTarget,
     routed: Routed,
+    mapped: Option<Vec<Mapped<ExternalMessage>>>,
 ) -> Vec<BoxFuture<'static, ()>> {
     let mut publishes: Vec<BoxFuture<'static, ()>> = Vec::new();
     let address_key = &target.raw_address;
@@ -709,28 +780,7 @@ async fn prepare_routed(
         true,
     );
     ctx.count(Direction::Outbound, address_key, MetricType::Filtered, true);
-    // The routed signal is shared by every target it goes to: copied only when this target
-    // publishes something else (extra fields, or internal headers, which stay inside Ferrule).
-    let is_internal = |k: &str| k.len() >= 6 && k.as_bytes()[..6].eq_ignore_ascii_case(b"ditto-");
-    let has_internal = routed.signal.headers.iter().any(|(k, _)| is_internal(k));
-    let signal: std::borrow::Cow<'_, DittoMessage> = if routed.extra.is_some() || has_internal {
-        let mut signal = (*routed.signal).clone();
-        if routed.extra.is_some() {
-            signal.extra = routed.extra;
-        }
-        let internal: Vec<String> = signal
-            .headers
-            .iter()
-            .filter(|(k, _)| is_internal(k))
-            .map(|(k, _)| k.to_string())
-            .collect();
-        for k in internal {
-            signal.headers.remove(&k);
-        }
-        std::borrow::Cow::Owned(signal)
-    } else {
-        std::borrow::Cow::Borrowed(&*routed.signal)
-    };
+    let signal = outbound_signal(&routed);
     let signal = &*signal;
     let correlation = signal.headers.correlation_id();
     let entity = Some(signal.topic.entity_id());
@@ -749,17 +799,9 @@ async fn prepare_routed(
         );
         return publishes;
     };
-    let mapped_all = if target.pipeline.runs_scripts() {
-        let (pipeline, signal) = (target.pipeline.clone(), signal.clone());
-        let connection = ctx.connection.clone();
-        ctx.processor
-            .map(true, move || {
-                let resolver = SignalResolver::outbound(&signal, &connection.id);
-                pipeline.map_outbound(&signal, &resolver)
-            })
-            .await
-    } else {
-        target.pipeline.map_outbound(signal, &resolver)
+    let mapped_all = match mapped {
+        Some(mapped) => mapped,
+        None => target.pipeline.map_outbound(signal, &resolver),
     };
     for mapped in mapped_all {
         let messages = match mapped.result {
