@@ -1,5 +1,5 @@
-// Ferrule's entry points, evaluated after the user's scripts. Payload bytes cross the Rust/JS
-// boundary as latin-1 strings (one char per byte).
+// Ferrule's entry points, evaluated after the user's scripts. Inbound payload bytes arrive as an
+// ArrayBuffer; outbound ones go back as latin-1 strings (one char per byte).
 (function (g) {
   function bytesToLatin1(b) {
     var u;
@@ -27,7 +27,7 @@
     var externalMsg = {
       headers: JSON.parse(headersJson),
       textPayload: text == null ? undefined : text,
-      bytePayload: bytes == null ? null : Ditto.stringToArrayBuffer(bytes),
+      bytePayload: bytes == null ? null : bytes,
       contentType: contentType == null ? undefined : contentType
     };
     var r = g.mapToDittoProtocolMsgWrapper(externalMsg);
