@@ -302,6 +302,26 @@ struct MappedDelivery {
 
 /// Maps a batch of deliveries in arrival order: on a processor when a source's pipeline runs
 /// scripts or WebAssembly (all of them in one hand-off), else right here.
+/// One delivery through its source's pipeline.
+fn map_delivery(
+    ctx: &Context,
+    source: usize,
+    address: &str,
+    message: &ExternalMessage,
+    subject: Option<&str>,
+) -> Vec<Mapped<DittoMessage>> {
+    let Some(source) = ctx.compiled.sources.get(source) else {
+        return Vec::new();
+    };
+    let external = ExternalResolver {
+        headers: &message.headers,
+        source_address: address,
+        connection_id: &ctx.connection.id,
+        subject,
+    };
+    source.pipeline.map_inbound(message, &external)
+}
+
 async fn map_deliveries(ctx: &Arc<Context>, batch: &[Delivery]) -> Vec<MappedDelivery> {
     let subjects: Vec<Option<String>> = batch
         .iter()
@@ -326,25 +346,6 @@ async fn map_deliveries(ctx: &Arc<Context>, batch: &[Delivery]) -> Vec<MappedDel
             .get(d.source)
             .is_some_and(|s| s.pipeline.runs_scripts())
     });
-    let map_all = |ctx: &Context,
-                   batch: &mut dyn Iterator<Item = (usize, &str, &ExternalMessage)>,
-                   subjects: &[Option<String>]| {
-        batch
-            .zip(subjects)
-            .map(|((source, address, message), subject)| {
-                let Some(source) = ctx.compiled.sources.get(source) else {
-                    return Vec::new();
-                };
-                let external = ExternalResolver {
-                    headers: &message.headers,
-                    source_address: address,
-                    connection_id: &ctx.connection.id,
-                    subject: subject.as_deref(),
-                };
-                source.pipeline.map_inbound(message, &external)
-            })
-            .collect::<Vec<_>>()
-    };
     let mapped = if scripts {
         let owned: Vec<(usize, String, ExternalMessage)> = batch
             .iter()
@@ -354,22 +355,24 @@ async fn map_deliveries(ctx: &Arc<Context>, batch: &[Delivery]) -> Vec<MappedDel
         let n = owned.len();
         ctx.processor
             .run(move || {
-                map_all(
-                    &context,
-                    &mut owned.iter().map(|(s, a, m)| (*s, a.as_str(), m)),
-                    &subjects,
-                )
+                owned
+                    .iter()
+                    .zip(&subjects)
+                    .map(|((source, address, message), subject)| {
+                        map_delivery(&context, *source, address, message, subject.as_deref())
+                    })
+                    .collect()
             })
             .await
             .unwrap_or_else(|| (0..n).map(|_| super::processor::panicked()).collect())
     } else {
-        map_all(
-            ctx,
-            &mut batch
-                .iter()
-                .map(|d| (d.source, d.address.as_str(), &d.message)),
-            &subjects,
-        )
+        batch
+            .iter()
+            .zip(&subjects)
+            .map(|(d, subject)| {
+                map_delivery(ctx, d.source, &d.address, &d.message, subject.as_deref())
+            })
+            .collect::<Vec<_>>()
     };
     subjects
         .into_iter()
