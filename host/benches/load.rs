@@ -202,98 +202,87 @@ struct Options {
     window: usize,
 }
 
-const USAGE: &str = "cargo bench -p ferrule-host --bench load [-- [--dim connections,publishers,payload,engine,qos] [--secs S] [--warmup W] [--window N] [--payload BYTES] [--connections N] [--publishers N] [--processor-pool N] [--quick]]";
+/// `cargo bench -p ferrule-host --bench load [-- OPTIONS]`; the module's documentation says what
+/// each option does.
+#[derive(clap::Parser)]
+#[command(name = "cargo bench -p ferrule-host --bench load --")]
+struct Args {
+    /// The dimensions to run: a comma-separated list of connections, publishers, payload,
+    /// engine, qos; or `all`.
+    #[arg(long, value_parser = dims, default_value = "all")]
+    dim: Dims,
+    /// Measured seconds per run.
+    #[arg(long, value_parser = positive::<f64>, default_value_t = 8.0)]
+    secs: f64,
+    /// Warm-up seconds per run.
+    #[arg(long, value_parser = positive::<f64>, default_value_t = 2.0)]
+    warmup: f64,
+    /// Messages in flight at most, over all publishers.
+    #[arg(long, value_parser = positive::<usize>, default_value_t = 500)]
+    window: usize,
+    /// The base case's payload in bytes.
+    #[arg(long, value_parser = positive::<usize>)]
+    payload: Option<usize>,
+    /// The base case's connections.
+    #[arg(long, value_parser = positive::<usize>)]
+    connections: Option<usize>,
+    /// The base case's publishers.
+    #[arg(long, value_parser = positive::<usize>)]
+    publishers: Option<usize>,
+    /// The connections' `processorPoolSize` (default: not set).
+    #[arg(long, value_parser = positive::<usize>)]
+    processor_pool: Option<usize>,
+    /// `--secs 2 --warmup 0.5`.
+    #[arg(long)]
+    quick: bool,
+    /// `cargo bench` passes it to every bench binary.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
 
-fn fail(why: String) -> ! {
-    eprintln!("{why}\nusage: {USAGE}");
-    std::process::exit(2)
+#[derive(Clone)]
+struct Dims(Vec<Dim>);
+
+fn dims(list: &str) -> Result<Dims, String> {
+    if list == "all" {
+        return Ok(Dims(DIMS.to_vec()));
+    }
+    list.split(',')
+        .map(|d| {
+            DIMS.into_iter()
+                .find(|x| x.name() == d)
+                .ok_or_else(|| format!("unknown dimension {d}"))
+        })
+        .collect::<Result<_, _>>()
+        .map(Dims)
+}
+
+fn positive<T: std::str::FromStr + PartialOrd + Default>(v: &str) -> Result<T, String> {
+    v.parse()
+        .ok()
+        .filter(|n| *n > T::default())
+        .ok_or_else(|| format!("{v}: a positive number"))
 }
 
 fn options() -> Options {
-    let mut o = Options {
-        dims: DIMS.to_vec(),
-        base: BASE,
-        pool: None,
-        secs: 8.0,
-        warmup: 2.0,
-        window: 500,
+    let args = <Args as clap::Parser>::parse();
+    let mut base = BASE;
+    base.payload = args.payload.unwrap_or(base.payload);
+    base.connections = args.connections.unwrap_or(base.connections);
+    base.publishers = args.publishers.unwrap_or(base.publishers);
+    let (secs, warmup) = if args.quick {
+        (2.0, 0.5)
+    } else {
+        (args.secs, args.warmup)
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        let (name, mut value) = match arg.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        if matches!(
-            name,
-            "--dim"
-                | "--secs"
-                | "--warmup"
-                | "--window"
-                | "--payload"
-                | "--connections"
-                | "--publishers"
-                | "--processor-pool"
-        ) && value.is_none()
-        {
-            value = args.get(i).cloned();
-            i += 1;
-        }
-        let value = || {
-            value
-                .clone()
-                .unwrap_or_else(|| fail(format!("{name} needs a value")))
-        };
-        match name {
-            // `cargo bench` passes `--bench` to every bench binary.
-            "--bench" => {}
-            "--quick" => {
-                o.secs = 2.0;
-                o.warmup = 0.5;
-            }
-            "--dim" => {
-                let v = value();
-                o.dims = if v == "all" {
-                    DIMS.to_vec()
-                } else {
-                    v.split(',')
-                        .map(|d| {
-                            DIMS.into_iter()
-                                .find(|x| x.name() == d)
-                                .unwrap_or_else(|| fail(format!("unknown dimension {d}")))
-                        })
-                        .collect()
-                };
-            }
-            "--secs" | "--warmup" | "--window" | "--payload" | "--connections" | "--publishers"
-            | "--processor-pool" => {
-                let v = value();
-                let n: f64 = v
-                    .parse()
-                    .ok()
-                    .filter(|n: &f64| *n > 0.0)
-                    .unwrap_or_else(|| fail(format!("{name} {v}: a positive number")));
-                match name {
-                    "--secs" => o.secs = n,
-                    "--warmup" => o.warmup = n,
-                    "--payload" => o.base.payload = n as usize,
-                    "--connections" => o.base.connections = n as usize,
-                    "--publishers" => o.base.publishers = n as usize,
-                    "--processor-pool" => o.pool = Some(n as usize),
-                    _ => o.window = n as usize,
-                }
-            }
-            "-h" | "--help" => {
-                println!("usage: {USAGE}");
-                std::process::exit(0)
-            }
-            _ => fail(format!("unknown argument {arg}")),
-        }
+    Options {
+        dims: args.dim.0,
+        base,
+        pool: args.processor_pool,
+        secs,
+        warmup,
+        window: args.window,
     }
-    o
 }
 
 /// The messages of one case: a Ditto Protocol modify (the Ditto engine, and the raw round trip)

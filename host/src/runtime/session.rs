@@ -674,6 +674,7 @@ async fn publish_routed(
     let Some(t) = ctx.compiled.targets.get(target) else {
         return;
     };
+    let scripts = t.pipeline.runs_scripts();
     loop {
         tokio::select! {
             biased;
@@ -683,7 +684,7 @@ async fn publish_routed(
                 // A target whose pipeline runs scripts or WebAssembly maps what has been routed
                 // to it in one hand-off to a processor (as the sources do).
                 let mut batch = vec![r];
-                if t.pipeline.runs_scripts() {
+                if scripts {
                     while batch.len() < MAP_BATCH {
                         match routed.try_recv() {
                             Ok(r) => batch.push(r),
@@ -691,12 +692,12 @@ async fn publish_routed(
                         }
                     }
                 }
-                let mut mapped = if t.pipeline.runs_scripts() {
+                let mapped: Vec<_> = if scripts {
                     map_routed(&ctx, target, &batch).await.into_iter().map(Some).collect()
                 } else {
                     vec![None]
                 };
-                for (r, mapped) in batch.into_iter().zip(mapped.drain(..)) {
+                for (r, mapped) in batch.into_iter().zip(mapped) {
                     for mut publish in prepare_routed(&ctx, &client, target, t, r, mapped).await {
                         if futures_util::poll!(&mut publish).is_pending() {
                             in_flight.push(publish);
