@@ -638,3 +638,97 @@ function mapFromDittoProtocolMsg(namespace, name, group, channel, criterion, act
         "{metrics}"
     );
 }
+
+/// A persistent session's backlog (MQTT 3.1.1, `cleanSession=false`) arrives all at once when
+/// the connection opens. Each message requests the twin's and the target's acknowledgements:
+/// every one must be applied, its event published by the target, and the message acknowledged
+/// to the broker at once (an event routed before the target's route existed used to be lost, its
+/// acknowledgement waited for the 60 s timeout, and the broker sent nothing new meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_sessions_backlog_is_published_when_the_connection_opens() {
+    let (_d, f) = server();
+    let u = unique("backlog");
+    let id = "backlog-conn";
+    let telemetry = format!("ferrule-e2e/{u}/telemetry");
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "specificConfig": {"clientId": format!("ferrule-{u}"), "cleanSession": "false"},
+        "sources": [{"addresses": [telemetry.clone()], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"],
+                     "acknowledgementRequests": {"includes": ["twin-persisted", format!("{id}:published")]}}],
+        "targets": [{"address": format!("ferrule-e2e/{u}/events"), "qos": 1,
+                     "topics": ["_/_/things/twin/events"],
+                     "issuedAcknowledgementLabel": "{{connection:id}}:published",
+                     "authorizationContext": ["ditto:outbound"]}]
+    });
+    let resp = f
+        .put_json(&format!("/api/2/connections/{id}"), &connection)
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    wait_for_live_status(&f, id, "open").await;
+    assert_eq!(
+        f.put_json(&format!("/api/2/things/org.backlog:{u}"), &json!({}))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        f.command(id, "connectivity.commands:closeConnection")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    wait_for_live_status(&f, id, "closed").await;
+
+    // While the connection is closed, the broker queues the messages in Ferrule's session.
+    let (device, mut events) = mqtt5(
+        &format!("{u}-device"),
+        Some(&format!("ferrule-e2e/{u}/events")),
+    )
+    .await;
+    const N: u64 = 300;
+    for n in 0..N {
+        let command = json!({
+            "topic": format!("org.backlog/{u}/things/twin/commands/modify"),
+            "path": "/attributes/n", "value": n
+        });
+        publish(&device, &telemetry, command).await;
+    }
+    assert_eq!(
+        f.command(id, "connectivity.commands:openConnection")
+            .await
+            .status(),
+        StatusCode::OK
+    );
+
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while (seen.len() as u64) < N {
+        let event = timeout(deadline - tokio::time::Instant::now(), events.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "{} of {N} events arrived within 20 s; missing from {:?}",
+                    seen.len(),
+                    (0..N).find(|n| !seen.contains(n))
+                )
+            })
+            .unwrap();
+        let event: Value = serde_json::from_slice(&event.payload).unwrap();
+        if event["path"] == "/attributes/n" {
+            seen.insert(event["value"].as_u64().unwrap());
+        }
+    }
+    // Every message was acknowledged to the broker as a success.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let metrics = json(f.get(&format!("/api/2/connections/{id}/metrics")).await).await;
+        let acked = &metrics["connectionMetrics"]["inbound"]["acknowledged"];
+        if acked["success"]["PT1M"] == N {
+            assert_eq!(acked["failure"]["PT1M"], 0, "{metrics}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -117,17 +117,16 @@ impl Session {
             };
             let client: SharedClient = Arc::new(RwLock::new(Some(connected.client)));
             session.clients.push(client.clone());
-            session.tasks.push(tokio::spawn(consume(
-                ctx.clone(),
-                client.clone(),
-                connected.deliveries,
-            )));
             session.tasks.push(tokio::spawn(watch(
                 ctx.clone(),
                 connected.events,
                 fail_tx.clone(),
             )));
             // One client publishes, so a signal is published once whatever the clientCount.
+            // Its routes are in place before any client consumes: a persistent session's backlog
+            // arrives at once, and an event routed before its target's route existed would be
+            // lost, with the acknowledgement its source requested (the broker's redelivery of
+            // those messages then waits for the acknowledgement timeout).
             if index == 0 {
                 for (t, target) in ctx.connection.targets.iter().enumerate() {
                     let topics = target
@@ -167,6 +166,11 @@ impl Session {
                     )));
                 }
             }
+            session.tasks.push(tokio::spawn(consume(
+                ctx.clone(),
+                client.clone(),
+                connected.deliveries,
+            )));
         }
         Ok(session)
     }
