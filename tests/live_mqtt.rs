@@ -732,3 +732,117 @@ async fn a_persistent_sessions_backlog_is_published_when_the_connection_opens() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A target that declares an acknowledgement label answers it for every signal it was given:
+/// a weak acknowledgement (200, `ditto-weak-ack`) when its filter passed the signal over or its
+/// mapper dropped it, so the source settles at once instead of waiting for the timeout and
+/// redelivering (Ditto's weak acks); 400 when its mapper failed, which a redelivery would repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_answer_requested_acknowledgements_they_do_not_publish() {
+    let (_d, f) = server();
+    let u = unique("weak");
+    let id = "weak-conn";
+    let js = |script: &str| {
+        json!({"mappingEngine": "JavaScript", "options": {"incomingScript": "function mapToDittoProtocolMsg() { return null; }", "outgoingScript": format!(
+            "function mapFromDittoProtocolMsg(namespace, name, group, channel, criterion, action, path, dittoHeaders, value, status, extra) {{ {script} }}")}})
+    };
+    let target = |name: &str, topic: &str, mapping: Option<&str>| {
+        let mut t = json!({"address": format!("ferrule-e2e/{u}/out/{name}"), "topics": [topic], "qos": 1,
+                           "authorizationContext": ["ditto:outbound"],
+                           "issuedAcknowledgementLabel": format!("{{{{connection:id}}}}:{name}")});
+        if let Some(m) = mapping {
+            t["payloadMapping"] = json!([m]);
+        }
+        t
+    };
+    let connection = json!({
+        "connectionType": "mqtt-5", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "mappingDefinitions": {"drop": js("return null;"), "fail": js("throw new Error('no');")},
+        "sources": [{"addresses": [format!("ferrule-e2e/{u}/commands")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"],
+                     "replyTarget": {"address": format!("ferrule-e2e/{u}/replies"),
+                                     "expectedResponseTypes": ["response", "error", "nack"]}}],
+        "targets": [
+            target("filtered", "_/_/things/twin/events?filter=eq(attributes/pass,true)", None),
+            target("dropped", "_/_/things/twin/events", Some("drop")),
+            target("failed", "_/_/things/twin/events", Some("fail"))
+        ]
+    });
+    let resp = f
+        .put_json(&format!("/api/2/connections/{id}"), &connection)
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    wait_for_live_status(&f, id, "open").await;
+    assert_eq!(
+        f.put_json(&format!("/api/2/things/org.weak:{u}"), &json!({}))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let (device, mut replies) =
+        mqtt5(&format!("{u}-d"), Some(&format!("ferrule-e2e/{u}/replies"))).await;
+    let modify = |correlation: &str, acks: Value| {
+        json!({
+            "topic": format!("org.weak/{u}/things/twin/commands/modify"),
+            "headers": {"correlation-id": correlation, "requested-acks": acks},
+            "path": "/attributes/pass", "value": false
+        })
+    };
+
+    // Filtered out by one target, dropped by the other's mapper: both answer with weak acks, so
+    // the twin's response comes at once and no negative acknowledgement follows.
+    let started = std::time::Instant::now();
+    publish(
+        &device,
+        &format!("ferrule-e2e/{u}/commands"),
+        modify(
+            "w-1",
+            json!([
+                "twin-persisted",
+                format!("{id}:filtered"),
+                format!("{id}:dropped")
+            ]),
+        ),
+    )
+    .await;
+    let response = next(&mut replies).await;
+    assert_eq!(response["status"], 201, "{response}");
+    assert_eq!(response["headers"]["correlation-id"], "w-1");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not after the ack timeout"
+    );
+
+    // The failing mapper answers 400: the response, then the negative acknowledgement.
+    publish(
+        &device,
+        &format!("ferrule-e2e/{u}/commands"),
+        modify("w-2", json!([format!("{id}:failed")])),
+    )
+    .await;
+    let response = next(&mut replies).await;
+    assert_eq!(response["status"], 204, "{response}");
+    let nack = next(&mut replies).await;
+    assert_eq!(
+        nack["topic"],
+        format!("org.weak/{u}/things/twin/acks/{id}:failed"),
+        "{nack}"
+    );
+    assert_eq!(nack["status"], 400, "{nack}");
+    assert_eq!(
+        nack["value"]["error"], "connectivity:message.mapping.failed",
+        "{nack}"
+    );
+    assert_eq!(nack["headers"]["correlation-id"], "w-2");
+
+    // Both were settled: the source counts one acknowledged, one not.
+    let metrics = json(f.get(&format!("/api/2/connections/{id}/metrics")).await).await;
+    let acked = &metrics["connectionMetrics"]["inbound"]["acknowledged"];
+    assert_eq!(acked["success"]["PT1M"], 1, "{metrics}");
+    assert_eq!(acked["failure"]["PT1M"], 1, "{metrics}");
+}

@@ -27,7 +27,7 @@ async fn scenario(name: &str, topics: impl Fn(usize) -> String) {
             target: 0,
             topics: vec![CompiledTopic::compile(&topics(i)).unwrap()],
             sink: tx,
-            on_drop: None,
+            on_skip: None,
         });
         receivers.push(rx);
     }

@@ -72,8 +72,18 @@ pub struct Routed {
     pub extra: Option<Value>,
 }
 
-/// Called when a route's queue is full and a signal is dropped for it.
-pub type OnDrop = Box<dyn Fn(&DittoMessage) + Send + Sync>;
+/// Why a route did not take a signal of a stream it subscribed to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skipped {
+    /// Its namespaces or filter did not pass the signal.
+    Filtered,
+    /// Its queue was full (or closed): the signal was dropped for it.
+    Dropped,
+}
+
+/// Called when a route skips a signal of a stream it subscribed to (the target counts and logs
+/// a drop, and answers an acknowledgement the signal requested from it).
+pub type OnSkip = Box<dyn Fn(&DittoMessage, Skipped) + Send + Sync>;
 
 /// One target of one open connection.
 pub struct Route {
@@ -81,8 +91,8 @@ pub struct Route {
     pub target: usize,
     pub topics: Vec<CompiledTopic>,
     pub sink: mpsc::Sender<Routed>,
-    /// Counts and logs what a full queue drops.
-    pub on_drop: Option<OnDrop>,
+    /// Told of what the route filtered out or dropped.
+    pub on_skip: Option<OnSkip>,
 }
 
 /// What a dispatch did, for metrics.
@@ -156,7 +166,12 @@ impl Router {
                 continue;
             }
             match passed {
-                None => report.filtered += 1,
+                None => {
+                    report.filtered += 1;
+                    if let Some(on_skip) = &route.on_skip {
+                        on_skip(&signal, Skipped::Filtered);
+                    }
+                }
                 Some(extra) => {
                     let routed = Routed {
                         signal: signal.clone(),
@@ -166,8 +181,8 @@ impl Router {
                         report.delivered += 1;
                     } else {
                         report.dropped += 1;
-                        if let Some(on_drop) = &route.on_drop {
-                            on_drop(&signal);
+                        if let Some(on_skip) = &route.on_skip {
+                            on_skip(&signal, Skipped::Dropped);
                         }
                     }
                 }
@@ -280,7 +295,7 @@ mod tests {
                 .map(|t| CompiledTopic::compile(t).unwrap())
                 .collect(),
             sink: tx,
-            on_drop: None,
+            on_skip: None,
         });
         rx
     }
@@ -398,7 +413,7 @@ mod tests {
             target: 0,
             topics: vec![CompiledTopic::compile("_/_/things/twin/events").unwrap()],
             sink: tx,
-            on_drop: None,
+            on_skip: None,
         });
         let e = || {
             event(

@@ -41,7 +41,7 @@ fn subscribe(hub: &Hub, connection: &str, topic: &str) -> mpsc::Receiver<Routed>
         target: 0,
         topics: vec![CompiledTopic::compile(topic).unwrap()],
         sink: tx,
-        on_drop: None,
+        on_skip: None,
     });
     rx
 }

@@ -14,7 +14,7 @@ use crate::hub::Hub;
 use crate::hub::acks::{Ack, Settle as HubSettle, requested_labels};
 use crate::hub::inbound::{Origin, expected_response};
 use crate::hub::resolve::{ExternalResolver, SignalResolver, resolve_address};
-use crate::hub::routing::{CompiledTopic, Route, Routed};
+use crate::hub::routing::{CompiledTopic, Route, Routed, Skipped};
 use crate::mapping::pipeline::Mapped;
 use crate::model::Connection;
 use crate::monitoring::logs::{Category, ConnectionLogs, Level, LogEntry};
@@ -135,28 +135,37 @@ impl Session {
                         .filter_map(|raw| CompiledTopic::compile(raw).ok())
                         .collect();
                     let (tx, rx) = mpsc::channel(TARGET_QUEUE);
-                    let on_drop = {
+                    let on_skip = {
                         let ctx = ctx.clone();
                         let address = target.address.clone();
-                        Box::new(move |signal: &DittoMessage| {
+                        Box::new(move |signal: &DittoMessage, skipped: Skipped| {
+                            let label = ctx.compiled.targets[t].issued_ack.as_ref();
+                            let correlation = signal.headers.correlation_id();
+                            if skipped == Skipped::Filtered {
+                                issue_ack(&ctx, label, correlation.as_deref(), Issued::Weak);
+                                return;
+                            }
+                            let why = "The target's queue is full: the publisher does not keep up, the signal was dropped.";
                             ctx.count(Direction::Outbound, &address, MetricType::Dropped, false);
                             ctx.log(
                                 Category::Target,
                                 "dropped",
                                 false,
                                 &address,
-                                signal.headers.correlation_id(),
+                                correlation.clone(),
                                 Some(signal.topic.entity_id()),
-                                "The target's queue is full: the publisher does not keep up, the signal was dropped.".into(),
+                                why.into(),
                             );
-                        }) as crate::hub::routing::OnDrop
+                            let failed = Issued::SendingFailed(why.into());
+                            issue_ack(&ctx, label, correlation.as_deref(), failed);
+                        }) as crate::hub::routing::OnSkip
                     };
                     session.routes.push(ctx.hub.router.add(Route {
                         connection_id: ctx.connection.id.clone(),
                         target: t,
                         topics,
                         sink: tx,
-                        on_drop: Some(on_drop),
+                        on_skip: Some(on_skip),
                     }));
                     session.publishers.push(tokio::spawn(publish_routed(
                         ctx.clone(),
@@ -795,6 +804,12 @@ async fn prepare_routed(
     let resolver = SignalResolver::outbound(signal, &ctx.connection.id);
     let Some(address) = resolve_address(&target.address, &resolver) else {
         ctx.count(Direction::Outbound, address_key, MetricType::Dropped, true);
+        issue_ack(
+            ctx,
+            target.issued_ack.as_ref(),
+            correlation.as_deref(),
+            Issued::Weak,
+        );
         ctx.log(
             Category::Target,
             "dropped",
@@ -807,6 +822,7 @@ async fn prepare_routed(
         );
         return publishes;
     };
+    let mut mapping_failure = None;
     let mapped_all = match mapped {
         Some(mapped) => mapped,
         None => target.pipeline.map_outbound(signal, &resolver),
@@ -834,6 +850,7 @@ async fn prepare_routed(
                             .unwrap_or_default()
                     ),
                 );
+                mapping_failure = Some(e.message);
                 continue;
             }
         };
@@ -883,27 +900,77 @@ async fn prepare_routed(
                         format!("Message could not be published: {}", e.message),
                     ),
                 }
-                if let (Some(label), Some(c)) = (label, &correlation) {
-                    ctx.hub.inbound.acknowledge(
-                        c,
-                        Ack {
-                            label,
-                            status: if result.is_ok() { 200 } else { 503 },
-                            headers: Headers::new(),
-                            payload: result.err().map(|e| {
-                                serde_json::json!({
-                                    "status": 503,
-                                    "error": "connectivity:message.sending.failed",
-                                    "message": e.message,
-                                })
-                            }),
-                        },
-                    );
-                }
+                let issued = match result {
+                    Ok(()) => Issued::Published,
+                    Err(e) => Issued::SendingFailed(e.message),
+                };
+                issue_ack(&ctx, label.as_ref(), correlation.as_deref(), issued);
             }));
         }
     }
+    if publishes.is_empty() {
+        // Nothing to publish: the mappers dropped the signal (a weak acknowledgement, as for a
+        // filtered signal), or failed (which a redelivery would repeat).
+        let issued = mapping_failure.map_or(Issued::Weak, Issued::MappingFailed);
+        issue_ack(
+            ctx,
+            target.issued_ack.as_ref(),
+            correlation.as_deref(),
+            issued,
+        );
+    }
     publishes
+}
+
+/// What became of a signal at a target, as the acknowledgement the target issues for it.
+enum Issued {
+    /// Published, and confirmed as the target's QoS asks: 200.
+    Published,
+    /// Not published on purpose (filtered out, dropped by the mappers, no address for it): 200
+    /// with `ditto-weak-ack: true`, so a source waiting for it settles at once and never
+    /// redelivers (Ditto's weak acknowledgement).
+    Weak,
+    /// The publish failed, or the target's queue was full: 503, which a redelivery may fix.
+    SendingFailed(String),
+    /// The target's mappers failed: 400, which a redelivery would repeat.
+    MappingFailed(String),
+}
+
+/// Completes the acknowledgement a target issues (`issuedAcknowledgementLabel`) for a signal
+/// that may have requested it; nothing when the target issues none or the signal has no
+/// correlation id.
+fn issue_ack(ctx: &Context, label: Option<&String>, correlation: Option<&str>, issued: Issued) {
+    let (Some(label), Some(correlation)) = (label, correlation) else {
+        return;
+    };
+    let failure = |status: u16, error: &str, message: String| {
+        Some(serde_json::json!({"status": status, "error": error, "message": message}))
+    };
+    let mut headers = Headers::new();
+    let (status, payload) = match issued {
+        Issued::Published => (200, None),
+        Issued::Weak => {
+            headers.insert("ditto-weak-ack", true);
+            (200, None)
+        }
+        Issued::SendingFailed(message) => (
+            503,
+            failure(503, "connectivity:message.sending.failed", message),
+        ),
+        Issued::MappingFailed(message) => (
+            400,
+            failure(400, "connectivity:message.mapping.failed", message),
+        ),
+    };
+    ctx.hub.inbound.acknowledge(
+        correlation,
+        Ack {
+            label: label.clone(),
+            status,
+            headers,
+            payload,
+        },
+    );
 }
 
 /// The published headers: what the mapper set (its content type included), then the target's
