@@ -7,12 +7,17 @@
 //! `cargo bench -p ferrule-host --bench mappers [-- FILTER]` (release build; ~20 s;
 //! single-threaded). With FILTER, only the rows whose name contains it run (e.g. `WebAssembly`);
 //! `FERRULE_WASM_PERFMAP=1` lets `perf record`/`perf report` name the mapper's functions.
+//! The bench allocates with mimalloc, as the `ferrule` binary does.
 
 use ferrule_host::mapping::Mapper;
 use ferrule_host::mapping::ditto::DittoMapper;
 use ferrule_protocol::ExternalMessage;
 use serde_json::json;
 use std::time::{Duration, Instant};
+
+/// The `ferrule` binary's allocator, so the host side of each row costs what it costs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const RUN: Duration = Duration::from_secs(3);
 

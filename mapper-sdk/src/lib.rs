@@ -36,14 +36,36 @@
 // inside this crate too.
 extern crate self as ferrule_mapper_sdk;
 
-/// The component's allocator: Talc instead of dlmalloc (feature `talc`, default).
+/// The component's allocator (feature `talc`, default): a bump arena for what a mapping call
+/// allocates, over Talc instead of dlmalloc for everything else (see `arena`).
 #[cfg(all(
     feature = "talc",
     target_arch = "wasm32",
     not(target_feature = "atomics")
 ))]
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: arena::CallArena<talc::wasm::WasmDynamicTalc> =
+    arena::CallArena::new(talc::wasm::new_wasm_dynamic_allocator());
+
+/// Runs one mapping call of the component; with the SDK's allocator, what it allocates comes
+/// from the call arena.
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn in_call<T>(f: impl FnOnce() -> T) -> T {
+    #[cfg(all(feature = "talc", not(target_feature = "atomics")))]
+    return ALLOCATOR.call(f);
+    #[cfg(not(all(feature = "talc", not(target_feature = "atomics"))))]
+    f()
+}
+
+#[cfg(any(
+    test,
+    all(
+        feature = "talc",
+        target_arch = "wasm32",
+        not(target_feature = "atomics")
+    )
+))]
+mod arena;
 
 pub mod ditto;
 mod error;

@@ -114,13 +114,13 @@ mod instance {
     pub fn map_inbound(
         message: wire::ExternalMessage,
     ) -> Result<Vec<wire::DittoMessage>, MappingError> {
-        RUNTIME.with(|r| r.borrow().map_inbound(message))
+        crate::in_call(|| RUNTIME.with(|r| r.borrow().map_inbound(message)))
     }
 
     pub fn map_outbound(
         message: wire::DittoMessage,
     ) -> Result<Vec<wire::ExternalMessage>, MappingError> {
-        RUNTIME.with(|r| r.borrow().map_outbound(message))
+        crate::in_call(|| RUNTIME.with(|r| r.borrow().map_outbound(message)))
     }
 }
 

@@ -467,3 +467,44 @@ fn a_mapper_stuck_in_a_loop_does_not_hold_up_another() {
     let e = looping.join().unwrap().unwrap_err();
     assert!(e.message.contains("within 1000 ms"), "{e:?}");
 }
+
+/// A mapper built with the SDK takes what a call allocates from its call arena (64 KiB at first,
+/// growing after a call that did not fit, up to 1 MiB) and the rest from Talc: messages far
+/// larger than the arena, and small ones between them, map exactly as the same code does
+/// natively.
+#[test]
+fn an_sdk_mapper_maps_messages_larger_than_its_call_arena_as_native_code_does() {
+    let opts = json!({"namespace": "org.acme", "thingIdPointer": "/device", "mappings": [
+        {"from": "/temp", "to": "/features/t/properties/value"},
+        {"from": "/blob", "to": "/attributes/blob"}
+    ]});
+    let module = engine()
+        .compile(&guests::bytes(guests::JSON_RESHAPER))
+        .unwrap();
+    let mut with_module = options(opts.clone());
+    with_module.insert("module".into(), "json-reshaper".into());
+    let wasm = WasmMapper::new(
+        engine(),
+        ModuleSlot::new(module, 1),
+        Definition::parse(&with_module, engine()).unwrap(),
+        None,
+    )
+    .unwrap();
+    let native = <ferrule_mapper_json_reshaper::JsonReshaper as ferrule_mapper_sdk::Mapper>::new(
+        &options(opts),
+    )
+    .unwrap();
+    let sizes = [10, 100_000, 10, 3_000_000, 50, 500_000, 700_000, 10];
+    for (i, size) in sizes.into_iter().enumerate() {
+        let text = json!({"device": format!("s-{i}"), "temp": i, "blob": "x".repeat(size)});
+        let m = ExternalMessage::text(text.to_string());
+        let got = wasm.map_inbound(&m).unwrap();
+        let want = ferrule_mapper_sdk::Mapper::map_inbound(&native, &m).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(
+            got[0].to_json(),
+            want[0].to_json(),
+            "message {i} of {size} bytes"
+        );
+    }
+}
