@@ -20,6 +20,11 @@
 //!   dimension keep their own value of it).
 //! - `--processor-pool N`: the connections' `processorPoolSize` (default: not set, so 1, which
 //!   runs one script or WebAssembly mapping at a time per connection).
+//! - `--no-relay`: skip the relay runs. By default each raw run is followed by a relay run: the
+//!   same publishers and consumer with a relay of the bench's own in between (one rumqttc client
+//!   takes what arrives, another publishes it unchanged, on a thread of its own), so Mosquitto
+//!   carries each message twice as Ferrule's path does, with no work in between. That is the
+//!   ceiling of any relay through this broker on this machine; rows show Ferrule / relay too.
 //!
 //! Load: closed loop with a bounded in-flight window. A publisher takes a permit from a shared
 //! semaphore of N permits before each message; the consumer gives one back for each message
@@ -86,6 +91,9 @@ struct Case {
     qos: u8,
 }
 
+/// (connections, publishers, payload, QoS): what the raw and relay runs depend on.
+type RawKey = (usize, usize, usize, u8);
+
 const BASE: Case = Case {
     connections: 1,
     publishers: 1,
@@ -115,7 +123,7 @@ impl Case {
     }
 
     /// What the raw round trip of this case is the same as.
-    fn raw_key(&self) -> (usize, usize, usize, u8) {
+    fn raw_key(&self) -> RawKey {
         (self.connections, self.publishers, self.payload, self.qos)
     }
 }
@@ -200,6 +208,7 @@ struct Options {
     secs: f64,
     warmup: f64,
     window: usize,
+    relay: bool,
 }
 
 /// `cargo bench -p ferrule-host --bench load [-- OPTIONS]`; the module's documentation says what
@@ -235,6 +244,9 @@ struct Args {
     /// `--secs 2 --warmup 0.5`.
     #[arg(long)]
     quick: bool,
+    /// Skip the relay runs (the broker crossed twice with no work in between).
+    #[arg(long)]
+    no_relay: bool,
     /// `cargo bench` passes it to every bench binary.
     #[arg(long, hide = true)]
     bench: bool,
@@ -282,6 +294,7 @@ fn options() -> Options {
         secs,
         warmup,
         window: args.window,
+        relay: !args.no_relay,
     }
 }
 
@@ -666,6 +679,73 @@ async fn drive(
     }
 }
 
+/// The broker crossed twice with no work in between: one client takes what arrives on
+/// `{prefix}/in/+` and another publishes it unchanged to `{prefix}/out/<same>`, at the case's
+/// QoS, on a thread of its own. The best any relay (Ferrule included) could do here: Mosquitto
+/// carries each message twice, in and out each time. Dropped when the returned guard is.
+async fn relay(prefix: &str, case: &Case) -> Relay {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (prefix, qos, id) = (prefix.to_string(), case.qos(), now_nanos());
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (publisher, publisher_task) =
+                connect(&format!("load-relay-out-{id}"), &[], qos, |_| {}).await;
+            let (tx_async, mut rx_async) = tokio::sync::mpsc::unbounded_channel();
+            let (_subscriber, subscriber_task) = connect(
+                &format!("load-relay-in-{id}"),
+                &[format!("{prefix}/in/+")],
+                qos,
+                move |p| {
+                    let _ = tx_async.send((p.topic, p.payload));
+                },
+            )
+            .await;
+            let _ = ready_tx.send(());
+            let stop = tokio::task::spawn_blocking(move || {
+                let _ = rx.recv();
+            });
+            tokio::select! {
+                _ = async {
+                    while let Some((topic, payload)) = rx_async.recv().await {
+                        let out = topic.replacen("/in/", "/out/", 1);
+                        if publisher.publish_bytes(out, qos, false, payload).await.is_err() {
+                            break;
+                        }
+                    }
+                } => {}
+                _ = stop => {}
+            }
+            subscriber_task.abort();
+            publisher_task.abort();
+        });
+    });
+    ready_rx.await.expect("the relay connected");
+    Relay {
+        stop: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+/// Stops the relay when dropped.
+struct Relay {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 const JS: &str = r#"
 function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
     var d = JSON.parse(textPayload);
@@ -797,6 +877,7 @@ struct Row {
     case: Case,
     size: usize,
     raw: Measured,
+    relay: Option<Measured>,
     ferrule: Measured,
 }
 
@@ -832,7 +913,7 @@ fn line(name: &str, m: &Measured) -> String {
 
 fn table(dim: Dim, rows: &[&Row]) -> String {
     let mut s = format!(
-        "| {} | message | raw msgs/s | raw p50 / p99 | Ferrule msgs/s | Ferrule / raw | p50 / p99 / max | received / lost / dup | Ferrule CPU per msg | Ferrule CPU | peak RSS | Mosquitto CPU | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| {} | message | raw msgs/s | raw p50 / p99 | relay msgs/s | Ferrule msgs/s | Ferrule / raw | Ferrule / relay | p50 / p99 / max | received / lost / dup | Ferrule CPU per msg | Ferrule CPU | peak RSS | Mosquitto CPU | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
         dim.name()
     );
     let ms = |v: f64| {
@@ -856,14 +937,20 @@ fn table(dim: Dim, rows: &[&Row]) -> String {
         }
         let _ = writeln!(
             s,
-            "| {} | {} B | {:.0} | {} / {} ms | {:.0} | {:.2} | {} / {} / {} ms | {} | {:.1} µs | {} | {:.0} MB | {} | {:.1} |",
+            "| {} | {} B | {:.0} | {} / {} ms | {} | {:.0} | {:.2} | {} | {} / {} / {} ms | {} | {:.1} µs | {} | {:.0} MB | {} | {:.1} |",
             dim.label(&r.case),
             r.size,
             raw.rate,
             ms(raw.p50),
             ms(raw.p99),
+            r.relay
+                .as_ref()
+                .map_or("–".into(), |m| format!("{:.0}", m.rate)),
             f.rate,
             f.rate / raw.rate,
+            r.relay
+                .as_ref()
+                .map_or("–".into(), |m| format!("{:.2}", f.rate / m.rate)),
             ms(f.p50),
             ms(f.p99),
             ms(f.max),
@@ -916,7 +1003,8 @@ fn main() {
         load_average()
     );
     let u = now_nanos();
-    let mut raws: HashMap<(usize, usize, usize, u8), Measured> = HashMap::new();
+    // Per raw key: the raw round trip and the relay.
+    let mut raws: HashMap<RawKey, (Measured, Option<Measured>)> = HashMap::new();
     let mut rows = Vec::new();
     let mut n = 0;
     rt.block_on(async {
@@ -935,7 +1023,7 @@ fn main() {
                     case.qos
                 );
                 let raw_shape = Shape::new(&case, false);
-                let raw = match raws.get(&case.raw_key()) {
+                let (raw, relayed) = match raws.get(&case.raw_key()) {
                     Some(m) => {
                         println!("  raw      (measured above)");
                         m.clone()
@@ -953,8 +1041,26 @@ fn main() {
                         )
                         .await;
                         println!("{}", line("raw", &m));
-                        raws.insert(case.raw_key(), m.clone());
-                        m
+                        let relayed = if options.relay {
+                            let prefix = format!("load/{u}/{n}/relay");
+                            let _relay = relay(&prefix, &case).await;
+                            let m = drive(
+                                &case,
+                                &options,
+                                &prefix,
+                                topics(&prefix, "in", &case),
+                                raw_shape.clone(),
+                                &["commands/modify"],
+                                None,
+                            )
+                            .await;
+                            println!("{}", line("relay", &m));
+                            Some(m)
+                        } else {
+                            None
+                        };
+                        raws.insert(case.raw_key(), (m.clone(), relayed.clone()));
+                        (m, relayed)
                     }
                 };
                 let prefix = format!("load/{u}/{n}/ferrule");
@@ -980,11 +1086,15 @@ fn main() {
                     m.rate / raw.rate,
                     shape.size
                 );
+                if let Some(r) = &relayed {
+                    println!("  Ferrule / relay: {:.2}", m.rate / r.rate);
+                }
                 rows.push(Row {
                     dim: *dim,
                     case,
                     size: shape.size,
                     raw,
+                    relay: relayed,
                     ferrule: m,
                 });
             }
