@@ -256,6 +256,13 @@ async fn responses_go_to_the_reply_target() {
         response["topic"],
         format!("org.e2e/{u}/things/twin/commands/create")
     );
+    // Internal headers (the authorization context) stay inside Ferrule.
+    let headers = response["headers"].as_object().unwrap();
+    assert_eq!(headers["correlation-id"], "r-1");
+    assert!(
+        !headers.keys().any(|k| k.starts_with("ditto-")),
+        "{response}"
+    );
     publish(
         &device,
         &format!("ferrule-e2e/{u}/commands"),

@@ -584,6 +584,7 @@ async fn reply(
     if !expected_response(response, &reply.expected) {
         return;
     }
+    let response = &*external_view(response, None);
     let resolver = SignalResolver {
         signal: response,
         connection_id: &ctx.connection.id,
@@ -727,18 +728,27 @@ async fn publish_routed(
     while in_flight.next().await.is_some() {}
 }
 
-/// What a target publishes of a routed signal: the signal shared by every target it goes to,
-/// copied only when this target publishes something else (extra fields, or internal headers,
-/// which stay inside Ferrule).
+/// The routed signal as a target sees it: with the `extraFields` read for it, without internal
+/// headers.
 fn outbound_signal(routed: &Routed) -> std::borrow::Cow<'_, DittoMessage> {
+    external_view(&routed.signal, routed.extra.as_ref())
+}
+
+/// A signal as it leaves Ferrule (to a target or a reply target): `ditto-` headers are internal
+/// (the authorization context) and never published, in transport headers or in the Ditto
+/// Protocol envelope; `extra` is attached when given. Borrowed when nothing changes.
+fn external_view<'a>(
+    signal: &'a DittoMessage,
+    extra: Option<&serde_json::Value>,
+) -> std::borrow::Cow<'a, DittoMessage> {
     let is_internal = |k: &str| k.len() >= 6 && k.as_bytes()[..6].eq_ignore_ascii_case(b"ditto-");
-    let has_internal = routed.signal.headers.iter().any(|(k, _)| is_internal(k));
-    if routed.extra.is_none() && !has_internal {
-        return std::borrow::Cow::Borrowed(&*routed.signal);
+    let has_internal = signal.headers.iter().any(|(k, _)| is_internal(k));
+    if extra.is_none() && !has_internal {
+        return std::borrow::Cow::Borrowed(signal);
     }
-    let mut signal = (*routed.signal).clone();
-    if routed.extra.is_some() {
-        signal.extra = routed.extra.clone();
+    let mut signal = signal.clone();
+    if extra.is_some() {
+        signal.extra = extra.cloned();
     }
     let internal: Vec<String> = signal
         .headers
