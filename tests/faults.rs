@@ -498,8 +498,11 @@ where
 
 /// Waits for every number of the stream at the consumer, prints what arrived and asserts that
 /// every acknowledged message was delivered.
-async fn assert_all_delivered(case: &str, published: &Published, consumer: &Consumer) {
+async fn assert_all_delivered(case: &str, f: &Ferrule, published: &Published, consumer: &Consumer) {
     let (delivered, dups) = consumer.wait_for_all(N, Duration::from_secs(60)).await;
+    if delivered != N {
+        print_state(f).await;
+    }
     eprintln!(
         "{case}: {} acknowledged to the publisher ({} publishes repeated), {delivered} delivered, \
          {dups} duplicates, missing {:?}",
@@ -512,6 +515,33 @@ async fn assert_all_delivered(case: &str, published: &Published, consumer: &Cons
         delivered, N,
         "{case}: every acknowledged message is delivered"
     );
+}
+
+/// What Ferrule says of its connections (status, metrics, the newest log entries) and the tail
+/// of its own output: printed when a stream did not arrive whole, to tell where it stopped.
+async fn print_state(f: &Ferrule) {
+    let ids = json(f.get("/api/2/connections?ids-only=true").await).await;
+    for id in ids
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        for what in ["status", "metrics", "logs"] {
+            let mut body = json(f.get(&format!("/api/2/connections/{id}/{what}")).await).await;
+            if let Some(logs) = body.get_mut("connectionLogs").and_then(Value::as_array_mut) {
+                let keep = logs.len().saturating_sub(30);
+                logs.drain(..keep);
+            }
+            eprintln!("{id} {what}: {body}");
+        }
+    }
+    let output = f.output();
+    let tail: Vec<&str> = output.lines().rev().take(40).collect();
+    eprintln!("Ferrule's output (newest last):");
+    for line in tail.into_iter().rev() {
+        eprintln!("  {line}");
+    }
 }
 
 fn mqtt_in(port: u16, u: &str) -> Via {
@@ -543,7 +573,7 @@ async fn mqtt_sigkill_mid_stream_loses_no_acknowledged_message() {
     })
     .await;
     let f = restarted.lock().unwrap().take().unwrap();
-    assert_all_delivered("MQTT, SIGKILL", &published, &consumer).await;
+    assert_all_delivered("MQTT, SIGKILL", &f, &published, &consumer).await;
     common::wait_for_live_status(&f, "loop", "open").await;
 }
 
@@ -563,7 +593,7 @@ async fn mqtt_broker_restart_mid_stream_loses_no_acknowledged_message() {
         broker.run().await;
     })
     .await;
-    assert_all_delivered("MQTT, broker restart", &published, &consumer).await;
+    assert_all_delivered("MQTT, broker restart", &f, &published, &consumer).await;
     assert!(published.repeated > 0, "the publisher saw the broker go");
     common::wait_for_live_status(&f, "loop", "open").await;
 }
@@ -587,7 +617,7 @@ async fn mqtt_dropped_connection_mid_stream_loses_no_acknowledged_message() {
         std::mem::forget(Proxy::start(port, bport).await);
     })
     .await;
-    assert_all_delivered("MQTT, connection dropped", &published, &consumer).await;
+    assert_all_delivered("MQTT, connection dropped", &f, &published, &consumer).await;
     common::assert_connection_failure_logged(&f, "loop").await;
 }
 
@@ -680,8 +710,8 @@ async fn amqp_sigkill_mid_stream_loses_no_acknowledged_message() {
         kill_and_restart(&mut f, dir.path(), &restarted)
     })
     .await;
-    assert_all_delivered("AMQP 0.9.1, SIGKILL", &published, &consumer).await;
     let f = restarted.lock().unwrap().take().unwrap();
+    assert_all_delivered("AMQP 0.9.1, SIGKILL", &f, &published, &consumer).await;
     common::wait_for_live_status(&f, "amqp-loop", "open").await;
 }
 
@@ -711,7 +741,7 @@ async fn amqp_dropped_connection_mid_stream_loses_no_acknowledged_message() {
         std::mem::forget(Proxy::start(port, 5672).await);
     })
     .await;
-    assert_all_delivered("AMQP 0.9.1, connection dropped", &published, &consumer).await;
+    assert_all_delivered("AMQP 0.9.1, connection dropped", &f, &published, &consumer).await;
     common::assert_connection_failure_logged(&f, "amqp-loop").await;
 }
 
@@ -740,7 +770,7 @@ async fn amqp_broker_restart_mid_stream_loses_no_acknowledged_message() {
         rabbit.run().await;
     })
     .await;
-    assert_all_delivered("AMQP 0.9.1, broker restart", &published, &consumer).await;
+    assert_all_delivered("AMQP 0.9.1, broker restart", &f, &published, &consumer).await;
     assert!(published.repeated > 0, "the publisher saw the broker go");
     common::wait_for_live_status(&f, "amqp-loop", "open").await;
 }

@@ -60,12 +60,15 @@
 //!   channel holds [`HANDOFF_FACTOR`] × `max_in_flight` messages; when the host does not take
 //!   them the event loop waits, and TCP back-pressure stops the broker (MQTT 3.1.1 has no receive
 //!   maximum: the broker's own in-flight limit applies). While the event loop waits for the host
-//!   to take a delivery it handles nothing else (no PUBACKs of publishes, no pings). The channel
-//!   is that much larger than the host's own in-flight limit because the host may hold every one
-//!   of its in-flight deliveries until a publish on this same client is confirmed (a target's
-//!   acknowledgement requested by the source): the event loop must go on reading those PUBACKs
-//!   while the broker sends more (after a reconnect Mosquitto sends a persistent session's whole
-//!   backlog, hundreds of messages, at once), or both sides wait for each other.
+//!   to take a delivery it handles nothing else (no PUBACKs of publishes, no pings). The host may
+//!   hold every one of its in-flight deliveries until a publish on this same client is confirmed
+//!   (a target's acknowledgement requested by the source), so the event loop must go on reading
+//!   those PUBACKs while the broker sends more (after a reconnect Mosquitto sends a persistent
+//!   session's whole backlog, up to thousands of messages, at once), or both sides wait for each
+//!   other until the acknowledgement timeout. So while publishes of this client wait for
+//!   confirmation, the event loop does not wait for the host: what arrives waits in the event
+//!   loop (at most [`HANDOFF_FACTOR`] × 10 × `max_in_flight` messages), and is handed over in
+//!   order as the host takes it.
 //!
 //! # Publishing
 //! To `Publish::address` with the target's `qos` (0 when the target is unknown or has none), not
@@ -100,6 +103,10 @@ use wire::{AckToken, Client, Ev, EventLoop, InPublish, OutPublish};
 
 /// The deliveries channel holds this many times `max_in_flight` (see "Settlement").
 pub const HANDOFF_FACTOR: usize = 10;
+
+/// While publishes of a client wait for confirmation, at most this many times the deliveries
+/// channel's capacity wait in its event loop for the host (see "Settlement").
+const BACKLOG_LIMIT: usize = 10;
 
 /// Largest packet sent or accepted.
 const MAX_PACKET: usize = 16 * 1024 * 1024;
@@ -749,9 +756,7 @@ impl Driver {
                 Ev::Other => {}
             }
             if self.ready.is_none() && !self.backlog.is_empty() {
-                while let Some(d) = self.backlog.pop_front() {
-                    let _ = self.deliveries.send(d).await;
-                }
+                self.hand_over().await;
             }
         };
         drop(eventloop);
@@ -845,13 +850,54 @@ impl Driver {
             message,
             settler,
         };
-        if self.ready.is_some() {
-            if let Err(mpsc::error::TrySendError::Full(d)) = self.deliveries.try_send(delivery) {
-                self.backlog.push_back(d);
+        if self.backlog.is_empty() {
+            match self.deliveries.try_send(delivery) {
+                Err(mpsc::error::TrySendError::Full(d)) => self.backlog.push_back(d),
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => return,
             }
         } else {
-            // Waits when the host does not keep up (bounded memory; TCP back-pressure).
-            let _ = self.deliveries.send(delivery).await;
+            self.backlog.push_back(delivery);
+        }
+        if self.ready.is_none() {
+            self.hand_over().await;
+        }
+    }
+
+    /// Hands the waiting deliveries to the host, in order. When the channel is full this waits
+    /// for room (bounded memory; TCP back-pressure stops the broker), except while publishes of
+    /// this client wait for their confirmation and fewer than [`BACKLOG_LIMIT`] × the channel's
+    /// capacity wait here: the host may hold the deliveries it has until those publishes are
+    /// confirmed, and confirmations are read only while this loop reads, so it goes on reading
+    /// and keeps what arrives meanwhile.
+    async fn hand_over(&mut self) {
+        while let Some(d) = self.backlog.pop_front() {
+            let d = match self.deliveries.try_send(d) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.backlog.clear();
+                    return;
+                }
+                Err(mpsc::error::TrySendError::Full(d)) => d,
+            };
+            self.backlog.push_front(d);
+            let limit = BACKLOG_LIMIT * self.deliveries.max_capacity();
+            if self.backlog.len() < limit && self.shared.lock().outstanding() > 0 {
+                return;
+            }
+            // Room, or a publish that needs this loop to read its confirmation: look again
+            // every 10 ms.
+            match tokio::time::timeout(Duration::from_millis(10), self.deliveries.reserve()).await {
+                Ok(Ok(permit)) => {
+                    if let Some(d) = self.backlog.pop_front() {
+                        permit.send(d);
+                    }
+                }
+                Ok(Err(_)) => {
+                    self.backlog.clear();
+                    return;
+                }
+                Err(_) => {}
+            }
         }
     }
 }

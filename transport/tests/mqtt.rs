@@ -825,3 +825,67 @@ async fn the_publisher_id_is_configurable_and_checked() {
         e.message
     );
 }
+
+/// The host may hold the deliveries it has until a publish on the same client is confirmed (a
+/// source requesting its target's acknowledgement). A persistent session's backlog arrives at
+/// once on connect, more than the deliveries channel holds: the client must still read the
+/// publish's confirmation (was: its event loop waited for the host to take a delivery, the host
+/// waited for the confirmation, and both waited until the acknowledgement timeout). Nothing is
+/// lost or reordered meanwhile.
+#[tokio::test]
+async fn a_publish_is_confirmed_while_a_backlog_waits_for_the_host() {
+    let b = base("backlog-confirm");
+    let mut c = config(Protocol::Mqtt3, &b);
+    c.max_in_flight = 1; // a deliveries channel of 10
+    c.sources = vec![source(0, &[format!("{b}/in")], 1, true)];
+    c.targets = vec![target(0, &format!("{b}/out"), 1)];
+    let c = with(c, &[("cleanSession", "false")]);
+    let client_id = c.connection_id.clone();
+    // The session exists (subscribed), then the client goes away.
+    connected(c.clone()).await.client.close().await;
+    let (publisher, _) = plain3(&format!("{b}-pub"), None, true).await;
+    const N: usize = 60;
+    for i in 0..N {
+        publisher
+            .publish(
+                format!("{b}/in"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                format!("m{i}"),
+            )
+            .await
+            .unwrap();
+    }
+    // Let the broker queue all of them for the session.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut client = connected(c.clone()).await;
+    let first = next_delivery(&mut client.deliveries).await;
+    // Give the broker time to send its backlog, more than the channel holds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let confirmed = timeout(
+        Duration::from_secs(5),
+        client
+            .client
+            .publish(publish(0, &format!("{b}/out"), "out", &[])),
+    )
+    .await;
+    assert!(
+        matches!(confirmed, Ok(Ok(()))),
+        "the publish was confirmed while the host held its delivery: {confirmed:?}"
+    );
+    let mut texts = vec![first.message.text.clone().unwrap()];
+    first.settler.settle(Settle::Accept);
+    while texts.len() < N {
+        let d = next_delivery(&mut client.deliveries).await;
+        texts.push(d.message.text.clone().unwrap());
+        d.settler.settle(Settle::Accept);
+    }
+    let expected: Vec<String> = (0..N).map(|i| format!("m{i}")).collect();
+    assert_eq!(texts, expected, "every message once, in order");
+    client.client.close().await;
+
+    // Remove the persistent session from the broker.
+    let (cleaner, _) = plain3(&client_id, None, true).await;
+    cleaner.disconnect().await.unwrap();
+}
