@@ -102,6 +102,16 @@ fn publish(target: usize, address: &str, text: &str, headers: &[(&str, &str)]) -
 
 // ---- independent clients ------------------------------------------------------------------
 
+/// Publishes `m0` … `m<n-1>` to `topic` at QoS 1.
+async fn publish_numbered(publisher: &rumqttc::AsyncClient, topic: &str, n: usize) {
+    for i in 0..n {
+        publisher
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, format!("m{i}"))
+            .await
+            .unwrap();
+    }
+}
+
 /// A plain MQTT 3.1.1 client; every incoming PUBLISH goes to the returned receiver. Returns once
 /// connected and (when `filter` is given) subscribed.
 async fn plain3(
@@ -716,17 +726,7 @@ async fn mqtt5_receive_maximum_bounds_unsettled_deliveries() {
     c.sources = vec![source(0, &[format!("{b}/in")], 1, true)];
     let mut conn = connected(c).await;
     let (publisher, _) = plain3(&format!("{b}-pub"), None, true).await;
-    for i in 0..6 {
-        publisher
-            .publish(
-                format!("{b}/in"),
-                rumqttc::QoS::AtLeastOnce,
-                false,
-                format!("m{i}"),
-            )
-            .await
-            .unwrap();
-    }
+    publish_numbered(&publisher, &format!("{b}/in"), 6).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(next_delivery(&mut conn.deliveries).await);
@@ -845,17 +845,7 @@ async fn a_publish_is_confirmed_while_a_backlog_waits_for_the_host() {
     connected(c.clone()).await.client.close().await;
     let (publisher, _) = plain3(&format!("{b}-pub"), None, true).await;
     const N: usize = 60;
-    for i in 0..N {
-        publisher
-            .publish(
-                format!("{b}/in"),
-                rumqttc::QoS::AtLeastOnce,
-                false,
-                format!("m{i}"),
-            )
-            .await
-            .unwrap();
-    }
+    publish_numbered(&publisher, &format!("{b}/in"), N).await;
     // Let the broker queue all of them for the session.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
