@@ -140,11 +140,16 @@ impl Session {
                         let address = target.address.clone();
                         Box::new(move |signal: &DittoMessage, skipped: Skipped| {
                             let label = ctx.compiled.targets[t].issued_ack.as_ref();
-                            let correlation = signal.headers.correlation_id();
                             if skipped == Skipped::Filtered {
-                                issue_ack(&ctx, label, correlation.as_deref(), Issued::Weak);
+                                // Most signals are filtered out by most targets: nothing to
+                                // answer (and nothing to allocate) unless an ack is issued.
+                                if label.is_some() {
+                                    let correlation = signal.headers.correlation_id();
+                                    issue_ack(&ctx, label, correlation.as_deref(), Issued::Weak);
+                                }
                                 return;
                             }
+                            let correlation = signal.headers.correlation_id();
                             let why = "The target's queue is full: the publisher does not keep up, the signal was dropped.";
                             ctx.count(Direction::Outbound, &address, MetricType::Dropped, false);
                             ctx.log(
