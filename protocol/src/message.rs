@@ -117,7 +117,7 @@ impl DittoMessage {
 
     pub fn to_json(&self) -> Map<String, Value> {
         let mut m = Map::new();
-        m.insert("topic".into(), Value::String(self.topic.to_string()));
+        m.insert("topic".into(), Value::String(self.topic.to_text()));
         m.insert(
             "headers".into(),
             serde_json::to_value(&self.headers).unwrap_or_default(),

@@ -74,7 +74,7 @@ impl From<ExternalMessage> for External {
 impl From<Ditto> for DittoMessage {
     fn from(m: Ditto) -> DittoMessage {
         DittoMessage {
-            topic: m.topic.to_string(),
+            topic: m.topic.to_text(),
             headers: m
                 .headers
                 .into_iter()
@@ -110,7 +110,7 @@ impl From<External> for ExternalMessage {
 impl From<&Ditto> for DittoMessage {
     fn from(m: &Ditto) -> DittoMessage {
         DittoMessage {
-            topic: m.topic.to_string(),
+            topic: m.topic.to_text(),
             headers: headers_to_wire(&m.headers),
             path: m.path.clone(),
             value: m.value.as_ref().map(json_text),
