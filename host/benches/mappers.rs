@@ -4,8 +4,9 @@
 //! (`WasmMapper`: conversions, a warm instance, the epoch deadline) and the same Rust code
 //! compiled natively.
 //!
-//! `cargo bench -p ferrule-host --bench mappers [-- FILTER]` (release build; ~20 s;
-//! single-threaded). With FILTER, only the rows whose name contains it run (e.g. `WebAssembly`);
+//! `cargo bench -p ferrule-host --bench mappers [-- FILTER]` (release build; ~35 s;
+//! single-threaded). With FILTER, only the rows whose name contains it run (e.g. `WebAssembly`;
+//! `json-reshaper` runs the component, the native code and their alternating comparison);
 //! `FERRULE_WASM_PERFMAP=1` lets `perf record`/`perf report` name the mapper's functions.
 //! The bench allocates with mimalloc, as the `ferrule` binary does.
 
@@ -21,29 +22,66 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const RUN: Duration = Duration::from_secs(3);
 
-fn measure(name: &str, mapper: &dyn Mapper, message: &ExternalMessage) -> f64 {
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_default();
-    if !name.contains(&filter) {
-        return f64::NAN;
-    }
-    // Warm up, and check the mapper works on this message.
-    let out = mapper.map_inbound(message).expect("the mapping works");
-    assert_eq!(out.len(), 1);
+/// Maps `message` with `mapper` for `run`; returns maps per second.
+fn rate(mapper: &dyn Mapper, message: &ExternalMessage, run: Duration) -> f64 {
     let start = Instant::now();
     let mut n = 0u64;
-    while start.elapsed() < RUN {
+    while start.elapsed() < run {
         for _ in 0..1000 {
             let out = mapper.map_inbound(message).unwrap();
             std::hint::black_box(out);
         }
         n += 1000;
     }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn selected(name: &str) -> bool {
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    name.contains(&filter)
+}
+
+fn measure(name: &str, mapper: &dyn Mapper, message: &ExternalMessage) -> f64 {
+    if !selected(name) {
+        return f64::NAN;
+    }
+    // Warm up, and check the mapper works on this message.
+    let out = mapper.map_inbound(message).expect("the mapping works");
+    assert_eq!(out.len(), 1);
+    let rate = rate(mapper, message, RUN);
     println!("{name:<44} {rate:>10.0} maps/s  {:>7.2} µs/map", 1e6 / rate);
     rate
+}
+
+/// The sandbox's cost as a ratio: the component and the same code native, measured in
+/// alternating rounds of one second, so that a slower or faster spell of a shared machine
+/// falls on both; prints each round and the medians.
+fn compare(wasm: &dyn Mapper, native: &dyn Mapper, message: &ExternalMessage) {
+    const ROUNDS: usize = 7;
+    let (mut w, mut n, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let wasm_us = 1e6 / rate(wasm, message, Duration::from_secs(1));
+        let native_us = 1e6 / rate(native, message, Duration::from_secs(1));
+        w.push(wasm_us);
+        n.push(native_us);
+        ratios.push(wasm_us / native_us);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let rounds: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    println!(
+        "WebAssembly / native, {ROUNDS} alternating rounds: {}; median {:.2} µs / {:.2} µs = {:.2}x ({:.0} maps/s)",
+        rounds.join(" "),
+        median(&mut w),
+        median(&mut n),
+        median(&mut ratios),
+        1e6 / w[ROUNDS / 2]
+    );
 }
 
 fn main() {
@@ -157,10 +195,9 @@ fn mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
         &number,
     );
     let native_rate = measure("native Rust (json-reshaper, same code)", &native, &device);
-    println!(
-        "WebAssembly / native: {:.2}x the time per map",
-        native_rate / wasm_rate
-    );
+    if !wasm_rate.is_nan() && !native_rate.is_nan() {
+        compare(&wasm, &native, &device);
+    }
 }
 
 /// The SDK mapper compiled natively, behind the host's trait.
