@@ -271,6 +271,55 @@ async fn plaintext_entries_load_and_are_encrypted_on_their_next_write() {
     }
 }
 
+#[tokio::test]
+async fn a_new_key_with_the_old_one_re_encrypts_the_store_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut f = start_at(dir.path(), &encryption_config(true, Some(KEY))).unwrap();
+    for (id, body) in connections() {
+        f.put_json(&format!("/api/2/connections/{id}"), &body).await;
+    }
+    f.stop();
+
+    // The new key in the file, the old one from the environment: every connection is read, and
+    // the start writes them again under the new key.
+    let cfg = dir.path().join("rotate.toml");
+    std::fs::write(&cfg, encryption_config(true, Some(OTHER_KEY))).unwrap();
+    let mut f = try_start(
+        &dir.path().join("data"),
+        Options {
+            args: vec!["--config".into(), cfg.display().to_string()],
+            env: vec![("FERRULE_ENCRYPTION__OLD_SYMMETRICAL_KEY".into(), KEY.into())],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|(code, err)| panic!("exited {code}: {err}"));
+    assert_read_back(&f).await;
+    assert!(
+        f.output()
+            .contains("were written again encrypted with the current key"),
+        "the start reports the re-encryption: {}",
+        f.output()
+    );
+    assert!(!f.output().contains(KEY) && !f.output().contains(OTHER_KEY));
+    f.stop();
+    let bytes = store_file(dir.path());
+    for secret in SECRETS {
+        assert!(!contains(&bytes, secret), "{secret} is in the store file");
+    }
+
+    // The old key is no longer needed: the new key alone reads every connection, and nothing
+    // is left to rewrite ...
+    let mut f = start_at(dir.path(), &encryption_config(true, Some(OTHER_KEY))).unwrap();
+    assert_read_back(&f).await;
+    assert!(!f.output().contains("written again"), "{}", f.output());
+    f.stop();
+    // ... and the old key alone no longer reads them.
+    let Err((_, err)) = start_at(dir.path(), &encryption_config(true, Some(KEY))) else {
+        panic!("the old key still reads the store")
+    };
+    assert!(err.contains("cannot be decrypted"), "{err}");
+}
+
 /// A password in a connection URI is never in the service's log output (debug level), whatever
 /// happens to the connection: created, dry-run, refused by the broker, unreachable, invalid.
 /// Needs RabbitMQ on 5672 and Mosquitto on 1883.

@@ -41,6 +41,10 @@ pub const DEFAULT_POINTERS: [&str; 8] = [
 pub const KEY_SETTING: &str =
     "[encryption] symmetrical_key (environment FERRULE_ENCRYPTION__SYMMETRICAL_KEY)";
 
+/// The setting that holds the previous key while the store moves to a new one.
+pub const OLD_KEY_SETTING: &str =
+    "[encryption] old_symmetrical_key (environment FERRULE_ENCRYPTION__OLD_SYMMETRICAL_KEY)";
+
 /// `[encryption]` of the configuration.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -52,6 +56,10 @@ pub struct EncryptionConfig {
     pub symmetrical_key: Option<String>,
     /// JSON pointers into the connection of the values to encrypt.
     pub json_pointers: Vec<String>,
+    /// The previous key, while changing keys (Ditto's `old-symmetrical-key`): values that do not
+    /// decrypt with `symmetrical_key` are decrypted with this one, and the start re-encrypts
+    /// them with `symmetrical_key`. Remove it once the start has reported the re-encryption.
+    pub old_symmetrical_key: Option<String>,
 }
 
 impl Default for EncryptionConfig {
@@ -60,6 +68,7 @@ impl Default for EncryptionConfig {
             enabled: false,
             symmetrical_key: None,
             json_pointers: DEFAULT_POINTERS.iter().map(|p| p.to_string()).collect(),
+            old_symmetrical_key: None,
         }
     }
 }
@@ -74,6 +83,10 @@ impl std::fmt::Debug for EncryptionConfig {
                 &self.symmetrical_key.as_ref().map(|_| "<redacted>"),
             )
             .field("json_pointers", &self.json_pointers)
+            .field(
+                "old_symmetrical_key",
+                &self.old_symmetrical_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -91,6 +104,8 @@ pub enum EncryptionError {
 /// Encrypts and decrypts the configured fields of connection documents.
 pub struct FieldCipher {
     cipher: Aes256Gcm,
+    /// The previous key (`old_symmetrical_key`), tried when `cipher` does not decrypt a value.
+    old: Option<Aes256Gcm>,
     /// Whether writes encrypt (`enabled`); reads decrypt whenever there is a key.
     encrypt: bool,
     pointers: Vec<String>,
@@ -129,20 +144,26 @@ impl FieldCipher {
                      e.g. from `openssl rand -base64 32`"
                 )));
             }
+            None if config.old_symmetrical_key.is_some() => {
+                return Err(EncryptionError::Config(format!(
+                    "{OLD_KEY_SETTING} is set without {KEY_SETTING}: the old key is only read \
+                     while the store moves to the new one"
+                )));
+            }
             None => return Ok(None),
         };
-        let bytes = decode_base64(key)
-            .ok_or_else(|| EncryptionError::Config(format!("{KEY_SETTING} is not base64")))?;
-        if bytes.len() != 32 {
-            return Err(EncryptionError::Config(format!(
-                "{KEY_SETTING} must be a 256-bit AES key (32 bytes in base64); it has {} bits",
-                bytes.len() * 8
-            )));
-        }
-        let cipher = Aes256Gcm::new_from_slice(&bytes)
-            .map_err(|e| EncryptionError::Config(format!("{KEY_SETTING}: {e}")))?;
+        let cipher = aes_key(key, KEY_SETTING)?;
+        let old = match config
+            .old_symmetrical_key
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
+        {
+            Some(old) => Some(aes_key(old, OLD_KEY_SETTING)?),
+            None => None,
+        };
         Ok(Some(FieldCipher {
             cipher,
+            old,
             encrypt: config.enabled,
             pointers: config.json_pointers.clone(),
         }))
@@ -170,15 +191,20 @@ impl FieldCipher {
         ))
     }
 
-    /// The plaintext of `encrypted_<base64>`; `None` when it does not decrypt with this key.
-    fn decrypt_value(&self, value: &str) -> Option<String> {
+    /// The plaintext of `encrypted_<base64>` and whether it took the old key; `None` when it
+    /// decrypts with neither key.
+    fn decrypt_value(&self, value: &str) -> Option<(String, Key)> {
         let bytes = decode_base64(value.strip_prefix(ENCRYPTED_PREFIX)?)?;
         if bytes.len() < IV_LEN + 16 {
             return None;
         }
         let (iv, sealed) = bytes.split_at(IV_LEN);
-        let plain = self.cipher.decrypt(Nonce::from_slice(iv), sealed).ok()?;
-        String::from_utf8(plain).ok()
+        let nonce = Nonce::from_slice(iv);
+        let (plain, key) = match self.cipher.decrypt(nonce, sealed) {
+            Ok(plain) => (plain, Key::Current),
+            Err(_) => (self.old.as_ref()?.decrypt(nonce, sealed).ok()?, Key::Old),
+        };
+        Some((String::from_utf8(plain).ok()?, key))
     }
 
     /// Encrypts the configured values of `connection` in place (only when `enabled`) and returns
@@ -211,13 +237,15 @@ impl FieldCipher {
     }
 
     /// Decrypts the values at `pointers` (those the record says were encrypted) in place.
-    /// `id` names the connection in the error.
+    /// `id` names the connection in the error. Says which key it took: [`Key::Old`] when any
+    /// value needed the old key.
     pub fn decrypt_connection(
         &self,
         id: &str,
         connection: &mut Value,
         pointers: &[String],
-    ) -> Result<(), EncryptionError> {
+    ) -> Result<Key, EncryptionError> {
+        let mut used = Key::Current;
         for pointer in pointers {
             let Some(Value::String(value)) = connection.pointer_mut(pointer) else {
                 return Err(EncryptionError::Decrypt(format!(
@@ -240,16 +268,46 @@ impl FieldCipher {
                     }
                 }
             };
-            let plain = self.decrypt_value(&value[start..end]).ok_or_else(|| {
+            let (plain, key) = self.decrypt_value(&value[start..end]).ok_or_else(|| {
+                let tried = if self.old.is_some() {
+                    format!("{KEY_SETTING} nor with {OLD_KEY_SETTING}")
+                } else {
+                    KEY_SETTING.to_string()
+                };
                 EncryptionError::Decrypt(format!(
-                    "connection '{id}': the field {pointer} cannot be decrypted with {KEY_SETTING}; \
+                    "connection '{id}': the field {pointer} cannot be decrypted with {tried}; \
                      set it to the key the connections were encrypted with"
                 ))
             })?;
+            if key == Key::Old {
+                used = Key::Old;
+            }
             *value = format!("{}{plain}{}", &value[..start], &value[end..]);
         }
-        Ok(())
+        Ok(used)
     }
+}
+
+/// Which key decrypted a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key {
+    Current,
+    /// `old_symmetrical_key`: the record is to be encrypted again with the current key.
+    Old,
+}
+
+/// An AES-256 key from its base64 text; errors name `setting` and never show the key.
+fn aes_key(text: &str, setting: &str) -> Result<Aes256Gcm, EncryptionError> {
+    let bytes = decode_base64(text)
+        .ok_or_else(|| EncryptionError::Config(format!("{setting} is not base64")))?;
+    if bytes.len() != 32 {
+        return Err(EncryptionError::Config(format!(
+            "{setting} must be a 256-bit AES key (32 bytes in base64); it has {} bits",
+            bytes.len() * 8
+        )));
+    }
+    Aes256Gcm::new_from_slice(&bytes)
+        .map_err(|e| EncryptionError::Config(format!("{setting}: {e}")))
 }
 
 enum UriPassword {
@@ -400,6 +458,82 @@ mod tests {
             cipher(true)
                 .decrypt_connection("c1", &mut tampered, &done)
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn the_old_key_decrypts_what_it_encrypted_and_the_current_key_what_it_did() {
+        let new_key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+        let rotating = FieldCipher::from_config(&EncryptionConfig {
+            enabled: true,
+            symmetrical_key: Some(new_key.clone()),
+            old_symmetrical_key: Some(KEY.into()),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap();
+        // Written with the old key: read with it, and said so.
+        let mut old = json!({"uri": "tcp://u:secret@host:1883", "credentials": {"key": "k"}});
+        let done = cipher(true).encrypt_connection(&mut old).unwrap();
+        let used = rotating.decrypt_connection("c1", &mut old, &done).unwrap();
+        assert_eq!(used, Key::Old);
+        assert_eq!(old["uri"], "tcp://u:secret@host:1883");
+        assert_eq!(old["credentials"]["key"], "k");
+        // Written with the new key: the current key.
+        let mut new = json!({"uri": "tcp://u:secret@host:1883"});
+        let done = rotating.encrypt_connection(&mut new).unwrap();
+        assert_eq!(
+            rotating.decrypt_connection("c2", &mut new, &done).unwrap(),
+            Key::Current
+        );
+        assert_eq!(new["uri"], "tcp://u:secret@host:1883");
+        // A third key: neither decrypts, and the error names both settings.
+        let mut third = json!({"uri": "tcp://u:secret@host:1883"});
+        let done = FieldCipher::from_config(&EncryptionConfig {
+            enabled: true,
+            symmetrical_key: Some(base64::engine::general_purpose::STANDARD.encode([3u8; 32])),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap()
+        .encrypt_connection(&mut third)
+        .unwrap();
+        let e = rotating
+            .decrypt_connection("c3", &mut third, &done)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("symmetrical_key") && e.contains("old_symmetrical_key"),
+            "{e}"
+        );
+        // An old key without a current one, or not a 256-bit key, is refused naming it.
+        for config in [
+            EncryptionConfig {
+                old_symmetrical_key: Some(KEY.into()),
+                ..Default::default()
+            },
+            EncryptionConfig {
+                symmetrical_key: Some(new_key.clone()),
+                old_symmetrical_key: Some("c2hvcnQ=".into()),
+                ..Default::default()
+            },
+        ] {
+            let Err(e) = FieldCipher::from_config(&config) else {
+                panic!("accepted {config:?}")
+            };
+            let e = e.to_string();
+            assert!(e.contains("old_symmetrical_key"), "{e}");
+            assert!(!e.contains(KEY) && !e.contains("c2hvcnQ="), "{e}");
+        }
+        assert!(
+            !format!(
+                "{:?}",
+                EncryptionConfig {
+                    old_symmetrical_key: Some(KEY.into()),
+                    ..Default::default()
+                }
+            )
+            .contains(KEY)
         );
     }
 

@@ -3,7 +3,7 @@
 //! redb commits are copy-on-write with a checksummed commit slot, and every commit here is
 //! fsynced (`Durability::Immediate`), so a crash at any point leaves the last committed state.
 
-use super::encryption::{ENCRYPTED_POINTERS, FieldCipher, KEY_SETTING};
+use super::encryption::{ENCRYPTED_POINTERS, FieldCipher, KEY_SETTING, Key, OLD_KEY_SETTING};
 use super::{ConnectionStore, StoreError, StoreFuture, ThingChange, ThingStore};
 use crate::model::StoredConnection;
 use crate::twin::StoredThing;
@@ -129,14 +129,24 @@ fn encode_connection(
     serde_json::to_vec(&value).map_err(storage)
 }
 
+/// How a stored record's credentials were found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// As the configuration writes them.
+    AsConfigured,
+    /// In plaintext, where the cipher would encrypt them.
+    Plaintext,
+    /// Encrypted with `old_symmetrical_key`.
+    OldKey,
+}
+
 /// A stored connection record, its encrypted fields decrypted. Encrypted fields without a key
 /// (or with another key) are an error that names the setting: ciphertext is never handed on.
-/// The flag says whether the record holds credentials the cipher would encrypt but in plaintext.
 fn decode_connection(
     key: &str,
     bytes: &[u8],
     cipher: Option<&FieldCipher>,
-) -> Result<(StoredConnection, bool), StoreError> {
+) -> Result<(StoredConnection, Found), StoreError> {
     let corrupt = |e: serde_json::Error| StoreError::Corrupt(format!("connection '{key}': {e}"));
     let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(corrupt)?;
     let encrypted: Vec<String> = match value
@@ -146,14 +156,16 @@ fn decode_connection(
         Some(list) => serde_json::from_value(list).map_err(corrupt)?,
         None => Vec::new(),
     };
-    let mut plaintext = false;
+    let mut found = Found::AsConfigured;
     match cipher {
         _ if encrypted.is_empty() => {
             if let Some(c) = cipher.filter(|c| c.encrypts()) {
                 let mut probe = value["connection"].clone();
-                plaintext = c
-                    .encrypt_connection(&mut probe)
-                    .is_ok_and(|done| !done.is_empty());
+                if c.encrypt_connection(&mut probe)
+                    .is_ok_and(|done| !done.is_empty())
+                {
+                    found = Found::Plaintext;
+                }
             }
         }
         None => {
@@ -163,12 +175,17 @@ fn decode_connection(
                 encrypted.join(", ")
             )));
         }
-        Some(c) => c
-            .decrypt_connection(key, &mut value["connection"], &encrypted)
-            .map_err(|e| StoreError::Encryption(e.to_string()))?,
+        Some(c) => {
+            let used = c
+                .decrypt_connection(key, &mut value["connection"], &encrypted)
+                .map_err(|e| StoreError::Encryption(e.to_string()))?;
+            if used == Key::Old {
+                found = Found::OldKey;
+            }
+        }
     }
     let record = serde_json::from_value(value).map_err(corrupt)?;
-    Ok((record, plaintext))
+    Ok((record, found))
 }
 
 impl ConnectionStore for RedbStore {
@@ -179,12 +196,46 @@ impl ConnectionStore for RedbStore {
             let table = txn.open_table(CONNECTIONS).map_err(storage)?;
             let mut out = Vec::new();
             let mut plaintext = 0usize;
+            let mut old_key = Vec::new();
             for entry in table.iter().map_err(storage)? {
                 let (key, value) = entry.map_err(storage)?;
-                let (record, plain) =
+                let (record, found) =
                     decode_connection(key.value(), value.value(), cipher.as_deref())?;
-                plaintext += usize::from(plain);
+                match found {
+                    Found::AsConfigured => {}
+                    Found::Plaintext => plaintext += 1,
+                    Found::OldKey => old_key.push(out.len()),
+                }
                 out.push(record);
+            }
+            drop(table);
+            drop(txn);
+            if !old_key.is_empty() {
+                // Changing keys: what the old key decrypted is written again as configured
+                // now, all in one transaction (all or nothing), before anything else runs.
+                let rewritten: Vec<&StoredConnection> = old_key.iter().map(|&i| &out[i]).collect();
+                let encrypts = cipher.as_deref().is_some_and(FieldCipher::encrypts);
+                let txn = db.begin_write().map_err(storage)?;
+                {
+                    let mut table = txn.open_table(CONNECTIONS).map_err(storage)?;
+                    for record in &rewritten {
+                        let bytes = encode_connection(record, cipher.as_deref())?;
+                        table
+                            .insert(record.id(), bytes.as_slice())
+                            .map_err(storage)?;
+                    }
+                }
+                txn.commit().map_err(storage)?;
+                tracing::info!(
+                    connections = rewritten.len(),
+                    "stored connections encrypted with {OLD_KEY_SETTING} were written again {}; \
+                     the old key can now be removed",
+                    if encrypts {
+                        "encrypted with the current key"
+                    } else {
+                        "in plaintext ([encryption] enabled = false)"
+                    }
+                );
             }
             if plaintext > 0 {
                 tracing::info!(
@@ -308,6 +359,56 @@ mod tests {
         r.created = actual.created;
         r.modified = actual.modified;
         r
+    }
+
+    /// The old key with encryption disabled (Ditto's way out of encryption): the start writes
+    /// what the old key decrypts back in plaintext, so no key is needed afterwards.
+    #[tokio::test]
+    async fn the_old_key_with_encryption_disabled_writes_plaintext_back_at_start() {
+        use crate::store::EncryptionConfig;
+        use base64::Engine;
+        let key = |b: u8| Some(base64::engine::general_purpose::STANDARD.encode([b; 32]));
+        let cipher = |config: EncryptionConfig| FieldCipher::from_config(&config).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut secret = record("s", 1);
+        secret.connection.uri = "tcp://u:Passw0rd-x@localhost:1883".into();
+        {
+            let store =
+                RedbStore::open(dir.path())
+                    .unwrap()
+                    .with_cipher(cipher(EncryptionConfig {
+                        enabled: true,
+                        symmetrical_key: key(1),
+                        ..Default::default()
+                    }));
+            store.put(secret.clone()).await.unwrap();
+        }
+        let file = || std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        let holds = |bytes: &[u8]| bytes.windows(10).any(|w| w == b"Passw0rd-x");
+        assert!(!holds(&file()));
+        {
+            let store =
+                RedbStore::open(dir.path())
+                    .unwrap()
+                    .with_cipher(cipher(EncryptionConfig {
+                        enabled: false,
+                        symmetrical_key: key(2),
+                        old_symmetrical_key: key(1),
+                        ..Default::default()
+                    }));
+            let all = store.load_all().await.unwrap();
+            assert_eq!(all[0].connection.uri, secret.connection.uri);
+        }
+        assert!(holds(&file()), "written back in plaintext");
+        let all = RedbStore::open(dir.path())
+            .unwrap()
+            .load_all()
+            .await
+            .unwrap();
+        assert_eq!(
+            all[0].connection.uri, secret.connection.uri,
+            "no key needed"
+        );
     }
 
     #[test]
