@@ -92,6 +92,16 @@ impl DittoError {
         )
     }
 
+    /// Creating an id that exists (piggyback `createConnection`; PUT upserts instead).
+    pub fn connection_conflict(id: &str) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "connectivity:connection.conflict",
+            format!("The Connection with ID '{id}' was already created."),
+        )
+        .with_description("Choose another ID, or modify or delete the existing Connection.")
+    }
+
     pub fn connection_id_invalid(id: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

@@ -122,7 +122,7 @@ const JSON_TYPES: [&str; 2] = ["application/json", "application/octet-stream"];
 
 /// Reads a JSON object body: `application/json` (or `+json`, `application/octet-stream`, or no
 /// content type at all, as Ditto accepts), at most `max_body_bytes`.
-async fn json_object(
+pub(crate) async fn json_object(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
@@ -262,7 +262,12 @@ async fn remove(State(state): St, Path(id): Path<String>, headers: HeaderMap) ->
 
 async fn status(State(state): St, Path(id): Path<String>) -> AppResult {
     check_id(&id)?;
-    let entry = state.connections.require(&id)?;
+    Ok(json_value(StatusCode::OK, &status_body(&state, &id).await?))
+}
+
+/// The answer of `retrieveConnectionStatus` (REST and piggyback).
+pub(crate) async fn status_body(state: &AppState, id: &str) -> Result<Value, DittoError> {
+    let entry = state.connections.require(id)?;
     let c = &entry.record.connection;
     let mut body = Map::new();
     body.insert(
@@ -275,13 +280,18 @@ async fn status(State(state): St, Path(id): Path<String>) -> AppResult {
         "connectionStatus".into(),
         json!(c.connection_status.as_str()),
     );
-    body.extend(state.connections.live_status(&id).await.to_json());
-    Ok(json_value(StatusCode::OK, &Value::Object(body)))
+    body.extend(state.connections.live_status(id).await.to_json());
+    Ok(Value::Object(body))
 }
 
 async fn metrics(State(state): St, Path(id): Path<String>) -> AppResult {
     check_id(&id)?;
-    let entry = state.connections.require(&id)?;
+    Ok(json_value(StatusCode::OK, &metrics_body(&state, &id)?))
+}
+
+/// The answer of `retrieveConnectionMetrics` (REST and piggyback).
+pub(crate) fn metrics_body(state: &AppState, id: &str) -> Result<Value, DittoError> {
+    let entry = state.connections.require(id)?;
     let mut body = Map::new();
     body.insert(
         "type".into(),
@@ -290,14 +300,18 @@ async fn metrics(State(state): St, Path(id): Path<String>) -> AppResult {
     body.insert("status".into(), json!(200));
     body.insert("connectionId".into(), json!(id));
     body.extend(entry.metrics.to_json(Utc::now()));
-    Ok(json_value(StatusCode::OK, &Value::Object(body)))
+    Ok(Value::Object(body))
 }
 
 async fn logs(State(state): St, Path(id): Path<String>) -> AppResult {
     check_id(&id)?;
-    let entry = state.connections.require(&id)?;
-    let body = lock(&entry.logs).retrieve(&id, Utc::now());
-    Ok(json_value(StatusCode::OK, &body))
+    Ok(json_value(StatusCode::OK, &logs_body(&state, &id)?))
+}
+
+/// The answer of `retrieveConnectionLogs` (REST and piggyback).
+pub(crate) fn logs_body(state: &AppState, id: &str) -> Result<Value, DittoError> {
+    let entry = state.connections.require(id)?;
+    Ok(lock(&entry.logs).retrieve(id, Utc::now()))
 }
 
 async fn command(

@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod connections;
 pub mod mappers;
+pub mod piggyback;
 pub mod things;
 
 use crate::connections::ConnectionService;
@@ -144,6 +145,12 @@ pub const ROUTES: &[Route] = {
             methods: &[Post],
             access: Devops,
             handler: connections::command_route,
+        },
+        Route {
+            path: "/devops/piggyback/connectivity",
+            methods: &[Post],
+            access: Devops,
+            handler: piggyback::route,
         },
         Route {
             path: "/api/2/things/{id}",

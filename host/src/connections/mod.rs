@@ -53,6 +53,17 @@ impl Entry {
     }
 }
 
+/// Whether a write by id may create, may modify, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existence {
+    /// PUT: create or modify.
+    Any,
+    /// Only create: an existing id is a conflict (409).
+    New,
+    /// Only modify: a missing id is not found (404).
+    Existing,
+}
+
 /// The result of a PUT.
 pub enum Upserted {
     Created(Arc<Entry>),
@@ -297,8 +308,21 @@ impl ConnectionService {
     pub async fn put(
         &self,
         id: &str,
+        object: Map<String, Value>,
+        preconditions: &Preconditions,
+    ) -> Result<Upserted, DittoError> {
+        self.write_by_id(id, object, preconditions, Existence::Any)
+            .await
+    }
+
+    /// A write by id that may create, modify or both (`existence`), checked under the write
+    /// lock.
+    pub async fn write_by_id(
+        &self,
+        id: &str,
         mut object: Map<String, Value>,
         preconditions: &Preconditions,
+        existence: Existence,
     ) -> Result<Upserted, DittoError> {
         if !crate::model::validate::is_valid_connection_id(id) {
             return Err(DittoError::connection_id_invalid(id));
@@ -319,6 +343,11 @@ impl ConnectionService {
 
         let _guard = self.write.lock().await;
         let existing = self.get(id);
+        match (existence, &existing) {
+            (Existence::New, Some(_)) => return Err(DittoError::connection_conflict(id)),
+            (Existence::Existing, None) => return Err(DittoError::connection_not_found(id)),
+            _ => {}
+        }
         preconditions
             .check(existing.as_ref().map(|e| e.record.etag()).as_deref(), false)
             .map_err(PreconditionFailure::into_error)?;
