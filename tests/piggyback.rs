@@ -275,49 +275,39 @@ async fn bad_piggyback_requests_get_ditto_errors() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    // No piggybackCommand, one that is not an object, no type, a missing payload member.
-    error(
-        &f,
-        json!({"targetActorSelection": "/system/sharding/connection"}),
-        400,
-        "json.field.missing",
-    )
-    .await;
-    error(
-        &f,
-        json!({"piggybackCommand": "retrieve"}),
-        400,
-        "devops:piggyback.invalid",
-    )
-    .await;
-    error(
-        &f,
-        envelope(json!({"connectionId": "x"})),
-        400,
-        "json.field.missing",
-    )
-    .await;
-    let e = error(
-        &f,
-        envelope(json!({"type": "connectivity.commands:retrieveConnection"})),
-        400,
-        "json.field.missing",
-    )
-    .await;
-    assert!(
-        e["message"]
-            .as_str()
-            .unwrap()
-            .contains("/piggybackCommand/connectionId"),
-        "{e}"
-    );
-    error(
-        &f,
-        envelope(json!({"type": "connectivity.commands:createConnection", "connection": mqtt_connection()})),
-        400,
-        "json.field.missing",
-    )
-    .await;
+    // No piggybackCommand, one that is not an object, no type, missing payload members: each
+    // error names what is wrong.
+    for (body, code, names) in [
+        (
+            json!({"targetActorSelection": "/system/sharding/connection"}),
+            "json.field.missing",
+            "/piggybackCommand",
+        ),
+        (
+            json!({"piggybackCommand": "retrieve"}),
+            "devops:piggyback.invalid",
+            "piggybackCommand",
+        ),
+        (
+            envelope(json!({"connectionId": "x"})),
+            "json.field.missing",
+            "/piggybackCommand/type",
+        ),
+        (
+            envelope(json!({"type": "connectivity.commands:retrieveConnection"})),
+            "json.field.missing",
+            "/piggybackCommand/connectionId",
+        ),
+        (
+            envelope(json!({"type": "connectivity.commands:createConnection",
+                             "connection": mqtt_connection()})),
+            "json.field.missing",
+            "/piggybackCommand/connection/id",
+        ),
+    ] {
+        let e = error(&f, body, 400, code).await;
+        assert!(e["message"].as_str().unwrap().contains(names), "{e}");
+    }
     // An invalid connection is refused as the REST API refuses it, and nothing is stored.
     let mut bad = with_id("pb-bad");
     bad["uri"] = json!("amqp://127.0.0.1:5672");
@@ -333,34 +323,14 @@ async fn bad_piggyback_requests_get_ditto_errors() {
         json!([])
     );
     // Unknown command types list the supported ones; migrateEncryption says what to do instead.
-    let e = error(
-        &f,
-        envelope(json!({"type": "connectivity.commands:frobnicate"})),
-        400,
-        "connectivity:command.invalid",
-    )
-    .await;
-    assert!(
-        e["description"]
-            .as_str()
-            .unwrap()
-            .contains("connectivity.commands:createConnection"),
-        "{e}"
-    );
-    let e = error(
-        &f,
-        envelope(json!({"type": "connectivity.commands:migrateEncryption", "dryRun": true})),
-        400,
-        "connectivity:command.invalid",
-    )
-    .await;
-    assert!(
-        e["description"]
-            .as_str()
-            .unwrap()
-            .contains("old_symmetrical_key"),
-        "{e}"
-    );
+    for (kind, says) in [
+        ("frobnicate", "connectivity.commands:createConnection"),
+        ("migrateEncryption", "old_symmetrical_key"),
+    ] {
+        let command = json!({"type": format!("connectivity.commands:{kind}"), "dryRun": true});
+        let e = error(&f, envelope(command), 400, "connectivity:command.invalid").await;
+        assert!(e["description"].as_str().unwrap().contains(says), "{e}");
+    }
     // Not JSON.
     let resp = f
         .req(reqwest::Method::POST, PATH)

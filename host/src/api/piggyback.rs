@@ -11,6 +11,7 @@ use super::{AppState, Handlers, Verb, no_handler, on};
 use crate::conditions::Preconditions;
 use crate::connections::{Command, Existence, Upserted};
 use crate::error::DittoError;
+use crate::model::Connection;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -133,6 +134,17 @@ fn answer_body(kind: &str, id: &str, body: Value) -> Response {
     answer(kind, StatusCode::OK, Some(id), Value::Object(body))
 }
 
+/// The ids of the connections `keep` selects, as `connectionIds`.
+fn connection_ids(kind: &str, state: &AppState, keep: impl Fn(&Connection) -> bool) -> Response {
+    let entries = state.connections.list();
+    let ids: Vec<&str> = entries
+        .iter()
+        .filter(|e| keep(&e.record.connection))
+        .map(|e| e.record.id())
+        .collect();
+    answer(kind, StatusCode::OK, None, json!({ "connectionIds": ids }))
+}
+
 async fn piggyback(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -231,32 +243,11 @@ async fn piggyback(
             Ok(answer_body(kind, id, logs_body(&state, id)?))
         }
         "connectivity.commands:retrieveAllConnectionIds" => {
-            let ids: Vec<String> = service
-                .list()
-                .iter()
-                .map(|e| e.record.id().to_string())
-                .collect();
-            Ok(answer(
-                kind,
-                StatusCode::OK,
-                None,
-                json!({ "connectionIds": ids }),
-            ))
+            Ok(connection_ids(kind, &state, |_| true))
         }
         "connectivity.sudo.commands:sudoRetrieveConnectionIdsByTag" => {
             let tag = string(command, "tag")?;
-            let ids: Vec<String> = service
-                .list()
-                .iter()
-                .filter(|e| e.record.connection.tags.contains(tag))
-                .map(|e| e.record.id().to_string())
-                .collect();
-            Ok(answer(
-                kind,
-                StatusCode::OK,
-                None,
-                json!({ "connectionIds": ids }),
-            ))
+            Ok(connection_ids(kind, &state, |c| c.tags.contains(tag)))
         }
         "connectivity.sudo.commands:sudoRetrieveConnectionTags" => {
             let id = id()?;
