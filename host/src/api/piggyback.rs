@@ -96,7 +96,8 @@ fn connection(command: &Map<String, Value>) -> Result<(String, Map<String, Value
 }
 
 /// A command's response: `{"type", "status", "connectionId"?, ...payload}` with that status
-/// (204 without a body, as HTTP has it).
+/// (204 without a body, as HTTP has it). A payload that is a REST answer with these members
+/// already (status, metrics, logs) keeps its values and order.
 fn answer(kind: &str, status: StatusCode, id: Option<&str>, payload: Value) -> Response {
     if status == StatusCode::NO_CONTENT {
         return status.into_response();
@@ -119,19 +120,6 @@ fn answer(kind: &str, status: StatusCode, id: Option<&str>, payload: Value) -> R
         Value::Object(body).to_string(),
     )
         .into_response()
-}
-
-/// A status, metrics or logs body already has `type`, `status` and `connectionId` (or not:
-/// logs); answered as it is, with the response type.
-fn answer_body(kind: &str, id: &str, body: Value) -> Response {
-    let mut body = match body {
-        Value::Object(m) => m,
-        other => return answer(kind, StatusCode::OK, Some(id), other),
-    };
-    body.remove("type");
-    body.remove("status");
-    body.remove("connectionId");
-    answer(kind, StatusCode::OK, Some(id), Value::Object(body))
 }
 
 /// The ids of the connections `keep` selects, as `connectionIds`.
@@ -173,8 +161,7 @@ async fn piggyback(
             {
                 Upserted::Created(entry) | Upserted::Modified(entry) => entry,
             };
-            let connection: Value = serde_json::from_slice(&entry.body)
-                .map_err(|e| DittoError::internal(e.to_string()))?;
+            let connection = Value::Object(entry.record.to_json(None));
             Ok(answer(
                 kind,
                 StatusCode::CREATED,
@@ -192,8 +179,7 @@ async fn piggyback(
         "connectivity.commands:retrieveConnection" => {
             let id = id()?;
             let entry = service.require(id)?;
-            let connection: Value = serde_json::from_slice(&entry.body)
-                .map_err(|e| DittoError::internal(e.to_string()))?;
+            let connection = Value::Object(entry.record.to_json(None));
             Ok(answer(
                 kind,
                 StatusCode::OK,
@@ -232,15 +218,30 @@ async fn piggyback(
         }
         "connectivity.commands:retrieveConnectionStatus" => {
             let id = id()?;
-            Ok(answer_body(kind, id, status_body(&state, id).await?))
+            Ok(answer(
+                kind,
+                StatusCode::OK,
+                Some(id),
+                status_body(&state, id).await?,
+            ))
         }
         "connectivity.commands:retrieveConnectionMetrics" => {
             let id = id()?;
-            Ok(answer_body(kind, id, metrics_body(&state, id)?))
+            Ok(answer(
+                kind,
+                StatusCode::OK,
+                Some(id),
+                metrics_body(&state, id)?,
+            ))
         }
         "connectivity.commands:retrieveConnectionLogs" => {
             let id = id()?;
-            Ok(answer_body(kind, id, logs_body(&state, id)?))
+            Ok(answer(
+                kind,
+                StatusCode::OK,
+                Some(id),
+                logs_body(&state, id)?,
+            ))
         }
         "connectivity.commands:retrieveAllConnectionIds" => {
             Ok(connection_ids(kind, &state, |_| true))

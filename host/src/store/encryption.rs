@@ -120,6 +120,11 @@ fn decode_base64(text: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// A key setting's text, unless it is absent or blank.
+fn given(key: &Option<String>) -> Option<&str> {
+    key.as_deref().filter(|k| !k.trim().is_empty())
+}
+
 impl FieldCipher {
     /// The cipher of the configuration: `None` without a key. A key that is not 32 bytes of
     /// base64, `enabled` without a key, or a pointer that is not a JSON pointer is an error that
@@ -132,11 +137,8 @@ impl FieldCipher {
                 )));
             }
         }
-        let key = match config
-            .symmetrical_key
-            .as_deref()
-            .filter(|k| !k.trim().is_empty())
-        {
+        let old_key = given(&config.old_symmetrical_key);
+        let key = match given(&config.symmetrical_key) {
             Some(key) => key,
             None if config.enabled => {
                 return Err(EncryptionError::Config(format!(
@@ -144,7 +146,7 @@ impl FieldCipher {
                      e.g. from `openssl rand -base64 32`"
                 )));
             }
-            None if config.old_symmetrical_key.is_some() => {
+            None if old_key.is_some() => {
                 return Err(EncryptionError::Config(format!(
                     "{OLD_KEY_SETTING} is set without {KEY_SETTING}: the old key is only read \
                      while the store moves to the new one"
@@ -153,14 +155,9 @@ impl FieldCipher {
             None => return Ok(None),
         };
         let cipher = aes_key(key, KEY_SETTING)?;
-        let old = match config
-            .old_symmetrical_key
-            .as_deref()
-            .filter(|k| !k.trim().is_empty())
-        {
-            Some(old) => Some(aes_key(old, OLD_KEY_SETTING)?),
-            None => None,
-        };
+        let old = old_key
+            .map(|old| aes_key(old, OLD_KEY_SETTING))
+            .transpose()?;
         Ok(Some(FieldCipher {
             cipher,
             old,
