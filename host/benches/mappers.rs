@@ -2,7 +2,8 @@
 //! the same JSON reshape (a device JSON → one twin modify) in JavaScript and in Rhai; the
 //! `json-reshaper` mapper of `mappers/` as a WebAssembly component through the whole host path
 //! (`WasmMapper`: conversions, a warm instance, the epoch deadline) and the same Rust code
-//! compiled natively.
+//! compiled natively; and on its own, the host building (and dropping) the `serde_json` tree of
+//! the component's output value (the second tree, which the native row does not build).
 //!
 //! `cargo bench -p ferrule-host --bench mappers [-- FILTER]` (release build; ~35 s;
 //! single-threaded). With FILTER, only the rows whose name contains it run (e.g. `WebAssembly`;
@@ -58,8 +59,8 @@ fn measure(name: &str, mapper: &dyn Mapper, message: &ExternalMessage) -> f64 {
 
 /// The sandbox's cost as a ratio: the component and the same code native, measured in
 /// alternating rounds of one second, so that a slower or faster spell of a shared machine
-/// falls on both; prints each round and the medians.
-fn compare(wasm: &dyn Mapper, native: &dyn Mapper, message: &ExternalMessage) {
+/// falls on both; prints each round and the medians, and returns the native median in µs.
+fn compare(wasm: &dyn Mapper, native: &dyn Mapper, message: &ExternalMessage) -> f64 {
     const ROUNDS: usize = 7;
     let (mut w, mut n, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
@@ -81,6 +82,31 @@ fn compare(wasm: &dyn Mapper, native: &dyn Mapper, message: &ExternalMessage) {
         median(&mut n),
         median(&mut ratios),
         1e6 / w[ROUNDS / 2]
+    );
+    n[ROUNDS / 2]
+}
+
+/// The part of the component's time that no encoding of the value across the boundary removes:
+/// the host builds the value's `serde_json` tree (the twin engine applies it) and drops it.
+/// The native row builds its tree once, in the mapper; the component builds one in the guest
+/// and the host builds this second one.
+fn value_tree(wasm: &dyn Mapper, message: &ExternalMessage, native_us: f64) {
+    let out = wasm.map_inbound(message).expect("the mapping works");
+    let text = out[0].value.as_ref().expect("a value").to_string();
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(1) {
+        for _ in 0..1000 {
+            let tree: serde_json::Value = serde_json::from_str(&text).unwrap();
+            std::hint::black_box(tree);
+        }
+        n += 1000;
+    }
+    let us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "host: the output value's tree (parse + drop, {} B): {us:.2} µs = {:.2}x the native row",
+        text.len(),
+        us / native_us
     );
 }
 
@@ -196,7 +222,8 @@ fn mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
     );
     let native_rate = measure("native Rust (json-reshaper, same code)", &native, &device);
     if !wasm_rate.is_nan() && !native_rate.is_nan() {
-        compare(&wasm, &native, &device);
+        let native_us = compare(&wasm, &native, &device);
+        value_tree(&wasm, &device, native_us);
     }
 }
 
