@@ -158,6 +158,27 @@ impl InboundHub {
             }
         };
         let topic = signal.topic.clone();
+        if timeout.is_zero()
+            && signal.status.is_none()
+            && matches!(topic.criterion, Criterion::Commands | Criterion::Messages)
+            && (!origin.requested_acks.is_empty()
+                || signal
+                    .headers
+                    .get_str("response-required")
+                    .is_none_or(|v| v != "false"))
+        {
+            // Nothing can answer within no time: Ditto refuses the signal (400, settled
+            // without redelivery) instead of timing every acknowledgement out.
+            return ready(self.refused(
+                &signal,
+                &ProtocolError::new(
+                    400,
+                    "header.invalid",
+                    "The header <timeout> must not be 0 when a response or acknowledgements are required.",
+                    "Give a timeout above 0 (e.g. 10s), or set response-required to false and request no acknowledgements.",
+                ),
+            ));
+        }
         match (topic.channel, topic.criterion, signal.status) {
             (Some(Channel::Twin), Criterion::Commands, None) => {
                 // The signal's value goes to the twin; the rest answers the sender.

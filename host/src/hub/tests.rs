@@ -294,3 +294,49 @@ async fn a_failed_command_does_not_wait_for_target_acks() {
         "{nack:?}"
     );
 }
+
+#[tokio::test]
+async fn a_zero_timeout_with_a_response_or_acks_required_is_refused_without_redelivery() {
+    let hub = hub().await;
+    let create = |id: &str, headers: serde_json::Value| {
+        msg(
+            json!({"topic": format!("org.acme/{id}/things/twin/commands/create"),
+            "headers": headers, "path": "/", "value": {}}),
+        )
+    };
+    for (id, headers, acks) in [
+        (
+            "z-1",
+            json!({"correlation-id": "z-1", "timeout": "0"}),
+            &[][..],
+        ),
+        (
+            "z-2",
+            json!({"correlation-id": "z-2", "timeout": "0ms", "response-required": false}),
+            &["twin-persisted"][..],
+        ),
+    ] {
+        let r = hub.inbound.handle(create(id, headers), &origin(acks)).await;
+        assert_eq!(r.settle, Settle::Reject, "{id}: not redelivered");
+        let error = &r.responses[0];
+        assert_eq!(error.status, Some(400), "{id}: {error:?}");
+        assert_eq!(error.value.as_ref().unwrap()["error"], "header.invalid");
+        let retrieve = msg(
+            json!({"topic": format!("org.acme/{id}/things/twin/commands/retrieve"),
+            "headers": {"correlation-id": "r"}, "path": "/"}),
+        );
+        let r = hub.inbound.handle(retrieve, &origin(&[])).await;
+        assert_eq!(
+            r.responses[0].status,
+            Some(404),
+            "{id}: the thing was not created"
+        );
+    }
+    // Nothing to wait for: a zero timeout is fine.
+    let fire = create(
+        "z-3",
+        json!({"correlation-id": "z-3", "timeout": "0", "response-required": false}),
+    );
+    let r = hub.inbound.handle(fire, &origin(&[])).await;
+    assert_eq!(r.settle, Settle::Accept);
+}
