@@ -214,6 +214,36 @@ async fn a_device_changes_its_twin_and_the_event_is_published() {
             .iter()
             .any(|e| e["type"] == "published" && e["level"] == "success")
     );
+
+    // Closing and opening the connection keeps its metrics; only resetConnectionMetrics
+    // zeroes them.
+    for command in ["closeConnection", "openConnection"] {
+        let resp = f
+            .command("device-conn", &format!("connectivity.commands:{command}"))
+            .await;
+        assert_eq!(resp.status(), StatusCode::OK, "{command}");
+    }
+    wait_for_live_status(&f, "device-conn", "open").await;
+    let consumed =
+        |m: &Value| m["connectionMetrics"]["inbound"]["consumed"]["success"]["PT1M"].clone();
+    let m = json(f.get("/api/2/connections/device-conn/metrics").await).await;
+    assert_eq!(consumed(&m), 3, "after close and open: {m}");
+    assert_eq!(
+        m["sourceMetrics"]["addressMetrics"][format!("ferrule-e2e/{u}/devices/+")]["consumed"]["success"]
+            ["PT1M"],
+        3,
+        "{m}"
+    );
+    let resp = f
+        .command(
+            "device-conn",
+            "connectivity.commands:resetConnectionMetrics",
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let m = json(f.get("/api/2/connections/device-conn/metrics").await).await;
+    assert_eq!(consumed(&m), 0, "after the reset: {m}");
+    assert_eq!(m["containsFailures"], false);
 }
 
 #[tokio::test]

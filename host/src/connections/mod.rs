@@ -31,19 +31,25 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(record: StoredConnection, logs: Arc<Mutex<ConnectionLogs>>) -> Entry {
+    /// The entry of `record`; `previous` is the entry it replaces (a modify, open or close),
+    /// whose logs and metrics it goes on with.
+    fn new(
+        record: StoredConnection,
+        logs: Arc<Mutex<ConnectionLogs>>,
+        previous: Option<&Entry>,
+    ) -> Entry {
         let body = Bytes::from(
             serde_json::to_vec(&Value::Object(record.to_json(None)))
                 .expect("a connection serialises"),
         );
         let c = &record.connection;
-        let metrics = Arc::new(
-            ConnectionMetrics::new(
-                c.sources.iter().flat_map(|s| s.addresses.iter().cloned()),
-                c.targets.iter().map(|t| t.address.clone()),
-            )
-            .exported_as(&c.id),
-        );
+        let sources = c.sources.iter().flat_map(|s| s.addresses.iter().cloned());
+        let targets = c.targets.iter().map(|t| t.address.clone());
+        let metrics = match previous {
+            Some(old) => ConnectionMetrics::continuing(&old.metrics, sources, targets),
+            None => ConnectionMetrics::new(sources, targets),
+        };
+        let metrics = Arc::new(metrics.exported_as(&c.id));
         Entry {
             record,
             body,
@@ -148,7 +154,7 @@ impl ConnectionService {
             if record.connection.connection_status == ConnectivityStatus::Open {
                 logs.enable(now);
             }
-            let entry = Entry::new(record, Arc::new(Mutex::new(logs)));
+            let entry = Entry::new(record, Arc::new(Mutex::new(logs)), None);
             entries.insert(entry.record.id().to_string(), Arc::new(entry));
         }
         for entry in entries.values() {
@@ -286,7 +292,7 @@ impl ConnectionService {
         logs.enable(now);
         tracing::info!(connection = record.id(), "connection created");
         Ok(self
-            .activate(Entry::new(record, Arc::new(Mutex::new(logs))))
+            .activate(Entry::new(record, Arc::new(Mutex::new(logs)), None))
             .await)
     }
 
@@ -383,7 +389,8 @@ impl ConnectionService {
                     "connection modified"
                 );
                 Ok(Upserted::Modified(
-                    self.activate(Entry::new(record, old.logs.clone())).await,
+                    self.activate(Entry::new(record, old.logs.clone(), Some(&old)))
+                        .await,
                 ))
             }
             None => Ok(Upserted::Created(self.insert_new(connection).await?)),
@@ -439,7 +446,8 @@ impl ConnectionService {
                     status = status.as_str(),
                     "desired status changed"
                 );
-                self.activate(Entry::new(record, old.logs.clone())).await;
+                self.activate(Entry::new(record, old.logs.clone(), Some(&old)))
+                    .await;
             }
             Command::ResetMetrics => self.require(id)?.metrics.reset(),
             Command::EnableLogs => lock(&self.require(id)?.logs).enable(Utc::now()),

@@ -124,6 +124,30 @@ impl ConnectionMetrics {
         }
     }
 
+    /// Counters for a new configuration of the same connection (modified, opened, closed): an
+    /// address it keeps goes on with what was counted there, as only `resetConnectionMetrics`
+    /// zeroes a connection's metrics; a new address starts at 0, a dropped one is gone.
+    pub fn continuing(
+        previous: &ConnectionMetrics,
+        source_addresses: impl IntoIterator<Item = String>,
+        target_addresses: impl IntoIterator<Item = String>,
+    ) -> ConnectionMetrics {
+        let mut next = ConnectionMetrics::new(source_addresses, target_addresses);
+        let old = previous.addresses.read().unwrap_or_else(|e| e.into_inner());
+        for (key, counters) in next
+            .addresses
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter_mut()
+        {
+            if let Some(kept) = old.get(key) {
+                *counters = kept.clone();
+            }
+        }
+        drop(old);
+        next
+    }
+
     /// Also counts every recorded message in the process's Prometheus counters of
     /// `connection_id` (when installed).
     pub fn exported_as(mut self, connection_id: &str) -> ConnectionMetrics {
@@ -297,6 +321,25 @@ mod tests {
         assert_eq!(
             v["connectionMetrics"]["outbound"]["published"]["failure"]["lastMessageAt"],
             timestamp(&now)
+        );
+        // A new configuration keeps the counts of the addresses it keeps.
+        let next = ConnectionMetrics::continuing(&m, ["q2".to_string()], ["other".to_string()]);
+        let v = next.to_json(now);
+        assert_eq!(
+            v["sourceMetrics"]["addressMetrics"]["q2"]["consumed"]["success"]["PT24H"],
+            1
+        );
+        assert!(
+            v["sourceMetrics"]["addressMetrics"]["q1"].is_null(),
+            "dropped"
+        );
+        assert_eq!(
+            v["targetMetrics"]["addressMetrics"]["other"]["published"]["failure"]["PT24H"], 0,
+            "new"
+        );
+        assert_eq!(
+            v["connectionMetrics"]["inbound"]["consumed"]["success"]["PT1M"],
+            1
         );
         m.reset();
         assert_eq!(m.to_json(now), {
