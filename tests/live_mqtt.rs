@@ -883,3 +883,76 @@ async fn targets_answer_requested_acknowledgements_they_do_not_publish() {
     assert_eq!(acked["success"]["PT1M"], 1, "{metrics}");
     assert_eq!(acked["failure"]["PT1M"], 1, "{metrics}");
 }
+
+/// A device acknowledges through a source only the labels the source declares (`declaredAcks`):
+/// a declared label completes the command that requested it; another is answered with
+/// `acknowledgement:label.not.declared` and taken by nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_send_only_the_acknowledgements_they_declare() {
+    let (_d, f) = server();
+    let u = unique("declared");
+    let id = format!("{u}-conn");
+    let connection = json!({
+        "connectionType": "mqtt-5", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "sources": [{"addresses": [format!("ferrule-e2e/{u}/in")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"],
+                     "declaredAcks": ["{{connection:id}}:done"],
+                     "replyTarget": {"address": format!("ferrule-e2e/{u}/replies"),
+                                     "expectedResponseTypes": ["response", "error", "nack"]}}]
+    });
+    let resp = f
+        .put_json(&format!("/api/2/connections/{id}"), &connection)
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    wait_for_live_status(&f, &id, "open").await;
+    let (device, mut replies) =
+        mqtt5(&format!("{u}-d"), Some(&format!("ferrule-e2e/{u}/replies"))).await;
+    let inbox = format!("ferrule-e2e/{u}/in");
+    let ack = |label: &str, correlation: &str| {
+        json!({"topic": format!("org.declared/{u}/things/twin/acks/{label}"),
+               "headers": {"correlation-id": correlation}, "path": "/", "value": "ok", "status": 200})
+    };
+
+    // A command that requests the declared label waits for the device's acknowledgement.
+    publish(
+        &device,
+        &inbox,
+        json!({"topic": format!("org.declared/{u}/things/twin/commands/create"),
+               "headers": {"correlation-id": "d-1", "timeout": "20s",
+                           "requested-acks": ["twin-persisted", format!("{id}:done")]},
+               "path": "/", "value": {}}),
+    )
+    .await;
+    publish(&device, &inbox, ack(&format!("{id}:done"), "d-1")).await;
+    let response = next(&mut replies).await;
+    assert_eq!(response["headers"]["correlation-id"], "d-1", "{response}");
+    assert_eq!(response["status"], 201, "{response}");
+
+    // An undeclared label is refused.
+    publish(&device, &inbox, ack(&format!("{id}:other"), "d-2")).await;
+    let error = next(&mut replies).await;
+    assert_eq!(error["headers"]["correlation-id"], "d-2", "{error}");
+    assert_eq!(error["status"], 400, "{error}");
+    assert_eq!(
+        error["value"]["error"], "acknowledgement:label.not.declared",
+        "{error}"
+    );
+    let logs = json(f.get(&format!("/api/2/connections/{id}/logs")).await).await;
+    assert!(
+        logs["connectionLogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["level"] == "failure"
+                && e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains(&format!("<{id}:other>"))),
+        "{logs}"
+    );
+}

@@ -105,13 +105,19 @@ pub fn requested_labels(
     }
     labels
         .into_iter()
-        .map(|l| match l.split_once("}}:") {
-            Some((p, rest)) if p.trim_start_matches("{{").trim() == "connection:id" => {
-                format!("{connection_id}:{rest}")
-            }
-            _ => l,
-        })
+        .map(|l| resolve_label(&l, connection_id))
         .collect()
+}
+
+/// An acknowledgement label with its `{{connection:id}}` prefix resolved (Ditto resolves it when
+/// the connection is loaded); any other label as it is.
+pub fn resolve_label(label: &str, connection_id: &str) -> String {
+    match label.split_once("}}:") {
+        Some((p, rest)) if p.trim_start_matches("{{").trim() == "connection:id" => {
+            format!("{connection_id}:{rest}")
+        }
+        _ => label.to_string(),
+    }
 }
 
 /// Collects the acks of one signal until every requested label answered.

@@ -2,6 +2,7 @@
 //! mappings, addresses, enforcement, reply targets.
 
 use crate::error::DittoError;
+use crate::hub::acks::resolve_label;
 use crate::hub::enforcement::Enforcement;
 use crate::hub::resolve::HeaderTemplates;
 use crate::mapping::MappingContext;
@@ -28,6 +29,8 @@ pub struct CompiledSource {
     pub reply: Option<CompiledReply>,
     pub subjects: Vec<Template>,
     pub ack_requests: Option<AcknowledgementRequests>,
+    /// The labels of the acknowledgements this source may send (`declaredAcks`, resolved).
+    pub declared_acks: IndexSet<String>,
 }
 
 pub struct CompiledTarget {
@@ -108,6 +111,11 @@ impl Compiled {
                     .collect::<Result<_, _>>()
                     .map_err(placeholder_error)?,
                 ack_requests: s.acknowledgement_requests.clone(),
+                declared_acks: s
+                    .declared_acks
+                    .iter()
+                    .map(|l| resolve_label(l, &connection.id))
+                    .collect(),
             });
         }
         let mut targets = Vec::new();
@@ -117,12 +125,10 @@ impl Compiled {
                 raw_address: t.address.clone(),
                 headers: templates(&target_header_mapping(connection, &t.header_mapping))?,
                 pipeline: Arc::new(Pipeline::build(connection, &t.payload_mapping, context)?),
-                issued_ack: t.issued_acknowledgement_label.as_ref().map(|l| {
-                    match l.split_once("}}:") {
-                        Some((_, suffix)) => format!("{}:{suffix}", connection.id),
-                        None => l.clone(),
-                    }
-                }),
+                issued_ack: t
+                    .issued_acknowledgement_label
+                    .as_ref()
+                    .map(|l| resolve_label(l, &connection.id)),
             });
         }
         Ok(Compiled { sources, targets })

@@ -21,7 +21,7 @@ use crate::monitoring::logs::{Category, ConnectionLogs, Level, LogEntry};
 use crate::monitoring::metrics::{ConnectionMetrics, Direction, MetricType, RESPONSES};
 use chrono::Utc;
 use ferrule_placeholders::Resolution;
-use ferrule_protocol::{DittoMessage, ExternalMessage, Headers};
+use ferrule_protocol::{Criterion, DittoMessage, ExternalMessage, Headers};
 use ferrule_transport::{BrokerClient, ClientEvent, Delivery, Publish, Settle, TransportError};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{RwLock, Semaphore, mpsc};
@@ -399,6 +399,16 @@ async fn map_deliveries(ctx: &Arc<Context>, batch: &[Delivery]) -> Vec<MappedDel
         .collect()
 }
 
+/// The label of an acknowledgement `signal` that `source` has not declared (Ditto answers
+/// `acknowledgement:label.not.declared` and does not take it).
+fn undeclared_ack<'a>(source: &CompiledSource, signal: &'a DittoMessage) -> Option<&'a str> {
+    if signal.topic.criterion != Criterion::Acks {
+        return None;
+    }
+    let label = signal.topic.action.as_deref()?;
+    (!source.declared_acks.contains(label)).then_some(label)
+}
+
 /// What remains of a delivery after its ordered part.
 enum Step {
     /// A verdict known already (mapping or enforcement failed).
@@ -517,6 +527,31 @@ async fn start_delivery(
                     continue;
                 }
                 ctx.count(Direction::Inbound, &address, MetricType::Enforced, true);
+            }
+            if let Some(label) = undeclared_ack(source, &signal) {
+                let e = ferrule_protocol::ProtocolError::new(
+                    400,
+                    "acknowledgement:label.not.declared",
+                    format!(
+                        "Cannot send acknowledgement with label <{label}>, which is not declared."
+                    ),
+                    "A connection source sends acknowledgements only of the labels in its \
+                     <declaredAcks>: add the label there.",
+                );
+                ctx.log(
+                    Category::Source,
+                    "acknowledged",
+                    false,
+                    &address,
+                    signal.headers.correlation_id(),
+                    Some(entity.clone()),
+                    e.message.clone(),
+                );
+                let response =
+                    crate::twin::engine::error_response(&entity, &signal.path, &signal.headers, &e);
+                steps.push(Step::Reply(Box::new(response), message.headers.clone()));
+                steps.push(Step::Verdict(Settle::Reject));
+                continue;
             }
             let requested = requested_labels(
                 source.ack_requests.as_ref(),
