@@ -280,6 +280,7 @@ mod tests {
                 ("CONNECTIVITY_LOGGER_PUBLISHER_ENABLED", "true"),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_LEVELS", "failure"),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_TAG", "ferrule.logs"),
+                ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_HEADERS_AND_PAYLOAD", "true"),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST", "fluent.local"),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_PORT", "24225"),
             ]
@@ -289,6 +290,7 @@ mod tests {
         assert!(c.log_publisher.enabled);
         assert_eq!(c.log_publisher.log_levels, ["failure"]);
         assert_eq!(c.log_publisher.log_tag.as_deref(), Some("ferrule.logs"));
+        assert!(c.log_publisher.log_headers_and_payload);
         assert_eq!(c.log_publisher.host, "fluent.local");
         assert_eq!(c.log_publisher.port, 24225);
 

@@ -11,7 +11,7 @@
 //! backoff, and keeps a batch while the receiver is away, until its retries run out (the batch
 //! is then dropped and counted). Drops are reported in the service log.
 
-use super::logs::{Category, Level, LogEntry};
+use super::logs::{Category, Level, LogEntry, MESSAGE_CONTEXT};
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,9 @@ pub struct PublisherConfig {
     pub log_levels: Vec<String>,
     /// The Fluentd tag; default `connection:<connection-id>`.
     pub log_tag: Option<String>,
+    /// Publish the headers and payload of external messages that entries carry (Ditto's
+    /// `logHeadersAndPayload`); off by default, so they stay in the log API.
+    pub log_headers_and_payload: bool,
     pub host: String,
     pub port: u16,
     /// Key/values appended to every record.
@@ -54,6 +57,7 @@ impl Default for PublisherConfig {
             enabled: false,
             log_levels: vec!["success".into(), "failure".into()],
             log_tag: None,
+            log_headers_and_payload: false,
             host: "localhost".into(),
             port: 24224,
             additional_log_context: IndexMap::new(),
@@ -70,6 +74,10 @@ pub const ENV: &[(&str, &str)] = &[
     ("CONNECTIVITY_LOGGER_PUBLISHER_ENABLED", "enabled"),
     ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_LEVELS", "log_levels"),
     ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_TAG", "log_tag"),
+    (
+        "CONNECTIVITY_LOGGER_PUBLISHER_LOG_HEADERS_AND_PAYLOAD",
+        "log_headers_and_payload",
+    ),
     ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST", "host"),
     ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_PORT", "port"),
 ];
@@ -125,9 +133,19 @@ impl FluentPublisher {
 
     /// Queues `entry` of `connection_id` when its level is published.
     pub fn offer(&self, connection_id: &str, entry: &LogEntry) {
+        let Some(record) = self.record(connection_id, entry) else {
+            return;
+        };
+        if self.queue.try_send(record).is_err() {
+            count_drop(&self.dropped, 1);
+        }
+    }
+
+    /// The record of `entry`, or `None` when its level is not published.
+    fn record(&self, connection_id: &str, entry: &LogEntry) -> Option<Record> {
         let level = level_name(entry.level);
         if !self.config.log_levels.iter().any(|l| l == level) {
-            return;
+            return None;
         }
         let mut fields: Vec<(&'static str, String)> = vec![
             ("connectionId", connection_id.to_string()),
@@ -147,21 +165,22 @@ impl FluentPublisher {
                 fields.push((key, v.clone()));
             }
         }
-        fields.push(("message", entry.message.clone()));
+        let message = match entry.message.find(MESSAGE_CONTEXT) {
+            Some(at) if !self.config.log_headers_and_payload => &entry.message[..at],
+            _ => entry.message.as_str(),
+        };
+        fields.push(("message", message.to_string()));
         fields.push(("instanceId", self.instance_id.clone()));
         let tag = self
             .config
             .log_tag
             .clone()
             .unwrap_or_else(|| format!("connection:{connection_id}"));
-        let record = Record {
+        Some(Record {
             tag,
             time: entry.timestamp,
             fields,
-        };
-        if self.queue.try_send(record).is_err() {
-            count_drop(&self.dropped, 1);
-        }
+        })
     }
 }
 
@@ -586,5 +605,39 @@ mod tests {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(publisher.dropped() >= 3, "{}", publisher.dropped());
+    }
+
+    #[tokio::test]
+    async fn headers_and_payload_are_published_only_when_configured() {
+        let mut failure = entry(Level::Failure);
+        failure.message = format!(
+            "Got exception <json.invalid>.{}",
+            crate::monitoring::logs::message_context(&ferrule_protocol::ExternalMessage::text(
+                "secret"
+            ))
+        );
+        let message = |config: PublisherConfig| {
+            let record = FluentPublisher::start(config)
+                .record("c", &failure)
+                .unwrap();
+            record
+                .fields
+                .into_iter()
+                .find(|(k, _)| *k == "message")
+                .unwrap()
+                .1
+        };
+        assert_eq!(
+            message(PublisherConfig::default()),
+            "Got exception <json.invalid>."
+        );
+        assert_eq!(
+            message(PublisherConfig {
+                log_headers_and_payload: true,
+                ..PublisherConfig::default()
+            }),
+            failure.message
+        );
+        assert!(failure.message.ends_with("Message payload: secret"));
     }
 }

@@ -203,6 +203,39 @@ impl ConnectionLogs {
     }
 }
 
+/// Where the headers and payload of an external message start in a log entry's message.
+pub const MESSAGE_CONTEXT: &str = " - Message headers: [";
+
+/// The most of a payload a log entry shows.
+const LOGGED_PAYLOAD_CHARS: usize = 1000;
+
+/// What Ditto appends to a log entry about an external message: ` - Message headers: [k=v, ...]
+/// - Message payload: ...` (text up to 1,000 characters; bytes that are not UTF-8 by their size).
+pub fn message_context(message: &ferrule_protocol::ExternalMessage) -> String {
+    let headers: Vec<String> = message
+        .headers
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k}={}",
+                ferrule_protocol::headers::value_to_header_string(v)
+            )
+        })
+        .collect();
+    let payload = match message.payload_text() {
+        Some(text) if text.chars().count() > LOGGED_PAYLOAD_CHARS => {
+            let shown: String = text.chars().take(LOGGED_PAYLOAD_CHARS).collect();
+            format!("{shown}... ({} bytes in all)", text.len())
+        }
+        Some(text) => text.to_string(),
+        None => format!("<{} bytes, not UTF-8 text>", message.payload().len()),
+    };
+    format!(
+        "{MESSAGE_CONTEXT}{}] - Message payload: {payload}",
+        headers.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,5 +318,25 @@ mod tests {
         assert_eq!(v["enabledUntil"], timestamp(&(later + Duration::hours(24))));
         let v = logs.retrieve("c", later + Duration::hours(25));
         assert_eq!(v["enabledUntil"], Value::Null);
+    }
+
+    #[test]
+    fn a_message_in_a_log_entry_shows_its_headers_and_payload() {
+        let mut m = ferrule_protocol::ExternalMessage::text(r#"{"thingId": "fan:octopus"}"#);
+        m.headers.insert("mqtt.qos", "0");
+        m.headers.insert("mqtt.topic", "/test/fan01");
+        assert_eq!(
+            message_context(&m),
+            r#" - Message headers: [mqtt.qos=0, mqtt.topic=/test/fan01] - Message payload: {"thingId": "fan:octopus"}"#
+        );
+        let long = ferrule_protocol::ExternalMessage::text("é".repeat(1500));
+        let shown = message_context(&long);
+        assert!(shown.ends_with("... (3000 bytes in all)"), "{shown}");
+        assert_eq!(shown.matches('é').count(), 1000);
+        let binary = ferrule_protocol::ExternalMessage::bytes(vec![0xff, 0x00, 0x01]);
+        assert_eq!(
+            message_context(&binary),
+            " - Message headers: [] - Message payload: <3 bytes, not UTF-8 text>"
+        );
     }
 }

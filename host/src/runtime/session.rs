@@ -17,7 +17,7 @@ use crate::hub::resolve::{ExternalResolver, SignalResolver, resolve_address};
 use crate::hub::routing::{CompiledTopic, Route, Routed, Skipped};
 use crate::mapping::pipeline::Mapped;
 use crate::model::Connection;
-use crate::monitoring::logs::{Category, ConnectionLogs, Level, LogEntry};
+use crate::monitoring::logs::{Category, ConnectionLogs, Level, LogEntry, message_context};
 use crate::monitoring::metrics::{ConnectionMetrics, Direction, MetricType, RESPONSES};
 use chrono::Utc;
 use ferrule_placeholders::Resolution;
@@ -470,9 +470,10 @@ async fn start_delivery(
                     correlation.clone(),
                     None,
                     format!(
-                        "Got exception <{}> when processing external message with mapper <{}>: {}{}",
+                        "Got exception <{}> when processing external message with mapper <{}>: {}{}{}",
                         e.error, mapped.mapper, e.message,
-                        e.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default()
+                        e.description.as_deref().map(|d| format!(" ({d})")).unwrap_or_default(),
+                        message_context(message)
                     ),
                 );
                 let error = ferrule_protocol::ProtocolError::new(
