@@ -884,6 +884,20 @@ async fn targets_answer_requested_acknowledgements_they_do_not_publish() {
     let acked = &metrics["connectionMetrics"]["inbound"]["acknowledged"];
     assert_eq!(acked["success"]["PT1M"], 1, "{metrics}");
     assert_eq!(acked["failure"]["PT1M"], 1, "{metrics}");
+    // Each target counts the acknowledgements it issued: weak ones as successes, the failing
+    // mapper's as failures.
+    let issued = |name: &str, outcome: &str| {
+        metrics["targetMetrics"]["addressMetrics"][format!("ferrule-e2e/{u}/out/{name}")]
+            ["acknowledged"][outcome]["PT1M"]
+            .as_u64()
+            .unwrap()
+    };
+    for name in ["filtered", "dropped"] {
+        assert!(issued(name, "success") >= 2, "{name}: {metrics}");
+        assert_eq!(issued(name, "failure"), 0, "{name}: {metrics}");
+    }
+    assert!(issued("failed", "failure") >= 2, "{metrics}");
+    assert_eq!(issued("failed", "success"), 0, "{metrics}");
 }
 
 /// A device acknowledges through a source only the labels the source declares (`declaredAcks`):

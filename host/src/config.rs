@@ -280,7 +280,10 @@ mod tests {
                 ("CONNECTIVITY_LOGGER_PUBLISHER_ENABLED", "true"),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_LEVELS", "failure"),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_TAG", "ferrule.logs"),
-                ("CONNECTIVITY_LOGGER_PUBLISHER_LOG_HEADERS_AND_PAYLOAD", "true"),
+                (
+                    "CONNECTIVITY_LOGGER_PUBLISHER_LOG_HEADERS_AND_PAYLOAD",
+                    "true",
+                ),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST", "fluent.local"),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_PORT", "24225"),
             ]

@@ -145,7 +145,13 @@ impl Session {
                                 // answer (and nothing to allocate) unless an ack is issued.
                                 if label.is_some() {
                                     let correlation = signal.headers.correlation_id();
-                                    issue_ack(&ctx, label, correlation.as_deref(), Issued::Weak);
+                                    issue_ack(
+                                        &ctx,
+                                        &address,
+                                        label,
+                                        correlation.as_deref(),
+                                        Issued::Weak,
+                                    );
                                 }
                                 return;
                             }
@@ -162,7 +168,7 @@ impl Session {
                                 why.into(),
                             );
                             let failed = Issued::SendingFailed(why.into());
-                            issue_ack(&ctx, label, correlation.as_deref(), failed);
+                            issue_ack(&ctx, &address, label, correlation.as_deref(), failed);
                         }) as crate::hub::routing::OnSkip
                     };
                     session.routes.push(ctx.hub.router.add(Route {
@@ -857,6 +863,7 @@ async fn prepare_routed(
         ctx.count(Direction::Outbound, address_key, MetricType::Dropped, true);
         issue_ack(
             ctx,
+            address_key,
             target.issued_ack.as_ref(),
             correlation.as_deref(),
             Issued::Weak,
@@ -955,7 +962,13 @@ async fn prepare_routed(
                     Ok(()) => Issued::Published,
                     Err(e) => Issued::SendingFailed(e.message),
                 };
-                issue_ack(&ctx, label.as_ref(), correlation.as_deref(), issued);
+                issue_ack(
+                    &ctx,
+                    &address_key,
+                    label.as_ref(),
+                    correlation.as_deref(),
+                    issued,
+                );
             }));
         }
     }
@@ -965,6 +978,7 @@ async fn prepare_routed(
         let issued = mapping_failure.map_or(Issued::Weak, Issued::MappingFailed);
         issue_ack(
             ctx,
+            address_key,
             target.issued_ack.as_ref(),
             correlation.as_deref(),
             issued,
@@ -990,7 +1004,15 @@ enum Issued {
 /// Completes the acknowledgement a target issues (`issuedAcknowledgementLabel`) for a signal
 /// that may have requested it; nothing when the target issues none or the signal has no
 /// correlation id.
-fn issue_ack(ctx: &Context, label: Option<&String>, correlation: Option<&str>, issued: Issued) {
+/// Answers the target's issued acknowledgement label (if it has one and the signal a
+/// correlation id) and counts it as the target's `acknowledged` metric at `address_key`.
+fn issue_ack(
+    ctx: &Context,
+    address_key: &str,
+    label: Option<&String>,
+    correlation: Option<&str>,
+    issued: Issued,
+) {
     let (Some(label), Some(correlation)) = (label, correlation) else {
         return;
     };
@@ -1013,6 +1035,12 @@ fn issue_ack(ctx: &Context, label: Option<&String>, correlation: Option<&str>, i
             failure(400, "connectivity:message.mapping.failed", message),
         ),
     };
+    ctx.count(
+        Direction::Outbound,
+        address_key,
+        MetricType::Acknowledged,
+        status < 400,
+    );
     ctx.hub.inbound.acknowledge(
         correlation,
         Ack {
