@@ -44,6 +44,8 @@ pub struct RuntimeConfig {
     pub max_in_flight: u16,
     /// How long a graceful close waits for the publishers (the closed announcement).
     pub close_timeout_ms: u64,
+    /// A connection's `processorPoolSize` is capped at this (Ditto's `max-pool-size`).
+    pub max_processor_pool_size: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -55,7 +57,15 @@ impl Default for RuntimeConfig {
             connect_timeout_ms: 10_000,
             max_in_flight: 100,
             close_timeout_ms: 3_000,
+            max_processor_pool_size: 5,
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// How many mappings run at once for a connection whose `processorPoolSize` is `requested`.
+    pub fn processors(&self, requested: u32) -> u32 {
+        requested.min(self.max_processor_pool_size).max(1)
     }
 }
 
@@ -325,7 +335,9 @@ impl Runtime {
             metrics,
             logs: logs.clone(),
             status: status.clone(),
-            processor: processor::Processor::new(connection.processor_pool_size),
+            processor: processor::Processor::new(
+                self.config.processors(connection.processor_pool_size),
+            ),
         });
         let announces = connection.targets.iter().any(|t| {
             t.topics
@@ -498,6 +510,19 @@ fn test_error(id: &str, e: &TransportError) -> DittoError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processor_pools_are_capped_at_the_configured_size() {
+        let c = RuntimeConfig::default();
+        assert_eq!(c.processors(1), 1);
+        assert_eq!(c.processors(5), 5);
+        assert_eq!(c.processors(50), 5, "Ditto's max-pool-size");
+        let wide = RuntimeConfig {
+            max_processor_pool_size: 64,
+            ..c
+        };
+        assert_eq!(wide.processors(50), 50);
+    }
 
     #[test]
     fn backoff_grows_with_jitter_up_to_the_maximum() {
