@@ -258,6 +258,9 @@ async fn responses_go_to_the_reply_target() {
         "uri": "tcp://127.0.0.1:1883",
         "sources": [{"addresses": [format!("ferrule-e2e/{u}/commands")], "qos": 1,
                      "authorizationContext": ["ditto:inbound"],
+                     // Placeholders of the consumed message and of the signal mapped from it.
+                     "headerMapping": {"x-thing": "{{ thing:id }}", "x-action": "{{ topic:action }}",
+                                       "x-from": "{{ header:mqtt.topic }}"},
                      "replyTarget": {"address": format!("ferrule-e2e/{u}/replies/{{{{ header:correlation-id }}}}"),
                                      "expectedResponseTypes": ["response", "error"]}}]
     });
@@ -291,6 +294,13 @@ async fn responses_go_to_the_reply_target() {
     // Internal headers (the authorization context) stay inside Ferrule.
     let headers = response["headers"].as_object().unwrap();
     assert_eq!(headers["correlation-id"], "r-1");
+    assert_eq!(headers["x-thing"], format!("org.e2e:{u}"), "{response}");
+    assert_eq!(headers["x-action"], "create", "{response}");
+    assert_eq!(
+        headers["x-from"],
+        format!("ferrule-e2e/{u}/commands"),
+        "{response}"
+    );
     assert!(
         !headers.keys().any(|k| k.starts_with("ditto-")),
         "{response}"

@@ -505,8 +505,16 @@ async fn start_delivery(
         }
         for mut signal in signals {
             let entity = signal.topic.entity_id();
-            // The source header mapping goes on top of what the mapper produced.
-            let mapped_headers = source.header_mapping.apply(&external);
+            // The source header mapping goes on top of what the mapper produced; its
+            // placeholders see the consumed message (`header:*`, `source:address`) and the
+            // signal mapped from it (`thing:*`, `feature:id`, `topic:*`, ...).
+            let mapped_headers = source.header_mapping.apply(&SignalResolver {
+                signal: &signal,
+                connection_id: &ctx.connection.id,
+                external_headers: Some(&message.headers),
+                source_address: Some(&delivery.address),
+                subject: subject.as_deref(),
+            });
             for (k, v) in mapped_headers {
                 signal.headers.insert(k, v);
             }
