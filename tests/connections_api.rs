@@ -971,3 +971,50 @@ async fn logging_expires_and_is_enabled_again_by_command() {
         "enabled for the configured second: {window} ms"
     );
 }
+
+/// The JavaScript limits come from the service's configuration (`[javascript]`, or Ditto's
+/// variables): a script longer than the configured size is refused at create.
+#[tokio::test]
+async fn javascript_limits_come_from_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = common::Options {
+        env: vec![
+            (
+                "CONNECTIVITY_MESSAGE_MAPPING_JS_MAX_SCRIPT_SIZE_BYTES".into(),
+                "100".into(),
+            ),
+            (
+                "CONNECTIVITY_MESSAGE_MAPPING_JS_MAX_EXECUTION_TIME".into(),
+                "250ms".into(),
+            ),
+        ],
+        ..Default::default()
+    };
+    let f = common::try_start(dir.path(), options).unwrap_or_else(|(code, err)| {
+        panic!("ferrule exited with {code}: {err}");
+    });
+    let with_script = |script: &str| {
+        let mut c = amqp_connection();
+        c["mappingDefinitions"] = json!({"js": {"mappingEngine": "JavaScript",
+            "options": {"incomingScript": script, "outgoingScript": ""}}});
+        c["sources"][0]["payloadMapping"] = json!(["js"]);
+        c
+    };
+    let short = "function mapToDittoProtocolMsg() { return null; }";
+    let resp = f
+        .put_json("/api/2/connections/js-short", &with_script(short))
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let long = format!("{short} // {}", "x".repeat(80));
+    let resp = f
+        .put_json("/api/2/connections/js-long", &with_script(&long))
+        .await;
+    let error = assert_error(resp, 400, "connectivity:connection.configuration.invalid").await;
+    assert!(
+        error["description"]
+            .as_str()
+            .unwrap()
+            .contains("bigger than the allowed <100> bytes"),
+        "{error}"
+    );
+}

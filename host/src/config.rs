@@ -2,6 +2,7 @@
 //! built-in defaults (examples/ferrule.toml lists every key with its default).
 
 use crate::mappers::MapperConfig;
+use crate::mapping::JavaScriptConfig;
 use crate::model::ValidationLimits;
 use crate::monitoring::fluentd::PublisherConfig;
 use crate::monitoring::logs::LogLimits;
@@ -28,6 +29,7 @@ pub struct FileConfig {
     pub logs: LogLimits,
     pub runtime: RuntimeConfig,
     pub mappers: MapperConfig,
+    pub javascript: JavaScriptConfig,
     pub prometheus: PrometheusConfig,
     pub log_publisher: PublisherConfig,
     pub encryption: EncryptionConfig,
@@ -68,6 +70,7 @@ pub struct Config {
     pub logs: LogLimits,
     pub runtime: RuntimeConfig,
     pub mappers: MapperConfig,
+    pub javascript: JavaScriptConfig,
     pub prometheus: PrometheusConfig,
     pub log_publisher: PublisherConfig,
     pub encryption: EncryptionConfig,
@@ -131,6 +134,7 @@ impl Config {
             logs: file.logs,
             runtime: file.runtime,
             mappers: file.mappers,
+            javascript: file.javascript,
             prometheus: file.prometheus,
             log_publisher: file.log_publisher,
             encryption: file.encryption,
@@ -155,17 +159,29 @@ fn apply_env(
     env: impl IntoIterator<Item = (String, String)>,
 ) -> anyhow::Result<()> {
     for (name, raw) in env {
-        // Ditto's variables of the Fluentd log publisher.
+        // Ditto's variables of the Fluentd log publisher and of the JavaScript limits.
         let ditto = crate::monitoring::fluentd::ENV
             .iter()
             .find(|(var, _)| *var == name)
-            .map(|(_, key)| ("log_publisher".to_string(), key.to_string()));
+            .map(|(_, key)| ("log_publisher".to_string(), key.to_string()))
+            .or_else(|| {
+                crate::mapping::JAVASCRIPT_ENV
+                    .iter()
+                    .find(|(var, _)| *var == name)
+                    .map(|(_, key)| ("javascript".to_string(), key.to_string()))
+            });
         let raw = if name == "CONNECTIVITY_LOGGER_PUBLISHER_LOG_LEVELS" {
             let levels: Vec<String> = raw
                 .split(',')
                 .map(|l| format!("{:?}", l.trim().to_ascii_lowercase()))
                 .collect();
             format!("[{}]", levels.join(", "))
+        } else if name == "CONNECTIVITY_MESSAGE_MAPPING_JS_MAX_EXECUTION_TIME" {
+            // Ditto gives a duration (`500ms`, `2s`); the key is in milliseconds.
+            match crate::hub::acks::parse_timeout(&raw) {
+                Some(d) => d.as_millis().to_string(),
+                None => raw,
+            }
         } else if name == "CONNECTIVITY_LOGGER_PUBLISHER_LOG_TAG"
             || name == "CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST"
         {
@@ -243,6 +259,7 @@ mod tests {
         assert_eq!(parsed.logs, LogLimits::default());
         assert_eq!(parsed.runtime, RuntimeConfig::default());
         assert_eq!(parsed.mappers, MapperConfig::default());
+        assert_eq!(parsed.javascript, JavaScriptConfig::default());
         assert_eq!(parsed.prometheus, PrometheusConfig::default());
         assert_eq!(parsed.log_publisher, PublisherConfig::default());
         assert_eq!(parsed.encryption, EncryptionConfig::default());
@@ -286,6 +303,11 @@ mod tests {
                 ),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST", "fluent.local"),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_PORT", "24225"),
+                (
+                    "CONNECTIVITY_MESSAGE_MAPPING_JS_MAX_SCRIPT_SIZE_BYTES",
+                    "100000",
+                ),
+                ("CONNECTIVITY_MESSAGE_MAPPING_JS_MAX_EXECUTION_TIME", "2s"),
             ]
             .map(|(k, v)| (k.to_string(), v.to_string())),
         )
@@ -296,6 +318,8 @@ mod tests {
         assert!(c.log_publisher.log_headers_and_payload);
         assert_eq!(c.log_publisher.host, "fluent.local");
         assert_eq!(c.log_publisher.port, 24225);
+        assert_eq!(c.javascript.max_script_size_bytes, 100_000);
+        assert_eq!(c.javascript.max_script_execution_time_ms, 2_000);
 
         let e = Config::resolve_with(
             Overrides::default(),

@@ -128,6 +128,7 @@ impl Server {
             MappingContext {
                 wasm: Some(mappers.clone()),
                 log_sink: None,
+                javascript: config.javascript,
             },
         );
         let log_publisher = config.log_publisher.enabled.then(|| {

@@ -88,7 +88,7 @@ fn build_engine(
         "Rhai" => ferrule_rhai::RhaiMapper::new(options, ferrule_rhai::RhaiLimits::default())
             .map(|m| Arc::new(m) as Arc<dyn Mapper>)
             .map_err(reason),
-        "JavaScript" => ferrule_js::JsMapper::new(options, ferrule_js::JsLimits::default())
+        "JavaScript" => ferrule_js::JsMapper::new(options, context.javascript.limits())
             .map(|m| Arc::new(m) as Arc<dyn Mapper>)
             .map_err(reason),
         "WebAssembly" => {
