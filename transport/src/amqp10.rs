@@ -95,6 +95,7 @@
 //! Connects, attaches (and closes) a receiver per source address and a sender per target
 //! address without `{{` placeholders, each on its own session, consumes nothing.
 
+use crate::specific::parse_num;
 use crate::uri::BrokerUri;
 use crate::{
     BoxFuture, BrokerClient, ClientConfig, ClientEvent, Connected, Delivery, ErrorKind, Publish,
@@ -176,6 +177,19 @@ pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, Tra
     })
 }
 
+/// Qpid JMS's `amqp.idleTimeout` (the AMQP 1.0 client of Ditto), in `specificConfig`.
+const IDLE_TIMEOUT: &str = "amqp.idleTimeout";
+/// Its default in Qpid JMS: a peer silent this long (heartbeats included) is gone.
+const DEFAULT_IDLE_TIMEOUT_MS: u32 = 60_000;
+
+/// The local idle time-out of the connection in milliseconds: the peer has to send something
+/// (an empty frame at least) within it, so a peer that vanished without closing the TCP
+/// connection is noticed and the connection reconnects; `0` turns it off.
+fn idle_timeout(config: &ClientConfig) -> Result<Option<u32>, TransportError> {
+    let ms = parse_num::<u32>(config, IDLE_TIMEOUT)?.unwrap_or(DEFAULT_IDLE_TIMEOUT_MS);
+    Ok((ms > 0).then_some(ms))
+}
+
 fn unique() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -250,6 +264,10 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         .hostname(uri.host.as_str())
         .scheme("amqp")
         .sasl_profile(profile);
+    let builder = match idle_timeout(&config)? {
+        Some(ms) => builder.idle_time_out(ms),
+        None => builder,
+    };
     // The peer's `open` is read from a copy of the first bytes (fe2o3-amqp keeps it to itself).
     let first_bytes = Arc::new(Mutex::new(Vec::new()));
     let connection = match tls {

@@ -87,6 +87,7 @@
 
 pub(crate) mod wire;
 
+use crate::specific::{invalid, parse_bool, parse_num};
 use crate::uri::BrokerUri;
 use crate::{
     BoxFuture, BrokerClient, ClientConfig, ClientEvent, Connected, Delivery, ErrorKind, Protocol,
@@ -122,33 +123,6 @@ struct Settings {
     reconnect_for_redelivery: bool,
     session_expiry: u32,
     last_will: Option<(String, u8, bool, String)>,
-}
-
-fn invalid(key: &str, value: &str) -> TransportError {
-    TransportError::new(
-        ErrorKind::Misconfigured,
-        format!("Invalid value '{value}' for configuration '{key}'"),
-    )
-}
-
-fn parse_bool(config: &ClientConfig, key: &str) -> Result<bool, TransportError> {
-    match config.specific_config.get(key).map(|v| v.trim()) {
-        None => Ok(false),
-        Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
-        Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-        Some(v) => Err(invalid(key, v)),
-    }
-}
-
-fn parse_num<T: std::str::FromStr>(
-    config: &ClientConfig,
-    key: &str,
-) -> Result<Option<T>, TransportError> {
-    config
-        .specific_config
-        .get(key)
-        .map(|v| v.trim().parse::<T>().map_err(|_| invalid(key, v)))
-        .transpose()
 }
 
 /// A short random-looking suffix (time and process id: no dependency for one dry-run id).

@@ -777,6 +777,85 @@ async fn a_lost_connection_is_reported_once() {
     broker.cleanup().await;
 }
 
+/// A peer that vanishes without closing the TCP connection (a black hole: the proxy keeps both
+/// sockets open and forwards nothing more) is noticed within `amqp.idleTimeout`; before that,
+/// RabbitMQ's heartbeats keep the quiet connection open. (RabbitMQ 3.x sends them every half
+/// time-out in whole seconds, so time-outs under 2 s get none.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_peer_is_noticed_within_the_idle_timeout() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        frozen: Arc<AtomicBool>,
+    ) {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            if !frozen.load(Ordering::SeqCst) && to.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    }
+    let mut broker = Broker::new().await;
+    let q = broker.queue("silent").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let frozen = Arc::new(AtomicBool::new(false));
+    let flag = frozen.clone();
+    let proxy = tokio::spawn(async move {
+        let (inbound, _) = listener.accept().await.unwrap();
+        let outbound = tokio::net::TcpStream::connect("127.0.0.1:5672")
+            .await
+            .unwrap();
+        let ((in_read, in_write), (out_read, out_write)) =
+            (inbound.into_split(), outbound.into_split());
+        tokio::join!(
+            pump(in_read, out_write, flag.clone()),
+            pump(out_read, in_write, flag)
+        );
+    });
+    let mut c = config(vec![source(0, &[&format!("/queue/{q}")], true)], vec![]);
+    c.uri = format!("amqp://guest:guest@127.0.0.1:{port}");
+    c.specific_config
+        .insert("amqp.idleTimeout".into(), "4000".into());
+    let mut connected = connect(c).await.expect("connects through the proxy");
+    let quiet = tokio::time::timeout(Duration::from_secs(9), connected.events.recv()).await;
+    assert!(quiet.is_err(), "a quiet connection stays open: {quiet:?}");
+    frozen.store(true, Ordering::SeqCst);
+    let since = Instant::now();
+    match next_event(&mut connected).await {
+        ClientEvent::Disconnected(e) => assert!(!e.message.contains("guest:guest"), "{e:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        since.elapsed() < Duration::from_secs(9),
+        "noticed after {:?}",
+        since.elapsed()
+    );
+    proxy.abort();
+    connected.client.close().await;
+    broker.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_bad_idle_timeout_is_misconfigured() {
+    let mut c = config(vec![], vec![]);
+    c.specific_config
+        .insert("amqp.idleTimeout".into(), "soon".into());
+    match connect(c).await {
+        Err(e) => {
+            assert_eq!(e.kind, ErrorKind::Misconfigured);
+            assert!(e.message.contains("amqp.idleTimeout"), "{e:?}");
+        }
+        Ok(_) => panic!("connected with amqp.idleTimeout = soon"),
+    }
+}
+
 /// The Proton peer (`amqp10_peer.py`): commands on its stdin, its reports (JSON lines) read by a
 /// thread; killed on drop.
 struct Peer {
