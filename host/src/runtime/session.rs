@@ -405,6 +405,32 @@ async fn map_deliveries(ctx: &Arc<Context>, batch: &[Delivery]) -> Vec<MappedDel
         .collect()
 }
 
+/// A mapped signal refused before it reaches the hub: a failure of `log_type` in the logs, `e`
+/// on the reply target (with the consumed message's `headers`), settled without redelivery.
+fn refuse(
+    ctx: &Context,
+    steps: &mut Vec<Step>,
+    log_type: &'static str,
+    address: &str,
+    signal: &DittoMessage,
+    headers: &Headers,
+    e: &ferrule_protocol::ProtocolError,
+) {
+    let entity = signal.topic.entity_id();
+    ctx.log(
+        Category::Source,
+        log_type,
+        false,
+        address,
+        signal.headers.correlation_id(),
+        Some(entity.clone()),
+        e.message.clone(),
+    );
+    let response = crate::twin::engine::error_response(&entity, &signal.path, &signal.headers, e);
+    steps.push(Step::Reply(Box::new(response), headers.clone()));
+    steps.push(Step::Verdict(Settle::Reject));
+}
+
 /// The label of an acknowledgement `signal` that `source` has not declared (Ditto answers
 /// `acknowledgement:label.not.declared` and does not take it).
 fn undeclared_ack<'a>(source: &CompiledSource, signal: &'a DittoMessage) -> Option<&'a str> {
@@ -522,23 +548,15 @@ async fn start_delivery(
                 let signal_resolver = SignalResolver::outbound(&signal, &ctx.connection.id);
                 if let Err(e) = enforcement.check(&external, &signal_resolver, &entity) {
                     ctx.count(Direction::Inbound, &address, MetricType::Enforced, false);
-                    ctx.log(
-                        Category::Source,
+                    refuse(
+                        ctx,
+                        &mut steps,
                         "enforced",
-                        false,
                         &address,
-                        signal.headers.correlation_id(),
-                        Some(entity.clone()),
-                        e.message.clone(),
-                    );
-                    let response = crate::twin::engine::error_response(
-                        &entity,
-                        &signal.path,
-                        &signal.headers,
+                        &signal,
+                        &message.headers,
                         &e,
                     );
-                    steps.push(Step::Reply(Box::new(response), message.headers.clone()));
-                    steps.push(Step::Verdict(Settle::Reject));
                     continue;
                 }
                 ctx.count(Direction::Inbound, &address, MetricType::Enforced, true);
@@ -553,19 +571,15 @@ async fn start_delivery(
                     "A connection source sends acknowledgements only of the labels in its \
                      <declaredAcks>: add the label there.",
                 );
-                ctx.log(
-                    Category::Source,
+                refuse(
+                    ctx,
+                    &mut steps,
                     "acknowledged",
-                    false,
                     &address,
-                    signal.headers.correlation_id(),
-                    Some(entity.clone()),
-                    e.message.clone(),
+                    &signal,
+                    &message.headers,
+                    &e,
                 );
-                let response =
-                    crate::twin::engine::error_response(&entity, &signal.path, &signal.headers, &e);
-                steps.push(Step::Reply(Box::new(response), message.headers.clone()));
-                steps.push(Step::Verdict(Settle::Reject));
                 continue;
             }
             let requested = requested_labels(
