@@ -78,9 +78,8 @@
 //! `mqtt.message-expiry-interval` → message expiry interval, all other headers → user
 //! properties. The future resolves on PUBACK (QoS 1) / PUBCOMP (QoS 2), once written for QoS 0; a
 //! failed reason code (MQTT 5) → [`ErrorKind::Rejected`], a lost connection → `Closed`.
-//! Publishes are pipelined: at most `max_in_flight` unconfirmed at the broker; the rest wait in
-//! the client's queue, in the order `publish` was first polled (the queue is unbounded so that
-//! no publish waits for room and is overtaken; the host bounds what it has in flight).
+//! Publishes are pipelined: at most `max_in_flight` unconfirmed at the broker, as many again
+//! queued; further callers wait.
 //!
 //! # Events
 //! When the event loop fails (connection lost, kicked by a client with the same id, ...), the
@@ -505,10 +504,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
     let (events_tx, events) = mpsc::channel(4);
     let (ready_tx, ready_rx) = oneshot::channel();
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-    // Unbounded so that a publish is queued when it is first polled, in call order: with a
-    // bounded channel a publish waiting for room could be overtaken by a later one polled just
-    // as room appeared. The callers bound what they have in flight.
-    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let (cmd_tx, cmd_rx) = mpsc::channel(max_in_flight as usize);
 
     let driver = Driver {
         shared: shared.clone(),
@@ -569,11 +565,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
 }
 
 /// Hands publishes to rumqttc one at a time, noting each one's waiter in request order first.
-async fn forwarder(
-    client: Client,
-    mut cmds: mpsc::UnboundedReceiver<PublishCmd>,
-    shared: Arc<Shared>,
-) {
+async fn forwarder(client: Client, mut cmds: mpsc::Receiver<PublishCmd>, shared: Arc<Shared>) {
     while let Some(PublishCmd { out, waiter }) = cmds.recv().await {
         {
             let mut p = shared.lock();
@@ -911,7 +903,7 @@ pub(crate) fn check_lengths(
 
 struct MqttClient {
     shared: Arc<Shared>,
-    cmd_tx: mpsc::UnboundedSender<PublishCmd>,
+    cmd_tx: mpsc::Sender<PublishCmd>,
     ack_tx: mpsc::UnboundedSender<AckCmd>,
     /// driver, acker, forwarder
     tasks: Vec<JoinHandle<()>>,
@@ -993,9 +985,8 @@ impl BrokerClient for MqttClient {
                 )
             };
             let (waiter, result) = oneshot::channel();
-            self.cmd_tx
-                .send(PublishCmd { out, waiter })
-                .map_err(|_| closed())?;
+            let permit = self.cmd_tx.reserve().await.map_err(|_| closed())?;
+            permit.send(PublishCmd { out, waiter });
             result.await.unwrap_or_else(|_| Err(closed()))
         })
     }
@@ -1004,10 +995,7 @@ impl BrokerClient for MqttClient {
         Box::pin(async move {
             let mut tasks = std::mem::take(&mut self.tasks);
             // No more publishes: the forwarder ends once it handed over the queued ones.
-            drop(std::mem::replace(
-                &mut self.cmd_tx,
-                mpsc::unbounded_channel().0,
-            ));
+            drop(std::mem::replace(&mut self.cmd_tx, mpsc::channel(1).0));
             // Pending publishes get a short time to be confirmed.
             let deadline = Instant::now() + Duration::from_secs(1);
             while self.shared.lock().outstanding() > 0 && Instant::now() < deadline {
