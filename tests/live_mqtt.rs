@@ -982,3 +982,69 @@ async fn sources_send_only_the_acknowledgements_they_declare() {
         "{logs}"
     );
 }
+
+/// A source's enforcement refuses a signal for another thing than the message's origin allows:
+/// the error goes to the reply target, the logs and the `enforced` metric, and the thing is not
+/// touched; a signal that passes goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforcement_refuses_signals_for_other_things() {
+    let (_d, f) = server();
+    let u = unique("enforce");
+    let id = format!("{u}-conn");
+    let connection = json!({
+        "connectionType": "mqtt-5", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "sources": [{"addresses": [format!("ferrule-e2e/{u}/things/+")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"],
+                     "enforcement": {"input": "{{ source:address }}",
+                                     "filters": [format!("ferrule-e2e/{u}/things/{{{{ thing:name }}}}")]},
+                     "replyTarget": {"address": format!("ferrule-e2e/{u}/replies"),
+                                     "expectedResponseTypes": ["response", "error"]}}]
+    });
+    let resp = f
+        .put_json(&format!("/api/2/connections/{id}"), &connection)
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    wait_for_live_status(&f, &id, "open").await;
+    let (device, mut replies) =
+        mqtt5(&format!("{u}-d"), Some(&format!("ferrule-e2e/{u}/replies"))).await;
+    let create = |name: &str, correlation: &str| {
+        json!({"topic": format!("org.enforce/{name}/things/twin/commands/create"),
+               "headers": {"correlation-id": correlation}, "path": "/", "value": {}})
+    };
+    let good = format!("ferrule-e2e/{u}/things/good-{u}");
+    publish(&device, &good, create(&format!("good-{u}"), "e-1")).await;
+    let response = next(&mut replies).await;
+    assert_eq!(response["status"], 201, "{response}");
+    publish(&device, &good, create(&format!("other-{u}"), "e-2")).await;
+    let error = next(&mut replies).await;
+    assert_eq!(error["headers"]["correlation-id"], "e-2", "{error}");
+    assert_eq!(error["status"], 400, "{error}");
+    assert_eq!(
+        error["value"]["error"], "connectivity:connection.id.enforcement.failed",
+        "{error}"
+    );
+    assert_eq!(
+        f.get(&format!("/api/2/things/org.enforce:other-{u}"))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let metrics = json(f.get(&format!("/api/2/connections/{id}/metrics")).await).await;
+    let enforced = &metrics["connectionMetrics"]["inbound"]["enforced"];
+    assert_eq!(enforced["success"]["PT1M"], 1, "{metrics}");
+    assert_eq!(enforced["failure"]["PT1M"], 1, "{metrics}");
+    let logs = json(f.get(&format!("/api/2/connections/{id}/logs")).await).await;
+    assert!(
+        logs["connectionLogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "enforced" && e["level"] == "failure"),
+        "{logs}"
+    );
+}
