@@ -910,6 +910,30 @@ async fn targets_answer_requested_acknowledgements_they_do_not_publish() {
     assert_eq!(issued("failed", "success"), 0, "{metrics}");
 }
 
+/// Creates connection `id` (its reply target publishes to `ferrule-e2e/<u>/replies`), waits until
+/// it is open, and returns a device client subscribed to the replies.
+async fn open_with_replies(
+    f: &Ferrule,
+    id: &str,
+    connection: &Value,
+    u: &str,
+) -> (
+    rumqttc::v5::AsyncClient,
+    mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Publish>,
+) {
+    let resp = f
+        .put_json(&format!("/api/2/connections/{id}"), connection)
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    wait_for_live_status(f, id, "open").await;
+    mqtt5(&format!("{u}-d"), Some(&format!("ferrule-e2e/{u}/replies"))).await
+}
+
 /// A device acknowledges through a source only the labels the source declares (`declaredAcks`):
 /// a declared label completes the command that requested it; another is answered with
 /// `acknowledgement:label.not.declared` and taken by nobody.
@@ -926,18 +950,7 @@ async fn sources_send_only_the_acknowledgements_they_declare() {
                      "replyTarget": {"address": format!("ferrule-e2e/{u}/replies"),
                                      "expectedResponseTypes": ["response", "error", "nack"]}}]
     });
-    let resp = f
-        .put_json(&format!("/api/2/connections/{id}"), &connection)
-        .await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::CREATED,
-        "{}",
-        resp.text().await.unwrap()
-    );
-    wait_for_live_status(&f, &id, "open").await;
-    let (device, mut replies) =
-        mqtt5(&format!("{u}-d"), Some(&format!("ferrule-e2e/{u}/replies"))).await;
+    let (device, mut replies) = open_with_replies(&f, &id, &connection, &u).await;
     let inbox = format!("ferrule-e2e/{u}/in");
     let ack = |label: &str, correlation: &str| {
         json!({"topic": format!("org.declared/{u}/things/twin/acks/{label}"),
@@ -1000,18 +1013,7 @@ async fn enforcement_refuses_signals_for_other_things() {
                      "replyTarget": {"address": format!("ferrule-e2e/{u}/replies"),
                                      "expectedResponseTypes": ["response", "error"]}}]
     });
-    let resp = f
-        .put_json(&format!("/api/2/connections/{id}"), &connection)
-        .await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::CREATED,
-        "{}",
-        resp.text().await.unwrap()
-    );
-    wait_for_live_status(&f, &id, "open").await;
-    let (device, mut replies) =
-        mqtt5(&format!("{u}-d"), Some(&format!("ferrule-e2e/{u}/replies"))).await;
+    let (device, mut replies) = open_with_replies(&f, &id, &connection, &u).await;
     let create = |name: &str, correlation: &str| {
         json!({"topic": format!("org.enforce/{name}/things/twin/commands/create"),
                "headers": {"correlation-id": correlation}, "path": "/", "value": {}})
