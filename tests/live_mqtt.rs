@@ -934,6 +934,18 @@ async fn open_with_replies(
     mqtt5(&format!("{u}-d"), Some(&format!("ferrule-e2e/{u}/replies"))).await
 }
 
+/// The next reply is a 400 error `code` for the message with `correlation`.
+async fn next_error(
+    replies: &mut mpsc::UnboundedReceiver<rumqttc::v5::mqttbytes::v5::Publish>,
+    correlation: &str,
+    code: &str,
+) {
+    let error = next(replies).await;
+    assert_eq!(error["headers"]["correlation-id"], correlation, "{error}");
+    assert_eq!(error["status"], 400, "{error}");
+    assert_eq!(error["value"]["error"], code, "{error}");
+}
+
 /// A device acknowledges through a source only the labels the source declares (`declaredAcks`):
 /// a declared label completes the command that requested it; another is answered with
 /// `acknowledgement:label.not.declared` and taken by nobody.
@@ -974,13 +986,7 @@ async fn sources_send_only_the_acknowledgements_they_declare() {
 
     // An undeclared label is refused.
     publish(&device, &inbox, ack(&format!("{id}:other"), "d-2")).await;
-    let error = next(&mut replies).await;
-    assert_eq!(error["headers"]["correlation-id"], "d-2", "{error}");
-    assert_eq!(error["status"], 400, "{error}");
-    assert_eq!(
-        error["value"]["error"], "acknowledgement:label.not.declared",
-        "{error}"
-    );
+    next_error(&mut replies, "d-2", "acknowledgement:label.not.declared").await;
     let logs = json(f.get(&format!("/api/2/connections/{id}/logs")).await).await;
     assert!(
         logs["connectionLogs"]
@@ -1023,13 +1029,12 @@ async fn enforcement_refuses_signals_for_other_things() {
     let response = next(&mut replies).await;
     assert_eq!(response["status"], 201, "{response}");
     publish(&device, &good, create(&format!("other-{u}"), "e-2")).await;
-    let error = next(&mut replies).await;
-    assert_eq!(error["headers"]["correlation-id"], "e-2", "{error}");
-    assert_eq!(error["status"], 400, "{error}");
-    assert_eq!(
-        error["value"]["error"], "connectivity:connection.id.enforcement.failed",
-        "{error}"
-    );
+    next_error(
+        &mut replies,
+        "e-2",
+        "connectivity:connection.id.enforcement.failed",
+    )
+    .await;
     assert_eq!(
         f.get(&format!("/api/2/things/org.enforce:other-{u}"))
             .await

@@ -31,25 +31,30 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// The entry of `record`; `previous` is the entry it replaces (a modify, open or close),
-    /// whose logs and metrics it goes on with.
-    fn new(
+    /// The entry of a connection that had none (created, or loaded at start).
+    fn new(record: StoredConnection, logs: ConnectionLogs) -> Entry {
+        let metrics = ConnectionMetrics::new(sources(&record), targets(&record));
+        Entry::with(record, Arc::new(Mutex::new(logs)), metrics)
+    }
+
+    /// The entry that replaces this one (a modify, open or close): it goes on with its logs
+    /// and with the metrics of the addresses it keeps.
+    fn next(&self, record: StoredConnection) -> Entry {
+        let metrics =
+            ConnectionMetrics::continuing(&self.metrics, sources(&record), targets(&record));
+        Entry::with(record, self.logs.clone(), metrics)
+    }
+
+    fn with(
         record: StoredConnection,
         logs: Arc<Mutex<ConnectionLogs>>,
-        previous: Option<&Entry>,
+        metrics: ConnectionMetrics,
     ) -> Entry {
         let body = Bytes::from(
             serde_json::to_vec(&Value::Object(record.to_json(None)))
                 .expect("a connection serialises"),
         );
-        let c = &record.connection;
-        let sources = c.sources.iter().flat_map(|s| s.addresses.iter().cloned());
-        let targets = c.targets.iter().map(|t| t.address.clone());
-        let metrics = match previous {
-            Some(old) => ConnectionMetrics::continuing(&old.metrics, sources, targets),
-            None => ConnectionMetrics::new(sources, targets),
-        };
-        let metrics = Arc::new(metrics.exported_as(&c.id));
+        let metrics = Arc::new(metrics.exported_as(record.id()));
         Entry {
             record,
             body,
@@ -57,6 +62,16 @@ impl Entry {
             logs,
         }
     }
+}
+
+/// The addresses a connection's metrics are registered for.
+fn sources(record: &StoredConnection) -> impl Iterator<Item = String> + '_ {
+    let c = &record.connection;
+    c.sources.iter().flat_map(|s| s.addresses.iter().cloned())
+}
+
+fn targets(record: &StoredConnection) -> impl Iterator<Item = String> + '_ {
+    record.connection.targets.iter().map(|t| t.address.clone())
 }
 
 /// Whether a write by id may create, may modify, or both.
@@ -154,7 +169,7 @@ impl ConnectionService {
             if record.connection.connection_status == ConnectivityStatus::Open {
                 logs.enable(now);
             }
-            let entry = Entry::new(record, Arc::new(Mutex::new(logs)), None);
+            let entry = Entry::new(record, logs);
             entries.insert(entry.record.id().to_string(), Arc::new(entry));
         }
         for entry in entries.values() {
@@ -291,9 +306,7 @@ impl ConnectionService {
             .publish_to(self.log_publisher.clone(), record.id());
         logs.enable(now);
         tracing::info!(connection = record.id(), "connection created");
-        Ok(self
-            .activate(Entry::new(record, Arc::new(Mutex::new(logs)), None))
-            .await)
+        Ok(self.activate(Entry::new(record, logs)).await)
     }
 
     /// POST with `?dry-run=true`: everything a create checks, then a connection test against the
@@ -388,10 +401,7 @@ impl ConnectionService {
                     revision = record.revision,
                     "connection modified"
                 );
-                Ok(Upserted::Modified(
-                    self.activate(Entry::new(record, old.logs.clone(), Some(&old)))
-                        .await,
-                ))
+                Ok(Upserted::Modified(self.activate(old.next(record)).await))
             }
             None => Ok(Upserted::Created(self.insert_new(connection).await?)),
         }
@@ -446,8 +456,7 @@ impl ConnectionService {
                     status = status.as_str(),
                     "desired status changed"
                 );
-                self.activate(Entry::new(record, old.logs.clone(), Some(&old)))
-                    .await;
+                self.activate(old.next(record)).await;
             }
             Command::ResetMetrics => self.require(id)?.metrics.reset(),
             Command::EnableLogs => lock(&self.require(id)?.logs).enable(Utc::now()),

@@ -1,7 +1,7 @@
 //! Acknowledgements (spec §10): which labels a signal requests, the aggregation of the acks that
 //! come back, the timeout, and the settle decision for the consumed message.
 
-use ferrule_protocol::{Criterion, DittoMessage, Headers, Topic};
+use ferrule_protocol::{Criterion, DittoMessage, Headers, ProtocolError, Topic};
 use indexmap::{IndexMap, IndexSet};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
@@ -107,6 +107,17 @@ pub fn requested_labels(
         .into_iter()
         .map(|l| resolve_label(&l, connection_id))
         .collect()
+}
+
+/// Ditto's answer to an acknowledgement a source sent without declaring its label.
+pub fn label_not_declared(label: &str) -> ProtocolError {
+    ProtocolError::new(
+        400,
+        "acknowledgement:label.not.declared",
+        format!("Cannot send acknowledgement with label <{label}>, which is not declared."),
+        "A connection source sends acknowledgements only of the labels in its <declaredAcks>: \
+         add the label there.",
+    )
 }
 
 /// An acknowledgement label with its `{{connection:id}}` prefix resolved (Ditto resolves it when

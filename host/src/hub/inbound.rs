@@ -9,7 +9,7 @@ use super::acks::{
 use super::routing::Router;
 use crate::model::connection::ResponseType;
 use crate::twin::{TwinCommand, TwinService};
-use ferrule_protocol::{Channel, Criterion, DittoMessage, ProtocolError};
+use ferrule_protocol::{Channel, Criterion, DittoMessage, Headers, ProtocolError};
 use indexmap::IndexSet;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,11 +56,14 @@ pub fn expected_response(response: &DittoMessage, expected: &IndexSet<ResponseTy
     } else {
         ResponseType::Response
     };
-    let required = response
-        .headers
+    response_required(&response.headers) && expected.contains(&kind)
+}
+
+/// Ditto's `response-required` header: true unless it says `false`.
+fn response_required(headers: &Headers) -> bool {
+    headers
         .get_str("response-required")
-        .is_none_or(|v| v != "false");
-    required && expected.contains(&kind)
+        .is_none_or(|v| v != "false")
 }
 
 type Waiters = Mutex<HashMap<String, oneshot::Sender<DittoMessage>>>;
@@ -161,11 +164,7 @@ impl InboundHub {
         if timeout.is_zero()
             && signal.status.is_none()
             && matches!(topic.criterion, Criterion::Commands | Criterion::Messages)
-            && (!origin.requested_acks.is_empty()
-                || signal
-                    .headers
-                    .get_str("response-required")
-                    .is_none_or(|v| v != "false"))
+            && (!origin.requested_acks.is_empty() || response_required(&signal.headers))
         {
             // Nothing can answer within no time: Ditto refuses the signal (400, settled
             // without redelivery) instead of timing every acknowledgement out.

@@ -562,15 +562,7 @@ async fn start_delivery(
                 ctx.count(Direction::Inbound, &address, MetricType::Enforced, true);
             }
             if let Some(label) = undeclared_ack(source, &signal) {
-                let e = ferrule_protocol::ProtocolError::new(
-                    400,
-                    "acknowledgement:label.not.declared",
-                    format!(
-                        "Cannot send acknowledgement with label <{label}>, which is not declared."
-                    ),
-                    "A connection source sends acknowledgements only of the labels in its \
-                     <declaredAcks>: add the label there.",
-                );
+                let e = crate::hub::acks::label_not_declared(label);
                 refuse(
                     ctx,
                     &mut steps,
