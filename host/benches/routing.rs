@@ -18,7 +18,7 @@ async fn scenario(name: &str, topics: impl Fn(usize) -> String) {
     let twin = TwinService::start(Arc::new(MemoryStore::default()))
         .await
         .unwrap();
-    let router = Router::default();
+    let router = Router::new(twin.clone(), Duration::from_secs(5));
     let mut receivers = Vec::new();
     for i in 0..100 {
         let (tx, rx) = mpsc::channel(1 << 16);
@@ -28,6 +28,7 @@ async fn scenario(name: &str, topics: impl Fn(usize) -> String) {
             topics: vec![CompiledTopic::compile(&topics(i)).unwrap()],
             sink: tx,
             on_skip: None,
+            on_stall: None,
         });
         receivers.push(rx);
     }
@@ -42,7 +43,7 @@ async fn scenario(name: &str, topics: impl Fn(usize) -> String) {
     let (mut events, mut delivered) = (0u64, 0u64);
     while start.elapsed() < RUN {
         for _ in 0..1000 {
-            let report = router.dispatch(event.clone(), &twin).await;
+            let report = router.dispatch(event.clone()).await;
             delivered += report.delivered as u64;
             events += 1;
         }

@@ -113,10 +113,14 @@ impl Server {
                 .context("the connection store cannot be opened")?
                 .with_cipher(cipher),
         );
-        let twin = TwinService::start(store.clone() as Arc<dyn ThingStore>)
+        let (twin, events) = TwinService::start_with_events(store.clone() as Arc<dyn ThingStore>)
             .await
             .context("the stored things cannot be loaded")?;
-        let hub = Hub::start(twin);
+        let hub = Hub::start(
+            twin,
+            events,
+            std::time::Duration::from_millis(config.runtime.target_stall_timeout_ms),
+        );
         let mappers = Arc::new(
             MapperRegistry::open(Some(&config.data_dir), config.mappers)
                 .context("the mapper modules cannot be loaded")?,

@@ -382,3 +382,77 @@ pub fn live_server() -> (tempfile::TempDir, Ferrule) {
     );
     (dir, f)
 }
+
+/// A Mosquitto of the test's own on a free port, keeping its sessions and queues on disk (so a
+/// restart keeps what it acknowledged) and queueing without limit for a disconnected client
+/// (so the broker drops nothing while Ferrule is away).
+pub struct Mosquitto {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub async fn start() -> Mosquitto {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mosquitto.conf"),
+            format!(
+                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
+                 persistence_location {}/\nmax_queued_messages 0\nautosave_interval 1\n\
+                 log_dest none\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let mut broker = Mosquitto {
+            port,
+            dir,
+            child: None,
+        };
+        broker.run().await;
+        broker
+    }
+
+    /// Starts (again) the broker process on the same port and directory.
+    pub async fn run(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (scripts/brokers installs it)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the test's Mosquitto did not listen on {}",
+                self.port
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM (Mosquitto saves its sessions and queues), and wait for the exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe_sigterm(child.id());
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -96,7 +96,7 @@
 use crate::uri::BrokerUri;
 use crate::{
     BoxFuture, BrokerClient, ClientConfig, ClientEvent, Connected, Delivery, ErrorKind, Publish,
-    Settle, Settler, SourceSpec, TransportError,
+    Settle, Settler, SourceSpec, TransportError, decided,
 };
 use ferrule_protocol::{ExternalMessage, Headers};
 use futures_util::StreamExt;
@@ -116,7 +116,7 @@ use lapin::{
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 /// Connects an AMQP 0.9.1 client (see the module documentation).
@@ -481,10 +481,26 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
         ctx.authority.clone(),
     )));
 
+    let connection = Arc::new(connection);
+    let publisher = Arc::new(tokio::sync::Mutex::new(publisher));
+    // Not bounded: `publish` never waits (order by construction); the host bounds the
+    // publishes it awaits, and so this queue.
+    let (publishes, publish_rx) = mpsc::unbounded_channel();
+    let publisher_task = tokio::spawn(
+        PublisherTask {
+            connection: connection.clone(),
+            channel: publisher.clone(),
+            closing: closing.clone(),
+            authority: ctx.authority.clone(),
+        }
+        .run(publish_rx),
+    );
     Ok(Connected {
         client: Box::new(Amqp091Client {
-            connection: Arc::new(connection),
-            publisher: Mutex::new(publisher),
+            connection,
+            publisher,
+            publishes,
+            publisher_task: Some(publisher_task),
             consumer_channels,
             closing,
             tasks,
@@ -735,18 +751,116 @@ async fn watch_connection(
 
 struct Amqp091Client {
     connection: Arc<Connection>,
-    publisher: Mutex<Channel>,
+    /// The publishing channel; the publisher task replaces it when the broker closed it.
+    publisher: Arc<tokio::sync::Mutex<Channel>>,
+    /// To the publisher task, in call order.
+    publishes: mpsc::UnboundedSender<PublishCmd>,
+    publisher_task: Option<JoinHandle<()>>,
     consumer_channels: Vec<(Channel, ShortString)>,
     closing: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
     authority: String,
 }
 
-impl Amqp091Client {
-    /// The publishing channel, opened anew when the broker closed it (e.g. after a publish to a
-    /// missing exchange).
-    async fn publish_channel(&self) -> Result<Channel, TransportError> {
-        let mut channel = self.publisher.lock().await;
+type Waiter = oneshot::Sender<Result<(), TransportError>>;
+
+/// One message for the publisher task.
+struct PublishCmd {
+    exchange: String,
+    routing_key: String,
+    properties: BasicProperties,
+    body: Vec<u8>,
+    waiter: Waiter,
+}
+
+/// What the publisher task needs of its client.
+struct PublisherTask {
+    connection: Arc<Connection>,
+    channel: Arc<tokio::sync::Mutex<Channel>>,
+    closing: Arc<AtomicBool>,
+    authority: String,
+}
+
+impl PublisherTask {
+    /// Publishes what it is given, one message after another in the order given, and waits for
+    /// the confirms concurrently. lapin's `basic_publish` queues its frames on the future's
+    /// first poll (before it waits for them to be written), and this task polls each publish
+    /// once before it takes the next: the broker gets them in the order they were given.
+    async fn run(self, mut cmds: mpsc::UnboundedReceiver<PublishCmd>) {
+        use futures_util::StreamExt;
+        let mut confirming = futures_util::stream::FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                biased;
+                Some(()) = confirming.next(), if !confirming.is_empty() => {}
+                cmd = cmds.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    if let Some(pending) = self.start(cmd).await {
+                        confirming.push(pending);
+                    }
+                }
+            }
+        }
+        while confirming.next().await.is_some() {}
+    }
+
+    /// Queues one message at the broker; the confirm still to wait for, if any.
+    async fn start(&self, cmd: PublishCmd) -> Option<BoxFuture<'static, ()>> {
+        let PublishCmd {
+            exchange,
+            routing_key,
+            properties,
+            body,
+            waiter,
+        } = cmd;
+        let names = short(&exchange, "exchange name")
+            .and_then(|e| Ok((e, short(&routing_key, "routing key")?)));
+        let (exchange_name, routing_key_name) = match names {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = waiter.send(Err(e));
+                return None;
+            }
+        };
+        let channel = match self.channel().await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = waiter.send(Err(e));
+                return None;
+            }
+        };
+        let authority = self.authority.clone();
+        let mut publish = Box::pin(async move {
+            let confirm = channel
+                .basic_publish(
+                    exchange_name,
+                    routing_key_name,
+                    BasicPublishOptions {
+                        mandatory: true,
+                        immediate: false,
+                    },
+                    &body,
+                    properties,
+                )
+                .await
+                .map_err(|e| channel_error(&e, &authority))?;
+            let target = format!("exchange '{exchange}' routing key '{routing_key}'");
+            confirmation(confirm.await, &authority, &target)
+        });
+        // The first poll queues the frames (see `run`).
+        if let std::task::Poll::Ready(result) = futures_util::poll!(&mut publish) {
+            let _ = waiter.send(result);
+            return None;
+        }
+        Some(Box::pin(async move {
+            let _ = waiter.send(publish.await);
+        }))
+    }
+
+    /// The publishing channel, opened anew when the broker closed it (e.g. after a publish to
+    /// a missing exchange).
+    async fn channel(&self) -> Result<Channel, TransportError> {
+        let mut channel = self.channel.lock().await;
         if channel.status().connected() {
             return Ok(channel.clone());
         }
@@ -763,91 +877,106 @@ impl Amqp091Client {
         *channel = open_publisher(&self.connection, &ctx).await?;
         Ok(channel.clone())
     }
+}
 
-    async fn do_publish(&self, publish: Publish) -> Result<(), TransportError> {
-        let (exchange, routing_key) = parse_target_address(&publish.address)?;
-        let (properties, body) = to_amqp(&publish.message);
-        let exchange_name = short(&exchange, "exchange name")?;
-        let routing_key_name = short(&routing_key, "routing key")?;
-        let channel = self.publish_channel().await?;
-        let confirm = channel
-            .basic_publish(
-                exchange_name,
-                routing_key_name,
-                BasicPublishOptions {
-                    mandatory: true,
-                    immediate: false,
-                },
-                &body,
-                properties,
-            )
-            .await
-            .map_err(|e| channel_error(&e, &self.authority))?;
-        let target = format!("exchange '{exchange}' routing key '{routing_key}'");
-        match confirm.await {
-            Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
-            Ok(Confirmation::Ack(Some(returned))) | Ok(Confirmation::Nack(Some(returned))) => {
-                Err(TransportError::new(
-                    ErrorKind::Rejected,
-                    format!(
-                        "{} returned the message for {target}: {} {}",
-                        self.authority, returned.reply_code, returned.reply_text
-                    ),
-                ))
-            }
-            Ok(Confirmation::Nack(None)) => Err(TransportError::new(
+/// What a publisher confirm means for the message.
+fn confirmation(
+    confirm: Result<Confirmation, lapin::Error>,
+    authority: &str,
+    target: &str,
+) -> Result<(), TransportError> {
+    match confirm {
+        Ok(Confirmation::Ack(None)) | Ok(Confirmation::NotRequested) => Ok(()),
+        Ok(Confirmation::Ack(Some(returned))) | Ok(Confirmation::Nack(Some(returned))) => {
+            Err(TransportError::new(
                 ErrorKind::Rejected,
                 format!(
-                    "{} negatively confirmed the message for {target}",
-                    self.authority
+                    "{authority} returned the message for {target}: {} {}",
+                    returned.reply_code, returned.reply_text
                 ),
-            )),
-            Err(e) => Err(match e.kind() {
-                lapin::ErrorKind::ProtocolError(amqp)
-                    if matches!(amqp.kind(), AMQPErrorKind::Soft(_)) =>
-                {
-                    TransportError::new(
-                        ErrorKind::Rejected,
-                        format!(
-                            "{} refused the message for {target}: {} {}",
-                            self.authority,
-                            amqp.get_id(),
-                            amqp.get_message()
-                        ),
-                    )
-                }
-                _ => channel_error(&e, &self.authority),
-            }),
+            ))
         }
+        Ok(Confirmation::Nack(None)) => Err(TransportError::new(
+            ErrorKind::Rejected,
+            format!("{authority} negatively confirmed the message for {target}"),
+        )),
+        Err(e) => Err(match e.kind() {
+            lapin::ErrorKind::ProtocolError(amqp)
+                if matches!(amqp.kind(), AMQPErrorKind::Soft(_)) =>
+            {
+                TransportError::new(
+                    ErrorKind::Rejected,
+                    format!(
+                        "{authority} refused the message for {target}: {} {}",
+                        amqp.get_id(),
+                        amqp.get_message()
+                    ),
+                )
+            }
+            _ => channel_error(&e, authority),
+        }),
     }
+}
 
+impl Amqp091Client {
     fn stop_tasks(&mut self) {
-        for task in self.tasks.drain(..) {
+        for task in self.tasks.drain(..).chain(self.publisher_task.take()) {
             task.abort();
         }
     }
 }
 
 impl BrokerClient for Amqp091Client {
-    fn publish(&self, publish: Publish) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(self.do_publish(publish))
+    fn publish(&self, publish: Publish) -> crate::Confirmation {
+        let (exchange, routing_key) = match parse_target_address(&publish.address) {
+            Ok(parts) => parts,
+            Err(e) => return decided(Err(e)),
+        };
+        let (properties, body) = to_amqp(&publish.message);
+        let (waiter, result) = oneshot::channel();
+        let closed = {
+            let authority = self.authority.clone();
+            move || {
+                TransportError::new(
+                    ErrorKind::Closed,
+                    format!("the connection to {authority} is closed"),
+                )
+            }
+        };
+        let cmd = PublishCmd {
+            exchange,
+            routing_key,
+            properties,
+            body,
+            waiter,
+        };
+        if self.closing.load(Ordering::SeqCst) || self.publishes.send(cmd).is_err() {
+            return decided(Err(closed()));
+        }
+        Box::pin(async move { result.await.unwrap_or_else(|_| Err(closed())) })
     }
 
     fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
         self.closing.store(true, Ordering::SeqCst);
         Box::pin(async move {
+            // No more publishes: the publisher task ends once the queued ones are confirmed.
+            drop(std::mem::replace(
+                &mut self.publishes,
+                mpsc::unbounded_channel().0,
+            ));
             let graceful = async {
                 for (channel, tag) in &self.consumer_channels {
                     let _ = channel
                         .basic_cancel(tag.clone(), BasicCancelOptions::default())
                         .await;
                 }
-                let publisher = self.publisher.lock().await.clone();
-                let _ = tokio::time::timeout(Duration::from_secs(2), publisher.wait_for_confirms())
-                    .await;
+                if let Some(task) = self.publisher_task.as_mut() {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+                }
                 for (channel, _) in &self.consumer_channels {
                     let _ = channel.close(200, "OK".into()).await;
                 }
+                let publisher = self.publisher.lock().await.clone();
                 let _ = publisher.close(200, "OK".into()).await;
                 let _ = self.connection.close(200, "OK".into()).await;
             };

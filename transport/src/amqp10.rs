@@ -99,7 +99,7 @@ use crate::specific::parse_num;
 use crate::uri::BrokerUri;
 use crate::{
     BoxFuture, BrokerClient, ClientConfig, ClientEvent, Connected, Delivery, ErrorKind, Publish,
-    Settle, Settler, SourceSpec, TransportError,
+    Settle, Settler, SourceSpec, TransportError, decided,
 };
 use fe2o3_amqp::connection::{ConnectionHandle, OpenError};
 use fe2o3_amqp::frames::amqp::{Frame as AmqpFrame, FrameBody};
@@ -581,7 +581,7 @@ struct Shared {
     disconnected: AtomicBool,
     closing: AtomicBool,
     /// address → request channel of its sender task
-    senders: Mutex<HashMap<String, mpsc::Sender<SendRequest>>>,
+    senders: Mutex<HashMap<String, mpsc::UnboundedSender<SendRequest>>>,
     link_prefix: String,
     /// "redeliver" is settled as `modified` (else as `released`), see [`understands_modified`]
     modified_redelivery: bool,
@@ -907,8 +907,8 @@ struct SendRequest {
 async fn run_sender(
     shared: Arc<Shared>,
     address: String,
-    requests_tx: mpsc::WeakSender<SendRequest>,
-    mut requests: mpsc::Receiver<SendRequest>,
+    requests_tx: mpsc::WeakUnboundedSender<SendRequest>,
+    mut requests: mpsc::UnboundedReceiver<SendRequest>,
 ) {
     let attached = tokio::time::timeout(ATTACH_TIMEOUT, attach_sender(&shared, &address)).await;
     let remove_self = |shared: &Shared| {
@@ -985,14 +985,16 @@ struct Client {
 }
 
 impl Client {
-    fn sender_for(&self, address: &str) -> mpsc::Sender<SendRequest> {
+    fn sender_for(&self, address: &str) -> mpsc::UnboundedSender<SendRequest> {
         let mut senders = self.shared.senders.lock().unwrap();
         if let Some(tx) = senders.get(address)
             && !tx.is_closed()
         {
             return tx.clone();
         }
-        let (tx, rx) = mpsc::channel(1024);
+        // Not bounded: `publish` never waits (order by construction); the host bounds the
+        // publishes it awaits, and so this queue.
+        let (tx, rx) = mpsc::unbounded_channel();
         senders.insert(address.to_string(), tx.clone());
         let handle = tokio::spawn(run_sender(
             self.shared.clone(),
@@ -1006,30 +1008,37 @@ impl Client {
 }
 
 impl BrokerClient for Client {
-    fn publish(&self, publish: Publish) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            if self.shared.closing.load(Ordering::SeqCst) {
-                return Err(TransportError::new(
-                    ErrorKind::Closed,
-                    "the client is closed",
-                ));
-            }
-            let address = publish.address.clone();
-            let message = to_amqp(&publish.message);
-            let (reply_tx, reply_rx) = oneshot::channel();
-            let tx = self.sender_for(&address);
-            let closed = || {
+    fn publish(&self, publish: Publish) -> crate::Confirmation {
+        if self.shared.closing.load(Ordering::SeqCst) {
+            return decided(Err(TransportError::new(
+                ErrorKind::Closed,
+                "the client is closed",
+            )));
+        }
+        let address = publish.address.clone();
+        let message = to_amqp(&publish.message);
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let tx = self.sender_for(&address);
+        let closed = {
+            let address = address.clone();
+            move || {
                 TransportError::new(
                     ErrorKind::Closed,
                     format!("the sender link to '{address}' is closed"),
                 )
-            };
-            tx.send(SendRequest {
+            }
+        };
+        if tx
+            .send(SendRequest {
                 message,
                 reply: reply_tx,
             })
-            .await
-            .map_err(|_| closed())?;
+            .is_err()
+        {
+            return decided(Err(closed()));
+        }
+        let shared = self.shared.clone();
+        Box::pin(async move {
             let outcome = reply_rx.await.map_err(|_| closed())??;
             match outcome.await {
                 Ok(Outcome::Accepted(_)) => Ok(()),
@@ -1058,7 +1067,7 @@ impl BrokerClient for Client {
                 )),
                 Err(e) => {
                     // The link is broken: attach a new one next time.
-                    let mut senders = self.shared.senders.lock().unwrap();
+                    let mut senders = shared.senders.lock().unwrap();
                     if senders.get(&address).is_some_and(|t| t.same_channel(&tx)) {
                         senders.remove(&address);
                     }

@@ -189,17 +189,28 @@ pub enum ClientEvent {
     },
 }
 
+/// A publish's confirmation: resolves when the broker confirmed the message (publisher confirm,
+/// PUBACK for QoS ≥ 1, accepted outcome), at once where the protocol has no confirmation (MQTT
+/// QoS 0: once it was written), or with the error that kept it from being sent or accepted.
+pub type Confirmation = BoxFuture<'static, Result<(), TransportError>>;
+
 /// A running client.
 pub trait BrokerClient: Send + Sync {
-    /// Publishes one message; resolves when the broker confirmed it (publisher confirm, PUBACK
-    /// for QoS ≥ 1, accepted outcome), at once where the protocol has no confirmation (MQTT
-    /// QoS 0). Publishes are pipelined: callers may have many in flight. Order: a publish takes
-    /// its place in the client's queue on the first poll of the returned future (or waits in a
-    /// fair, first-come queue for that place), so publishes polled in order are sent in order.
-    fn publish(&self, publish: Publish) -> BoxFuture<'_, Result<(), TransportError>>;
+    /// Queues one message to publish and returns its [`Confirmation`]. The call never waits:
+    /// when it returns the message has its place in the client's queue, so messages are sent in
+    /// the order of the calls, whatever becomes of the confirmations (order by construction; a
+    /// future that still had to be polled to take its place could be overtaken under tokio's
+    /// cooperative budget). The queue itself is not bounded: callers bound how many
+    /// confirmations they await at once, and so the messages queued.
+    fn publish(&self, publish: Publish) -> Confirmation;
 
     /// Closes the connection gracefully (pending publishes are given a short time to finish).
     fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// A confirmation that is already decided (a message refused before it was queued).
+pub fn decided(result: Result<(), TransportError>) -> Confirmation {
+    Box::pin(std::future::ready(result))
 }
 
 /// A connected client with its streams.

@@ -55,7 +55,11 @@
 //!   is false) and reports [`ClientEvent::Disconnected`], so that the broker redelivers once the
 //!   host reconnects; without it the message is acknowledged anyway, as Ditto does (an unacked
 //!   message would hold one of the broker's in-flight slots until the next reconnect).
-//! * Acks are sent in settlement order, which may differ from arrival order.
+//! * Acks are sent in the order the messages arrived (MQTT-4.6.0-2), whatever the order they are
+//!   settled in: a message settled early waits for the ones before it. Acknowledging out of order
+//!   made Mosquitto 2.0.11 (whose in-flight quota then goes wrong, its issue 2301, fixed in
+//!   2.0.13) send newer messages before older queued ones, so a source saw its topic out of
+//!   order.
 //! * Memory stays bounded: MQTT 5 announces receive maximum = `max_in_flight`, the deliveries
 //!   channel holds [`HANDOFF_FACTOR`] × `max_in_flight` messages; when the host does not take
 //!   them the event loop waits, and TCP back-pressure stops the broker (MQTT 3.1.1 has no receive
@@ -90,8 +94,8 @@ pub(crate) mod wire;
 use crate::specific::{invalid, parse_bool, parse_num};
 use crate::uri::BrokerUri;
 use crate::{
-    BoxFuture, BrokerClient, ClientConfig, ClientEvent, Connected, Delivery, ErrorKind, Protocol,
-    Publish, Settle, Settler, SourceSpec, TransportError,
+    BoxFuture, BrokerClient, ClientConfig, ClientEvent, Confirmation, Connected, Delivery,
+    ErrorKind, Protocol, Publish, Settle, Settler, SourceSpec, TransportError, decided,
 };
 use ferrule_protocol::{ExternalMessage, Headers};
 use std::collections::{HashMap, VecDeque};
@@ -257,7 +261,9 @@ impl Shared {
 }
 
 enum AckCmd {
-    Ack(AckToken),
+    /// The acknowledgement of the message that arrived `seq`-th (QoS 1 and 2 count); `None`: it
+    /// is not acknowledged (the client disconnects for its redelivery).
+    Ack(u64, Option<AckToken>),
     DisconnectForRedelivery,
     /// `close`: after the acks of messages settled before it.
     Disconnect(oneshot::Sender<()>),
@@ -352,7 +358,7 @@ struct SplitClient {
 }
 
 impl BrokerClient for SplitClient {
-    fn publish(&self, publish: Publish) -> BoxFuture<'_, Result<(), TransportError>> {
+    fn publish(&self, publish: Publish) -> Confirmation {
         self.publisher.publish(publish)
     }
 
@@ -504,7 +510,9 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
     let (events_tx, events) = mpsc::channel(4);
     let (ready_tx, ready_rx) = oneshot::channel();
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-    let (cmd_tx, cmd_rx) = mpsc::channel(max_in_flight as usize);
+    // Not bounded: `publish` never waits (order by construction); the host bounds the
+    // publishes it awaits, and so this queue.
+    let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
 
     let driver = Driver {
         shared: shared.clone(),
@@ -515,6 +523,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         ready: Some(ready_tx),
         awaiting_subacks: subscriptions.len(),
         ack_tx: ack_tx.clone(),
+        acks: 0,
         reconnect_for_redelivery: settings.reconnect_for_redelivery,
         dry_run: config.dry_run,
     };
@@ -565,7 +574,11 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
 }
 
 /// Hands publishes to rumqttc one at a time, noting each one's waiter in request order first.
-async fn forwarder(client: Client, mut cmds: mpsc::Receiver<PublishCmd>, shared: Arc<Shared>) {
+async fn forwarder(
+    client: Client,
+    mut cmds: mpsc::UnboundedReceiver<PublishCmd>,
+    shared: Arc<Shared>,
+) {
     while let Some(PublishCmd { out, waiter }) = cmds.recv().await {
         {
             let mut p = shared.lock();
@@ -587,14 +600,23 @@ async fn forwarder(client: Client, mut cmds: mpsc::Receiver<PublishCmd>, shared:
     }
 }
 
-/// Sends the acks of settled deliveries (never from the event loop, which must not wait on the
-/// request channel it drains).
+/// Sends the acks of settled deliveries in the order the messages arrived (never from the event
+/// loop, which must not wait on the request channel it drains). What is settled before an
+/// earlier message waits here: at most the broker's in-flight window.
 async fn acker(client: Client, mut cmds: mpsc::UnboundedReceiver<AckCmd>, shared: Arc<Shared>) {
+    let mut next = 0u64;
+    let mut settled: std::collections::BTreeMap<u64, Option<AckToken>> = Default::default();
     while let Some(cmd) = cmds.recv().await {
         match cmd {
-            AckCmd::Ack(token) => {
-                if !shared.redelivering.load(Ordering::SeqCst) {
-                    client.ack(&token).await
+            AckCmd::Ack(seq, token) => {
+                settled.insert(seq, token);
+                while let Some(token) = settled.remove(&next) {
+                    next += 1;
+                    if let Some(token) = token
+                        && !shared.redelivering.load(Ordering::SeqCst)
+                    {
+                        client.ack(&token).await
+                    }
                 }
             }
             AckCmd::DisconnectForRedelivery => {
@@ -620,6 +642,8 @@ struct Driver {
     ready: Option<oneshot::Sender<Result<(), TransportError>>>,
     awaiting_subacks: usize,
     ack_tx: mpsc::UnboundedSender<AckCmd>,
+    /// QoS 1 and 2 messages received so far: the place of the next one's acknowledgement.
+    acks: u64,
     reconnect_for_redelivery: bool,
     dry_run: bool,
 }
@@ -779,10 +803,15 @@ impl Driver {
             .sources
             .iter()
             .find(|s| s.addresses.iter().any(|f| filter_matches(f, &p.topic)));
+        // The place of its acknowledgement among the acknowledgements of this connection.
+        let seq = self.acks;
+        if p.qos > 0 {
+            self.acks += 1;
+        }
         let Some(source) = source else {
             // Not ours (e.g. a subscription left in a persistent session): acknowledge, drop.
             if p.qos > 0 {
-                let _ = self.ack_tx.send(AckCmd::Ack(p.token));
+                let _ = self.ack_tx.send(AckCmd::Ack(seq, Some(p.token)));
             }
             return;
         };
@@ -808,14 +837,15 @@ impl Driver {
                 let token = p.token;
                 tokio::spawn(async move {
                     let settle = settled.await.unwrap_or(Settle::Redeliver);
-                    let cmd = match settle {
-                        Settle::Redeliver if reconnect => AckCmd::DisconnectForRedelivery,
-                        _ => AckCmd::Ack(token),
-                    };
-                    let _ = ack_tx.send(cmd);
+                    if settle == Settle::Redeliver && reconnect {
+                        let _ = ack_tx.send(AckCmd::DisconnectForRedelivery);
+                        let _ = ack_tx.send(AckCmd::Ack(seq, None));
+                    } else {
+                        let _ = ack_tx.send(AckCmd::Ack(seq, Some(token)));
+                    }
                 });
             } else {
-                let _ = self.ack_tx.send(AckCmd::Ack(p.token));
+                let _ = self.ack_tx.send(AckCmd::Ack(seq, Some(p.token)));
             }
         }
         let delivery = Delivery {
@@ -903,7 +933,7 @@ pub(crate) fn check_lengths(
 
 struct MqttClient {
     shared: Arc<Shared>,
-    cmd_tx: mpsc::Sender<PublishCmd>,
+    cmd_tx: mpsc::UnboundedSender<PublishCmd>,
     ack_tx: mpsc::UnboundedSender<AckCmd>,
     /// driver, acker, forwarder
     tasks: Vec<JoinHandle<()>>,
@@ -969,33 +999,39 @@ impl MqttClient {
 }
 
 impl BrokerClient for MqttClient {
-    fn publish(&self, publish: Publish) -> BoxFuture<'_, Result<(), TransportError>> {
-        Box::pin(async move {
-            if self.dry_run {
-                return Err(TransportError::new(
-                    ErrorKind::Other,
-                    "A connection test publishes nothing",
-                ));
-            }
-            let out = self.prepare(publish)?;
-            let closed = || {
-                TransportError::new(
-                    ErrorKind::Closed,
-                    format!("The MQTT client of {} is closed", self.shared.authority),
-                )
-            };
-            let (waiter, result) = oneshot::channel();
-            let permit = self.cmd_tx.reserve().await.map_err(|_| closed())?;
-            permit.send(PublishCmd { out, waiter });
-            result.await.unwrap_or_else(|_| Err(closed()))
-        })
+    fn publish(&self, publish: Publish) -> Confirmation {
+        if self.dry_run {
+            return decided(Err(TransportError::new(
+                ErrorKind::Other,
+                "A connection test publishes nothing",
+            )));
+        }
+        let out = match self.prepare(publish) {
+            Ok(out) => out,
+            Err(e) => return decided(Err(e)),
+        };
+        let authority = self.shared.authority.clone();
+        let closed = move || {
+            TransportError::new(
+                ErrorKind::Closed,
+                format!("The MQTT client of {authority} is closed"),
+            )
+        };
+        let (waiter, result) = oneshot::channel();
+        if self.cmd_tx.send(PublishCmd { out, waiter }).is_err() {
+            return decided(Err(closed()));
+        }
+        Box::pin(async move { result.await.unwrap_or_else(|_| Err(closed())) })
     }
 
     fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
         Box::pin(async move {
             let mut tasks = std::mem::take(&mut self.tasks);
             // No more publishes: the forwarder ends once it handed over the queued ones.
-            drop(std::mem::replace(&mut self.cmd_tx, mpsc::channel(1).0));
+            drop(std::mem::replace(
+                &mut self.cmd_tx,
+                mpsc::unbounded_channel().0,
+            ));
             // Pending publishes get a short time to be confirmed.
             let deadline = Instant::now() + Duration::from_secs(1);
             while self.shared.lock().outstanding() > 0 && Instant::now() < deadline {

@@ -879,3 +879,73 @@ async fn a_publish_is_confirmed_while_a_backlog_waits_for_the_host() {
     let (cleaner, _) = plain3(&client_id, None, true).await;
     cleaner.disconnect().await.unwrap();
 }
+
+/// Reads one MQTT packet (fixed header, remaining length, body) from a socket.
+async fn read_packet(socket: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let kind = socket.read_u8().await.unwrap();
+    let (mut length, mut shift) = (0usize, 0);
+    loop {
+        let byte = socket.read_u8().await.unwrap();
+        length |= ((byte & 0x7f) as usize) << shift;
+        shift += 7;
+        if byte & 0x80 == 0 {
+            break;
+        }
+    }
+    let mut body = vec![0; length];
+    socket.read_exact(&mut body).await.unwrap();
+    (kind, body)
+}
+
+/// Messages settled in reverse order are acknowledged in the order they arrived (MQTT-4.6.0-2):
+/// a broker of the test's own sends three QoS 1 PUBLISHes and reads the PUBACKs.
+#[tokio::test]
+async fn acks_go_out_in_arrival_order_whatever_the_settlement_order() {
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let broker = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let (connect, _) = read_packet(&mut socket).await;
+        assert_eq!(connect >> 4, 1, "CONNECT");
+        socket.write_all(&[0x20, 0x02, 0x00, 0x00]).await.unwrap();
+        let (subscribe, body) = read_packet(&mut socket).await;
+        assert_eq!(subscribe >> 4, 8, "SUBSCRIBE");
+        socket
+            .write_all(&[0x90, 0x03, body[0], body[1], 0x01])
+            .await
+            .unwrap();
+        for pkid in 1u8..=3 {
+            let topic = b"in";
+            let payload = format!("m{pkid}");
+            let mut packet = vec![0x32, (2 + topic.len() + 2 + payload.len()) as u8, 0, 2];
+            packet.extend_from_slice(topic);
+            packet.extend_from_slice(&[0, pkid]);
+            packet.extend_from_slice(payload.as_bytes());
+            socket.write_all(&packet).await.unwrap();
+        }
+        let mut acked = Vec::new();
+        while acked.len() < 3 {
+            let (kind, body) = read_packet(&mut socket).await;
+            if kind >> 4 == 4 {
+                acked.push(body[1]);
+            }
+        }
+        acked
+    });
+    let mut c = config(Protocol::Mqtt3, "ack-order");
+    c.uri = format!("tcp://127.0.0.1:{port}");
+    c.sources = vec![source(0, &["in".to_string()], 1, true)];
+    let mut conn = connected(c).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(next_delivery(&mut conn.deliveries).await);
+    }
+    while let Some(d) = held.pop() {
+        d.settler.settle(Settle::Accept);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let acked = timeout(WAIT, broker).await.unwrap().unwrap();
+    assert_eq!(acked, [1, 2, 3]);
+}

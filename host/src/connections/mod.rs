@@ -261,13 +261,13 @@ impl ConnectionService {
     }
 
     /// Parses and validates a connection document whose `id` member is set.
-    pub fn build(
+    pub async fn build(
         &self,
         object: Map<String, Value>,
     ) -> Result<crate::model::Connection, DittoError> {
         let mut connection = connection_from_object(object)?;
         validate(&mut connection, &self.limits)?;
-        self.runtime.check(&connection)?;
+        self.runtime.check(&connection).await?;
         Ok(connection)
     }
 
@@ -281,7 +281,7 @@ impl ConnectionService {
         object
             .entry("connectionStatus")
             .or_insert_with(|| Value::String("unknown".into()));
-        let connection = self.build(object)?;
+        let connection = self.build(object).await?;
         let _guard = self.write.lock().await;
         self.insert_new(connection).await
     }
@@ -318,7 +318,7 @@ impl ConnectionService {
         object
             .entry("connectionStatus")
             .or_insert_with(|| Value::String("unknown".into()));
-        let connection = self.build(object)?;
+        let connection = self.build(object).await?;
         self.runtime.test(&connection).await?;
         Ok(id)
     }
@@ -358,7 +358,7 @@ impl ConnectionService {
             }
         }
         object.insert("id".into(), Value::String(id.to_string()));
-        let connection = self.build(object)?;
+        let connection = self.build(object).await?;
 
         let _guard = self.write.lock().await;
         let existing = self.get(id);

@@ -20,6 +20,38 @@ use tokio::sync::oneshot;
 /// Internal: `ditto-*` headers are not published to brokers.
 pub const AUTH_CONTEXT_HEADER: &str = "ditto-auth-context";
 
+/// The internal header with the id Ferrule gave a consumed signal that waits for
+/// acknowledgements or a live response. Events and routed signals keep their command's headers,
+/// so a target's acknowledgement finds its signal by this id, never by a value a device chose.
+pub const SIGNAL_ID_HEADER: &str = "ditto-signal-id";
+
+/// Whether a header is internal to Ferrule: `ditto-` headers, which are never published (in
+/// transport headers, envelopes or the acknowledgements inside them) and never taken from a
+/// device, except `ditto-weak-ack`, which Ditto shows outside.
+pub fn is_internal(name: &str) -> bool {
+    name.len() >= 6
+        && name.as_bytes()[..6].eq_ignore_ascii_case(b"ditto-")
+        && !name.eq_ignore_ascii_case("ditto-weak-ack")
+}
+
+/// Removes the internal headers; whether there were any.
+pub fn remove_internal(headers: &mut Headers) -> bool {
+    let internal: Vec<String> = headers
+        .iter()
+        .filter(|(k, _)| is_internal(k))
+        .map(|(k, _)| k.to_string())
+        .collect();
+    for k in &internal {
+        headers.remove(k);
+    }
+    !internal.is_empty()
+}
+
+/// The id a signal got from [`InboundHub`] while it waits, from its internal header.
+pub fn signal_id(headers: &Headers) -> Option<u64> {
+    headers.get_str(SIGNAL_ID_HEADER)?.parse().ok()
+}
+
 /// Who sent an inbound signal.
 #[derive(Debug, Clone)]
 pub struct Origin {
@@ -66,8 +98,6 @@ fn response_required(headers: &Headers) -> bool {
         .is_none_or(|v| v != "false")
 }
 
-type Waiters = Mutex<HashMap<String, oneshot::Sender<DittoMessage>>>;
-
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 fn ready(inbound: Inbound) -> BoxFuture<'static, Inbound> {
@@ -78,17 +108,68 @@ fn ready(inbound: Inbound) -> BoxFuture<'static, Inbound> {
 pub struct InboundHub {
     twin: TwinService,
     router: Arc<Router>,
-    /// Live signals waiting for their response, by correlation id.
-    live_waiting: Waiters,
-    /// Custom acknowledgements being waited for, by correlation id and label.
-    ack_waiting: Mutex<HashMap<(String, String), oneshot::Sender<Ack>>>,
+    waiting: Mutex<Waiting>,
 }
 
+/// Signals that wait for acknowledgements from others or for a live response.
+#[derive(Default)]
+struct Waiting {
+    next: u64,
+    by_id: HashMap<u64, Waiter>,
+    /// The correlation id each waiting signal carries → its id, for what comes back from
+    /// outside (a device's acknowledgement or live response). Unique: a signal whose correlation
+    /// id a waiting signal carries already gets a fresh one while it waits (as Ditto does), so
+    /// two devices' equal correlation ids never meet here.
+    by_correlation: HashMap<String, u64>,
+}
+
+struct Waiter {
+    correlation: String,
+    acks: HashMap<String, oneshot::Sender<Ack>>,
+    live: Option<oneshot::Sender<DittoMessage>>,
+}
+
+/// What one signal waits for; dropping it forgets the signal.
+struct Registration {
+    hub: Arc<InboundHub>,
+    id: u64,
+    acks: Vec<oneshot::Receiver<Ack>>,
+    live: Option<oneshot::Receiver<DittoMessage>>,
+    /// The signal's own correlation id when it was given a fresh one while it waits: the
+    /// responses to its sender carry this one again.
+    original_correlation: Option<String>,
+}
+
+impl Registration {
+    /// Gives the responses to the sender the correlation id it sent.
+    fn restore(&self, inbound: &mut Inbound) {
+        if let Some(original) = &self.original_correlation {
+            for r in &mut inbound.responses {
+                r.headers
+                    .insert("correlation-id", serde_json::Value::from(original.as_str()));
+            }
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut waiting = lock(&self.hub.waiting);
+        if let Some(w) = waiting.by_id.remove(&self.id) {
+            waiting.by_correlation.remove(&w.correlation);
+        }
+    }
+}
+
+/// An acknowledgement from a command's response (`twin-persisted`, or every label of a failed
+/// command); its headers as they are seen outside.
 fn ack_of(label: &str, response: &DittoMessage) -> Ack {
+    let mut headers = response.headers.clone();
+    remove_internal(&mut headers);
     Ack {
         label: label.to_string(),
         status: response.status.unwrap_or(500),
-        headers: response.headers.clone(),
+        headers,
         payload: response.value.clone(),
     }
 }
@@ -109,18 +190,116 @@ impl InboundHub {
         InboundHub {
             twin,
             router,
-            live_waiting: Mutex::default(),
-            ack_waiting: Mutex::default(),
+            waiting: Mutex::default(),
         }
     }
 
-    /// An acknowledgement issued by a target (transport settlement) or sent by a source.
-    pub fn acknowledge(&self, correlation_id: &str, ack: Ack) {
-        if let Some(waiter) =
-            lock(&self.ack_waiting).remove(&(correlation_id.to_string(), ack.label.clone()))
-        {
+    /// An acknowledgement a target issued for the signal Ferrule gave `signal_id`.
+    pub fn acknowledge(&self, signal_id: u64, ack: Ack) {
+        let waiter = lock(&self.waiting)
+            .by_id
+            .get_mut(&signal_id)
+            .and_then(|w| w.acks.remove(&ack.label));
+        if let Some(waiter) = waiter {
             let _ = waiter.send(ack);
         }
+    }
+
+    /// An acknowledgement a source received (from a device, by the correlation id of the signal
+    /// it acknowledges).
+    pub fn acknowledge_correlated(&self, correlation_id: &str, mut ack: Ack) {
+        remove_internal(&mut ack.headers);
+        let waiter = {
+            let mut waiting = lock(&self.waiting);
+            let id = waiting.by_correlation.get(correlation_id).copied();
+            id.and_then(|id| waiting.by_id.get_mut(&id))
+                .and_then(|w| w.acks.remove(&ack.label))
+        };
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(ack);
+        }
+    }
+
+    /// A live response a source received, to the live signal with its correlation id.
+    fn respond(&self, correlation_id: &str, response: DittoMessage) {
+        let waiter = {
+            let mut waiting = lock(&self.waiting);
+            let id = waiting.by_correlation.get(correlation_id).copied();
+            id.and_then(|id| waiting.by_id.get_mut(&id))
+                .and_then(|w| w.live.take())
+        };
+        if let Some(waiter) = waiter {
+            let _ = waiter.send(response);
+        }
+    }
+
+    /// Registers a signal that waits for the custom labels of `requested` and, with `live`, for
+    /// a live response: it gets an id (in [`SIGNAL_ID_HEADER`]) and, when a waiting signal
+    /// carries its correlation id already, a fresh correlation id. `None` when it waits for
+    /// nothing from others.
+    fn register(
+        self: &Arc<Self>,
+        signal: &mut DittoMessage,
+        correlation: &mut String,
+        requested: &IndexSet<String>,
+        live: bool,
+    ) -> Option<Registration> {
+        let labels: Vec<&String> = custom_labels(requested).collect();
+        if labels.is_empty() && !live {
+            return None;
+        }
+        let mut waiting = lock(&self.waiting);
+        let id = waiting.next;
+        waiting.next += 1;
+        let original_correlation = if waiting.by_correlation.contains_key(correlation.as_str()) {
+            let fresh = uuid::Uuid::new_v4().to_string();
+            signal
+                .headers
+                .insert("correlation-id", serde_json::Value::from(fresh.as_str()));
+            Some(std::mem::replace(correlation, fresh))
+        } else {
+            None
+        };
+        let mut acks = HashMap::new();
+        let receivers = labels
+            .into_iter()
+            .map(|label| {
+                let (tx, rx) = oneshot::channel();
+                acks.insert(label.clone(), tx);
+                rx
+            })
+            .collect();
+        let (live_tx, live_rx) = if live {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        waiting.by_correlation.insert(correlation.clone(), id);
+        waiting.by_id.insert(
+            id,
+            Waiter {
+                correlation: correlation.clone(),
+                acks,
+                live: live_tx,
+            },
+        );
+        drop(waiting);
+        signal
+            .headers
+            .insert(SIGNAL_ID_HEADER, serde_json::Value::from(id.to_string()));
+        Some(Registration {
+            hub: self.clone(),
+            id,
+            acks: receivers,
+            live: live_rx,
+            original_correlation,
+        })
+    }
+
+    /// How many signals wait for acknowledgements or live responses (for tests and bounds).
+    pub fn waiting(&self) -> usize {
+        lock(&self.waiting).by_id.len()
     }
 
     /// Handles one signal and waits for its outcome.
@@ -137,6 +316,9 @@ impl InboundHub {
         mut signal: DittoMessage,
         origin: &Origin,
     ) -> BoxFuture<'static, Inbound> {
+        // What a device sent cannot pose as Ferrule's own (the authorization context, the id
+        // acknowledgements find their signal by).
+        remove_internal(&mut signal.headers);
         if !origin.subjects.is_empty() {
             signal.headers.insert(
                 AUTH_CONTEXT_HEADER,
@@ -150,7 +332,7 @@ impl InboundHub {
             .unwrap_or(super::acks::DEFAULT_TIMEOUT);
         // As Ditto does, a signal without a correlation id gets one: acknowledgements issued by
         // targets and live responses find their way back by it.
-        let correlation = match signal.headers.correlation_id() {
+        let mut correlation = match signal.headers.correlation_id() {
             Some(c) => c,
             None => {
                 let c = uuid::Uuid::new_v4().to_string();
@@ -180,65 +362,72 @@ impl InboundHub {
         }
         match (topic.channel, topic.criterion, signal.status) {
             (Some(Channel::Twin), Criterion::Commands, None) => {
+                let registration =
+                    self.register(&mut signal, &mut correlation, &origin.requested_acks, false);
                 // The signal's value goes to the twin; the rest answers the sender.
                 let command = match TwinCommand::taking_value(&mut signal) {
                     Ok(c) => c,
-                    Err(e) => return ready(self.refused(&signal, &e)),
+                    Err(e) => {
+                        let mut refused = self.refused(&signal, &e);
+                        if let Some(r) = &registration {
+                            r.restore(&mut refused);
+                        }
+                        return ready(refused);
+                    }
                 };
-                let custom = self.wait_for_custom_acks(&correlation, &origin.requested_acks);
                 let response = self.twin.submit(command).await;
-                let this = self.clone();
                 let requested = origin.requested_acks.clone();
                 Box::pin(async move {
+                    let mut registration = registration;
                     let response = response.await;
                     let mut aggregator = AckAggregator::new(requested.clone());
                     if requested.contains(TWIN_PERSISTED) {
                         aggregator.add(ack_of(TWIN_PERSISTED, &response));
                     }
-                    let custom = if response.status.is_some_and(|s| s >= 400) {
+                    if response.status.is_some_and(|s| s >= 400) {
                         // The command failed, so there is no event and no target will
                         // acknowledge it: its error answers for every requested label at once
                         // (as Ditto answers a failed command), not a timeout later.
                         for label in custom_labels(&requested) {
                             aggregator.add(ack_of(label, &response));
                         }
-                        Vec::new()
-                    } else {
-                        custom
-                    };
-                    let aggregated = this.collect(aggregator, custom, &correlation, timeout).await;
-                    this.finish(response, aggregated, &signal)
+                        if let Some(r) = registration.as_mut() {
+                            r.acks.clear();
+                        }
+                    }
+                    let aggregated = collect(aggregator, registration.as_mut(), timeout).await;
+                    let mut inbound = finish(response, aggregated, &signal);
+                    if let Some(r) = &registration {
+                        r.restore(&mut inbound);
+                    }
+                    inbound
                 })
             }
             (Some(Channel::Live), Criterion::Messages | Criterion::Commands, None) => {
                 let wants_response = origin.requested_acks.contains(LIVE_RESPONSE);
-                let waiter = wants_response.then(|| {
-                    let (tx, rx) = oneshot::channel();
-                    lock(&self.live_waiting).insert(correlation.clone(), tx);
-                    rx
-                });
-                let custom = self.wait_for_custom_acks(&correlation, &origin.requested_acks);
+                let registration = self.register(
+                    &mut signal,
+                    &mut correlation,
+                    &origin.requested_acks,
+                    wants_response,
+                );
                 let signal = Arc::new(signal);
-                self.router.dispatch(signal.clone(), &self.twin).await;
-                let this = self.clone();
+                self.router.dispatch(signal.clone()).await;
                 let requested = origin.requested_acks.clone();
                 Box::pin(async move {
+                    let mut registration = registration;
                     let mut aggregator = AckAggregator::new(requested);
+                    let deadline = tokio::time::Instant::now() + timeout;
                     let mut response = None;
-                    if let Some(rx) = waiter {
-                        match tokio::time::timeout(timeout, rx).await {
-                            Ok(Ok(r)) => {
-                                aggregator.add(ack_of(LIVE_RESPONSE, &r));
-                                response = Some(r);
-                            }
-                            _ => {
-                                lock(&this.live_waiting).remove(&correlation);
-                            }
-                        }
+                    if let Some(rx) = registration.as_mut().and_then(|r| r.live.take())
+                        && let Ok(Ok(r)) = tokio::time::timeout_at(deadline, rx).await
+                    {
+                        aggregator.add(ack_of(LIVE_RESPONSE, &r));
+                        response = Some(r);
                     }
-                    let aggregated = this.collect(aggregator, custom, &correlation, timeout).await;
-                    match response {
-                        Some(r) => this.finish(r, aggregated, &signal),
+                    let aggregated = collect(aggregator, registration.as_mut(), timeout).await;
+                    let mut inbound = match response {
+                        Some(r) => finish(r, aggregated, &signal),
                         None => Inbound {
                             responses: aggregated
                                 .as_ref()
@@ -247,21 +436,23 @@ impl InboundHub {
                                 .unwrap_or_default(),
                             settle: aggregated.map_or(Settle::Accept, |a| a.settle()),
                         },
+                    };
+                    if let Some(r) = &registration {
+                        r.restore(&mut inbound);
                     }
+                    inbound
                 })
             }
             (Some(Channel::Live), Criterion::Messages | Criterion::Commands, Some(_)) => {
                 // A response to a live signal: back to whoever waits for it.
-                if let Some(waiter) = lock(&self.live_waiting).remove(&correlation) {
-                    let _ = waiter.send(signal);
-                }
+                self.respond(&correlation, signal);
                 ready(Inbound {
                     responses: Vec::new(),
                     settle: Settle::Accept,
                 })
             }
             (Some(Channel::Live), Criterion::Events, None) => {
-                self.router.dispatch(Arc::new(signal), &self.twin).await;
+                self.router.dispatch(Arc::new(signal)).await;
                 ready(Inbound {
                     responses: Vec::new(),
                     settle: Settle::Accept,
@@ -269,7 +460,7 @@ impl InboundHub {
             }
             (_, Criterion::Acks, Some(status)) => {
                 if let Some(label) = &topic.action {
-                    self.acknowledge(
+                    self.acknowledge_correlated(
                         &correlation,
                         Ack {
                             label: label.clone(),
@@ -298,67 +489,6 @@ impl InboundHub {
         }
     }
 
-    fn wait_for_custom_acks(
-        &self,
-        correlation: &str,
-        requested: &IndexSet<String>,
-    ) -> Vec<oneshot::Receiver<Ack>> {
-        custom_labels(requested)
-            .map(|label| {
-                let (tx, rx) = oneshot::channel();
-                lock(&self.ack_waiting).insert((correlation.to_string(), label.clone()), tx);
-                rx
-            })
-            .collect()
-    }
-
-    /// Waits for the custom acks until the timeout; `None` when no acks were requested (the
-    /// message is settled at once: at most once).
-    async fn collect(
-        &self,
-        mut aggregator: AckAggregator,
-        custom: Vec<oneshot::Receiver<Ack>>,
-        correlation: &str,
-        timeout: Duration,
-    ) -> Option<Aggregated> {
-        if aggregator.requested().is_empty() {
-            return None;
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        for rx in custom {
-            if let Ok(Ok(ack)) = tokio::time::timeout_at(deadline, rx).await {
-                aggregator.add(ack);
-            }
-        }
-        lock(&self.ack_waiting).retain(|(c, _), _| c != correlation);
-        Some(aggregator.finish(timeout))
-    }
-
-    /// The response and the acks of a command become the reply and the settle decision.
-    fn finish(
-        &self,
-        response: DittoMessage,
-        aggregated: Option<Aggregated>,
-        signal: &DittoMessage,
-    ) -> Inbound {
-        match aggregated {
-            None => Inbound {
-                responses: vec![response],
-                settle: Settle::Accept,
-            },
-            Some(a) => {
-                let mut responses = vec![response];
-                if !a.is_success() {
-                    responses.push(a.to_message(&signal.topic, &signal.headers));
-                }
-                Inbound {
-                    responses,
-                    settle: a.settle(),
-                }
-            }
-        }
-    }
-
     fn refused(&self, signal: &DittoMessage, e: &ProtocolError) -> Inbound {
         let response = crate::twin::engine::error_response(
             &signal.topic.entity_id(),
@@ -369,6 +499,51 @@ impl InboundHub {
         Inbound {
             responses: vec![response],
             settle: Settle::Reject,
+        }
+    }
+}
+
+/// Waits for the acknowledgements a registered signal waits for until the timeout; `None` when
+/// no acks were requested (the message is settled at once: at most once).
+async fn collect(
+    mut aggregator: AckAggregator,
+    registration: Option<&mut Registration>,
+    timeout: Duration,
+) -> Option<Aggregated> {
+    if aggregator.requested().is_empty() {
+        return None;
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    if let Some(registration) = registration {
+        for rx in registration.acks.drain(..) {
+            if let Ok(Ok(ack)) = tokio::time::timeout_at(deadline, rx).await {
+                aggregator.add(ack);
+            }
+        }
+    }
+    Some(aggregator.finish(timeout))
+}
+
+/// The response and the acks of a command become the reply and the settle decision.
+fn finish(
+    response: DittoMessage,
+    aggregated: Option<Aggregated>,
+    signal: &DittoMessage,
+) -> Inbound {
+    match aggregated {
+        None => Inbound {
+            responses: vec![response],
+            settle: Settle::Accept,
+        },
+        Some(a) => {
+            let mut responses = vec![response];
+            if !a.is_success() {
+                responses.push(a.to_message(&signal.topic, &signal.headers));
+            }
+            Inbound {
+                responses,
+                settle: a.settle(),
+            }
         }
     }
 }

@@ -12,13 +12,13 @@ pub mod routing;
 mod tests;
 
 use crate::model::record::timestamp;
-use crate::twin::TwinService;
+use crate::twin::{self, TwinService};
 use ferrule_protocol::{Criterion, DittoMessage, Group, Topic};
 use inbound::InboundHub;
 use routing::Router;
 use serde_json::json;
 use std::sync::Arc;
-use tokio::sync::broadcast::error::RecvError;
+use std::time::Duration;
 
 pub struct Hub {
     pub twin: TwinService,
@@ -27,29 +27,20 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts the hub: every durable twin event is dispatched to the routes.
-    pub fn start(twin: TwinService) -> Arc<Hub> {
-        let router = Arc::new(Router::default());
+    /// Starts the hub: every durable twin event is dispatched to the routes, in the order the
+    /// twin made them durable. The pump takes the next event only when the last one is in the
+    /// queues of its routes, so a full route holds the twin back instead of losing events
+    /// (up to `stall` per stalled route; see [`routing`]).
+    pub fn start(twin: TwinService, mut events: twin::Events, stall: Duration) -> Arc<Hub> {
+        let router = Arc::new(Router::new(twin.clone(), stall));
         let hub = Arc::new(Hub {
             twin: twin.clone(),
             router: router.clone(),
             inbound: Arc::new(InboundHub::new(twin.clone(), router.clone())),
         });
-        let mut events = twin.subscribe();
         tokio::spawn(async move {
-            loop {
-                match events.recv().await {
-                    Ok(event) => {
-                        router.dispatch(event, &twin).await;
-                    }
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(
-                            events = n,
-                            "routing fell behind the twin; events were not routed"
-                        );
-                    }
-                    Err(RecvError::Closed) => break,
-                }
+            while let Some(event) = events.recv().await {
+                router.dispatch(event).await;
             }
         });
         hub
@@ -76,6 +67,6 @@ impl Hub {
         );
         m.headers.insert("content-type", "application/json");
         m.value = Some(json!({ field: timestamp(&chrono::Utc::now()) }));
-        self.router.dispatch(Arc::new(m), &self.twin).await;
+        self.router.dispatch(Arc::new(m)).await;
     }
 }

@@ -7,6 +7,14 @@
 //! `extra`; the filter is evaluated against the signal's thing (its value placed at its path)
 //! merged with the extra fields, with `topic:*`, `resource:*`, `thing:*`, `feature:id` and
 //! `time:now` as placeholders.
+//!
+//! Back-pressure, not loss: when a route's queue is full, `dispatch` waits for room, and so does
+//! whoever dispatches (the twin's event pump, a source's live signal). A route whose queue has
+//! had no room for the stall bound (`[runtime] target_stall_timeout_ms`) has stalled: the signal
+//! is dropped for it (counted, logged, its acknowledgement answered 503 by the route's
+//! `on_skip`), and so is every signal that does not fit at once until its queue is half empty
+//! again. A dead or stuck target so holds the others up once, for the bound, not for every
+//! signal; a slow target that makes progress slows the dispatch down but loses nothing.
 
 use crate::error::DittoError;
 use crate::model::topic::{FilteredTopic, TopicKind, rql_invalid};
@@ -15,8 +23,9 @@ use crate::twin::{Action, TwinCommand, TwinService};
 use ferrule_protocol::{Channel, Criterion, DittoMessage, Group, Headers};
 use ferrule_rql::Filter;
 use serde_json::{Map, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// A target topic, ready to match signals.
@@ -77,7 +86,8 @@ pub struct Routed {
 pub enum Skipped {
     /// Its namespaces or filter did not pass the signal.
     Filtered,
-    /// Its queue was full (or closed): the signal was dropped for it.
+    /// Its queue was closed, or had no room for the stall bound (or is draining after that): the
+    /// signal was dropped for it.
     Dropped,
 }
 
@@ -93,6 +103,48 @@ pub struct Route {
     pub sink: mpsc::Sender<Routed>,
     /// Told of what the route filtered out or dropped.
     pub on_skip: Option<OnSkip>,
+    /// Told when the route stalled (its queue had no room for the stall bound): `true`, and
+    /// when it takes signals again: `false`.
+    pub on_stall: Option<Box<dyn Fn(bool) + Send + Sync>>,
+}
+
+/// A route as the router keeps it.
+struct Entry {
+    route: Route,
+    /// The route stalled and drops what does not fit until its queue is half empty.
+    stalled: AtomicBool,
+}
+
+impl Entry {
+    /// Hands the routed signal to the route's queue, waiting up to `stall` for room; `false`
+    /// when it was dropped.
+    async fn offer(&self, routed: Routed, stall: Duration) -> bool {
+        let sink = &self.route.sink;
+        if self.stalled.load(Ordering::Relaxed) {
+            if sink.capacity() * 2 < sink.max_capacity() {
+                return false;
+            }
+            self.stalled.store(false, Ordering::Relaxed);
+            if let Some(on_stall) = &self.route.on_stall {
+                on_stall(false);
+            }
+        }
+        let routed = match sink.try_send(routed) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(routed)) => routed,
+        };
+        match tokio::time::timeout(stall, sink.send(routed)).await {
+            Ok(sent) => sent.is_ok(),
+            Err(_) => {
+                self.stalled.store(true, Ordering::Relaxed);
+                if let Some(on_stall) = &self.route.on_stall {
+                    on_stall(true);
+                }
+                false
+            }
+        }
+    }
 }
 
 /// What a dispatch did, for metrics.
@@ -105,20 +157,36 @@ pub struct Dispatched {
     pub dropped: usize,
 }
 
-#[derive(Default)]
 pub struct Router {
-    routes: RwLock<Vec<(u64, Arc<Route>)>>,
+    routes: RwLock<Vec<(u64, Arc<Entry>)>>,
     next: AtomicU64,
+    /// Where `extraFields` are read.
+    twin: TwinService,
+    /// How long a dispatch waits for room in one route's queue before that route has stalled.
+    stall: Duration,
 }
 
 impl Router {
+    pub fn new(twin: TwinService, stall: Duration) -> Router {
+        Router {
+            routes: RwLock::default(),
+            next: AtomicU64::new(0),
+            twin,
+            stall,
+        }
+    }
+
     /// Adds a route; the returned id removes it.
     pub fn add(&self, route: Route) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let entry = Entry {
+            route,
+            stalled: AtomicBool::new(false),
+        };
         self.routes
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .push((id, Arc::new(route)));
+            .push((id, Arc::new(entry)));
         id
     }
 
@@ -129,7 +197,7 @@ impl Router {
             .retain(|(i, _)| *i != id);
     }
 
-    fn snapshot(&self) -> Vec<Arc<Route>> {
+    fn snapshot(&self) -> Vec<Arc<Entry>> {
         self.routes
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -138,16 +206,19 @@ impl Router {
             .collect()
     }
 
-    /// Gives the signal to every route that wants it. Connection announcements go only to the
-    /// targets of the connection they announce.
-    pub async fn dispatch(&self, signal: Arc<DittoMessage>, twin: &TwinService) -> Dispatched {
+    /// Gives the signal to every route that wants it, in the order the routes were added, waiting
+    /// for room in their queues (see the module documentation). Connection announcements go
+    /// only to the targets of the connection they announce.
+    pub async fn dispatch(&self, signal: Arc<DittoMessage>) -> Dispatched {
+        let twin = &self.twin;
         let mut report = Dispatched::default();
         let Some(kind) = kind_of(&signal) else {
             return report;
         };
         // The document filters see: built once per signal, and only when a filter needs it.
         let doc = std::sync::OnceLock::new();
-        for route in self.snapshot() {
+        for entry in self.snapshot() {
+            let route = &entry.route;
             if kind == TopicKind::ConnectionAnnouncements
                 && signal.topic.name != route.connection_id
             {
@@ -157,7 +228,7 @@ impl Router {
             let mut passed = None;
             for topic in route.topics.iter().filter(|t| t.kind == kind) {
                 subscribed = true;
-                if let Some(extra) = passes(topic, &signal, &doc, twin).await {
+                if let Some(extra) = passes(topic, &signal, &doc, twin) {
                     passed = Some(extra);
                     break;
                 }
@@ -177,7 +248,7 @@ impl Router {
                         signal: signal.clone(),
                         extra,
                     };
-                    if route.sink.try_send(routed).is_ok() {
+                    if entry.offer(routed, self.stall).await {
                         report.delivered += 1;
                     } else {
                         report.dropped += 1;
@@ -193,7 +264,7 @@ impl Router {
 }
 
 /// `Some(extra)` when the topic passes the signal.
-async fn passes(
+fn passes(
     topic: &CompiledTopic,
     signal: &DittoMessage,
     doc: &std::sync::OnceLock<Value>,
@@ -205,7 +276,7 @@ async fn passes(
     let extra = if topic.extra_fields.is_empty() {
         None
     } else {
-        extra_fields(signal, &topic.extra_fields, twin).await
+        extra_fields(signal, &topic.extra_fields, twin)
     };
     if let Some(filter) = &topic.filter {
         let doc = doc.get_or_init(|| signal_thing(signal));
@@ -238,21 +309,17 @@ pub fn signal_thing(signal: &DittoMessage) -> Value {
     doc
 }
 
-async fn extra_fields(
-    signal: &DittoMessage,
-    fields: &[String],
-    twin: &TwinService,
-) -> Option<Value> {
-    let response = twin
-        .execute(TwinCommand {
-            thing_id: signal.topic.entity_id(),
-            action: Action::Retrieve,
-            path: "/".into(),
-            value: None,
-            headers: Headers::new(),
-            fields: Some(fields.join(",")),
-        })
-        .await;
+/// The `extraFields` of the signal's thing, read from the things in memory: the twin may be
+/// waiting for the dispatch that asks (it waits while its events are not taken).
+fn extra_fields(signal: &DittoMessage, fields: &[String], twin: &TwinService) -> Option<Value> {
+    let response = twin.read(&TwinCommand {
+        thing_id: signal.topic.entity_id(),
+        action: Action::Retrieve,
+        path: "/".into(),
+        value: None,
+        headers: Headers::new(),
+        fields: Some(fields.join(",")),
+    });
     (response.status == Some(200))
         .then_some(response.value)
         .flatten()
@@ -296,6 +363,7 @@ mod tests {
                 .collect(),
             sink: tx,
             on_skip: None,
+            on_stall: None,
         });
         rx
     }
@@ -314,7 +382,7 @@ mod tests {
             fields: None,
         })
         .await;
-        let router = Router::default();
+        let router = Router::new(twin.clone(), Duration::from_secs(5));
         let mut all = route(&router, "c1", &["_/_/things/twin/events"]);
         let mut acme = route(
             &router,
@@ -350,7 +418,7 @@ mod tests {
             "/attributes/counter",
             json!(43),
         );
-        let report = router.dispatch(e, &twin).await;
+        let report = router.dispatch(e).await;
         assert_eq!(
             report,
             Dispatched {
@@ -376,7 +444,7 @@ mod tests {
             "/attributes/counter",
             json!(41),
         );
-        router.dispatch(e, &twin).await;
+        router.dispatch(e).await;
         assert!(counter.try_recv().is_err(), "41 is not > 42");
         assert!(all.try_recv().is_ok());
 
@@ -385,17 +453,17 @@ mod tests {
             "/inbox/messages/hello",
             json!("hi"),
         );
-        router.dispatch(msg, &twin).await;
+        router.dispatch(msg).await;
         assert!(live.try_recv().is_ok());
         assert!(all.try_recv().is_err());
     }
 
     #[tokio::test]
-    async fn announcements_stay_with_their_connection_and_full_queues_drop() {
+    async fn announcements_stay_with_their_connection() {
         let twin = TwinService::start(Arc::new(MemoryStore::default()))
             .await
             .unwrap();
-        let router = Router::default();
+        let router = Router::new(twin.clone(), Duration::from_secs(5));
         let mut mine = route(&router, "conn-a", &["_/_/connections/announcements"]);
         let mut theirs = route(&router, "conn-b", &["_/_/connections/announcements"]);
         let opened = event(
@@ -403,28 +471,107 @@ mod tests {
             "/",
             json!({"openedAt": "x"}),
         );
-        router.dispatch(opened, &twin).await;
+        router.dispatch(opened).await;
         assert!(mine.try_recv().is_ok());
         assert!(theirs.try_recv().is_err());
+    }
 
-        let (tx, _rx) = mpsc::channel(1);
+    fn modified(n: i64) -> Arc<DittoMessage> {
+        event(
+            "ns/t/things/twin/events/modified",
+            "/attributes/a",
+            json!(n),
+        )
+    }
+
+    /// A route with a queue of `capacity` whose stalls are recorded.
+    fn slow_route(
+        router: &Router,
+        capacity: usize,
+    ) -> (mpsc::Receiver<Routed>, Arc<std::sync::Mutex<Vec<bool>>>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let stalls = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = stalls.clone();
         router.add(Route {
             connection_id: "slow".into(),
             target: 0,
             topics: vec![CompiledTopic::compile("_/_/things/twin/events").unwrap()],
             sink: tx,
             on_skip: None,
+            on_stall: Some(Box::new(move |s| seen.lock().unwrap().push(s))),
         });
-        let e = || {
-            event(
-                "ns/t/things/twin/events/modified",
-                "/attributes/a",
-                json!(1),
-            )
-        };
-        router.dispatch(e(), &twin).await;
-        let report = router.dispatch(e(), &twin).await;
-        assert_eq!(report.dropped, 1);
+        (rx, stalls)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_holds_the_dispatch_back_and_loses_nothing() {
+        let twin = TwinService::start(Arc::new(MemoryStore::default()))
+            .await
+            .unwrap();
+        let router = Arc::new(Router::new(twin, Duration::from_secs(5)));
+        let (mut rx, stalls) = slow_route(&router, 4);
+        // A consumer far slower than the dispatcher: 1,000 signals through a queue of 4.
+        let consumer = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while seen.len() < 1000 {
+                let r = rx.recv().await.unwrap();
+                seen.push(r.signal.value.clone().unwrap().as_i64().unwrap());
+                if seen.len() % 100 == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            seen
+        });
+        for n in 0..1000 {
+            let report = router.dispatch(modified(n)).await;
+            assert_eq!(report.delivered, 1, "signal {n} was not delivered");
+        }
+        let seen = consumer.await.unwrap();
+        assert_eq!(seen, (0..1000).collect::<Vec<_>>(), "all of them, in order");
+        assert!(stalls.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_route_holds_others_up_once_then_drops_until_it_drains() {
+        let twin = TwinService::start(Arc::new(MemoryStore::default()))
+            .await
+            .unwrap();
+        let stall = Duration::from_millis(200);
+        let router = Router::new(twin, stall);
+        let (mut stuck, stalls) = slow_route(&router, 4);
+        let mut other = route(&router, "other", &["_/_/things/twin/events"]);
+        // Fill the stuck route's queue.
+        for n in 0..4 {
+            assert_eq!(router.dispatch(modified(n)).await.delivered, 2);
+            assert!(other.try_recv().is_ok());
+        }
+        // The first signal that does not fit waits for the bound, then is dropped for the stuck
+        // route; the other route gets it.
+        let started = std::time::Instant::now();
+        let report = router.dispatch(modified(4)).await;
+        assert!(started.elapsed() >= stall, "{:?}", started.elapsed());
+        assert_eq!((report.delivered, report.dropped), (1, 1));
+        assert_eq!(*stalls.lock().unwrap(), vec![true]);
+        // From then on the stuck route costs the others nothing.
+        let started = std::time::Instant::now();
+        for n in 5..100 {
+            let report = router.dispatch(modified(n)).await;
+            assert_eq!((report.delivered, report.dropped), (1, 1));
+            assert!(other.try_recv().is_ok());
+        }
+        assert!(started.elapsed() < stall, "{:?}", started.elapsed());
+        // One place free is not half empty: still dropped at once.
+        assert_eq!(stuck.recv().await.unwrap().signal.value, Some(json!(0)));
+        assert_eq!(router.dispatch(modified(100)).await.dropped, 1);
+        // Half empty: it takes signals again.
+        assert_eq!(stuck.recv().await.unwrap().signal.value, Some(json!(1)));
+        let report = router.dispatch(modified(101)).await;
+        assert_eq!((report.delivered, report.dropped), (2, 0));
+        assert_eq!(*stalls.lock().unwrap(), vec![true, false]);
+        let rest: Vec<_> = std::iter::from_fn(|| stuck.try_recv().ok())
+            .map(|r| r.signal.value.clone().unwrap())
+            .collect();
+        assert_eq!(rest, vec![json!(2), json!(3), json!(101)]);
     }
 
     #[test]

@@ -15,11 +15,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 async fn hub() -> Arc<Hub> {
-    Hub::start(
-        TwinService::start(Arc::new(MemoryStore::default()))
-            .await
-            .unwrap(),
-    )
+    let (twin, events) = TwinService::start_with_events(Arc::new(MemoryStore::default()))
+        .await
+        .unwrap();
+    Hub::start(twin, events, Duration::from_secs(5))
 }
 
 fn origin(acks: &[&str]) -> Origin {
@@ -42,6 +41,7 @@ fn subscribe(hub: &Hub, connection: &str, topic: &str) -> mpsc::Receiver<Routed>
         topics: vec![CompiledTopic::compile(topic).unwrap()],
         sink: tx,
         on_skip: None,
+        on_stall: None,
     });
     rx
 }
@@ -122,7 +122,7 @@ async fn custom_acks_are_awaited_until_the_timeout() {
     let hub2 = hub.clone();
     let acker = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        hub2.inbound.acknowledge(
+        hub2.inbound.acknowledge_correlated(
             "k-2",
             Ack {
                 label: "src:delivered".into(),
@@ -244,8 +244,10 @@ async fn a_signal_without_correlation_id_gets_one_that_target_acks_find() {
             .headers
             .correlation_id()
             .expect("the event carries the generated correlation id");
+        let id = crate::hub::inbound::signal_id(&routed.signal.headers)
+            .expect("the event carries the signal's id");
         hub2.inbound.acknowledge(
-            &correlation,
+            id,
             Ack {
                 label: "out:published".into(),
                 status: 200,

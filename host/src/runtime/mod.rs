@@ -46,6 +46,9 @@ pub struct RuntimeConfig {
     pub close_timeout_ms: u64,
     /// A connection's `processorPoolSize` is capped at this (Ditto's `max-pool-size`).
     pub max_processor_pool_size: u32,
+    /// How long routing waits for room in one target's queue (back-pressure) before that
+    /// target has stalled and what does not fit is dropped for it until its queue is half empty.
+    pub target_stall_timeout_ms: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -58,6 +61,7 @@ impl Default for RuntimeConfig {
             max_in_flight: 100,
             close_timeout_ms: 3_000,
             max_processor_pool_size: 5,
+            target_stall_timeout_ms: 5_000,
         }
     }
 }
@@ -231,10 +235,28 @@ impl Runtime {
         }
     }
 
+    /// Builds every mapper of a connection (compiles its scripts, starts and configures its
+    /// WebAssembly instances) on a blocking thread: that takes up to the mappers' deadlines, and
+    /// an async worker must not wait for it (the REST API and the message path run there).
+    async fn compile(
+        &self,
+        connection: &Connection,
+        mapping: MappingContext,
+    ) -> Result<Compiled, DittoError> {
+        let connection = connection.clone();
+        tokio::task::spawn_blocking(move || Compiled::build(&connection, &mapping))
+            .await
+            .unwrap_or_else(|e| {
+                Err(DittoError::internal(format!(
+                    "Building the connection's mappers failed: {e}"
+                )))
+            })
+    }
+
     /// What can be checked without connecting (create and modify answer 400 for it): every
     /// mapper is built (scripts compiled), and the transport checks its configuration.
-    pub fn check(&self, connection: &Connection) -> Result<(), DittoError> {
-        Compiled::build(connection, &self.mapping)?;
+    pub async fn check(&self, connection: &Connection) -> Result<(), DittoError> {
+        self.compile(connection, self.mapping.clone()).await?;
         let Some(config) = self.client_config(connection, 0, false) else {
             return Ok(());
         };
@@ -249,7 +271,7 @@ impl Runtime {
     /// A dry run: connect with the connection's configuration, check its sources and targets,
     /// disconnect. Answers within the connect timeout.
     pub async fn test(&self, connection: &Connection) -> Result<(), DittoError> {
-        Compiled::build(connection, &self.mapping)?;
+        self.compile(connection, self.mapping.clone()).await?;
         let Some(config) = self.client_config(connection, 0, true) else {
             return Err(DittoError::configuration_invalid(format!(
                 "The connection type '{}' is not supported by Ferrule.",
@@ -313,7 +335,10 @@ impl Runtime {
                 entity_id: None,
             });
         });
-        let compiled = match Compiled::build(&connection, &self.mapping.with_log_sink(sink)) {
+        let compiled = match self
+            .compile(&connection, self.mapping.with_log_sink(sink))
+            .await
+        {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 let details = format!("{} {}", e.message, e.description.unwrap_or_default());

@@ -9,4 +9,4 @@ pub mod service;
 mod engine_tests;
 
 pub use engine::{Action, Outcome, StoredThing, TwinCommand, apply};
-pub use service::TwinService;
+pub use service::{Events, TwinService};

@@ -8,6 +8,12 @@
 //! more before it is committed: fewer, larger transactions for the same commands. If a commit
 //! fails, the batch's changes are rolled back in memory and every command of the batch is
 //! answered with an error.
+//!
+//! Events go to one consumer (the hub's pump) through a bounded queue that the twin waits on
+//! when it is full: a consumer that falls behind slows the twin down (and with it everything
+//! that queues commands), it never loses an event. Reads that must not wait behind the queue
+//! (the `extraFields` of routing, which the pump reads while the twin may wait for the pump)
+//! are served from the things in memory by [`TwinService::read`].
 
 use super::engine::{StoredThing, TwinCommand, apply, error_response};
 use super::errors;
@@ -15,8 +21,8 @@ use crate::store::{StoreError, ThingChange, ThingStore};
 use chrono::Utc;
 use ferrule_protocol::DittoMessage;
 use std::collections::HashMap;
-use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use std::sync::{Arc, RwLock};
+use tokio::sync::{mpsc, oneshot};
 
 /// Commands taken into one transaction at most.
 const MAX_BATCH: usize = 1024;
@@ -26,6 +32,14 @@ const LINGER_ABOVE: usize = 16;
 const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 /// Commands waiting for the twin at most; senders wait beyond that (backpressure).
 const QUEUE: usize = 8192;
+/// Events waiting for their consumer at most; the twin waits beyond that (backpressure).
+pub const EVENT_QUEUE: usize = 8192;
+
+/// The twin's events, in the order their changes were made durable.
+pub type Events = mpsc::Receiver<Arc<DittoMessage>>;
+
+/// The things in memory: written by the twin task only, read by [`TwinService::read`].
+type Things = Arc<RwLock<HashMap<String, Arc<StoredThing>>>>;
 
 struct Request {
     command: TwinCommand,
@@ -36,23 +50,40 @@ struct Request {
 #[derive(Clone)]
 pub struct TwinService {
     requests: mpsc::Sender<Request>,
-    events: broadcast::Sender<Arc<DittoMessage>>,
+    things: Things,
 }
 
 impl TwinService {
-    /// Loads the stored things and starts the twin task.
+    /// Loads the stored things and starts the twin task; its events are not consumed.
     pub async fn start(store: Arc<dyn ThingStore>) -> Result<TwinService, StoreError> {
-        let things: HashMap<String, StoredThing> = store
+        Ok(TwinService::start_with_events(store).await?.0)
+    }
+
+    /// Loads the stored things and starts the twin task; its events come out of [`Events`]
+    /// (the twin waits while [`EVENT_QUEUE`] of them are not taken).
+    pub async fn start_with_events(
+        store: Arc<dyn ThingStore>,
+    ) -> Result<(TwinService, Events), StoreError> {
+        let things: HashMap<String, Arc<StoredThing>> = store
             .load_things()
             .await?
             .into_iter()
-            .map(|t| (t.id().to_string(), t))
+            .map(|t| (t.id().to_string(), Arc::new(t)))
             .collect();
         tracing::info!(things = things.len(), "things loaded");
+        let things: Things = Arc::new(RwLock::new(things));
         let (requests, rx) = mpsc::channel(QUEUE);
-        let (events, _) = broadcast::channel(QUEUE);
-        tokio::spawn(run(store, things, rx, events.clone()));
-        Ok(TwinService { requests, events })
+        let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+        tokio::spawn(run(store, things.clone(), rx, events_tx));
+        Ok((TwinService { requests, things }, events))
+    }
+
+    /// Answers a retrieve from the things in memory, without waiting behind queued commands: it
+    /// sees every change applied so far (at least every change whose event was published).
+    pub fn read(&self, command: &TwinCommand) -> DittoMessage {
+        debug_assert!(command.action == super::Action::Retrieve);
+        let thing = read(&self.things).get(&command.thing_id).cloned();
+        apply(command, thing.as_deref(), Utc::now()).response
     }
 
     /// Executes a twin command and returns its response (an error response on failure).
@@ -86,25 +117,24 @@ impl TwinService {
             )
         }
     }
+}
 
-    /// Twin events (`created`, `modified`, `merged`, `deleted`) after they are durable.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<DittoMessage>> {
-        self.events.subscribe()
-    }
+fn read(things: &Things) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<StoredThing>>> {
+    things.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(things: &Things) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<StoredThing>>> {
+    things.write().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn run(
     store: Arc<dyn ThingStore>,
-    things: HashMap<String, StoredThing>,
+    things: Things,
     mut requests: mpsc::Receiver<Request>,
-    events: broadcast::Sender<Arc<DittoMessage>>,
+    events: mpsc::Sender<Arc<DittoMessage>>,
 ) {
     // Shared, not copied: the map, the batch's "before" and the store write hold the same
     // things (a command's change is the one copy of a thing it makes).
-    let mut things: HashMap<String, Arc<StoredThing>> = things
-        .into_iter()
-        .map(|(id, t)| (id, Arc::new(t)))
-        .collect();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_batch = 0;
     while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -126,11 +156,12 @@ async fn run(
         let mut outcomes = Vec::with_capacity(batch.len());
         for request in &batch {
             let id = &request.command.thing_id;
-            let mut outcome = apply(&request.command, things.get(id).map(|t| &**t), Utc::now());
+            let current = read(&things).get(id).cloned();
+            let mut outcome = apply(&request.command, current.as_deref(), Utc::now());
             if let Some(change) = outcome.change.take() {
                 let old = match change {
-                    Some(thing) => things.insert(id.clone(), Arc::new(thing)),
-                    None => things.remove(id),
+                    Some(thing) => write(&things).insert(id.clone(), Arc::new(thing)),
+                    None => write(&things).remove(id),
                 };
                 before.entry(id.clone()).or_insert(old);
             }
@@ -138,20 +169,26 @@ async fn run(
         }
         tracing::trace!(commands = batch.len(), things = before.len(), "twin batch");
         if !before.is_empty() {
-            let changes = before
-                .keys()
-                .map(|id| match things.get(id) {
-                    Some(t) => ThingChange::Put(Arc::clone(t)),
-                    None => ThingChange::Delete(id.clone()),
-                })
-                .collect();
+            let changes = {
+                let things = read(&things);
+                before
+                    .keys()
+                    .map(|id| match things.get(id) {
+                        Some(t) => ThingChange::Put(Arc::clone(t)),
+                        None => ThingChange::Delete(id.clone()),
+                    })
+                    .collect()
+            };
             if let Err(e) = store.write_things(changes).await {
                 tracing::error!(error = %e, "things could not be persisted; the batch is rolled back");
-                for (id, old) in before {
-                    match old {
-                        Some(t) => things.insert(id, t),
-                        None => things.remove(&id),
-                    };
+                {
+                    let mut things = write(&things);
+                    for (id, old) in before {
+                        match old {
+                            Some(t) => things.insert(id, t),
+                            None => things.remove(&id),
+                        };
+                    }
                 }
                 let cause = e.to_string();
                 for request in batch.drain(..) {
@@ -169,7 +206,8 @@ async fn run(
         }
         for (request, outcome) in batch.drain(..).zip(outcomes) {
             if let Some(event) = outcome.event {
-                let _ = events.send(Arc::new(event));
+                // Waits while the consumer is EVENT_QUEUE behind; without a consumer, no wait.
+                let _ = events.send(Arc::new(event)).await;
             }
             let _ = request.reply.send(outcome.response);
         }
@@ -200,8 +238,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(RedbStore::open(dir.path()).unwrap());
         {
-            let twin = TwinService::start(store.clone()).await.unwrap();
-            let mut events = twin.subscribe();
+            let (twin, mut events) = TwinService::start_with_events(store.clone()).await.unwrap();
             let r = twin
                 .execute(cmd(Action::Create, "ns:a", "/", Some(json!({}))))
                 .await;
@@ -278,8 +315,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_commit_is_an_error_and_changes_nothing() {
-        let twin = TwinService::start(Arc::new(FailingStore)).await.unwrap();
-        let mut events = twin.subscribe();
+        let (twin, mut events) = TwinService::start_with_events(Arc::new(FailingStore))
+            .await
+            .unwrap();
         let r = twin
             .execute(cmd(Action::Create, "ns:f", "/", Some(json!({}))))
             .await;

@@ -71,6 +71,11 @@ impl Guest for Behave {
         if options.contains("\"fail\"") {
             return Err(error("configure was asked to fail"));
         }
+        if options.contains("\"loopForever\"") {
+            // Stopped by the host's deadline (timeoutMs).
+            #[allow(clippy::empty_loop)]
+            loop {}
+        }
         // A tiny reader for {"key":"text"}, to keep this guest free of dependencies.
         let option = |key: &str| {
             options

@@ -1,0 +1,342 @@
+//! One connected run of a connection: its clients, the consumers that feed the hub, and the
+//! publishers that take what the hub routes to its targets.
+//!
+//! - [`inbound`], per consumed message: mapping (the source's pipeline) → source header
+//!   mapping → enforcement → declared acknowledgements → requested acknowledgements → the hub →
+//!   responses to the reply target → the transport settles the message with the hub's decision
+//!   (after the change is durable and the requested acknowledgements are in).
+//! - [`outbound`], per routed signal: mapping (the target's pipeline) → target header mapping →
+//!   address → publish → the issued acknowledgement, if any.
+//! - This module, the lifecycle: connecting the clients, registering the routes before anyone
+//!   consumes, watching the clients, closing.
+//!
+//! The guarantees, each with its unit test in `tests`:
+//! - **Order.** Consumed signals reach the hub in arrival order per client; routed signals are
+//!   handed to the client in routing order, by a call that cannot wait
+//!   ([`ferrule_transport::BrokerClient::publish`]); only the waiting for outcomes and
+//!   confirmations overlaps.
+//! - **Bounded memory.** At most [`CONCURRENCY`] deliveries per client are being handled and
+//!   at most [`CONCURRENCY`] publishes per target await their confirmation; a target's queue
+//!   holds [`TARGET_QUEUE`] routed signals.
+//! - **Back-pressure.** A full target queue holds the routing back (up to the stall bound,
+//!   `hub::routing`), a publisher with [`CONCURRENCY`] unconfirmed publishes takes nothing from
+//!   its queue, and a consumer with [`CONCURRENCY`] unsettled deliveries takes no more from its
+//!   client, whose broker then keeps the backlog.
+//! - **Settlement.** Every delivery is settled once, after it was handled, with the hub's verdict.
+
+mod inbound;
+mod outbound;
+#[cfg(test)]
+mod tests;
+
+use super::compiled::Compiled;
+use super::status::{Live, LiveStatus, Resource};
+use crate::connections::lock;
+use crate::hub::Hub;
+use crate::model::Connection;
+use crate::monitoring::logs::{Category, ConnectionLogs, Level, LogEntry};
+use crate::monitoring::metrics::{ConnectionMetrics, Direction, MetricType};
+use chrono::Utc;
+use ferrule_transport::{
+    BrokerClient, ClientEvent, Confirmation, Connected, ErrorKind, Publish, TransportError,
+};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Messages processed at once per client inbound, and publishes awaiting confirmation per
+/// target outbound.
+pub(crate) const CONCURRENCY: usize = 256;
+/// At most this many deliveries (or routed signals) are mapped in one hand-off to a processor.
+const MAP_BATCH: usize = 64;
+/// Routed signals waiting for one target's publisher at most.
+const TARGET_QUEUE: usize = 16_384;
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// A session's client, until the session closes it.
+#[derive(Default)]
+pub(crate) struct ClientSlot(RwLock<Option<Box<dyn BrokerClient>>>);
+
+impl ClientSlot {
+    pub(crate) fn new(client: Box<dyn BrokerClient>) -> ClientSlot {
+        ClientSlot(RwLock::new(Some(client)))
+    }
+
+    /// Queues a publish at the client (see [`BrokerClient::publish`]: nothing to wait for).
+    pub(crate) fn publish(&self, publish: Publish) -> Confirmation {
+        match self.0.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(client) => client.publish(publish),
+            None => ferrule_transport::decided(Err(TransportError::new(
+                ErrorKind::Closed,
+                "the client is closed",
+            ))),
+        }
+    }
+
+    fn take(&self) -> Option<Box<dyn BrokerClient>> {
+        self.0.write().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// What the processing of a connection's messages needs.
+pub struct Context {
+    pub connection: Arc<Connection>,
+    pub compiled: Arc<Compiled>,
+    pub hub: Arc<Hub>,
+    pub metrics: Arc<ConnectionMetrics>,
+    pub logs: Arc<Mutex<ConnectionLogs>>,
+    pub status: Arc<Mutex<LiveStatus>>,
+    pub processor: super::processor::Processor,
+}
+
+impl Context {
+    fn count(&self, direction: Direction, address: &str, metric: MetricType, success: bool) {
+        self.metrics
+            .record(direction, address, metric, success, Utc::now());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn log(
+        &self,
+        category: Category,
+        log_type: &'static str,
+        success: bool,
+        address: &str,
+        correlation: Option<String>,
+        entity: Option<String>,
+        message: String,
+    ) {
+        lock(&self.logs).log(LogEntry {
+            correlation_id: correlation.unwrap_or_else(|| "<not-provided>".into()),
+            timestamp: Utc::now(),
+            category,
+            log_type,
+            level: if success {
+                Level::Success
+            } else {
+                Level::Failure
+            },
+            message,
+            address: Some(address.to_string()),
+            entity_type: entity.as_ref().map(|_| "thing".to_string()),
+            entity_id: entity,
+        });
+    }
+}
+
+pub struct Session {
+    clients: Vec<Arc<ClientSlot>>,
+    tasks: Vec<JoinHandle<()>>,
+    publishers: Vec<JoinHandle<()>>,
+    routes: Vec<u64>,
+    hub: Arc<Hub>,
+    fail_tx: mpsc::Sender<TransportError>,
+    pub failures: mpsc::Receiver<TransportError>,
+}
+
+impl Session {
+    /// Connects every client and starts consuming and publishing.
+    pub async fn start(
+        ctx: Arc<Context>,
+        configs: Vec<ferrule_transport::ClientConfig>,
+    ) -> Result<Session, TransportError> {
+        let mut session = Session::new(&ctx);
+        for config in configs {
+            let index = config.client_index;
+            match ferrule_transport::connect(config).await {
+                Ok(connected) => session.attach(&ctx, index, connected),
+                Err(e) => {
+                    session.close().await;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(session)
+    }
+
+    fn new(ctx: &Context) -> Session {
+        let (fail_tx, failures) = mpsc::channel(8);
+        Session {
+            clients: Vec::new(),
+            tasks: Vec::new(),
+            publishers: Vec::new(),
+            routes: Vec::new(),
+            hub: ctx.hub.clone(),
+            fail_tx,
+            failures,
+        }
+    }
+
+    /// Starts consuming (and, for client 0, publishing) with a connected client.
+    fn attach(&mut self, ctx: &Arc<Context>, index: usize, connected: Connected) {
+        let client = Arc::new(ClientSlot::new(connected.client));
+        self.clients.push(client.clone());
+        self.tasks.push(tokio::spawn(watch(
+            ctx.clone(),
+            connected.events,
+            self.fail_tx.clone(),
+        )));
+        // One client publishes, so a signal is published once whatever the clientCount. Its
+        // routes are in place before any client consumes: a persistent session's backlog
+        // arrives at once, and an event routed before its target's route existed would be lost,
+        // with the acknowledgement its source requested (the broker's redelivery of those
+        // messages then waits for the acknowledgement timeout).
+        if index == 0 {
+            self.start_publishers(ctx, &client);
+        }
+        self.tasks.push(tokio::spawn(inbound::consume(
+            ctx.clone(),
+            client,
+            connected.deliveries,
+        )));
+    }
+
+    /// Registers a route and starts a publisher for each target.
+    fn start_publishers(&mut self, ctx: &Arc<Context>, client: &Arc<ClientSlot>) {
+        for t in 0..ctx.connection.targets.len() {
+            let (tx, rx) = mpsc::channel(TARGET_QUEUE);
+            self.routes
+                .push(ctx.hub.router.add(outbound::route(ctx, t, tx)));
+            self.publishers.push(tokio::spawn(outbound::publish_routed(
+                ctx.clone(),
+                client.clone(),
+                t,
+                rx,
+            )));
+        }
+    }
+
+    /// Stops routing, lets the publishers finish what was routed to them (at most `drain`),
+    /// closes the clients and ends the tasks.
+    pub async fn close_within(&mut self, drain: std::time::Duration) {
+        for id in self.routes.drain(..) {
+            self.hub.router.remove(id);
+        }
+        let publishers: Vec<_> = self.publishers.drain(..).collect();
+        let aborts: Vec<_> = publishers.iter().map(|p| p.abort_handle()).collect();
+        if tokio::time::timeout(drain, join_all(publishers))
+            .await
+            .is_err()
+        {
+            aborts.iter().for_each(|a| a.abort());
+        }
+        self.close().await;
+    }
+
+    /// Stops routing, ends the tasks and closes the clients at once.
+    pub async fn close(&mut self) {
+        for id in self.routes.drain(..) {
+            self.hub.router.remove(id);
+        }
+        for p in self.publishers.drain(..) {
+            p.abort();
+        }
+        for client in self.clients.drain(..) {
+            if let Some(c) = client.take() {
+                c.close().await;
+            }
+        }
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+async fn join_all(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+async fn watch(
+    ctx: Arc<Context>,
+    mut events: mpsc::Receiver<ClientEvent>,
+    failures: mpsc::Sender<TransportError>,
+) {
+    while let Some(event) = events.recv().await {
+        match event {
+            ClientEvent::Disconnected(e) => {
+                let _ = failures.send(e).await;
+                return;
+            }
+            ClientEvent::SourceFailed {
+                source,
+                address,
+                error,
+            } => {
+                {
+                    let mut status = lock(&ctx.status);
+                    for r in status
+                        .sources
+                        .iter_mut()
+                        .filter(|r| r.address.as_deref() == Some(address.as_str()))
+                    {
+                        r.status = Live::Failed;
+                        r.details = error.message.clone();
+                        r.since = Utc::now();
+                    }
+                }
+                ctx.log(
+                    Category::Source,
+                    "consumed",
+                    false,
+                    &address,
+                    None,
+                    None,
+                    format!(
+                        "Source {source} stopped consuming from <{address}>: {}",
+                        error.message
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The status of a connected session's resources.
+pub fn open_status(connection: &Connection, clients: usize) -> LiveStatus {
+    let now = Utc::now();
+    let client = |i: usize| format!("ferrule-{}", i + 1);
+    let mut status = LiveStatus {
+        live: Live::Open,
+        recovery: super::status::Recovery::Succeeded,
+        connected_since: Some(now),
+        clients: (0..clients)
+            .map(|i| Resource {
+                client: client(i),
+                address: None,
+                status: Live::Open,
+                details: "Connected.".into(),
+                since: now,
+            })
+            .collect(),
+        sources: Vec::new(),
+        targets: Vec::new(),
+    };
+    for i in 0..clients {
+        for source in &connection.sources {
+            for address in &source.addresses {
+                for _ in 0..source.consumer_count {
+                    status.sources.push(Resource {
+                        client: client(i),
+                        address: Some(address.clone()),
+                        status: Live::Open,
+                        details: "Consumer started.".into(),
+                        since: now,
+                    });
+                }
+            }
+        }
+    }
+    for target in &connection.targets {
+        status.targets.push(Resource {
+            client: client(0),
+            address: Some(target.address.clone()),
+            status: Live::Open,
+            details: "Producer started.".into(),
+            since: now,
+        });
+    }
+    status
+}
