@@ -26,78 +26,7 @@ use tokio::time::{sleep, timeout};
 const CONFIG: &str =
     "[runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n";
 
-/// A Mosquitto of the test's own on a free port, keeping its sessions and queues on disk (so a
-/// restart keeps what it acknowledged) and queueing without limit for a disconnected client
-/// (so the broker drops nothing while Ferrule is away).
-struct Broker {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Broker {
-    async fn start() -> Broker {
-        let port = common::free_port();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("mosquitto.conf"),
-            format!(
-                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                 persistence_location {}/\nmax_queued_messages 0\nautosave_interval 1\n\
-                 log_dest none\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        let mut broker = Broker {
-            port,
-            dir,
-            child: None,
-        };
-        broker.run().await;
-        broker
-    }
-
-    async fn run(&mut self) {
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (scripts/brokers installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the test's Mosquitto did not listen on {}",
-                self.port
-            );
-            sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGTERM (Mosquitto saves its sessions and queues), and wait for the exit.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            sigterm(child.id());
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
+use common::Mosquitto as Broker;
 
 fn sigterm(pid: u32) {
     let _ = Command::new("kill")
@@ -1096,6 +1025,29 @@ async fn a_full_or_read_only_data_dir_refuses_changes_clearly_and_recovers() {
         json(f.get("/api/2/things/org.fault:disk").await).await["attributes"]["v"],
         json!(0),
         "full disk: the refused change is not visible"
+    );
+    // A mapper module upload is refused the same way (503, not an internal error) and leaves
+    // no temporary file.
+    let resp = f
+        .req(reqwest::Method::PUT, "/api/2/mappers/during-full")
+        .header("content-type", "application/wasm")
+        .body(ferrule_test_guests::bytes(ferrule_test_guests::BEHAVE))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = json(resp).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "full disk: {body}");
+    assert_eq!(body["error"], "mappers:mapper.unavailable", "full disk");
+    let leftovers: Vec<_> = std::fs::read_dir(data.join("mappers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "full disk: {leftovers:?}");
+    assert_eq!(
+        f.get("/api/2/mappers/during-full").await.status(),
+        StatusCode::NOT_FOUND
     );
     // Device messages meanwhile are not acknowledged to the broker (it keeps them).
     let uu = u.clone();

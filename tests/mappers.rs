@@ -73,6 +73,54 @@ async fn upload_list_read_replace_and_delete_a_module() {
     );
 }
 
+/// The files of the data directory's `cache/wasm` (precompiled artifacts).
+fn artifacts(data: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data.join("cache/wasm"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A module's precompiled artifact goes when no module has its bytes any more: replaced by other
+/// bytes, or deleted. Nothing temporary is left in the data directory.
+#[tokio::test]
+async fn replaced_and_deleted_modules_leave_no_artifacts_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start(dir.path());
+    let sha = |meta: &Value| meta["sha256"].as_str().unwrap().to_string();
+    let first = json(upload(&f, "m", guests::bytes(guests::BEHAVE)).await).await;
+    let twin = json(upload(&f, "same-bytes", guests::bytes(guests::BEHAVE)).await).await;
+    assert_eq!(sha(&first), sha(&twin));
+    let cached = artifacts(&f.data_dir);
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].starts_with(&sha(&first)), "{cached:?}");
+    // Replaced by other bytes: the old artifact stays while `same-bytes` has those bytes.
+    let resp = upload(&f, "m", guests::bytes(guests::JSON_RESHAPER)).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let second = json(f.get("/api/2/mappers/m").await).await;
+    assert_eq!(artifacts(&f.data_dir).len(), 2);
+    assert_eq!(
+        f.delete("/api/2/mappers/same-bytes").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let cached = artifacts(&f.data_dir);
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    assert!(cached[0].starts_with(&sha(&second)), "{cached:?}");
+    assert_eq!(f.delete("/api/2/mappers/m").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(artifacts(&f.data_dir), Vec::<String>::new());
+    let leftovers: Vec<_> = std::fs::read_dir(f.data_dir.join("mappers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[tokio::test]
 async fn bad_uploads_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
@@ -220,6 +268,57 @@ async fn connections_name_modules_that_exist_with_options_they_accept() {
     assert_eq!(
         f.delete("/api/2/mappers/behave").await.status(),
         StatusCode::NO_CONTENT
+    );
+}
+
+/// Building a connection's mappers (here a `configure` that loops until its 2 s deadline) runs
+/// on blocking threads: while three such creates are under way, more than the server's async
+/// workers, the REST API answers at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_answers_while_a_mapper_configures_until_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start(dir.path());
+    assert_eq!(
+        upload(&f, "behave", guests::bytes(guests::BEHAVE))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let creates: Vec<_> = (0..3)
+        .map(|i| {
+            let h = f.clone_handle();
+            tokio::spawn(async move {
+                let body = wasm_connection(
+                    json!({"module": "behave", "loopForever": true, "timeoutMs": 2000}),
+                );
+                let started = std::time::Instant::now();
+                let status = h
+                    .try_put(&format!("/api/2/connections/loop-{i}"), &body)
+                    .await;
+                (status, started.elapsed())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut slowest = Duration::ZERO;
+    let mut answered = 0;
+    while creates.iter().any(|c| !c.is_finished()) {
+        let started = std::time::Instant::now();
+        let resp = f.get("/api/2/connections?ids-only=true").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        slowest = slowest.max(started.elapsed());
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for c in creates {
+        let (status, took) = c.await.unwrap();
+        assert_eq!(status, Some(400), "the configure timed out");
+        assert!(took >= Duration::from_secs(2), "{took:?}");
+    }
+    assert!(answered >= 10, "{answered} requests answered meanwhile");
+    assert!(
+        slowest < Duration::from_millis(500),
+        "the API waited {slowest:?} for the mappers"
     );
 }
 

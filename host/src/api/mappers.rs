@@ -88,7 +88,7 @@ async fn retrieve(State(state): State<Arc<AppState>>, Path(id): Path<String>) ->
 }
 
 async fn module(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.mappers.module_bytes(&id) {
+    match state.mappers.module_bytes(&id).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, WASM)], bytes).into_response(),
         Err(e) => e.into_response(),
     }

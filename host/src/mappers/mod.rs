@@ -127,9 +127,18 @@ pub fn module_invalid(e: ModuleError) -> DittoError {
         .with_description(e.description)
 }
 
+/// The data directory refused a change (a full disk, a read-only directory): nothing was
+/// changed and the client may try again (503, as connections and things answer).
 fn storage(e: std::io::Error) -> DittoError {
     tracing::error!(error = %e, "a mapper module could not be stored");
-    DittoError::internal(format!("The mapper module could not be stored: {e}"))
+    DittoError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "mappers:mapper.unavailable",
+        "The mapper module is not available, please try again later.",
+    )
+    .with_description(format!(
+        "The change was not applied because it could not be persisted ({e})."
+    ))
 }
 
 /// The ids of the modules `connection` names in its `WebAssembly` mapping definitions.
@@ -141,19 +150,79 @@ pub fn modules_of(connection: &Connection) -> impl Iterator<Item = &str> {
         .filter_map(|d| d.options.get("module").and_then(|m| m.as_str()))
 }
 
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Runs file work (or compiling) on a blocking thread: never on an async worker.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, DittoError> + Send + 'static,
+) -> Result<T, DittoError> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(DittoError::internal(format!(
+            "Storing the module failed: {e}"
+        )))
+    })
+}
+
+/// Writes `bytes` to a temporary file next to `path`, fsynced; `path` is replaced only by
+/// [`commit`]. A failure removes the temporary file.
+fn write_temporary(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
         f.write_all(bytes)?;
-        f.sync_all()?;
+        f.sync_all()
+    });
+    match written {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
+}
+
+/// Renames each temporary file over its target, then fsyncs the directory.
+fn commit(dir: &Path, files: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
+    for (tmp, path) in files {
+        std::fs::rename(tmp, path)?;
     }
-    Ok(())
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes a module's bytes and metadata as `<id>.wasm` and `<id>.json`: both are written and
+/// fsynced as temporary files first, so a failure (a full disk) leaves the stored module as it
+/// was and no temporary file behind.
+fn store_module(dir: &Path, id: &str, bytes: &[u8], meta: &[u8]) -> std::io::Result<()> {
+    let (wasm, json) = (dir.join(format!("{id}.wasm")), dir.join(format!("{id}.json")));
+    let wasm_tmp = write_temporary(&wasm, bytes)?;
+    let json_tmp = match write_temporary(&json, meta) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = std::fs::remove_file(&wasm_tmp);
+            return Err(e);
+        }
+    };
+    commit(dir, &[(wasm_tmp.clone(), wasm), (json_tmp.clone(), json)]).inspect_err(|_| {
+        let _ = std::fs::remove_file(&wasm_tmp);
+        let _ = std::fs::remove_file(&json_tmp);
+    })
+}
+
+/// Removes the precompiled artifacts of the module with `sha256` (of any engine build).
+fn remove_artifacts(cache: &Path, sha256: &str) {
+    let Ok(files) = std::fs::read_dir(cache) else {
+        return;
+    };
+    let prefix = format!("{sha256}-");
+    for file in files.flatten() {
+        let name = file.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.ends_with(".cwasm") {
+            if let Err(e) = std::fs::remove_file(file.path()) {
+                tracing::warn!(file = %file.path().display(), error = %e, "a precompiled mapper could not be removed");
+            }
+        }
+    }
 }
 
 impl MapperRegistry {
@@ -246,18 +315,21 @@ impl MapperRegistry {
         self.entries.read().unwrap().values().cloned().collect()
     }
 
-    /// The stored bytes of a module.
-    pub fn module_bytes(&self, id: &str) -> Result<Vec<u8>, DittoError> {
+    /// The stored bytes of a module (read on a blocking thread).
+    pub async fn module_bytes(&self, id: &str) -> Result<Vec<u8>, DittoError> {
         self.get(id).ok_or_else(|| not_found(id))?;
         match &self.dir {
-            Some(dir) => std::fs::read(dir.join(format!("{id}.wasm"))).map_err(storage),
+            Some(dir) => {
+                let path = dir.join(format!("{id}.wasm"));
+                blocking(move || std::fs::read(path).map_err(storage)).await
+            }
             None => Err(DittoError::internal("This registry keeps no module bytes.")),
         }
     }
 
-    /// Validates and compiles `bytes` (on a blocking thread), stores them and makes them the
-    /// current version of `id`; connections that use `id` switch to it for their next message.
-    /// `Ok(true)`: a new module.
+    /// Validates and compiles `bytes`, stores them and makes them the current version of `id`;
+    /// connections that use `id` switch to it for their next message. Compiling and writing
+    /// (fsync of up to `max_module_bytes`) run on a blocking thread. `Ok(true)`: a new module.
     pub async fn put(
         self: &Arc<Self>,
         id: &str,
@@ -267,50 +339,56 @@ impl MapperRegistry {
             return Err(id_invalid(id));
         }
         let _write = self.writes.lock().await;
+        let previous = self.get(id);
         let this = self.clone();
-        let (module, bytes) = tokio::task::spawn_blocking(move || {
+        let (key, earlier) = (id.to_string(), previous.as_ref().map(|p| p.meta.clone()));
+        let (module, meta) = blocking(move || {
             let module = match this.cache_dir() {
                 Some(cache) => this.engine.load(&bytes, &cache),
                 None => this.engine.compile(&bytes),
             };
-            (module, bytes)
+            let module: CompiledModule = module.map_err(module_invalid)?;
+            let now = Utc::now();
+            let meta = MapperMeta {
+                id: key.clone(),
+                version: earlier.as_ref().map_or(1, |p| p.version + 1),
+                sha256: module.sha256.clone(),
+                size: module.size,
+                created: earlier.as_ref().map_or(now, |p| p.created),
+                modified: now,
+                wit_version: module.wit_version.clone(),
+                imports: module.imports.clone(),
+            };
+            if let Some(dir) = &this.dir {
+                let json = serde_json::to_vec_pretty(&meta).expect("metadata serialises");
+                store_module(dir, &key, &bytes, &json).map_err(storage)?;
+            }
+            Ok((module, meta))
         })
-        .await
-        .map_err(|e| DittoError::internal(format!("Compiling the module failed: {e}")))?;
-        let module: CompiledModule = module.map_err(module_invalid)?;
-        let previous = self.get(id);
-        let now = Utc::now();
-        let meta = MapperMeta {
-            id: id.to_string(),
-            version: previous.as_ref().map_or(1, |p| p.meta.version + 1),
-            sha256: module.sha256.clone(),
-            size: module.size,
-            created: previous.as_ref().map_or(now, |p| p.meta.created),
-            modified: now,
-            wit_version: module.wit_version.clone(),
-            imports: module.imports.clone(),
-        };
-        if let Some(dir) = &self.dir {
-            write_durably(&dir.join(format!("{id}.wasm")), &bytes).map_err(storage)?;
-            let json = serde_json::to_vec_pretty(&meta).expect("metadata serialises");
-            write_durably(&dir.join(format!("{id}.json")), &json).map_err(storage)?;
+        .await?;
+        {
+            let mut entries = self.entries.write().unwrap();
+            match entries.get_mut(id) {
+                Some(entry) => {
+                    entry.slot.replace(module, meta.version);
+                    entry.meta = meta.clone();
+                }
+                None => {
+                    let slot = ModuleSlot::new(module, meta.version);
+                    entries.insert(
+                        id.to_string(),
+                        Entry {
+                            meta: meta.clone(),
+                            slot,
+                        },
+                    );
+                }
+            }
         }
-        let mut entries = self.entries.write().unwrap();
-        match entries.get_mut(id) {
-            Some(entry) => {
-                entry.slot.replace(module, meta.version);
-                entry.meta = meta.clone();
-            }
-            None => {
-                let slot = ModuleSlot::new(module, meta.version);
-                entries.insert(
-                    id.to_string(),
-                    Entry {
-                        meta: meta.clone(),
-                        slot,
-                    },
-                );
-            }
+        if let Some(previous) = &previous
+            && previous.meta.sha256 != meta.sha256
+        {
+            self.forget_artifacts(previous.meta.sha256.clone()).await;
         }
         Ok((previous.is_none(), meta))
     }
@@ -333,15 +411,43 @@ impl MapperRegistry {
             )));
         }
         if let Some(dir) = &self.dir {
-            for ext in ["wasm", "json"] {
-                match std::fs::remove_file(dir.join(format!("{id}.{ext}"))) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(storage(e)),
+            let files: Vec<_> = ["wasm", "json"]
+                .iter()
+                .map(|ext| dir.join(format!("{id}.{ext}")))
+                .collect();
+            blocking(move || {
+                for file in files {
+                    match std::fs::remove_file(file) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(storage(e)),
+                    }
                 }
-            }
+                Ok(())
+            })
+            .await?;
         }
-        self.entries.write().unwrap().remove(id);
+        let removed = self.entries.write().unwrap().remove(id);
+        if let Some(removed) = removed {
+            self.forget_artifacts(removed.meta.sha256).await;
+        }
         Ok(())
+    }
+
+    /// Removes the precompiled artifacts of `sha256` unless a module still has those bytes.
+    async fn forget_artifacts(&self, sha256: String) {
+        let in_use = self
+            .entries
+            .read()
+            .unwrap()
+            .values()
+            .any(|e| e.meta.sha256 == sha256);
+        if let (false, Some(cache)) = (in_use, self.cache_dir()) {
+            let _ = blocking(move || {
+                remove_artifacts(&cache, &sha256);
+                Ok(())
+            })
+            .await;
+        }
     }
 }
