@@ -193,7 +193,10 @@ fn commit(dir: &Path, files: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
 /// fsynced as temporary files first, so a failure (a full disk) leaves the stored module as it
 /// was and no temporary file behind.
 fn store_module(dir: &Path, id: &str, bytes: &[u8], meta: &[u8]) -> std::io::Result<()> {
-    let (wasm, json) = (dir.join(format!("{id}.wasm")), dir.join(format!("{id}.json")));
+    let (wasm, json) = (
+        dir.join(format!("{id}.wasm")),
+        dir.join(format!("{id}.json")),
+    );
     let wasm_tmp = write_temporary(&wasm, bytes)?;
     let json_tmp = match write_temporary(&json, meta) {
         Ok(t) => t,
@@ -217,10 +220,11 @@ fn remove_artifacts(cache: &Path, sha256: &str) {
     for file in files.flatten() {
         let name = file.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(&prefix) && name.ends_with(".cwasm") {
-            if let Err(e) = std::fs::remove_file(file.path()) {
-                tracing::warn!(file = %file.path().display(), error = %e, "a precompiled mapper could not be removed");
-            }
+        if name.starts_with(&prefix)
+            && name.ends_with(".cwasm")
+            && let Err(e) = std::fs::remove_file(file.path())
+        {
+            tracing::warn!(file = %file.path().display(), error = %e, "a precompiled mapper could not be removed");
         }
     }
 }

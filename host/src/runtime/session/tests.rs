@@ -370,7 +370,7 @@ async fn a_stalled_target_is_reported_and_its_drops_are_answered() {
     // Fill the target: CONCURRENCY wait for confirmation, TARGET_QUEUE wait in the queue.
     let fill = CONCURRENCY + TARGET_QUEUE;
     for n in 0..fill as u64 {
-        let _ = h.deliver(modify("t", n, json!({}))).await;
+        drop(h.deliver(modify("t", n, json!({}))).await);
     }
     wait_until("the target's queue is full", || {
         broker.outstanding.load(Ordering::SeqCst) == CONCURRENCY
