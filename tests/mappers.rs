@@ -111,7 +111,10 @@ async fn replaced_and_deleted_modules_leave_no_artifacts_behind() {
     let cached = artifacts(&f.data_dir);
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(cached[0].starts_with(&sha(&second)), "{cached:?}");
-    assert_eq!(f.delete("/api/2/mappers/m").await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        f.delete("/api/2/mappers/m").await.status(),
+        StatusCode::NO_CONTENT
+    );
     assert_eq!(artifacts(&f.data_dir), Vec::<String>::new());
     let leftovers: Vec<_> = std::fs::read_dir(f.data_dir.join("mappers"))
         .unwrap()
