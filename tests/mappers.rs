@@ -124,6 +124,45 @@ async fn replaced_and_deleted_modules_leave_no_artifacts_behind() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+/// An upload whose code is past a limit of `[mappers]` is refused before it is compiled: 413
+/// naming the limit and its setting; within the limits the same module is accepted.
+#[tokio::test]
+async fn modules_past_the_compile_limits_are_413_naming_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start_with_config(dir.path(), "[mappers]\nmax_function_bytes = 4096\n");
+    let started = std::time::Instant::now();
+    let resp = upload(&f, "big", guests::bytes(guests::BEHAVE)).await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let e = json(resp).await;
+    assert_eq!(e["error"], "mappers:module.toolarge", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 4096 are compiled"),
+        "{e}"
+    );
+    assert!(
+        e["description"]
+            .as_str()
+            .unwrap()
+            .contains("[mappers] max_function_bytes"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "refused before compiling"
+    );
+    assert_eq!(
+        f.get("/api/2/mappers/big").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start(dir.path());
+    let resp = upload(&f, "big", guests::bytes(guests::BEHAVE)).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn bad_uploads_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();

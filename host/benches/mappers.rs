@@ -10,6 +10,13 @@
 //! `json-reshaper` runs the component, the native code and their alternating comparison);
 //! `FERRULE_WASM_PERFMAP=1` lets `perf record`/`perf report` name the mapper's functions.
 //! The bench allocates with mimalloc, as the `ferrule` binary does.
+//!
+//! First, what compiling an upload costs at the default limits of `[mappers]` (checked before
+//! compiling): a component whose one function is as large as `max_function_bytes` allows, and
+//! one with `max_code_bytes` of code in 1 KiB functions, and one with `max_functions` functions
+//! sharing `max_code_bytes`; time, and the growth of the process's
+//! peak RSS (VmHWM) during the compile. These rows run first, in a fresh process, so the peak
+//! is the compile's (`-- compile` runs only them).
 
 use ferrule_host::mapping::Mapper;
 use ferrule_host::mapping::ditto::DittoMapper;
@@ -110,7 +117,102 @@ fn value_tree(wasm: &dyn Mapper, message: &ExternalMessage, native_us: f64) {
     );
 }
 
+/// A component holding one core module of `functions` functions, each a body of at least
+/// `body_bytes` bytes of integer arithmetic on a local (the code Cranelift works hardest on per
+/// byte: every group is an instruction to select and a value to allocate).
+fn component_with_code(functions: u32, body_bytes: usize) -> Vec<u8> {
+    use wasm_encoder::{CodeSection, Function, FunctionSection, Instruction, TypeSection, ValType};
+    let mut module = wasm_encoder::Module::new();
+    let mut types = TypeSection::new();
+    types.ty().function([ValType::I32], [ValType::I32]);
+    module.section(&types);
+    let mut funcs = FunctionSection::new();
+    for _ in 0..functions {
+        funcs.function(0);
+    }
+    module.section(&funcs);
+    let mut code = CodeSection::new();
+    // local.get 0, i32.const 3, i32.mul, i32.const 7, i32.add, local.set 0: 10 bytes.
+    let groups = body_bytes.saturating_sub(4) / 10;
+    for _ in 0..functions {
+        let mut f = Function::new([]);
+        for _ in 0..groups {
+            f.instruction(&Instruction::LocalGet(0));
+            f.instruction(&Instruction::I32Const(3));
+            f.instruction(&Instruction::I32Mul);
+            f.instruction(&Instruction::I32Const(7));
+            f.instruction(&Instruction::I32Add);
+            f.instruction(&Instruction::LocalSet(0));
+        }
+        f.instruction(&Instruction::LocalGet(0));
+        f.instruction(&Instruction::End);
+        code.function(&f);
+    }
+    module.section(&code);
+    let mut component = wasm_encoder::Component::new();
+    component.section(&wasm_encoder::ModuleSection(&module));
+    component.finish()
+}
+
+/// The process's peak resident set (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Compiles the largest components the default limits accept; prints time and peak RSS growth.
+fn compile_cost() {
+    let limits = ferrule_wasm::CodeLimits::default();
+    let rows = [
+        (
+            "compile: one function of max_function_bytes",
+            1,
+            limits.max_function_bytes as usize,
+        ),
+        (
+            "compile: max_code_bytes in 1 KiB functions",
+            (limits.max_code_bytes / 1040) as u32,
+            1024,
+        ),
+        (
+            "compile: max_functions functions sharing max_code_bytes",
+            limits.max_functions,
+            (limits.max_code_bytes / limits.max_functions as u64) as usize - 8,
+        ),
+    ];
+    for (name, functions, body) in rows {
+        if !selected(name) {
+            continue;
+        }
+        let component = component_with_code(functions, body);
+        let stats = ferrule_wasm::budget::check(&component, &limits).expect("within the limits");
+        let engine = ferrule_wasm::WasmEngine::new(ferrule_wasm::Ceilings::default()).unwrap();
+        let before = peak_rss_mib();
+        let start = Instant::now();
+        // Compiled whole; refused afterwards only because it is no mapper (no exports).
+        let refused = engine.compile(&component).unwrap_err();
+        let took = start.elapsed();
+        println!(
+            "{name:<52} {:>7} functions, largest {} B, {} B of code: {:>6.2} s, peak RSS +{:.0} MiB ({})",
+            stats.functions,
+            stats.largest_function_bytes,
+            stats.code_bytes,
+            took.as_secs_f64(),
+            peak_rss_mib() - before,
+            refused.message
+        );
+    }
+}
+
 fn main() {
+    compile_cost();
     let ditto = ExternalMessage::text(
         json!({"topic": "org.acme/sensor-1/things/twin/commands/modify",
                "headers": {"correlation-id": "c-1", "content-type": "application/json"},

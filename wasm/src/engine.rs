@@ -35,6 +35,8 @@ pub struct Ceilings {
     pub max_memory: usize,
     /// Live mapper instances in the whole host at most (slots of the pooling allocator).
     pub max_instances: u32,
+    /// What an uploaded module may make the compiler do.
+    pub code: crate::budget::CodeLimits,
 }
 
 impl Default for Ceilings {
@@ -43,6 +45,7 @@ impl Default for Ceilings {
             max_timeout: Duration::from_secs(5),
             max_memory: 256 << 20,
             max_instances: 1000,
+            code: crate::budget::CodeLimits::default(),
         }
     }
 }
@@ -53,13 +56,27 @@ impl Default for Ceilings {
 pub struct ModuleError {
     pub message: String,
     pub description: String,
+    /// The module is valid but asks more of the compiler than the host's limits allow
+    /// ([`crate::budget`]): 413 rather than 400.
+    pub too_large: bool,
 }
 
 impl ModuleError {
-    fn new(message: impl Into<String>, description: impl Into<String>) -> ModuleError {
+    pub(crate) fn new(message: impl Into<String>, description: impl Into<String>) -> ModuleError {
         ModuleError {
             message: message.into(),
             description: description.into(),
+            too_large: false,
+        }
+    }
+
+    pub(crate) fn too_large(
+        message: impl Into<String>,
+        description: impl Into<String>,
+    ) -> ModuleError {
+        ModuleError {
+            too_large: true,
+            ..ModuleError::new(message, description)
         }
     }
 }
@@ -287,6 +304,7 @@ impl WasmEngine {
     /// Validates `bytes` as a component of the mapper world and compiles it.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledModule, ModuleError> {
         check_header(bytes)?;
+        crate::budget::check(bytes, &self.inner.ceilings.code)?;
         let component = Component::new(&self.inner.engine, bytes).map_err(|e| {
             ModuleError::new(
                 "The module is not a valid WebAssembly component.",

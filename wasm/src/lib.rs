@@ -10,11 +10,15 @@
 //!   {"module": ..., "timeoutMs": ..., "memoryLimitMiB": ...}}`); keeps warm instances, one per
 //!   concurrent caller, and replaces an instance after a trap, timeout or memory exhaustion.
 //!
+//! - [`budget`]: what an upload may make the compiler do (functions, the largest function, all
+//!   code), checked before compiling.
+//!
 //! A mapper gets no file system, network, environment or arguments: its WASI imports are
 //! linked to an empty context, and a component that imports `wasi:filesystem` or
 //! `wasi:sockets` is refused when it is compiled.
 
 mod bindings;
+pub mod budget;
 mod convert;
 mod engine;
 mod mapper;
@@ -22,6 +26,7 @@ mod sandbox;
 mod stats;
 
 pub use bindings::Level;
+pub use budget::CodeLimits;
 pub use engine::{Ceilings, CompiledModule, EPOCH_TICK, ModuleError, WORLD, WasmEngine, sha256};
 pub use mapper::{
     Definition, LogSink, ModuleSlot, OPTION_MEMORY, OPTION_MODULE, OPTION_TIMEOUT, Version,

@@ -6,7 +6,7 @@ use crate::error::DittoError;
 use crate::model::Connection;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use ferrule_wasm::{Ceilings, CompiledModule, ModuleError, ModuleSlot, WasmEngine};
+use ferrule_wasm::{Ceilings, CodeLimits, CompiledModule, ModuleError, ModuleSlot, WasmEngine};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,13 @@ pub struct MapperConfig {
     pub max_memory_mib: usize,
     /// Live mapper instances in the whole host at most.
     pub max_instances: u32,
+    /// Functions with a body in an uploaded module, at most (checked before compiling).
+    pub max_functions: u32,
+    /// The largest function body of an uploaded module, in bytes: Cranelift's time and
+    /// memory grow faster than linearly with it.
+    pub max_function_bytes: u32,
+    /// All function bodies of an uploaded module together, in bytes.
+    pub max_code_bytes: u64,
 }
 
 impl Default for MapperConfig {
@@ -35,6 +42,9 @@ impl Default for MapperConfig {
             max_timeout_ms: 5_000,
             max_memory_mib: 256,
             max_instances: 1000,
+            max_functions: CodeLimits::default().max_functions,
+            max_function_bytes: CodeLimits::default().max_function_bytes,
+            max_code_bytes: CodeLimits::default().max_code_bytes,
         }
     }
 }
@@ -45,6 +55,11 @@ impl MapperConfig {
             max_timeout: std::time::Duration::from_millis(self.max_timeout_ms),
             max_memory: self.max_memory_mib << 20,
             max_instances: self.max_instances,
+            code: CodeLimits {
+                max_functions: self.max_functions,
+                max_function_bytes: self.max_function_bytes,
+                max_code_bytes: self.max_code_bytes,
+            },
         }
     }
 }
@@ -123,8 +138,12 @@ fn id_invalid(id: &str) -> DittoError {
 }
 
 pub fn module_invalid(e: ModuleError) -> DittoError {
-    DittoError::new(StatusCode::BAD_REQUEST, "mappers:module.invalid", e.message)
-        .with_description(e.description)
+    let (status, error) = if e.too_large {
+        (StatusCode::PAYLOAD_TOO_LARGE, "mappers:module.toolarge")
+    } else {
+        (StatusCode::BAD_REQUEST, "mappers:module.invalid")
+    };
+    DittoError::new(status, error, e.message).with_description(e.description)
 }
 
 /// The data directory refused a change (a full disk, a read-only directory): nothing was
