@@ -182,6 +182,70 @@ async fn a_body_over_the_limit_is_413_with_or_without_a_content_length() {
     assert_serving(&f).await;
 }
 
+/// Requests without credentials whose 64 KiB body follows the head a moment later, in chunks
+/// (as clients that write the head and the body separately do), 32 at once: every client reads
+/// its 401. The server used to answer before reading the body and close the socket with the
+/// body unread, so the client's next write was answered with a reset, which discards the 401
+/// the client had not read yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_requests_with_bodies_all_get_their_401() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = start(dir.path());
+    let address = addr(&f);
+    let body = json_of_len(64 * 1024);
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (address, body) = (address.clone(), body.clone());
+        clients.spawn(async move {
+            let mut answers = Vec::new();
+            for _ in 0..10 {
+                let mut stream = TcpStream::connect(&address).await.unwrap();
+                let head = format!(
+                    "POST /api/2/connections HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                    body.len()
+                );
+                stream.write_all(head.as_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                for chunk in body.chunks(16 * 1024) {
+                    if stream.write_all(chunk).await.is_err() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                let mut answer = Vec::new();
+                let read = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    stream.read_to_end(&mut answer),
+                )
+                .await;
+                let text = String::from_utf8_lossy(&answer).into_owned();
+                answers.push(match read {
+                    Ok(Ok(_)) | Ok(Err(_)) if text.starts_with("HTTP/1.1 401") => Ok(()),
+                    other => Err(format!("{other:?}: {text:?}")),
+                });
+            }
+            answers
+        });
+    }
+    let (mut unauthorized, mut failed) = (0, Vec::new());
+    while let Some(answers) = clients.join_next().await {
+        for answer in answers.unwrap() {
+            match answer {
+                Ok(()) => unauthorized += 1,
+                Err(e) => failed.push(e),
+            }
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} clients did not read their 401: {:?}",
+        failed.len(),
+        unauthorized + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert_serving(&f).await;
+}
+
 #[tokio::test]
 async fn deeply_nested_json_is_400_and_the_server_goes_on() {
     let dir = tempfile::tempdir().unwrap();
