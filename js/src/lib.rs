@@ -117,12 +117,12 @@ fn bool_option(options: &Map<String, Json>, key: &str) -> bool {
     }
 }
 
+/// A script option; a missing one (or `null`) is the empty script, which maps that direction as
+/// the Ditto mapper does (Ditto's `JavaScriptMessageMapperConfiguration` reads both as optional).
 fn script_option(options: &Map<String, Json>, key: &str) -> Result<String, ProtocolError> {
     match options.get(key) {
         Some(Json::String(s)) => Ok(s.clone()),
-        Some(Json::Null) | None => Err(config_failed(format!(
-            "The required configuration property <{key}> for the mapper of type <JavaScript> was missing."
-        ))),
+        Some(Json::Null) | None => Ok(String::new()),
         Some(_) => Err(config_failed(format!(
             "The configuration property <{key}> of the mapper of type <JavaScript> must be a string."
         ))),
@@ -130,8 +130,9 @@ fn script_option(options: &Map<String, Json>, key: &str) -> Result<String, Proto
 }
 
 impl JsMapper {
-    /// `options` = the mapping definition's options: `incomingScript`, `outgoingScript` (may be
-    /// `""`), `loadBytebufferJS`, `loadLongJS`. Compiles once; a syntax error is a
+    /// `options` = the mapping definition's options: `incomingScript`, `outgoingScript` (each may
+    /// be `""` or left out: that direction maps as the Ditto mapper), `loadBytebufferJS`,
+    /// `loadLongJS`. Compiles once; a syntax error is a
     /// `connectivity:message.mapper.config.failed` (400) naming the line and column.
     pub fn new(options: &Map<String, Json>, limits: JsLimits) -> Result<JsMapper, ProtocolError> {
         let scripts = Scripts {

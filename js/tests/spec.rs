@@ -315,6 +315,37 @@ fn e9_empty_scripts_behave_like_the_ditto_mapper() {
     assert_eq!(e.error, "json.field.missing");
 }
 
+/// A definition with one script only (as several of Ditto's blog connections have): the other
+/// direction maps as the Ditto mapper, as in Ditto, where both options are optional.
+#[test]
+fn a_missing_script_maps_its_direction_as_the_ditto_mapper() {
+    let incoming = r#"function mapToDittoProtocolMsg(headers, textPayload) {
+        return Ditto.buildDittoProtocolMsg("org.one", "way", "things", "twin", "commands",
+            "modify", "/attributes/t", headers, JSON.parse(textPayload).t);
+    }"#;
+    let only_in = json!({"incomingScript": incoming});
+    let m = JsMapper::new(only_in.as_object().unwrap(), JsLimits::default()).unwrap();
+    let mapped = m
+        .map_inbound(&ExternalMessage::text(r#"{"t": 21}"#))
+        .unwrap();
+    assert_eq!(mapped[0].value, Some(json!(21)));
+    let out = m.map_outbound(&create_thing("one")).unwrap();
+    assert_eq!(
+        out[0].content_type.as_deref(),
+        Some("application/vnd.eclipse.ditto+json")
+    );
+    let only_out = json!({"outgoingScript": null});
+    let m = JsMapper::new(only_out.as_object().unwrap(), JsLimits::default()).unwrap();
+    let msg = create_thing("two");
+    let back = m
+        .map_inbound(&ExternalMessage::text(msg.to_json_string()))
+        .unwrap();
+    assert_eq!(back, vec![msg]);
+    let wrong = json!({"incomingScript": 42});
+    let e = JsMapper::new(wrong.as_object().unwrap(), JsLimits::default()).unwrap_err();
+    assert!(e.message.contains("must be a string"), "{e:?}");
+}
+
 #[test]
 fn default_js_functions_when_a_script_defines_nothing_relevant() {
     // A non-empty script that overrides nothing: Ditto's default JS skeleton applies.
