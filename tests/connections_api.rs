@@ -191,7 +191,7 @@ async fn dry_run_validates_and_persists_nothing() {
     let body = assert_error(
         f.post_json("/api/2/connections?dry-run=true", &bad).await,
         400,
-        "connectivity:connection.configuration.invalid",
+        "connectivity:connection.uri.invalid",
     )
     .await;
     assert_eq!(
@@ -628,7 +628,7 @@ async fn invalid_input_gets_ditto_errors() {
             Box::new(|v| {
                 v["uri"] = json!("http://127.0.0.1:1883");
             }),
-            "connectivity:connection.configuration.invalid",
+            "connectivity:connection.uri.invalid",
             "The URI scheme 'http' is not valid for MQTT 3.1.1.",
         ),
         (

@@ -178,7 +178,7 @@ impl DittoError {
 
     pub fn ack_label_not_unique() -> Self {
         Self::new(
-            StatusCode::BAD_REQUEST,
+            StatusCode::CONFLICT,
             "acknowledgement:label.not.unique",
             "An issued acknowledgement label may only be used for one target of the connection.",
         )

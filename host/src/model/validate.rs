@@ -98,13 +98,17 @@ mod scopes {
     ];
 }
 
+/// A template the connection may not use: Ditto's `validateTemplate` answers every placeholder
+/// error of a connection (unknown placeholder or function, bad syntax) as
+/// `connectivity:connection.configuration.invalid` with the placeholder error's message.
 fn placeholder_error(e: ferrule_placeholders::PlaceholderError, place: &str) -> DittoError {
-    DittoError::new(
-        axum::http::StatusCode::BAD_REQUEST,
-        e.code,
-        format!("{place}: {}", e.message),
+    DittoError::configuration_invalid(format!("{place}: {}", e.message)).with_description(
+        if e.description.is_empty() {
+            "Check the spelling and syntax of the placeholder.".to_string()
+        } else {
+            e.description
+        },
     )
-    .with_description(e.description)
 }
 
 fn check_template(text: &str, allowed: &[&str], place: &str) -> Result<(), DittoError> {
@@ -344,14 +348,26 @@ fn uri_rules(c: &Connection) -> Result<(), DittoError> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(DittoError::uri_invalid(&c.uri, "it has no host"));
     }
+    // Ditto's `ConnectionUri`: an explicit port, no query.
+    if url.port().is_none() {
+        return Err(DittoError::uri_invalid(&c.uri, "it has no port"));
+    }
+    if url.query().is_some() {
+        return Err(DittoError::uri_invalid(&c.uri, "it has a query"));
+    }
     let (plain, secure) = c.connection_type.uri_schemes();
     let scheme = url.scheme();
     if !plain.contains(&scheme) && !secure.contains(&scheme) {
         let accepted: Vec<&str> = plain.iter().chain(secure).copied().collect();
-        return Err(invalid(format!(
-            "The URI scheme '{scheme}' is not valid for {}.",
-            c.connection_type.protocol_name()
-        ))
+        // Ditto's `validateUriScheme` answers with `ConnectionUriInvalidException`.
+        return Err(DittoError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "connectivity:connection.uri.invalid",
+            format!(
+                "The URI scheme '{scheme}' is not valid for {}.",
+                c.connection_type.protocol_name()
+            ),
+        )
         .with_description(format!("Accepted URI schemes are: {}", accepted.join(", "))));
     }
     if let Some(ca) = &c.ca {
@@ -830,6 +846,7 @@ mod tests {
         let mut v = mqtt();
         v["uri"] = json!("amqp://localhost:5672");
         let e = check(v).unwrap_err();
+        assert_eq!(e.error, "connectivity:connection.uri.invalid");
         assert_eq!(
             e.message,
             "The URI scheme 'amqp' is not valid for MQTT 3.1.1."
@@ -838,6 +855,13 @@ mod tests {
             e.description.as_deref(),
             Some("Accepted URI schemes are: tcp, ssl")
         );
+        for uri in ["tcp://localhost", "tcp://localhost:1883/?x=1"] {
+            let mut v = mqtt();
+            v["uri"] = json!(uri);
+            let e = check(v).unwrap_err();
+            assert_eq!(e.error, "connectivity:connection.uri.invalid", "{uri}");
+            assert!(e.message.contains("has an invalid format"), "{e:?}");
+        }
         let mut v = mqtt();
         v["uri"] = json!("not a uri");
         assert_eq!(
@@ -888,9 +912,12 @@ mod tests {
         v["targets"] = json!([t.clone(), t]);
         v["targets"][0]["issuedAcknowledgementLabel"] = json!("m1:x");
         v["targets"][1]["issuedAcknowledgementLabel"] = json!("{{connection:id}}:x");
+        let e = check(v).unwrap_err();
+        assert_eq!(e.error, "acknowledgement:label.not.unique");
         assert_eq!(
-            check(v).unwrap_err().error,
-            "acknowledgement:label.not.unique"
+            e.status.as_u16(),
+            409,
+            "AcknowledgementLabelNotUniqueException"
         );
     }
 
@@ -942,15 +969,26 @@ mod tests {
 
     #[test]
     fn placeholders_must_be_known_where_they_stand() {
+        // Ditto's validateTemplate: every placeholder error is a configuration error.
+        const INVALID: &str = "connectivity:connection.configuration.invalid";
         let mut v = mqtt();
         v["targets"][0]["address"] = json!("events/{{ thing:nope }}");
-        assert_eq!(check(v).unwrap_err().error, "placeholder:unresolved");
+        assert_eq!(check(v).unwrap_err().error, INVALID);
         let mut v = mqtt();
         v["targets"][0]["address"] = json!("events/{{ source:address }}");
-        assert_eq!(check(v).unwrap_err().error, "placeholder:unresolved");
+        assert_eq!(check(v).unwrap_err().error, INVALID);
         let mut v = mqtt();
         v["targets"][0]["address"] = json!("events/{{ thing:id | fn:frobnicate() }}");
-        assert_eq!(check(v).unwrap_err().error, "placeholder:function.unknown");
+        let e = check(v).unwrap_err();
+        assert_eq!(e.error, INVALID);
+        assert!(e.message.contains("frobnicate"), "{e:?}");
+        let mut v = mqtt();
+        v["sources"][0]["enforcement"] =
+            json!({"input": "{{ nope:x }}", "filters": ["{{ thing:id }}"]});
+        assert_eq!(check(v).unwrap_err().error, INVALID);
+        let mut v = mqtt();
+        v["sources"][0]["headerMapping"] = json!({"x": "{{ header:a | fn:nope() }}"});
+        assert_eq!(check(v).unwrap_err().error, INVALID);
         let mut v = mqtt();
         v["targets"][0]["address"] =
             json!("events/{{ thing:namespace }}/{{ thing:name | fn:lower() }}");
@@ -974,7 +1012,7 @@ mod tests {
         let mut v = mqtt();
         v["mappingDefinitions"] = json!({"d": {"mappingEngine": "Ditto", "options": {},
             "incomingConditions": {"c": "fn:filter(bogus:x,'eq','y')"}}});
-        assert_eq!(check(v).unwrap_err().error, "placeholder:unresolved");
+        assert_eq!(check(v).unwrap_err().error, INVALID);
     }
 
     #[test]
