@@ -165,6 +165,19 @@ impl DittoError {
         ))
     }
 
+    /// Ditto's `things:field.selection.invalid` (`InvalidThingFieldSelectionException`):
+    /// `extraFields` that name something other than a thing's fields.
+    pub fn field_selection_invalid(selection: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "things:field.selection.invalid",
+            format!("Thing field selection <{selection}> was not valid."),
+        )
+        .with_description(
+            "Please provide a comma separated List of valid Thing fields. Make sure that you did not use a space after a comma. Valid Fields are: [thingId, policyId, definition, _namespace, _revision, _created, _modified, _metadata(/[^,]+)?, _policy, _context, _context(/[^,]+)?, features(/[^,]+)?, attributes(/[^,]+)?]",
+        )
+    }
+
     pub fn ack_label_invalid(label: &str, connection_id: &str) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

@@ -43,10 +43,18 @@ impl FilterOp {
     }
 }
 
+/// The most steps a `like` may take: the pattern's length times the value's (in characters). Beyond it the
+/// value does not match, so a message cannot hold a worker for seconds with a long value and pattern.
+pub(crate) const MAX_LIKE_STEPS: usize = 1 << 24;
+
 /// Ditto's `LikeFunction`: the whole value must match the pattern, where `*` is any run of characters, `?` one
-/// character (neither matches a line terminator, like Java's `.`) and `|` separates alternatives.
+/// character (neither matches a line terminator, like Java's `.`) and `|` separates alternatives. False when the
+/// match would take more than [`MAX_LIKE_STEPS`].
 pub(crate) fn like(value: &str, pattern: &str) -> bool {
     let value: Vec<char> = value.chars().collect();
+    if pattern.chars().count().saturating_mul(value.len().max(1)) > MAX_LIKE_STEPS {
+        return false;
+    }
     pattern
         .split('|')
         .any(|alternative| glob(&value, &alternative.chars().collect::<Vec<_>>()))
@@ -59,12 +67,13 @@ fn is_line_terminator(c: char) -> bool {
 fn glob(text: &[char], pattern: &[char]) -> bool {
     // matches[j]: the text prefix processed so far matches pattern[..j]
     let mut matches = vec![false; pattern.len() + 1];
+    let mut next = vec![false; pattern.len() + 1];
     matches[0] = true;
     for j in 1..=pattern.len() {
         matches[j] = matches[j - 1] && pattern[j - 1] == '*';
     }
     for &c in text {
-        let mut next = vec![false; pattern.len() + 1];
+        next[0] = false;
         for j in 1..=pattern.len() {
             next[j] = match pattern[j - 1] {
                 '*' => next[j - 1] || (matches[j] && !is_line_terminator(c)),
@@ -72,7 +81,7 @@ fn glob(text: &[char], pattern: &[char]) -> bool {
                 p => matches[j - 1] && p == c,
             };
         }
-        matches = next;
+        std::mem::swap(&mut matches, &mut next);
     }
     matches[pattern.len()]
 }

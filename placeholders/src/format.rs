@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::MAX_RESOLVED_VALUES;
+use crate::{product, within_budget};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Part {
@@ -14,8 +14,20 @@ pub(crate) enum Part {
     Section(String, Vec<Part>),
 }
 
-/// Parses the template; `None` for an unclosed section (Ditto throws `IllegalArgumentException`).
+/// How deeply sections may nest (`{#a}{#b}…{/b}{/a}` is 2); deeper is refused like an unclosed
+/// section. Parsing and formatting recurse once per level. Ditto has no limit.
+pub(crate) const MAX_SECTION_DEPTH: usize = 16;
+
+/// Parses the template; `None` for an unclosed section (Ditto throws `IllegalArgumentException`)
+/// or sections nested deeper than [`MAX_SECTION_DEPTH`]. Each level is one linear pass.
 pub(crate) fn parse_template(template: &str) -> Option<Vec<Part>> {
+    parse_level(template, 0)
+}
+
+fn parse_level(template: &str, depth: usize) -> Option<Vec<Part>> {
+    if depth > MAX_SECTION_DEPTH {
+        return None;
+    }
     let mut parts = Vec::new();
     let mut pos = 0;
     while pos < template.len() {
@@ -29,7 +41,7 @@ pub(crate) fn parse_template(template: &str) -> Option<Vec<Part>> {
                 let closing = find_closing_tag(template, body_start, name)?;
                 parts.push(Part::Section(
                     name.to_string(),
-                    parse_template(&template[body_start..closing])?,
+                    parse_level(&template[body_start..closing], depth + 1)?,
                 ));
                 pos = closing + name.len() + 3;
             }
@@ -42,15 +54,38 @@ pub(crate) fn parse_template(template: &str) -> Option<Vec<Part>> {
     Some(parts)
 }
 
+/// The first index at or after `from` whose byte `is` accepts (`b.len()` if none), remembered
+/// in `cache` until `from` passes it: the callers ask with growing `from`, and scanning ahead
+/// anew from every position would be quadratic.
+fn next_index(b: &[u8], from: usize, cache: &mut Option<usize>, is: fn(u8) -> bool) -> usize {
+    match *cache {
+        Some(at) if at >= from => at,
+        _ => {
+            let at = from
+                + b[from..]
+                    .iter()
+                    .position(|&c| is(c))
+                    .unwrap_or(b.len() - from);
+            *cache = Some(at);
+            at
+        }
+    }
+}
+
 /// `(?<!\\)\{#([^}]+)}` from `from`: (start, name start, name end).
 fn find_section_open(template: &str, from: usize) -> Option<(usize, usize, usize)> {
     let b = template.as_bytes();
+    let mut brace = None;
     let mut i = from;
     while i + 1 < b.len() {
         if b[i] == b'{' && b[i + 1] == b'#' && (i == 0 || b[i - 1] != b'\\') {
             let name_start = i + 2;
-            let name_end = name_start + b[name_start..].iter().take_while(|&&c| c != b'}').count();
-            if name_end > name_start && name_end < b.len() {
+            let name_end = next_index(b, name_start, &mut brace, |c| c == b'}');
+            if name_end == b.len() {
+                // No `}` after this `{#`, so none after a later one either.
+                return None;
+            }
+            if name_end > name_start {
                 return Some((i, name_start, name_end));
             }
         }
@@ -59,24 +94,38 @@ fn find_section_open(template: &str, from: usize) -> Option<(usize, usize, usize
     None
 }
 
+/// Where the `{/name}` closing the section whose body starts at `from` is, counting nested
+/// `{#name}`; each tag is searched for once per occurrence, not once per step.
 fn find_closing_tag(template: &str, from: usize, name: &str) -> Option<usize> {
     let open_tag = format!("{{#{name}}}");
     let close_tag = format!("{{/{name}}}");
+    let find = |tag: &str, pos: usize| template[pos..].find(tag).map(|i| pos + i);
     let mut depth = 1;
     let mut pos = from;
+    let (mut next_close, mut next_open) = (None::<usize>, None::<Option<usize>>);
     while pos < template.len() {
-        let next_close = pos + template[pos..].find(&close_tag)?;
-        match template[pos..].find(&open_tag).map(|i| pos + i) {
-            Some(next_open) if next_open < next_close => {
+        let close = match next_close {
+            Some(at) if at >= pos => at,
+            _ => find(&close_tag, pos)?,
+        };
+        next_close = Some(close);
+        let open = match next_open {
+            Some(Some(at)) if at >= pos => Some(at),
+            Some(None) => None,
+            _ => find(&open_tag, pos),
+        };
+        next_open = Some(open);
+        match open {
+            Some(open) if open < close => {
                 depth += 1;
-                pos = next_open + open_tag.len();
+                pos = open + open_tag.len();
             }
             _ => {
                 depth -= 1;
                 if depth == 0 {
-                    return Some(next_close);
+                    return Some(close);
                 }
-                pos = next_close + close_tag.len();
+                pos = close + close_tag.len();
             }
         }
     }
@@ -86,11 +135,12 @@ fn find_closing_tag(template: &str, from: usize, name: &str) -> Option<usize> {
 /// Static text and `(?<!\\)\{(?!#)(?!/[^/}]+})([^}]+)}` field references.
 fn parse_flat(fragment: &str) -> Vec<Part> {
     let b = fragment.as_bytes();
+    let mut ahead = Ahead::default();
     let mut parts = Vec::new();
     let mut last_end = 0;
     let mut i = 0;
     while i < b.len() {
-        if let Some(end) = field_at(b, i) {
+        if let Some(end) = field_at(b, i, &mut ahead) {
             if i > last_end {
                 parts.push(Part::Static(unescape(&fragment[last_end..i])));
             }
@@ -107,23 +157,29 @@ fn parse_flat(fragment: &str) -> Vec<Part> {
     parts
 }
 
+/// The next `}`, and the next `/` or `}`, as far as [`field_at`] has looked ahead.
+#[derive(Default)]
+struct Ahead {
+    brace: Option<usize>,
+    slash_or_brace: Option<usize>,
+}
+
 /// A field reference starting at `i`: the index after its closing brace.
-fn field_at(b: &[u8], i: usize) -> Option<usize> {
+fn field_at(b: &[u8], i: usize, ahead: &mut Ahead) -> Option<usize> {
     if b[i] != b'{' || (i > 0 && b[i - 1] == b'\\') || b.get(i + 1) == Some(&b'#') {
         return None;
     }
     if b.get(i + 1) == Some(&b'/') {
         // a section closing tag {/name} (one segment) is not a field
-        let run = b[i + 2..]
-            .iter()
-            .take_while(|&&c| c != b'/' && c != b'}')
-            .count();
-        if run > 0 && b.get(i + 2 + run) == Some(&b'}') {
+        let stop = next_index(b, i + 2, &mut ahead.slash_or_brace, |c| {
+            c == b'/' || c == b'}'
+        });
+        if stop > i + 2 && b.get(stop) == Some(&b'}') {
             return None;
         }
     }
-    let len = b[i + 1..].iter().take_while(|&&c| c != b'}').count();
-    (len > 0 && i + 1 + len < b.len()).then_some(i + len + 2)
+    let brace = next_index(b, i + 1, &mut ahead.brace, |c| c == b'}');
+    (brace > i + 1 && brace < b.len()).then_some(brace + 1)
 }
 
 fn unescape(text: &str) -> String {
@@ -131,13 +187,14 @@ fn unescape(text: &str) -> String {
 }
 
 /// Applies the template to each input value; inputs that are not JSON objects are skipped.
-/// `None` if the results would exceed [`MAX_RESOLVED_VALUES`](crate::MAX_RESOLVED_VALUES).
+/// `None` if the results would exceed [`MAX_RESOLVED_VALUES`](crate::MAX_RESOLVED_VALUES) strings or
+/// [`MAX_RESOLVED_BYTES`](crate::MAX_RESOLVED_BYTES) bytes.
 pub(crate) fn format_values(values: &[String], parts: &[Part]) -> Option<Vec<String>> {
     let mut results = Vec::new();
     for value in values {
         if let Ok(Value::Object(object)) = serde_json::from_str::<Value>(value) {
             results.extend(format_object(&object, parts)?);
-            if results.len() > MAX_RESOLVED_VALUES {
+            if !within_budget(&results) {
                 return None;
             }
         }
@@ -145,30 +202,12 @@ pub(crate) fn format_values(values: &[String], parts: &[Part]) -> Option<Vec<Str
     Some(results)
 }
 
+/// Each part's values are folded into the results as soon as they are made, so a template of many
+/// parts never holds more than one part's values beside results within the budgets.
 fn format_object(object: &Map<String, Value>, parts: &[Part]) -> Option<Vec<String>> {
-    cartesian(
-        parts
-            .iter()
-            .map(|part| resolve_part(object, part))
-            .collect::<Option<_>>()?,
-    )
-}
-
-fn cartesian(parts: Vec<Vec<String>>) -> Option<Vec<String>> {
-    let mut results = vec![String::new()];
-    for values in parts {
-        if results.len().saturating_mul(values.len()) > MAX_RESOLVED_VALUES {
-            return None;
-        }
-        let mut next = Vec::with_capacity(results.len() * values.len());
-        for prefix in &results {
-            for value in &values {
-                next.push(format!("{prefix}{value}"));
-            }
-        }
-        results = next;
-    }
-    Some(results)
+    parts.iter().try_fold(vec![String::new()], |results, part| {
+        product(results, &resolve_part(object, part)?)
+    })
 }
 
 fn lookup<'a>(object: &'a Map<String, Value>, reference: &str) -> Option<&'a Value> {
@@ -203,7 +242,7 @@ fn resolve_part(object: &Map<String, Value>, part: &Part) -> Option<Vec<String>>
                 let mut results = Vec::new();
                 for item in items {
                     results.extend(resolve_element(item, inner)?);
-                    if results.len() > MAX_RESOLVED_VALUES {
+                    if !within_budget(&results) {
                         return None;
                     }
                 }
@@ -217,16 +256,14 @@ fn resolve_part(object: &Map<String, Value>, part: &Part) -> Option<Vec<String>>
 fn resolve_element(element: &Value, inner: &[Part]) -> Option<Vec<String>> {
     match element {
         Value::Object(object) => format_object(object, inner),
-        primitive => cartesian(
-            inner
-                .iter()
-                .map(|part| match part {
-                    Part::Field(reference) if reference == "." => vec![to_text(primitive)],
-                    Part::Static(text) => vec![text.clone()],
-                    _ => vec![String::new()],
-                })
-                .collect(),
-        ),
+        primitive => inner.iter().try_fold(vec![String::new()], |results, part| {
+            let values = match part {
+                Part::Field(reference) if reference == "." => vec![to_text(primitive)],
+                Part::Static(text) => vec![text.clone()],
+                _ => vec![String::new()],
+            };
+            product(results, &values)
+        }),
     }
 }
 

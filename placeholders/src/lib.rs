@@ -26,7 +26,14 @@
 //! * `fn:split` splits at the literal separator (Ditto passes it to Java's `String.split` as a regular expression);
 //! * `time:` truncation to weeks, months and years uses UTC (Ditto the JVM's default zone);
 //! * nesting function parameters deeper than 16 levels is "too complex"; a template expanding to more than
-//!   [`MAX_RESOLVED_VALUES`] strings is unresolved.
+//!   [`MAX_RESOLVED_VALUES`] strings, or to more than [`MAX_RESOLVED_BYTES`] bytes, is unresolved, and so is a
+//!   function whose result would (`fn:split`, `fn:replace`, `fn:join`, `fn:format`);
+//! * `fn:format` sections nest at most 16 levels deep (deeper is an invalid signature);
+//! * `fn:filter`'s `like` does not match when the pattern's length times the value's exceeds 16,777,216 (the
+//!   match costs that many steps).
+//!
+//! No input drives a recursion deeper than these limits, and parsing and resolving take time linear in the
+//! template and the values (the `like` of `fn:filter` within its limit).
 
 mod element;
 mod error;
@@ -129,6 +136,37 @@ pub const CONNECTION_PLACEHOLDERS: &[&str] = &[
 /// messages that multiply values, e.g. with `fn:split`; Ditto has no such limit).
 pub const MAX_RESOLVED_VALUES: usize = 10_000;
 
+/// A template, or a function of it, whose values would hold more bytes than this together resolves as
+/// [`Resolution::Unresolved`]: a message cannot make it build gigabytes (a 1 MB header repeated by
+/// `fn:split`, `fn:replace('', …)` or `fn:format`). Ditto has no such limit.
+pub const MAX_RESOLVED_BYTES: usize = 8 * 1024 * 1024;
+
+/// Every `result` followed by every `value`, in order; `None` when that would be more than
+/// [`MAX_RESOLVED_VALUES`] strings or [`MAX_RESOLVED_BYTES`] bytes (nothing is built then).
+pub(crate) fn product(results: Vec<String>, values: &[String]) -> Option<Vec<String>> {
+    let bytes = |strings: &[String]| strings.iter().map(String::len).sum::<usize>();
+    let total = bytes(&results)
+        .saturating_mul(values.len())
+        .saturating_add(bytes(values).saturating_mul(results.len()));
+    if results.len().saturating_mul(values.len()) > MAX_RESOLVED_VALUES
+        || total > MAX_RESOLVED_BYTES
+    {
+        return None;
+    }
+    Some(
+        results
+            .iter()
+            .flat_map(|result| values.iter().map(move |value| format!("{result}{value}")))
+            .collect(),
+    )
+}
+
+/// Whether `values` stay within [`MAX_RESOLVED_VALUES`] strings and [`MAX_RESOLVED_BYTES`] bytes.
+pub(crate) fn within_budget(values: &[String]) -> bool {
+    values.len() <= MAX_RESOLVED_VALUES
+        && values.iter().map(String::len).sum::<usize>() <= MAX_RESOLVED_BYTES
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
@@ -177,39 +215,32 @@ impl Template {
 
     /// Resolves the template for one message.
     pub fn resolve(&self, resolver: &dyn Resolver) -> Resolution {
-        let elements: Vec<Element> = self
-            .segments
-            .iter()
-            .map(|segment| match segment {
+        // Each expression is folded into the results as soon as it is evaluated, so at most one
+        // expression's values exist beside results within the budgets.
+        let mut results = vec![String::new()];
+        let mut all_deleted = !self.segments.is_empty();
+        for segment in &self.segments {
+            let element = match segment {
                 Segment::Literal(literal) => Element::single(literal.as_str()),
                 Segment::Expression(pipeline) => pipeline.evaluate(resolver),
-            })
-            .collect();
-        if elements.is_empty() {
-            return Resolution::Resolved(vec![String::new()]);
-        }
-        if elements.iter().all(|element| *element == Element::Deleted) {
-            return Resolution::Deleted;
-        }
-        let mut results = vec![String::new()];
-        for element in elements {
+            };
             match element {
                 Element::Deleted => {}
                 Element::Unresolved => return Resolution::Unresolved,
                 Element::Resolved(values) => {
-                    if results.len().saturating_mul(values.len()) > MAX_RESOLVED_VALUES {
-                        return Resolution::Unresolved;
+                    all_deleted = false;
+                    match product(results, &values) {
+                        Some(next) => results = next,
+                        None => return Resolution::Unresolved,
                     }
-                    results = results
-                        .iter()
-                        .flat_map(|result| {
-                            values.iter().map(move |value| format!("{result}{value}"))
-                        })
-                        .collect();
                 }
             }
         }
-        Resolution::Resolved(results)
+        if all_deleted {
+            Resolution::Deleted
+        } else {
+            Resolution::Resolved(results)
+        }
     }
 
     /// Whether the template contains no expression at all.

@@ -6,10 +6,10 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use crate::Resolver;
 use crate::element::Element;
 use crate::error::{MAX_PIPELINE_FUNCTIONS, PlaceholderError};
 use crate::syntax::{RawParam, java_trim, match_empty_params, match_params, split_stages};
+use crate::{MAX_RESOLVED_BYTES, MAX_RESOLVED_VALUES, Resolver};
 use crate::{filter, format, time};
 
 /// Placeholders as function arguments may nest (`fn:default(fn:default(header:a))`); deeper nesting is
@@ -265,15 +265,27 @@ impl Pipeline {
     }
 
     /// Resolves the pipeline for one message.
+    ///
+    /// Every stage's values stay within [`MAX_RESOLVED_VALUES`] strings and [`MAX_RESOLVED_BYTES`]
+    /// bytes, else the stage is unresolved: no function gets more input than that (and grows it at
+    /// most threefold, `fn:replace` checked beforehand).
     pub(crate) fn evaluate(&self, resolver: &dyn Resolver) -> Element {
         let input = match &self.source {
-            Some(source) => resolve_placeholder(source, resolver),
+            Some(source) => bounded(resolve_placeholder(source, resolver)),
             // a pipeline starting with a function gets an unresolved input
             None => Element::Unresolved,
         };
-        self.functions
-            .iter()
-            .fold(input, |element, function| function.apply(element, resolver))
+        self.functions.iter().fold(input, |element, function| {
+            bounded(function.apply(element, resolver))
+        })
+    }
+}
+
+/// `element`, or unresolved when its values exceed the budgets.
+fn bounded(element: Element) -> Element {
+    match &element {
+        Element::Resolved(values) if !crate::within_budget(values) => Element::Unresolved,
+        _ => element,
     }
 }
 
@@ -379,23 +391,41 @@ impl FunctionCall {
                 let Some(to) = params.get(1).and_then(Element::first).map(str::to_string) else {
                     return Element::Unresolved;
                 };
+                let replaced = input.values().iter().fold(0usize, |sum, v| {
+                    sum.saturating_add(replaced_len(v, &from, &to))
+                });
+                if replaced > MAX_RESOLVED_BYTES {
+                    return Element::Unresolved;
+                }
                 input.map(|value| value.replace(&from, &to))
             }
             Function::Split => {
                 let separator = constant(0);
-                Element::resolved(
-                    input
-                        .values()
-                        .iter()
-                        .flat_map(|value| java_split(value, separator))
-                        .collect(),
-                )
+                let mut parts = Vec::new();
+                for value in input.values() {
+                    match java_split(value, separator, MAX_RESOLVED_VALUES - parts.len()) {
+                        Some(more) => parts.extend(more),
+                        None => return Element::Unresolved,
+                    }
+                }
+                Element::resolved(parts)
             }
             Function::Join => {
-                if input.values().is_empty() {
+                let values = input.values();
+                let delimiter = constant(0);
+                let joined_len = values
+                    .iter()
+                    .map(String::len)
+                    .sum::<usize>()
+                    .saturating_add(
+                        delimiter
+                            .len()
+                            .saturating_mul(values.len().saturating_sub(1)),
+                    );
+                if values.is_empty() || joined_len > MAX_RESOLVED_BYTES {
                     Element::Unresolved
                 } else {
-                    Element::single(input.values().join(constant(0)))
+                    Element::single(values.join(delimiter))
                 }
             }
             Function::Format => {
@@ -425,23 +455,47 @@ fn constant(params: &[Param], index: usize) -> &str {
 
 /// Java's `String.split` for a literal separator, as `PipelineFunctionSplit` applies it: values without the
 /// separator stay whole, trailing empty strings are removed. (Ditto passes the separator to `String.split` as a
-/// regular expression; here it is always literal, so `fn:split('.')` splits at dots.)
-fn java_split(value: &str, separator: &str) -> Vec<String> {
-    if !value.contains(separator) {
-        return vec![value.to_string()];
+/// regular expression; here it is always literal, so `fn:split('.')` splits at dots.) `None` when there would be
+/// more than `at_most` parts: they are counted first and not made then.
+fn java_split(value: &str, separator: &str, at_most: usize) -> Option<Vec<String>> {
+    if !value.contains(separator) || value.is_empty() {
+        return (at_most > 0).then(|| vec![value.to_string()]);
     }
-    let mut parts: Vec<String> = if separator.is_empty() {
-        if value.is_empty() {
-            return vec![String::new()];
+    let pieces = || -> Box<dyn Iterator<Item = &str> + '_> {
+        if separator.is_empty() {
+            Box::new(
+                value
+                    .char_indices()
+                    .map(|(i, c)| &value[i..i + c.len_utf8()]),
+            )
+        } else {
+            Box::new(value.split(separator))
         }
-        value.chars().map(String::from).collect()
-    } else {
-        value.split(separator).map(str::to_string).collect()
     };
-    while parts.last().is_some_and(String::is_empty) {
-        parts.pop();
+    let (mut total, mut trailing_empty) = (0, 0);
+    for piece in pieces() {
+        total += 1;
+        trailing_empty = if piece.is_empty() {
+            trailing_empty + 1
+        } else {
+            0
+        };
     }
-    parts
+    let kept = total - trailing_empty;
+    (kept <= at_most).then(|| pieces().take(kept).map(str::to_string).collect())
+}
+
+/// The length of `value.replace(from, to)`, computed without building it.
+fn replaced_len(value: &str, from: &str, to: &str) -> usize {
+    let Some(grows) = to.len().checked_sub(from.len()).filter(|g| *g > 0) else {
+        return value.len();
+    };
+    let count = if from.is_empty() {
+        value.chars().count() + 1
+    } else {
+        value.matches(from).count()
+    };
+    value.len().saturating_add(count.saturating_mul(grows))
 }
 
 /// `java.net.URLEncoder.encode(value, UTF-8)`: keeps `a-zA-Z0-9.-*_`, space becomes `+`.

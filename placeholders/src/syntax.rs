@@ -32,16 +32,24 @@ pub(crate) fn java_trim(s: &str) -> &str {
 }
 
 /// Splits a template into literal text and expressions, left to right like `Matcher.find()`.
+///
+/// Linear in the text: a `{{` (or `${`) that finds no end means no end follows at all (the scan
+/// stops only at the first `}}`, or `}`, after it), so later ones are not tried.
 pub(crate) fn scan_template(text: &str) -> Vec<RawSegment<'_>> {
     let b = text.as_bytes();
     let mut segments = Vec::new();
     let mut literal_start = 0;
     let mut i = 0;
+    let (mut double_ends, mut legacy_ends) = (true, true);
     while i < b.len() {
-        let matched = if b[i] == b'{' && b.get(i + 1) == Some(&b'{') {
-            match_double_braces(b, i)
-        } else if b[i] == b'$' && b.get(i + 1) == Some(&b'{') {
-            match_legacy(b, i)
+        let matched = if double_ends && b[i] == b'{' && b.get(i + 1) == Some(&b'{') {
+            let matched = match_double_braces(b, i);
+            double_ends = matched.is_some();
+            matched
+        } else if legacy_ends && b[i] == b'$' && b.get(i + 1) == Some(&b'{') {
+            let matched = match_legacy(b, i);
+            legacy_ends = matched.is_some();
+            matched
         } else {
             None
         };
@@ -226,15 +234,20 @@ impl<'a> ParamMatcher<'a> {
         if run_end == name_start {
             return None;
         }
+        // `stop`: the first `,` or `)` at or after `e`, kept while `e` moves back (one pass,
+        // where scanning forward from every `e` would be quadratic in a long parameter).
+        let mut stop = run_end;
+        while stop < b.len() && b[stop] != b',' && b[stop] != b')' {
+            stop += 1;
+        }
         let mut last_stop = usize::MAX;
         let mut e = run_end;
         while e > name_start {
+            if e < b.len() && (b[e] == b',' || b[e] == b')') {
+                stop = e;
+            }
             if self.text.is_char_boundary(e) {
                 // [^,)]*+ then the next parameter or the closing parenthesis
-                let mut stop = e;
-                while stop < b.len() && b[stop] != b',' && b[stop] != b')' {
-                    stop += 1;
-                }
                 if stop != last_stop {
                     last_stop = stop;
                     if let Some(mut rest) = self.continuation(stop, index) {

@@ -77,6 +77,19 @@ impl ProtocolError {
     }
 }
 
+/// At most `max_chars` characters of `text`; a longer text is cut there and says how long it
+/// was, so an error about a huge input stays small.
+pub(crate) fn excerpt(text: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max_chars) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!(
+            "{}... ({} characters)",
+            &text[..cut],
+            text.chars().count()
+        )),
+    }
+}
+
 impl std::fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({}): {}", self.error, self.status, self.message)

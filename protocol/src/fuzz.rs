@@ -1,6 +1,8 @@
-//! The body of the `protocol` fuzz target (`fuzz/fuzz_targets/protocol.rs`), also run over the
-//! seed corpus by `cargo test`. Compiled for tests and for `--cfg fuzzing` builds only.
+//! The bodies of the `protocol` and `fields` fuzz targets (`fuzz/fuzz_targets/protocol.rs`,
+//! `fields.rs`), also run over their seed corpora by `cargo test`. Compiled for tests and for
+//! `--cfg fuzzing` builds only.
 
+use crate::fields::{FieldSelector, MAX_DEPTH};
 use crate::{DittoMessage, Topic, wire};
 use serde_json::Value;
 
@@ -48,16 +50,59 @@ pub fn check(data: &[u8]) {
     assert_eq!(twice, once);
 }
 
+/// Any text as a field selector (`?fields=`, a message's `fields`, `extraFields`): a selector or
+/// `json.fieldselector.invalid` (400) whose message quotes at most an excerpt, never a panic or
+/// a deep recursion. An accepted selector nests at most [`MAX_DEPTH`] levels, parses the same
+/// again, and applied to the document it describes (every selected member present) selects
+/// all of that document; applied to a document without those members, nothing.
+pub fn check_fields(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let selector = match FieldSelector::parse(text) {
+        Ok(s) => s,
+        Err(e) => {
+            assert_eq!(e.status, 400, "{e:?}");
+            assert_eq!(e.error, crate::fields::FIELD_SELECTOR_INVALID);
+            assert!(e.message.len() < 1_000, "{}", e.message);
+            return;
+        }
+    };
+    assert!(selector.depth() <= MAX_DEPTH, "{text}");
+    assert!(selector.depth() >= 1);
+    assert_eq!(FieldSelector::parse(text).as_ref(), Ok(&selector));
+    let Value::Object(document) = selector.document() else {
+        panic!("a selector's document is an object");
+    };
+    assert_eq!(selector.apply(&document), document, "{text}");
+    let mut other = serde_json::Map::new();
+    other.insert("\u{0}not selected".into(), Value::from(1));
+    if !selector.selects("\u{0}not selected") {
+        assert!(selector.apply(&other).is_empty(), "{text}");
+    }
+}
+
 #[cfg(test)]
-#[test]
-fn the_seed_corpus_passes() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/protocol");
+fn run_corpus(target: &str, check: fn(&[u8])) {
+    let dir = format!("{}/../fuzz/corpus/{target}", env!("CARGO_MANIFEST_DIR"));
     let mut n = 0;
-    for entry in std::fs::read_dir(dir).expect(dir) {
+    for entry in std::fs::read_dir(&dir).expect(&dir) {
         let path = entry.unwrap().path();
         eprintln!("{}", path.display());
         check(&std::fs::read(&path).unwrap());
         n += 1;
     }
     assert!(n >= 10, "only {n} seed files in {dir}");
+}
+
+#[cfg(test)]
+#[test]
+fn the_seed_corpus_passes() {
+    run_corpus("protocol", check);
+}
+
+#[cfg(test)]
+#[test]
+fn the_field_selector_seed_corpus_passes() {
+    run_corpus("fields", check_fields);
 }

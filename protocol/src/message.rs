@@ -1,11 +1,21 @@
 //! The Ditto Protocol envelope (spec §7), parsed from and written to JSON.
 
-use crate::error::ProtocolError;
+use crate::error::{ProtocolError, excerpt};
+use crate::fields::FieldSelector;
 use crate::headers::Headers;
 use crate::topic::Topic;
 use serde_json::{Map, Value};
 
 pub const CONTENT_TYPE: &str = "application/vnd.eclipse.ditto+json";
+
+/// The most segments the `path` of a message may have. Paths become nested JSON objects (a
+/// thing's value at the path), so a path of 100,000 segments would build a value whose drop
+/// alone exhausts a worker's stack; 128 is as deep as the values the reader accepts
+/// (serde_json's nesting limit), and deeper than any thing can be stored.
+pub const MAX_PATH_DEPTH: usize = 128;
+
+/// How many characters of a refused text an error message quotes.
+const QUOTED_CHARS: usize = 200;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DittoMessage {
@@ -41,12 +51,16 @@ impl DittoMessage {
 
     pub fn from_json_str(text: &str) -> Result<DittoMessage, ProtocolError> {
         let value: Value = serde_json::from_str(text).map_err(|e| {
-            ProtocolError::json_invalid(format!("Failed to parse JSON string '{text}'! {e}"))
+            ProtocolError::json_invalid(format!(
+                "Failed to parse JSON string '{}'! {e}",
+                excerpt(text, QUOTED_CHARS)
+            ))
         })?;
         match value {
             Value::Object(map) => DittoMessage::from_json(map),
             other => Err(ProtocolError::json_invalid(format!(
-                "<{other}> is not a valid JSON object!"
+                "<{}> is not a valid JSON object!",
+                excerpt(&other.to_string(), QUOTED_CHARS)
             ))),
         }
     }
@@ -76,6 +90,7 @@ impl DittoMessage {
             Some(Value::String(p)) => format!("/{p}"),
             Some(_) => return Err(invalid_field("path", "a string")),
         };
+        check_path(&path)?;
         let status = match map.remove("status") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => Some(
@@ -101,6 +116,7 @@ impl DittoMessage {
         };
         let timestamp = string(&mut map, "timestamp")?;
         let fields = string(&mut map, "fields")?;
+        check_fields(fields.as_deref())?;
         Ok(DittoMessage {
             topic,
             headers,
@@ -202,6 +218,35 @@ impl<'a> From<&'a DittoMessage> for Envelope<'a> {
     }
 }
 
+/// Refuses a path of more than [`MAX_PATH_DEPTH`] segments (empty segments do not count, as
+/// in every reader of paths) with Ditto's `json.pointer.invalid`.
+pub(crate) fn check_path(path: &str) -> Result<(), ProtocolError> {
+    let depth = path.split('/').filter(|s| !s.is_empty()).count();
+    if depth <= MAX_PATH_DEPTH {
+        return Ok(());
+    }
+    Err(ProtocolError::new(
+        400,
+        "json.pointer.invalid",
+        format!(
+            "The JSON pointer <{}> is invalid!",
+            excerpt(path, QUOTED_CHARS)
+        ),
+        &format!(
+            "The path has {depth} levels; a Ditto Protocol path may have at most {MAX_PATH_DEPTH}."
+        ),
+    ))
+}
+
+/// Refuses `fields` that are not a field selector (as Ditto's reader, which parses them into a
+/// `JsonFieldSelector`): `json.fieldselector.invalid`.
+pub(crate) fn check_fields(fields: Option<&str>) -> Result<(), ProtocolError> {
+    match fields {
+        Some(f) => FieldSelector::parse(f).map(drop),
+        None => Ok(()),
+    }
+}
+
 fn invalid_field(key: &str, expected: &str) -> ProtocolError {
     ProtocolError::json_invalid(format!("The value of </{key}> must be {expected}."))
 }
@@ -269,6 +314,159 @@ mod tests {
             let again = DittoMessage::from_json_str(&m.to_json_string()).unwrap();
             assert_eq!(again, m, "{number}");
         }
+    }
+
+    /// Runs `f` on a thread with a 2 MiB stack, the size of the test harness' and tokio's
+    /// worker threads: a recursion that input can drive overflows it.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .expect("thread")
+            .join()
+            .expect("no panic, no stack overflow")
+    }
+
+    const RETRIEVE: &str = "org.acme/t/things/twin/commands/retrieve";
+
+    /// Issue 16: what a device can publish that reaches a recursive parser, 100,000 levels deep,
+    /// read on a 2 MiB stack: refused with Ditto's error for that input, and the error quotes
+    /// only the start of it.
+    #[test]
+    fn messages_nested_100_000_levels_are_refused_on_a_small_stack() {
+        let errors = on_small_stack(|| {
+            let deep_value = format!(
+                r#"{{"topic":"{RETRIEVE}","value":{}1{}}}"#,
+                "[".repeat(100_000),
+                "]".repeat(100_000)
+            );
+            let deep_object = format!(
+                r#"{{"topic":"{RETRIEVE}","value":{}1{}}}"#,
+                r#"{"a":"#.repeat(100_000),
+                "}".repeat(100_000)
+            );
+            let deep_header = format!(
+                r#"{{"topic":"{RETRIEVE}","headers":{{"x":{}}}}}"#,
+                "[".repeat(100_000)
+            );
+            let deep_fields = format!(
+                r#"{{"topic":"{RETRIEVE}","fields":"{}a{}"}}"#,
+                "a(".repeat(100_000),
+                ")".repeat(100_000)
+            );
+            let deep_path = format!(
+                r#"{{"topic":"{RETRIEVE}","path":"{}"}}"#,
+                "/attributes".repeat(100_000)
+            );
+            [deep_value, deep_object, deep_header, deep_fields, deep_path]
+                .map(|text| DittoMessage::from_json_str(&text).unwrap_err())
+        });
+        let [value, object, header, fields, path] = errors;
+        for e in [&value, &object, &header] {
+            assert_eq!(e.error, "json.invalid");
+            assert!(
+                e.message.contains("recursion limit exceeded"),
+                "{}",
+                e.message
+            );
+        }
+        assert_eq!(fields.error, "json.fieldselector.invalid");
+        assert!(fields.message.contains("deeper than 128 levels"));
+        assert_eq!(path.error, "json.pointer.invalid");
+        assert_eq!(
+            path.description.as_deref(),
+            Some("The path has 100000 levels; a Ditto Protocol path may have at most 128.")
+        );
+        for e in [&value, &object, &header, &fields, &path] {
+            assert!(e.message.len() < 600, "{} quotes the whole input", e.error);
+        }
+    }
+
+    #[test]
+    fn paths_and_fields_at_their_limits_are_read() {
+        let path = "/attributes".repeat(MAX_PATH_DEPTH);
+        let text = format!(r#"{{"topic":"{RETRIEVE}","path":"{path}//"}}"#);
+        assert_eq!(
+            DittoMessage::from_json_str(&text).unwrap().path,
+            format!("{path}//")
+        );
+        let text = format!(r#"{{"topic":"{RETRIEVE}","path":"{path}/x"}}"#);
+        assert_eq!(
+            DittoMessage::from_json_str(&text).unwrap_err().error,
+            "json.pointer.invalid"
+        );
+        let text = format!(r#"{{"topic":"{RETRIEVE}","fields":"thingId,attributes(a,b)"}}"#);
+        assert_eq!(
+            DittoMessage::from_json_str(&text)
+                .unwrap()
+                .fields
+                .as_deref(),
+            Some("thingId,attributes(a,b)")
+        );
+        for bad in ["a(b", "", ")"] {
+            let text = format!(r#"{{"topic":"{RETRIEVE}","fields":"{bad}"}}"#);
+            assert_eq!(
+                DittoMessage::from_json_str(&text).unwrap_err().error,
+                "json.fieldselector.invalid",
+                "{bad}"
+            );
+        }
+        // The WebAssembly boundary applies the same limits.
+        let wire = crate::wire::DittoMessage {
+            topic: RETRIEVE.into(),
+            path: "/a".repeat(MAX_PATH_DEPTH + 1),
+            ..Default::default()
+        };
+        assert_eq!(
+            DittoMessage::try_from(wire).unwrap_err().error,
+            "json.pointer.invalid"
+        );
+        let wire = crate::wire::DittoMessage {
+            topic: RETRIEVE.into(),
+            fields: Some("a(".repeat(200)),
+            ..Default::default()
+        };
+        assert_eq!(
+            DittoMessage::try_from(wire).unwrap_err().error,
+            "json.fieldselector.invalid"
+        );
+    }
+
+    /// 1 MB messages (a long string, a wide array, many headers, a long path segment) are read
+    /// whole and written back the same.
+    #[test]
+    fn one_megabyte_messages_are_read_and_written_back() {
+        let (big_string, wide, headers, segment) = on_small_stack(|| {
+            let read = |text: String| {
+                assert!(text.len() > 1_000_000);
+                let m = DittoMessage::from_json_str(&text).unwrap();
+                assert_eq!(DittoMessage::from_json_str(&m.to_json_string()).unwrap(), m);
+                m
+            };
+            let big_string = read(format!(
+                r#"{{"topic":"{RETRIEVE}","value":"{}"}}"#,
+                "x".repeat(1_000_000)
+            ));
+            let wide = read(format!(
+                r#"{{"topic":"{RETRIEVE}","value":[{}1]}}"#,
+                "[1],".repeat(250_000)
+            ));
+            let headers = read(format!(
+                r#"{{"topic":"{RETRIEVE}","headers":{{{}"z":1}}}}"#,
+                (0..100_000)
+                    .map(|i| format!(r#""h{i}":"v","#))
+                    .collect::<String>()
+            ));
+            let segment = read(format!(
+                r#"{{"topic":"{RETRIEVE}","path":"/attributes/{}"}}"#,
+                "s".repeat(1_000_000)
+            ));
+            (big_string, wide, headers, segment)
+        });
+        assert_eq!(big_string.value.unwrap().as_str().unwrap().len(), 1_000_000);
+        assert_eq!(wide.value.unwrap().as_array().unwrap().len(), 250_001);
+        assert_eq!(headers.headers.len(), 100_001);
+        assert_eq!(segment.path.len(), 1_000_012);
     }
 
     #[test]

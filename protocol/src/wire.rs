@@ -161,6 +161,8 @@ impl TryFrom<DittoMessage> for Ditto {
         } else {
             format!("/{}", m.path)
         };
+        crate::message::check_path(&path)?;
+        crate::message::check_fields(m.fields.as_deref())?;
         Ok(Ditto {
             topic,
             headers: m

@@ -22,6 +22,62 @@ impl Location {
     }
 }
 
+/// The locations of ascending character `positions` in `input`, in one pass over it (a
+/// location each from [`Location::of`] would scan the input once per position).
+pub(crate) fn locations(input: &[char], positions: &[usize]) -> Vec<Location> {
+    let mut out = Vec::with_capacity(positions.len());
+    let (mut line, mut line_start, mut scanned) = (1, 0, 0);
+    for &position in positions {
+        let position = position.min(input.len());
+        for (i, c) in input.iter().enumerate().take(position).skip(scanned) {
+            if *c == '\n' {
+                line += 1;
+                line_start = i + 1;
+            }
+        }
+        scanned = scanned.max(position);
+        out.push(Location {
+            position,
+            line,
+            column: position - line_start + 1,
+        });
+    }
+    out
+}
+
+/// How many characters of the offending line a message shows on each side of the problem.
+const SHOWN_AROUND: usize = 100;
+
+/// The part of `line` a message shows around the character at `at`, and where `at` is in it:
+/// the whole line when it is short, else [`SHOWN_AROUND`] characters on each side with `...`
+/// where it is cut (so an error in a 1 MB expression does not quote all of it).
+fn window(line: &str, at: usize) -> (std::borrow::Cow<'_, str>, usize) {
+    let length = line.chars().count();
+    if length <= 2 * SHOWN_AROUND {
+        return (std::borrow::Cow::Borrowed(line), at);
+    }
+    let from = at.saturating_sub(SHOWN_AROUND);
+    let to = (at + SHOWN_AROUND).min(length);
+    let mut shown: String = line.chars().skip(from).take(to - from).collect();
+    let mut caret = at - from;
+    if from > 0 {
+        shown.insert_str(0, "...");
+        caret += 3;
+    }
+    if to < length {
+        shown.push_str("...");
+    }
+    (std::borrow::Cow::Owned(shown), caret)
+}
+
+/// At most [`SHOWN_AROUND`] characters of `text` for a message, `...` where it is cut.
+pub(crate) fn quoted(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(SHOWN_AROUND) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}...", &text[..cut])),
+    }
+}
+
 /// What kind of problem an [`RqlError`] describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RqlErrorKind {
@@ -105,10 +161,14 @@ impl RqlError {
             RqlErrorKind::Semantic => self.message.clone(),
             RqlErrorKind::Syntax => {
                 let line_text = expression.split('\n').nth(self.line - 1).unwrap_or("");
-                let caret = " ".repeat(self.column - 1);
+                let (shown, caret_at) = window(line_text, self.column - 1);
                 format!(
                     "{} (line {}, column {}):\n{}\n{}^",
-                    self.message, self.line, self.column, line_text, caret
+                    self.message,
+                    self.line,
+                    self.column,
+                    shown,
+                    " ".repeat(caret_at)
                 )
             }
         }

@@ -170,9 +170,10 @@ impl Filter {
     /// first appearance.
     pub fn properties(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         self.root.for_each_property(&mut |p| {
             let p = eval::normalize(p);
-            if !out.contains(&p) {
+            if seen.insert(p) {
                 out.push(p);
             }
         });
@@ -182,9 +183,10 @@ impl Filter {
     /// Every value placeholder (e.g. `time:now`), each once, in the order of first appearance.
     pub fn value_placeholders(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         self.root.for_each_value(&mut |v| {
             if let Value::Placeholder(p) = v
-                && !out.contains(&p.as_str())
+                && seen.insert(p.as_str())
             {
                 out.push(p);
             }
@@ -221,7 +223,7 @@ impl Filter {
                         });
                 Err(RqlError::at(
                     location,
-                    format!("Unknown property name: {property}"),
+                    format!("Unknown property name: {}", error::quoted(&property)),
                     RqlErrorKind::Semantic,
                 ))
             }

@@ -3,7 +3,7 @@
 //! and `RqlParserBase.scala`), with messages that say where and what was expected.
 
 use crate::ast::{CompareOp, Node, Value};
-use crate::error::{Location, RqlError, RqlErrorKind};
+use crate::error::{Location, RqlError, RqlErrorKind, locations};
 
 /// Deepest nesting of queries accepted (guards the stack; Ditto has no explicit limit).
 pub const MAX_DEPTH: usize = 128;
@@ -48,7 +48,7 @@ pub(crate) fn parse(input: &str) -> Result<Parsed, RqlError> {
         chars: input.chars().collect(),
         pos: 0,
         depth: 0,
-        property_locations: Vec::new(),
+        property_positions: Vec::new(),
     };
     parser.skip_ws();
     let root = parser.query()?;
@@ -57,7 +57,7 @@ pub(crate) fn parse(input: &str) -> Result<Parsed, RqlError> {
     }
     Ok(Parsed {
         root,
-        property_locations: parser.property_locations,
+        property_locations: locations(&parser.chars, &parser.property_positions),
     })
 }
 
@@ -65,7 +65,8 @@ struct Parser {
     chars: Vec<char>,
     pos: usize,
     depth: usize,
-    property_locations: Vec<Location>,
+    /// Where each property starts, ascending (made into locations once, at the end).
+    property_positions: Vec<usize>,
 }
 
 impl Parser {
@@ -163,7 +164,10 @@ impl Parser {
             _ => {
                 return Err(self.error_at(
                     start,
-                    format!("Unknown operator '{name}', expected one of: {OPERATORS}"),
+                    format!(
+                        "Unknown operator '{}', expected one of: {OPERATORS}",
+                        crate::error::quoted(&name)
+                    ),
                 ));
             }
         };
@@ -272,8 +276,7 @@ impl Parser {
             // "Unknown property name: " when creating the criteria.
             return Err(self.expected(EXPECTED_PROPERTY));
         }
-        self.property_locations
-            .push(Location::of(&self.chars, start));
+        self.property_positions.push(start);
         Ok(property)
     }
 

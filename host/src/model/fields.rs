@@ -1,127 +1,38 @@
-//! Ditto's field selectors (`?fields=id,_revision,sources` or `?fields=a/b,c(d,e)`).
+//! Ditto's field selectors (`?fields=id,_revision,sources` or `?fields=a/b,c(d,e)`) for the REST
+//! API: [`ferrule_protocol::FieldSelector`] (one linear pass, at most
+//! [`ferrule_protocol::fields::MAX_DEPTH`] levels) with its error as the API's [`DittoError`].
 
 use crate::error::DittoError;
-use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 /// A tree of selected member names; an empty subtree selects the whole member.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FieldSelector {
-    members: IndexMap<String, FieldSelector>,
-}
+pub struct FieldSelector(ferrule_protocol::FieldSelector);
 
 impl FieldSelector {
+    /// Parses `raw`; a malformed or too deep selector is 400 `json.fieldselector.invalid`.
     pub fn parse(raw: &str) -> Result<FieldSelector, DittoError> {
-        let mut selector = FieldSelector::default();
-        for part in split_top_level(raw).map_err(|e| invalid(raw, e))? {
-            let part = part.trim();
-            if part.is_empty() {
-                continue;
-            }
-            selector.add(part).map_err(|e| invalid(raw, e))?;
-        }
-        if selector.members.is_empty() {
-            return Err(invalid(raw, "it selects nothing"));
-        }
-        Ok(selector)
-    }
-
-    fn add(&mut self, part: &str) -> Result<(), &'static str> {
-        // `a/b(c,d)`: the pointer `a/b`, then the members `c` and `d` below it.
-        let (pointer, nested) = match part.find('(') {
-            Some(open) => {
-                if !part.ends_with(')') {
-                    return Err("a '(' is not closed at the end of its field");
-                }
-                (&part[..open], Some(&part[open + 1..part.len() - 1]))
-            }
-            None => (part, None),
-        };
-        let mut node = self;
-        for name in pointer.split('/').filter(|s| !s.is_empty()) {
-            node = node.members.entry(name.to_string()).or_default();
-        }
-        if let Some(inner) = nested {
-            for sub in split_top_level(inner)? {
-                if !sub.trim().is_empty() {
-                    node.add(sub.trim())?;
-                }
-            }
-        }
-        Ok(())
+        ferrule_protocol::FieldSelector::parse(raw)
+            .map(FieldSelector)
+            .map_err(|e| {
+                DittoError::new(axum::http::StatusCode::BAD_REQUEST, e.error, e.message)
+                    .with_description("Give comma separated JSON pointers, e.g. 'id,sources,specificConfig/clientId' or 'credentials(type)'.")
+            })
     }
 
     /// Whether exactly the member `name` (and nothing else) is selected.
     pub fn is_only(&self, name: &str) -> bool {
-        self.members.len() == 1
-            && self
-                .members
-                .get(name)
-                .is_some_and(|sub| sub.members.is_empty())
+        self.0.is_only(name)
     }
 
     pub fn selects(&self, name: &str) -> bool {
-        self.members.contains_key(name)
+        self.0.selects(name)
     }
 
     /// The selected part of `object`, in the object's own member order.
     pub fn apply(&self, object: &Map<String, Value>) -> Map<String, Value> {
-        let mut out = Map::new();
-        for (key, value) in object {
-            let Some(sub) = self.members.get(key) else {
-                continue;
-            };
-            match value {
-                Value::Object(inner) if !sub.members.is_empty() => {
-                    let selected = sub.apply(inner);
-                    if !selected.is_empty() {
-                        out.insert(key.clone(), Value::Object(selected));
-                    }
-                }
-                _ if !sub.members.is_empty() => {}
-                other => {
-                    out.insert(key.clone(), other.clone());
-                }
-            }
-        }
-        out
+        self.0.apply(object)
     }
-}
-
-fn split_top_level(raw: &str) -> Result<Vec<&str>, &'static str> {
-    let mut parts = Vec::new();
-    let mut depth = 0i32;
-    let mut start = 0;
-    for (i, ch) in raw.char_indices() {
-        match ch {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth < 0 {
-                    return Err("a ')' has no matching '('");
-                }
-            }
-            ',' if depth == 0 => {
-                parts.push(&raw[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    if depth != 0 {
-        return Err("a '(' is not closed");
-    }
-    parts.push(&raw[start..]);
-    Ok(parts)
-}
-
-fn invalid(raw: &str, reason: &str) -> DittoError {
-    DittoError::new(
-        axum::http::StatusCode::BAD_REQUEST,
-        "json.fieldselector.invalid",
-        format!("The field selector <{raw}> is not valid: {reason}."),
-    )
-    .with_description("Give comma separated JSON pointers, e.g. 'id,sources,specificConfig/clientId' or 'credentials(type)'.")
 }
 
 #[cfg(test)]
@@ -147,13 +58,40 @@ mod tests {
     #[test]
     fn bad_selectors_are_rejected() {
         for bad in ["a(b", "a)b", ",", ""] {
-            assert_eq!(
-                FieldSelector::parse(bad).unwrap_err().error,
-                "json.fieldselector.invalid",
-                "{bad}"
-            );
+            let e = FieldSelector::parse(bad).unwrap_err();
+            assert_eq!(e.error, "json.fieldselector.invalid", "{bad}");
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
         }
         assert!(FieldSelector::parse("id").unwrap().is_only("id"));
         assert!(!FieldSelector::parse("id,name").unwrap().is_only("id"));
+    }
+
+    /// Issue 16: `?fields=` nested 5,000 levels deep (15,000 characters) and a 30,000-character
+    /// selector that took quadratic time aborted the process. 100,000 levels and 1 MB, on a
+    /// 2 MiB stack (a tokio worker's): refused, or selected correctly.
+    #[test]
+    fn deep_and_huge_selectors_are_refused_or_selected_on_a_small_stack() {
+        let (deep, huge) = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let deep = format!("{}id{}", "a(".repeat(100_000), ")".repeat(100_000));
+                let deep = FieldSelector::parse(&deep).unwrap_err();
+                let huge = format!("{}id", "x,".repeat(500_000));
+                let doc = json!({"id": "c1", "x": 1, "y": 2});
+                let huge = FieldSelector::parse(&huge)
+                    .unwrap()
+                    .apply(doc.as_object().unwrap());
+                (deep, huge)
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(deep.error, "json.fieldselector.invalid");
+        assert!(
+            deep.message.contains("deeper than 128 levels"),
+            "{}",
+            deep.message
+        );
+        assert_eq!(Value::Object(huge), json!({"id": "c1", "x": 1}));
     }
 }

@@ -86,7 +86,12 @@ impl FilteredTopic {
         let kind = TopicKind::ALL
             .into_iter()
             .find(|k| k.as_str() == path)
-            .ok_or_else(|| DittoError::topic_invalid(raw, &format!("Unknown topic: {path}")))?;
+            .ok_or_else(|| {
+                DittoError::topic_invalid(
+                    &excerpt(raw),
+                    &format!("Unknown topic: {}", excerpt(path)),
+                )
+            })?;
         let mut topic = FilteredTopic {
             kind,
             namespaces: Vec::new(),
@@ -100,15 +105,16 @@ impl FilteredTopic {
                 .find(|p| p.name() == name)
                 .ok_or_else(|| {
                     DittoError::topic_invalid(
-                        raw,
+                        &excerpt(raw),
                         &format!(
-                            "Unknown parameter: {name} (use namespaces, filter or extraFields)"
+                            "Unknown parameter: {} (use namespaces, filter or extraFields)",
+                            excerpt(name)
                         ),
                     )
                 })?;
             if !kind.allows(param) {
                 return Err(DittoError::topic_invalid(
-                    raw,
+                    &excerpt(raw),
                     &format!(
                         "The parameter {} is not supported for the topic {}",
                         param.name(),
@@ -118,13 +124,16 @@ impl FilteredTopic {
             }
             let value = form_decode(value).map_err(|_| {
                 DittoError::topic_invalid(
-                    raw,
+                    &excerpt(raw),
                     &format!("The value of parameter {name} is not URL-encoded UTF-8"),
                 )
             })?;
             match param {
                 Param::Namespaces => topic.namespaces = comma_list(&value),
-                Param::ExtraFields => topic.extra_fields = comma_list(&value),
+                Param::ExtraFields => {
+                    check_extra_fields(&value)?;
+                    topic.extra_fields = comma_list(&value)
+                }
                 Param::Filter => {
                     ferrule_rql::Filter::parse(&value).map_err(|e| rql_invalid(&value, &e))?;
                     topic.filter = Some(value)
@@ -168,6 +177,75 @@ pub fn rql_invalid(expression: &str, e: &ferrule_rql::RqlError) -> DittoError {
     .with_description(ferrule_rql::RqlError::ditto_description())
 }
 
+/// The thing fields `extraFields` may select, as Ditto's `ThingFieldSelector.SELECTABLE_FIELDS`:
+/// exact names, and names that may be followed by `/` and a pointer below them.
+const SELECTABLE_FIELDS: [&str; 8] = [
+    "thingId",
+    "policyId",
+    "definition",
+    "_namespace",
+    "_revision",
+    "_created",
+    "_modified",
+    "_policy",
+];
+const SELECTABLE_PREFIXES: [&str; 4] = ["_metadata", "_context", "features", "attributes"];
+
+/// How many characters of a refused `extraFields` value an error message quotes.
+const QUOTED_CHARS: usize = 200;
+
+/// `extraFields` as Ditto's `ThingFieldSelector.fromString` checks them when a connection is
+/// created: a field selector (one linear pass, at most 128 levels; else
+/// `json.fieldselector.invalid`), and unless it holds a placeholder, comma-separated thing
+/// fields (else `things:field.selection.invalid`). The twin reads them for every event routed
+/// to the target, so nothing it cannot read in bounded time and stack is stored.
+fn check_extra_fields(value: &str) -> Result<(), DittoError> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    ferrule_protocol::FieldSelector::parse(value).map_err(|e| {
+        let error = DittoError::new(axum::http::StatusCode::BAD_REQUEST, e.error, e.message);
+        match e.description {
+            Some(d) => error.with_description(d),
+            None => error,
+        }
+    })?;
+    if has_placeholder(value) || value.split(',').all(is_selectable) {
+        Ok(())
+    } else {
+        Err(DittoError::field_selection_invalid(&excerpt(value)))
+    }
+}
+
+/// Ditto's `/?(thingId|…|features(/[^,]+)?|attributes(/[^,]+)?)` for one comma-separated part.
+fn is_selectable(field: &str) -> bool {
+    let field = field.strip_prefix('/').unwrap_or(field);
+    SELECTABLE_FIELDS.contains(&field)
+        || SELECTABLE_PREFIXES.iter().any(|prefix| {
+            field.strip_prefix(prefix).is_some_and(|rest| {
+                rest.is_empty() || rest.strip_prefix('/').is_some_and(|p| !p.is_empty())
+            })
+        })
+}
+
+/// Ditto's `Placeholders.containsAnyPlaceholder`: a `{{ … }}` or a legacy `${…}`.
+fn has_placeholder(value: &str) -> bool {
+    let closes_after = |open: &str, close: &str| {
+        value
+            .find(open)
+            .is_some_and(|i| value[i + open.len()..].contains(close))
+    };
+    closes_after("{{", "}}") || closes_after("${", "}")
+}
+
+/// At most [`QUOTED_CHARS`] characters of `text`, saying how long it was when cut.
+fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(QUOTED_CHARS) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}... ({} characters)", &text[..cut], text.chars().count()),
+    }
+}
+
 fn encode(v: &str) -> String {
     utf8_percent_encode(v, VALUE_ESCAPES).to_string()
 }
@@ -186,6 +264,58 @@ fn comma_list(v: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(String::from)
         .collect()
+}
+
+/// The body of the `topic` fuzz target (`fuzz/fuzz_targets/topic.rs`), also run over its seed
+/// corpus by `cargo test`. Compiled for tests and for `--cfg fuzzing` builds only.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzz {
+    use super::FilteredTopic;
+
+    /// Any text as a target topic (`extraFields`, `filter`, `namespaces` included): a topic or a
+    /// 400 Ditto error that quotes at most an excerpt, never a panic or a deep recursion. An
+    /// accepted topic renders to text that parses to the same topic, and its `extraFields`,
+    /// joined as the twin reads them for each routed event, are a selector at most 128 levels
+    /// deep.
+    pub fn check(data: &[u8]) {
+        let Ok(text) = std::str::from_utf8(data) else {
+            return;
+        };
+        let topic = match FilteredTopic::parse(text) {
+            Ok(t) => t,
+            Err(e) => {
+                assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST, "{e:?}");
+                assert!(e.message.len() < 2_000, "{}", e.message);
+                return;
+            }
+        };
+        let rendered = topic.render();
+        assert_eq!(
+            FilteredTopic::parse(&rendered).as_ref(),
+            Ok(&topic),
+            "{rendered}"
+        );
+        if !topic.extra_fields.is_empty() {
+            let selector = ferrule_protocol::FieldSelector::parse(&topic.extra_fields.join(","))
+                .unwrap_or_else(|e| panic!("{text}: the twin cannot read its extraFields: {e}"));
+            assert!(selector.depth() <= ferrule_protocol::fields::MAX_DEPTH);
+        }
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn the_seed_corpus_passes() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus/topic");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect(dir) {
+            let path = entry.unwrap().path();
+            eprintln!("{}", path.display());
+            check(&std::fs::read(&path).unwrap());
+            n += 1;
+        }
+        assert!(n >= 10, "only {n} seed files in {dir}");
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +351,85 @@ mod tests {
         assert_eq!(encoded.filter.as_deref(), Some("eq(attributes/a,'x&y+z')"));
         // The rendered form parses back to the same topic.
         assert_eq!(FilteredTopic::parse(&encoded.render()).unwrap(), encoded);
+    }
+
+    const EVENTS: &str = "_/_/things/twin/events";
+
+    #[test]
+    fn extra_fields_are_thing_fields_as_ditto_checks_them() {
+        for ok in [
+            "attributes/placement",
+            "thingId,policyId,definition,_namespace,_revision,_created,_modified,_policy",
+            "/attributes,features/lamp/properties(on)",
+            "_metadata,_metadata/x,_context/y,features",
+            "attributes/{{ header:x }}",
+        ] {
+            let topic = FilteredTopic::parse(&format!("{EVENTS}?extraFields={}", encode(ok)));
+            assert!(topic.is_ok(), "{ok}: {topic:?}");
+        }
+        for (bad, error) in [
+            ("attributes(a,b)", "things:field.selection.invalid"),
+            ("thingId, attributes", "things:field.selection.invalid"),
+            ("features/", "things:field.selection.invalid"),
+            ("attributes,", "things:field.selection.invalid"),
+            ("sources", "things:field.selection.invalid"),
+            ("attributes(a", "json.fieldselector.invalid"),
+            ("attributes)", "json.fieldselector.invalid"),
+        ] {
+            let e =
+                FilteredTopic::parse(&format!("{EVENTS}?extraFields={}", encode(bad))).unwrap_err();
+            assert_eq!(e.error, error, "{bad}");
+            assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
+        }
+        let e = FilteredTopic::parse(&format!("{EVENTS}?extraFields=sources")).unwrap_err();
+        assert_eq!(e.message, "Thing field selection <sources> was not valid.");
+    }
+
+    /// Issue 16: a target whose `extraFields` nested 20,000 levels deep was created, and the
+    /// first event routed to it aborted the process. 100,000 levels and 1 MB, on a 2 MiB stack:
+    /// refused when the topic is parsed (at create), or parsed in one linear pass.
+    #[test]
+    fn deep_and_huge_extra_fields_are_refused_or_parsed_on_a_small_stack() {
+        let (deep, quadratic, wide, long_topic) = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let nested = |n: usize| format!("{}a{}", "attributes(".repeat(n), ")".repeat(n));
+                let deep = FilteredTopic::parse(&format!(
+                    "{EVENTS}?extraFields={}",
+                    encode(&nested(100_000))
+                ))
+                .unwrap_err();
+                let quadratic =
+                    FilteredTopic::parse(&format!("{EVENTS}?extraFields={}", "a(".repeat(15_000)))
+                        .unwrap_err();
+                let fields = (0..60_000)
+                    .map(|i| format!("attributes/a{i}"))
+                    .collect::<Vec<_>>()
+                    .join(",");
+                assert!(fields.len() > 1_000_000);
+                let wide = FilteredTopic::parse(&format!("{EVENTS}?extraFields={fields}")).unwrap();
+                let long_topic =
+                    FilteredTopic::parse(&format!("{EVENTS}{}", "x".repeat(1_000_000)))
+                        .unwrap_err();
+                (deep, quadratic, wide, long_topic)
+            })
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(deep.error, "json.fieldselector.invalid");
+        assert!(
+            deep.message.contains("deeper than 128 levels"),
+            "{}",
+            deep.message
+        );
+        assert!(deep.message.len() < 400);
+        assert_eq!(quadratic.error, "json.fieldselector.invalid");
+        assert_eq!(wide.extra_fields.len(), 60_000);
+        assert_eq!(long_topic.error, "connectivity:topic.invalid");
+        assert!(
+            long_topic.message.len() < 400,
+            "the message quotes an excerpt"
+        );
     }
 
     #[test]

@@ -304,6 +304,75 @@ fn check_depth(thing: &Value) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+/// Refuses to write `value` at `path` when the thing would then nest deeper than
+/// [`MAX_JSON_DEPTH`], before anything is built: a path of 100,000 segments would otherwise
+/// build a value so deep that dropping it overflows the stack.
+fn check_write_depth(path: &[String], value: &Value) -> Result<(), ProtocolError> {
+    let depth = path.len().saturating_add(json_depth(value));
+    if depth > MAX_JSON_DEPTH {
+        return Err(ProtocolError::json_invalid(format!(
+            "The Thing would nest {depth} levels deep; at most {MAX_JSON_DEPTH} are stored."
+        )));
+    }
+    Ok(())
+}
+
+/// The members a thing document has; a body's other top-level members are not stored (as
+/// Ditto's `ThingsModelFactory`, which reads only the thing's fields).
+const THING_FIELDS: [&str; 5] = [
+    "thingId",
+    "policyId",
+    "definition",
+    "attributes",
+    "features",
+];
+
+/// The special fields a thing body may carry, as Ditto reads them (`Thing.JsonFields.REVISION`,
+/// `CREATED`, `MODIFIED`): `_revision` a 64-bit integer, `_created` and `_modified` ISO-8601
+/// timestamps (each may be null); anything else is Ditto's `json.invalid`. They are then
+/// ignored: the twin keeps its own revision and timestamps, as Ditto's things service does.
+fn check_special_fields(body: &Map<String, Value>) -> Result<(), ProtocolError> {
+    let not_of_type = |key: &str, v: &Value, java_type: &str| {
+        ProtocolError::json_invalid(format!(
+            "Value <{v}> for </{key}> is not of type <{java_type}>!"
+        ))
+    };
+    if let Some(v) = body.get("_revision")
+        && !v.is_null()
+        && v.as_i64().is_none()
+    {
+        return Err(not_of_type("_revision", v, "Long"));
+    }
+    for key in ["_modified", "_created"] {
+        match body.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if DateTime::parse_from_rfc3339(s).is_ok() => {}
+            Some(Value::String(_)) => {
+                return Err(ProtocolError::json_invalid(format!(
+                    "The JSON object's field </{key}> is not in ISO-8601 format as expected!"
+                )));
+            }
+            Some(other) => return Err(not_of_type(key, other, "String")),
+        }
+    }
+    Ok(())
+}
+
+/// A merge patch for the whole thing: its special fields checked, only the thing's fields kept.
+fn thing_patch(patch: &Value) -> Result<Value, ProtocolError> {
+    let Some(members) = patch.as_object() else {
+        return Ok(patch.clone());
+    };
+    check_special_fields(members)?;
+    Ok(Value::Object(
+        members
+            .iter()
+            .filter(|(key, _)| THING_FIELDS.contains(&key.as_str()))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
+    ))
+}
+
 /// Checks the shape of a whole thing document after a merge.
 fn check_thing(thing: &Value) -> Result<(), ProtocolError> {
     check_depth(thing)?;
@@ -343,6 +412,7 @@ fn new_thing(id: &str, value: &Value) -> Result<Value, ProtocolError> {
     let Some(obj) = value.as_object() else {
         return Err(errors::invalid_value("/", "a JSON object"));
     };
+    check_special_fields(obj)?;
     if let Some(given) = obj.get("thingId")
         && given.as_str() != Some(id)
     {
@@ -490,14 +560,7 @@ fn try_apply(
             let found = existing.ok_or_else(|| level.not_found(id))?;
             let value = match (&level, &cmd.fields) {
                 (Level::Thing, Some(fields)) => {
-                    let selector = crate::model::FieldSelector::parse(fields).map_err(|e| {
-                        ProtocolError::new(
-                            400,
-                            &e.error,
-                            e.message,
-                            e.description.as_deref().unwrap_or(""),
-                        )
-                    })?;
+                    let selector = ferrule_protocol::FieldSelector::parse(fields)?;
                     Value::Object(selector.apply(&current.with_special_fields()))
                 }
                 _ => found.clone(),
@@ -517,6 +580,7 @@ fn try_apply(
             if level == Level::Thing {
                 next.thing = new_thing(id, v)?;
             } else {
+                check_write_depth(&path, v)?;
                 pointer::set(&mut next.thing, &path, v.clone());
                 check_depth(&next.thing)?;
             }
@@ -536,7 +600,11 @@ fn try_apply(
             ))
         }
         Action::Merge => {
-            let patch = value()?;
+            let patch = match value()? {
+                whole if level == Level::Thing => &thing_patch(whole)?,
+                patch => patch,
+            };
+            check_write_depth(&path, patch)?;
             let mut merged = existing.cloned().unwrap_or(Value::Null);
             pointer::merge(&mut merged, patch);
             if level == Level::Thing {

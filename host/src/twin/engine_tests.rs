@@ -2,6 +2,7 @@
 
 use super::engine::{Action, Outcome, StoredThing, TwinCommand, apply};
 use super::pointer;
+use crate::model::parse::MAX_JSON_DEPTH as MAX_DEPTH;
 use chrono::{TimeZone, Utc};
 use ferrule_protocol::Headers;
 use proptest::prelude::*;
@@ -347,6 +348,163 @@ fn merge_patches() {
     assert_eq!(status(&out), 400);
     let out = apply(&cmd(Action::Merge, "/", Some(json!({}))), None, now());
     assert_eq!(error(&out), "things:thing.notfound");
+}
+
+/// Issue 16, item 9: a client-supplied `_revision` (and `_created`, `_modified`) in a thing body.
+/// Ditto type-checks them as it reads the thing (`json.invalid`) and then ignores them: the
+/// revision and timestamps are the twin's. Other top-level members are not stored either.
+#[test]
+fn special_fields_in_a_body_are_checked_and_ignored() {
+    let body = json!({"_revision": 999, "_created": "2000-01-01T00:00:00Z",
+                      "_modified": null, "_policy": {"x": 1}, "foo": 1,
+                      "attributes": {"a": 1}});
+    for (action, status_code) in [(Action::Modify, 204), (Action::Merge, 204)] {
+        let out = run(action, "/", Some(body.clone()));
+        assert_eq!(status(&out), status_code, "{action:?}");
+        let event = out.event.unwrap();
+        let stored = out.change.unwrap().unwrap();
+        assert_eq!(stored.revision, thing().revision + 1);
+        assert_eq!(stored.created, thing().created);
+        for key in ["_revision", "_created", "_modified", "_policy", "foo"] {
+            assert!(stored.thing.get(key).is_none(), "{action:?} stored {key}");
+            if action == Action::Merge {
+                assert!(
+                    event.value.as_ref().unwrap().get(key).is_none(),
+                    "event {key}"
+                );
+            }
+        }
+        assert_eq!(stored.thing["attributes"]["a"], 1);
+        let selected = apply(
+            &TwinCommand {
+                fields: Some("_revision,_created".into()),
+                ..cmd(Action::Retrieve, "/", None)
+            },
+            Some(&stored),
+            now(),
+        );
+        assert_eq!(
+            selected.response.value.unwrap(),
+            json!({"_revision": stored.revision, "_created": "2026-11-25T12:00:00.000Z"})
+        );
+    }
+    let created = apply(&cmd(Action::Create, "/", Some(body)), None, now());
+    assert_eq!(created.change.unwrap().unwrap().revision, 1);
+
+    for (body, message) in [
+        (
+            json!({"_revision": "abc"}),
+            r#"Value <"abc"> for </_revision> is not of type <Long>!"#,
+        ),
+        (
+            json!({"_revision": 1.5}),
+            "Value <1.5> for </_revision> is not of type <Long>!",
+        ),
+        (
+            json!({"_created": 5}),
+            "Value <5> for </_created> is not of type <String>!",
+        ),
+        (
+            json!({"_modified": "yesterday"}),
+            "The JSON object's field </_modified> is not in ISO-8601 format as expected!",
+        ),
+    ] {
+        for action in [Action::Create, Action::Modify, Action::Merge] {
+            let current = (action != Action::Create).then(thing);
+            let out = apply(
+                &cmd(action, "/", Some(body.clone())),
+                current.as_ref(),
+                now(),
+            );
+            assert_eq!(status(&out), 400, "{action:?} {body}");
+            assert_eq!(error(&out), "json.invalid");
+            assert_eq!(out.response.value.unwrap()["message"], message);
+            assert!(out.change.is_none());
+        }
+    }
+}
+
+/// Runs `f` on a thread with a 2 MiB stack, a tokio worker's: a recursion that input can drive
+/// overflows it.
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .expect("thread")
+        .join()
+        .expect("no panic, no stack overflow")
+}
+
+/// Issue 16: paths 100,000 segments deep (a REST path or a command's `path`) and field
+/// selectors 100,000 levels deep, on a 2 MiB stack: writes are refused before the deep value is
+/// built (dropping it would overflow the stack), reads find nothing, selectors are refused.
+#[test]
+fn paths_and_selectors_100_000_levels_deep_are_refused_on_a_small_stack() {
+    let outcomes = on_small_stack(|| {
+        let deep = format!("/attributes{}", "/a".repeat(100_000));
+        let selector = format!("{}a{}", "a(".repeat(100_000), ")".repeat(100_000));
+        let retrieve = TwinCommand {
+            fields: Some(selector),
+            ..cmd(Action::Retrieve, "/", None)
+        };
+        [
+            run(Action::Modify, &deep, Some(json!(1))),
+            run(Action::Merge, &deep, Some(json!({"b": 1}))),
+            run(Action::Retrieve, &deep, None),
+            run(Action::Delete, &deep, None),
+            apply(&retrieve, Some(&thing()), now()),
+        ]
+        .map(|o| (status(&o), error(&o), o.change.is_none()))
+    });
+    let [modify, merge, retrieve, delete, fields] = outcomes;
+    assert_eq!(modify, (400, "json.invalid".into(), true));
+    assert_eq!(merge, (400, "json.invalid".into(), true));
+    assert_eq!(retrieve, (404, "things:attribute.notfound".into(), true));
+    assert_eq!(delete, (404, "things:attribute.notfound".into(), true));
+    assert_eq!(fields, (400, "json.fieldselector.invalid".into(), true));
+    let at_limit = run(
+        Action::Modify,
+        &format!("/attributes{}", "/a".repeat(MAX_DEPTH - 1)),
+        Some(json!(1)),
+    );
+    assert_eq!(status(&at_limit), 201);
+    let over = run(
+        Action::Modify,
+        &format!("/attributes{}", "/a".repeat(MAX_DEPTH - 1)),
+        Some(json!({})),
+    );
+    assert_eq!(
+        over.response.value.unwrap()["message"],
+        "The Thing would nest 101 levels deep; at most 100 are stored."
+    );
+}
+
+/// 1 MB values, keys and selectors are written and read whole.
+#[test]
+fn one_megabyte_values_and_selectors() {
+    let (written, selected) = on_small_stack(|| {
+        let big = "x".repeat(1_000_000);
+        let written = run(
+            Action::Modify,
+            &format!("/attributes/{big}"),
+            Some(json!(big)),
+        );
+        let stored = written.change.clone().unwrap().unwrap();
+        let fields = format!("{}attributes/{big}", "thingId,".repeat(10));
+        let selected = apply(
+            &TwinCommand {
+                fields: Some(fields),
+                ..cmd(Action::Retrieve, "/", None)
+            },
+            Some(&stored),
+            now(),
+        );
+        (status(&written), selected.response.value.unwrap())
+    });
+    assert_eq!(written, 201);
+    let attributes = selected["attributes"].as_object().unwrap();
+    assert_eq!(attributes.len(), 1);
+    assert_eq!(selected["thingId"], ID);
 }
 
 #[test]

@@ -2,5 +2,6 @@
 
 mod errors;
 mod eval;
+mod hostile;
 mod parse;
 mod roundtrip;
