@@ -28,7 +28,27 @@ pub(super) fn route(ctx: &Arc<Context>, t: usize, sink: mpsc::Sender<Routed>) ->
     let topics = target
         .topics
         .iter()
-        .filter_map(|raw| CompiledTopic::compile(raw).ok())
+        .filter_map(|raw| match CompiledTopic::compile(raw) {
+            Ok(topic) => Some(topic),
+            Err(e) => {
+                // Stored before a rule refused it (validation checks topics at create and
+                // modify): the target does without it, and the logs say so.
+                ctx.log(
+                    Category::Target,
+                    "dispatched",
+                    false,
+                    &target.address,
+                    None,
+                    None,
+                    format!(
+                        "The target topic is not used: {} {}",
+                        e.message,
+                        e.description.unwrap_or_default()
+                    ),
+                );
+                None
+            }
+        })
         .collect();
     let on_skip = {
         let ctx = ctx.clone();
