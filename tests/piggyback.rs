@@ -315,7 +315,7 @@ async fn bad_piggyback_requests_get_ditto_errors() {
         &f,
         envelope(json!({"type": "connectivity.commands:createConnection", "connection": bad})),
         400,
-        "connectivity:connection.configuration.invalid",
+        "connectivity:connection.uri.invalid",
     )
     .await;
     assert_eq!(

@@ -261,9 +261,20 @@ fn scripts_over_the_size_limit_are_rejected() {
 }
 
 #[test]
-fn missing_script_options_are_configuration_errors() {
+fn script_options_that_are_no_strings_are_configuration_errors() {
+    // A missing script is the Ditto mapping (spec::a_missing_script_maps_its_direction_as_the_
+    // ditto_mapper); one that is there must be a string.
+    assert!(
+        JsMapper::new(
+            json!({"incomingScript": ""}).as_object().unwrap(),
+            JsLimits::default(),
+        )
+        .is_ok()
+    );
     let e = JsMapper::new(
-        json!({"incomingScript": ""}).as_object().unwrap(),
+        json!({"incomingScript": "", "outgoingScript": 7})
+            .as_object()
+            .unwrap(),
         JsLimits::default(),
     )
     .unwrap_err();
