@@ -88,11 +88,49 @@
 //! `amqps://` (default port 5671): the TLS configuration of [`crate::tls::client_config`]
 //! (rustls with *ring*, as MQTT's): the system's root certificates plus the configured `ca`
 //! (PEM), a client certificate and PKCS#8 key (PEM) presented when configured, and with
-//! `validateCertificates=false` any server certificate accepted. lapin gets a TLS stream built
-//! with that configuration (its own TLS setup knows no custom verifier). Bad PEM, and TLS
-//! failures (an untrusted or wrong server certificate, a client certificate the broker rejects,
-//! TLS to a plain port), fail `connect` with `Misconfigured` naming the reason.
+//! `validateCertificates=false` any server certificate accepted. The guard (see "Limits") makes
+//! the TLS connection with that configuration (lapin's own TLS setup knows no custom verifier).
+//! Bad PEM, and TLS failures (an untrusted or wrong server certificate, a client certificate the
+//! broker rejects, TLS to a plain port), fail `connect` with `Misconfigured` naming the reason.
+//!
+//! # Limits
+//! `specificConfig` `frameMax` (bytes, 4,096 to 1,048,576, default 131,072 =
+//! [`DEFAULT_FRAME_MAX`], RabbitMQ's own default): the `frame-max` the client offers in
+//! `Connection.Tune-Ok`; the broker's lower value wins. lapin keeps a ring buffer of 32 frames of
+//! that size for each direction (8 MiB per connection at the default, written as the data goes
+//! round), which is why the limit is 1 MiB and not more; without a value of its own lapin took
+//! the broker's, and a broker that offered `frame-max` 0 (no limit) made it resize each buffer to
+//! 32 × 4 GiB (an allocation failure aborts the process). A value outside the range fails with
+//! `Misconfigured` naming the key (also at create, [`check_config`]).
+//!
+//! lapin runs each connection on a thread of its own ("lapin-io-loop") that ends only when the
+//! socket fails or reaches its end: dropping the future of a connect that is given up (the
+//! connect timeout, a deleted connection, a dry run that timed out) did not end it, and a broker
+//! that accepted and never answered kept a thread, a socket and about 1 MiB per attempt until it
+//! closed the socket itself; a frame that declares more than lapin's buffer holds made lapin stop
+//! reading for good, so its thread stayed even after the peer went away. So lapin talks to the
+//! broker through a guard: Ferrule connects to the broker (TCP, then TLS), lapin connects without
+//! TLS to the guard on the loopback interface (the guard takes only the connection that comes
+//! from the address lapin's socket reports), and the guard passes lapin's bytes on as they are
+//! and the broker's as they come while it reads every frame header: a frame larger than
+//! `frameMax` ends the connection ("sent a frame of N bytes, more than the frame-max of M bytes"),
+//! before lapin reads it. The guard lives as long as the attempt or the client: dropping it
+//! (the connect given up, `close` after its graceful part, a dropped client) closes lapin's
+//! socket, lapin reads its end and its thread ends (`tests/hostile.rs` checks threads and
+//! descriptors after each hostile case).
+//!
+//! lapin reads field tables recursively on that thread (2 MiB of stack), so the guard holds
+//! each method and content-header frame until it is whole and measures its field tables
+//! without recursion: a message whose `headers` nest deeper than 32 levels (tables and arrays,
+//! the outermost counting), or are malformed, reaches lapin without its `headers`, and its
+//! delivery carries [`Delivery::unreadable`] ("its AMQP headers nest deeper than 32 levels"):
+//! the host refuses it (a mapping failure, `basic.nack(requeue=false)`), where lapin's stack
+//! overflowed and aborted the process before, and again on every redelivery. Server properties
+//! (`connection.start`) nested deeper end the connection.
 
+mod guard;
+
+use crate::specific::parse_size;
 use crate::uri::BrokerUri;
 use crate::{
     BoxFuture, BrokerClient, ClientConfig, ClientEvent, Connected, Delivery, ErrorKind, Publish,
@@ -100,13 +138,14 @@ use crate::{
 };
 use ferrule_protocol::{ExternalMessage, Headers};
 use futures_util::StreamExt;
+use guard::{AbortOnDrop, Guard, Unreadable, Verdict, open_guard};
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
     BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
-use lapin::tcp::{AMQPUriTcpExt, OwnedTLSConfig, RustlsConnector};
+use lapin::tcp::{AMQPUriTcpExt, OwnedTLSConfig};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{
@@ -173,42 +212,45 @@ pub fn parse_target_address(address: &str) -> Result<(String, String), Transport
     }
 }
 
+/// Maps an I/O failure of the connection phase (TCP, TLS, the handshake's bytes).
+fn io_error(io: &std::io::Error, authority: &str, secure: bool) -> TransportError {
+    use std::io::ErrorKind as Io;
+    if let Some(tls) = crate::tls::find_tls_error(io) {
+        return misconfigured(format!("{authority}: {}", crate::tls::describe(tls)));
+    }
+    if secure && let Some(e) = crate::tls::closed_after_handshake(authority, io) {
+        return e;
+    }
+    match io.kind() {
+        Io::TimedOut => TransportError::new(
+            ErrorKind::Timeout,
+            format!("connecting to {authority} timed out: {io}"),
+        ),
+        Io::InvalidData | Io::InvalidInput | Io::PermissionDenied => {
+            misconfigured(format!("the TLS connection to {authority} failed: {io}"))
+        }
+        Io::ConnectionReset | Io::UnexpectedEof | Io::BrokenPipe | Io::ConnectionAborted => {
+            TransportError::new(
+                ErrorKind::Other,
+                format!(
+                    "{authority} closed the connection during the AMQP handshake (not an AMQP \
+                     0.9.1 broker, or TLS expected?): {io}"
+                ),
+            )
+        }
+        _ => TransportError::new(
+            ErrorKind::Unreachable,
+            format!("{authority} could not be reached: {io}"),
+        ),
+    }
+}
+
 /// Maps a lapin error of the connection phase.
-fn connect_error(error: &lapin::Error, ctx: &Ctx, secure: bool) -> TransportError {
+fn connect_error(error: &lapin::Error, ctx: &Ctx) -> TransportError {
     let Ctx { authority, vhost } = ctx;
     match error.kind() {
-        lapin::ErrorKind::IOError(io) => {
-            use std::io::ErrorKind as Io;
-            if let Some(tls) = crate::tls::find_tls_error(&**io) {
-                return misconfigured(format!("{authority}: {}", crate::tls::describe(tls)));
-            }
-            if secure && let Some(e) = crate::tls::closed_after_handshake(authority, io) {
-                return e;
-            }
-            match io.kind() {
-                Io::TimedOut => TransportError::new(
-                    ErrorKind::Timeout,
-                    format!("connecting to {authority} timed out: {io}"),
-                ),
-                Io::InvalidData | Io::InvalidInput | Io::PermissionDenied => {
-                    misconfigured(format!("the TLS connection to {authority} failed: {io}"))
-                }
-                Io::ConnectionReset
-                | Io::UnexpectedEof
-                | Io::BrokenPipe
-                | Io::ConnectionAborted => TransportError::new(
-                    ErrorKind::Other,
-                    format!(
-                        "{authority} closed the connection during the AMQP handshake \
-                             (not an AMQP 0.9.1 broker, or TLS expected?): {io}"
-                    ),
-                ),
-                _ => TransportError::new(
-                    ErrorKind::Unreachable,
-                    format!("{authority} could not be reached: {io}"),
-                ),
-            }
-        }
+        // lapin talks to the guard, always without TLS.
+        lapin::ErrorKind::IOError(io) => io_error(io, authority, false),
         lapin::ErrorKind::ProtocolError(amqp) => {
             let text = amqp.get_message().as_str();
             match amqp.kind() {
@@ -324,6 +366,28 @@ struct Ctx {
     vhost: String,
 }
 
+/// `specificConfig` key of the largest frame (AMQP 0.9.1 `frame-max`, RabbitMQ's `frame_max`)
+/// the client accepts, its default (RabbitMQ's) and the values allowed (the protocol's least,
+/// and 1 MiB: lapin keeps 32 frames' worth of buffer each way, see "Limits").
+pub const FRAME_MAX: &str = "frameMax";
+pub const DEFAULT_FRAME_MAX: u32 = 128 * 1024;
+const FRAME_MAX_RANGE: std::ops::RangeInclusive<u32> = 4096..=1024 * 1024;
+
+/// Checks the `specificConfig` and the target addresses of an AMQP 0.9.1 connection without
+/// connecting.
+pub fn check_config(config: &ClientConfig) -> Result<(), TransportError> {
+    frame_max(config)?;
+    config
+        .targets
+        .iter()
+        .filter(|t| !t.address.contains("{{"))
+        .try_for_each(|t| parse_target_address(&t.address).map(|_| ()))
+}
+
+fn frame_max(config: &ClientConfig) -> Result<u32, TransportError> {
+    parse_size(config, FRAME_MAX, DEFAULT_FRAME_MAX, FRAME_MAX_RANGE)
+}
+
 async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connected, TransportError> {
     let ctx = Ctx {
         authority: uri.authority(),
@@ -337,17 +401,18 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
     }
     // The TLS configuration is built (and its PEM checked) before anything is connected.
     let tls = if uri.secure {
-        Some(RustlsConnector::from(crate::tls::client_config(
+        Some(crate::tls::client_config(
             config.ca.as_deref(),
             config
                 .client_cert
                 .as_ref()
                 .map(|(cert, key)| (cert.as_str(), key.as_str())),
             config.validate_certificates,
-        )?))
+        )?)
     } else {
         None
     };
+    let frame_max = frame_max(&config)?;
     for target in &config.targets {
         if !target.address.contains("{{") {
             parse_target_address(&target.address)?;
@@ -359,12 +424,24 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
         }
     }
 
+    // TCP, then TLS with our rustls configuration (the same as the other transports', see
+    // `crate::tls`), held by the guard; lapin talks to the guard.
+    let guard = open_guard(&uri, tls, frame_max, &ctx.authority).await?;
+    let verdict = guard.verdict.clone();
+    let result = connect_through(config, &uri, ctx, frame_max, guard).await;
+    // What the guard saw explains a failure better than lapin's view of it.
+    result.map_err(|e| verdict.get().unwrap_or(e))
+}
+
+async fn connect_through(
+    config: ClientConfig,
+    uri: &BrokerUri,
+    ctx: Ctx,
+    frame_max: u32,
+    guard: Guard,
+) -> Result<Connected, TransportError> {
     let amqp_uri = AMQPUri {
-        scheme: if uri.secure {
-            AMQPScheme::AMQPS
-        } else {
-            AMQPScheme::AMQP
-        },
+        scheme: AMQPScheme::AMQP,
         authority: AMQPAuthority {
             userinfo: AMQPUserInfo {
                 username: uri.username.clone().unwrap_or_else(|| "guest".into()),
@@ -376,12 +453,13 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
                     }
                 }),
             },
-            host: uri.host.clone(),
-            port: uri.port,
+            host: guard.addr.ip().to_string(),
+            port: guard.addr.port(),
         },
         vhost: ctx.vhost.clone(),
         query: AMQPQueryString {
             connection_timeout: Some(config.connect_timeout.as_millis().max(1) as u64),
+            frame_max: Some(frame_max),
             ..AMQPQueryString::default()
         },
     };
@@ -392,26 +470,30 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
     let properties = ConnectionProperties::default().with_connection_name(name.into());
     let runtime = lapin::runtime::default_runtime()
         .map_err(|e| TransportError::new(ErrorKind::Other, format!("no tokio runtime: {e}")))?;
-    // TCP, then TLS with our rustls configuration (lapin's own TLS setup knows no custom
-    // verifier): the same configuration as MQTT's, see `crate::tls`.
+    // lapin connects to the guard and tells it the address it connects from. Giving up (an
+    // error, the timeout dropping this future) drops the guard, which closes lapin's socket and
+    // so ends lapin's I/O loop; the client keeps the guard until it is closed.
+    let announce = guard.announce.clone();
     let connection = Connection::connector(
         amqp_uri,
         runtime,
         async move |uri: AMQPUri, runtime| {
-            let mut plain = uri.clone();
-            plain.scheme = AMQPScheme::AMQP;
-            let stream = plain
+            let stream = uri
                 .connect_with_config_async(OwnedTLSConfig::default().as_ref(), &runtime)
                 .await?;
-            match &tls {
-                Some(connector) => Ok(stream.into_rustls(connector, &uri.authority.host).await?),
-                None => Ok(stream),
+            if let lapin::tcp::AsyncTcpStream::Plain(socket) = &stream {
+                let local = socket.get_ref().local_addr()?;
+                let announce = announce.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(announce) = announce {
+                    let _ = announce.send(local);
+                }
             }
+            Ok(stream)
         },
         properties,
     )
     .await
-    .map_err(|e| connect_error(&e, &ctx, uri.secure))?;
+    .map_err(|e| connect_error(&e, &ctx))?;
     // Listen before anything else can fail, so no connection error is missed.
     let lapin_events = connection.events_listener();
 
@@ -460,6 +542,8 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
     for (source, address, (channel, consumer)) in consumers {
         consumer_channels.push((channel.clone(), consumer.tag()));
         tasks.push(tokio::spawn(run_consumer(ConsumerTask {
+            channel: channel.id(),
+            unreadable: guard.unreadable.clone(),
             consumer,
             source: source.index,
             at_least_once: source.at_least_once,
@@ -479,6 +563,7 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
         closing.clone(),
         disconnected,
         ctx.authority.clone(),
+        guard.verdict.clone(),
     )));
 
     let connection = Arc::new(connection);
@@ -505,6 +590,7 @@ async fn connect_within(config: ClientConfig, uri: BrokerUri) -> Result<Connecte
             closing,
             tasks,
             authority: ctx.authority,
+            guard: guard.task,
         }),
         deliveries: delivery_rx,
         events: event_rx,
@@ -620,6 +706,10 @@ async fn open_publisher(connection: &Connection, ctx: &Ctx) -> Result<Channel, T
 
 struct ConsumerTask {
     consumer: Consumer,
+    /// The consumer's channel, and the deliveries of the connection whose headers the guard
+    /// took out.
+    channel: u16,
+    unreadable: Arc<Unreadable>,
     source: usize,
     at_least_once: bool,
     address: String,
@@ -642,6 +732,7 @@ async fn run_consumer(mut task: ConsumerTask) {
             }
         };
         let message = to_external(&delivery);
+        let unreadable = task.unreadable.take(task.channel, delivery.delivery_tag);
         let acker = delivery.acker;
         let (settler, verdict) = Settler::new();
         if !task.at_least_once {
@@ -653,6 +744,7 @@ async fn run_consumer(mut task: ConsumerTask) {
                 source: task.source,
                 address: task.address.clone(),
                 message,
+                unreadable,
                 settler,
             })
             .await;
@@ -720,6 +812,7 @@ async fn watch_connection(
     closing: Arc<AtomicBool>,
     disconnected: Arc<AtomicBool>,
     authority: String,
+    verdict: Arc<Verdict>,
 ) {
     let mut lapin_events = std::pin::pin!(lapin_events);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -738,12 +831,12 @@ async fn watch_connection(
         }
         if !status.connected() {
             disconnected.store(true, Ordering::SeqCst);
-            let _ = events
-                .send(ClientEvent::Disconnected(disconnect_error(
-                    last_error.as_ref(),
-                    &authority,
-                )))
-                .await;
+            // What the guard saw (a frame over `frameMax`) explains it best.
+            let error = match verdict.get() {
+                Some(e) => TransportError::new(ErrorKind::Closed, e.message),
+                None => disconnect_error(last_error.as_ref(), &authority),
+            };
+            let _ = events.send(ClientEvent::Disconnected(error)).await;
             return;
         }
     }
@@ -760,6 +853,10 @@ struct Amqp091Client {
     closing: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
     authority: String,
+    /// The guard between lapin and the broker: dropped with the client (after the close), it
+    /// closes lapin's socket, so lapin's I/O loop (a thread) ends even when the broker does not
+    /// answer the close.
+    guard: AbortOnDrop,
 }
 
 type Waiter = oneshot::Sender<Result<(), TransportError>>;
@@ -982,6 +1079,7 @@ impl BrokerClient for Amqp091Client {
             };
             let _ = tokio::time::timeout(Duration::from_secs(5), graceful).await;
             self.stop_tasks();
+            self.guard.0.abort();
         })
     }
 }

@@ -94,8 +94,33 @@
 //! # Dry run
 //! Connects, attaches (and closes) a receiver per source address and a sender per target
 //! address without `{{` placeholders, each on its own session, consumes nothing.
+//!
+//! # Limits
+//! `specificConfig` `amqp.maxFrameSize` (Qpid JMS's option, so Ditto's: bytes, 512 to 64 MiB,
+//! default 1 MiB = [`DEFAULT_MAX_FRAME_SIZE`], Qpid JMS's default): the `max-frame-size` of the
+//! client's `open`, which fe2o3-amqp's frame reader enforces too (before the `open` it allows
+//! 512 bytes). `amqp.idleTimeout` and it are checked at create ([`check_config`]); a bad value is
+//! `Misconfigured` naming the key.
+//!
+//! fe2o3-amqp decodes frames and messages with serde_amqp, which allocates what a size in the
+//! data declares before it reads the bytes (5 bytes made it allocate 3.9 GiB: zero pages, so no
+//! resident memory, but an abort where the address space or overcommit is limited). So the
+//! client reads the connection through a check (`Checked`): it hands fe2o3-amqp the peer's
+//! protocol headers and frames only when they are whole and
+//! * a frame is at most `amqp.maxFrameSize` bytes (refused from its header alone);
+//! * every value of its performative (SASL frames included) declares no more bytes, and no more
+//!   list, map or array items, than the bytes that hold it (checked to 64 levels of nesting);
+//! * the message of a transfer that is whole in its frame (the usual case: RabbitMQ splits
+//!   only messages larger than its frame size) passes the same check.
+//!
+//! A message in several frames is not checked: fe2o3-amqp decodes it from its reassembled
+//! payload, whose parts are not values of their own, so checking it would take a second copy of
+//! the message or a decoder of the AMQP type system that resumes across frames; its declared
+//! sizes can still make serde_amqp reserve (not touch) up to 4 GiB once the last part has come.
+//! What the check refuses ends the connection with `Other` naming what came ("sent a frame of N
+//! bytes, more than the max-frame-size", "a value declares N bytes where M are left").
 
-use crate::specific::parse_num;
+use crate::specific::{parse_num, parse_size};
 use crate::uri::BrokerUri;
 use crate::{
     BoxFuture, BrokerClient, ClientConfig, ClientEvent, Connected, Delivery, ErrorKind, Publish,
@@ -190,6 +215,24 @@ fn idle_timeout(config: &ClientConfig) -> Result<Option<u32>, TransportError> {
     Ok((ms > 0).then_some(ms))
 }
 
+/// Qpid JMS's `amqp.maxFrameSize` (the AMQP 1.0 client of Ditto), in `specificConfig`: the
+/// `max-frame-size` of the client's `open`, which fe2o3-amqp's frame reader also enforces (a
+/// larger frame ends the connection before it is buffered). Its default is Qpid JMS's; the
+/// values allowed go from the protocol's least to 64 MiB.
+pub const MAX_FRAME_SIZE: &str = "amqp.maxFrameSize";
+pub const DEFAULT_MAX_FRAME_SIZE: u32 = 1024 * 1024;
+const FRAME_SIZES: std::ops::RangeInclusive<u32> = 512..=64 * 1024 * 1024;
+
+fn max_frame_size(config: &ClientConfig) -> Result<u32, TransportError> {
+    parse_size(config, MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, FRAME_SIZES)
+}
+
+/// Checks the `specificConfig` of an AMQP 1.0 connection without connecting.
+pub fn check_config(config: &ClientConfig) -> Result<(), TransportError> {
+    max_frame_size(config)?;
+    idle_timeout(config).map(|_| ())
+}
+
 fn unique() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
@@ -211,6 +254,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
             format!("The URI scheme '{}' is not valid for AMQP 1.0.", uri.scheme),
         ));
     }
+    let max_frame_size = max_frame_size(&config)?;
     // TLS is set up here (fe2o3-amqp's own TLS brings another crypto provider and no custom
     // verifier): the same rustls configuration as the other transports', see `crate::tls`.
     let tls = if uri.secure {
@@ -263,6 +307,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         .container_id(container_id)
         .hostname(uri.host.as_str())
         .scheme("amqp")
+        .max_frame_size(max_frame_size)
         .sasl_profile(profile);
     let builder = match idle_timeout(&config)? {
         Some(ms) => builder.idle_time_out(ms),
@@ -277,12 +322,18 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
                 .await
                 .map_err(|e| tls_error(&e, &authority))?;
             builder
-                .open_with_stream(Recorded::new(stream, first_bytes.clone()))
+                .open_with_stream(Recorded::new(
+                    Checked::new(stream, max_frame_size),
+                    first_bytes.clone(),
+                ))
                 .await
         }
         None => {
             builder
-                .open_with_stream(Recorded::new(stream, first_bytes.clone()))
+                .open_with_stream(Recorded::new(
+                    Checked::new(stream, max_frame_size),
+                    first_bytes.clone(),
+                ))
                 .await
         }
     }
@@ -417,6 +468,14 @@ fn open_error(e: OpenError, authority: &str, secure: bool) -> TransportError {
             ErrorKind::Unauthorized,
             format!("{authority} refused the credentials (SASL outcome {code:?})"),
         ),
+        // What `Checked` refused, or fe2o3-amqp's frame reader (a frame too large).
+        OpenError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            let message = match e.get_ref().and_then(|r| r.downcast_ref::<Refused>()) {
+                Some(refused) => format!("{authority} {refused}"),
+                None => format!("{authority} sent what AMQP 1.0 does not allow: {e}"),
+            };
+            TransportError::new(ErrorKind::Other, message)
+        }
         OpenError::Io(e) => TransportError::new(
             ErrorKind::Unreachable,
             format!("connection to {authority} failed: {e}"),
@@ -485,6 +544,384 @@ impl<S: AsyncRead + Unpin> AsyncRead for Recorded<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Recorded<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Why [`Checked`] ends a connection (in the `InvalidData` error fe2o3-amqp then fails with).
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The deepest nesting of encoded values [`walk`] follows (performatives nest 4 levels, message
+/// sections a few more).
+const MAX_DEPTH: usize = 64;
+
+/// The width of a value's size (and count) fields by its format code's category (AMQP 1.0
+/// 1.2: the high nibble of a primitive format code says how its value is encoded).
+#[derive(Clone, Copy)]
+enum Width {
+    Fixed(usize),
+    /// vbin, str, sym: a size of 1 or 4 bytes, then that many bytes.
+    Variable(usize),
+    /// list, map: size and count of 1 or 4 bytes each, then the items.
+    Compound(usize),
+    /// array: size and count, one element constructor, then the elements.
+    Array(usize),
+}
+
+fn width(code: u8) -> Result<Width, String> {
+    Ok(match code >> 4 {
+        0x4 => Width::Fixed(0),
+        0x5 => Width::Fixed(1),
+        0x6 => Width::Fixed(2),
+        0x7 => Width::Fixed(4),
+        0x8 => Width::Fixed(8),
+        0x9 => Width::Fixed(16),
+        0xa => Width::Variable(1),
+        0xb => Width::Variable(4),
+        0xc => Width::Compound(1),
+        0xd => Width::Compound(4),
+        0xe => Width::Array(1),
+        0xf => Width::Array(4),
+        _ => return Err(format!("the format code 0x{code:02x} is not AMQP 1.0's")),
+    })
+}
+
+/// Reads a size or count field of 1 or 4 bytes.
+fn field(bytes: &[u8], at: usize, n: usize) -> Result<usize, String> {
+    let b = bytes
+        .get(at..at + n)
+        .ok_or_else(|| "a value ends inside its size".to_string())?;
+    Ok(if n == 1 {
+        b[0] as usize
+    } else {
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
+    })
+}
+
+/// Checks a declared size against the bytes that hold it: serde_amqp allocates what a size
+/// declares before it reads the bytes (up to 4 GiB for 5 bytes of input).
+fn fits(size: usize, available: usize) -> Result<(), String> {
+    if size > available {
+        return Err(format!(
+            "a value declares {size} bytes where {available} are left"
+        ));
+    }
+    Ok(())
+}
+
+/// The length of one encoded value (constructor and data) at the start of `bytes`, checking
+/// that every size and count inside it fits in the bytes that hold it.
+fn walk(bytes: &[u8], depth: usize) -> Result<usize, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!("values nest deeper than {MAX_DEPTH} levels"));
+    }
+    let code = *bytes
+        .first()
+        .ok_or_else(|| "a value is missing".to_string())?;
+    if code == 0x00 {
+        // A described value: the descriptor, then the value.
+        let descriptor = walk(&bytes[1..], depth + 1)?;
+        let value = walk(&bytes[1 + descriptor..], depth + 1)?;
+        return Ok(1 + descriptor + value);
+    }
+    Ok(1 + walk_data(width(code)?, &bytes[1..], depth)?)
+}
+
+/// The length of a value's data (after its constructor) of the given width.
+fn walk_data(kind: Width, bytes: &[u8], depth: usize) -> Result<usize, String> {
+    match kind {
+        Width::Fixed(n) => {
+            fits(n, bytes.len())?;
+            Ok(n)
+        }
+        Width::Variable(n) => {
+            let size = field(bytes, 0, n)?;
+            fits(size, bytes.len() - n)?;
+            Ok(n + size)
+        }
+        Width::Compound(n) => {
+            let size = field(bytes, 0, n)?;
+            fits(size, bytes.len() - n)?;
+            if size < n {
+                return Err("a list or map is shorter than its count".into());
+            }
+            let count = field(bytes, n, n)?;
+            let items = &bytes[2 * n..n + size];
+            fits(count, items.len())?;
+            let mut at = 0;
+            for _ in 0..count {
+                at += walk(&items[at..], depth + 1)?;
+            }
+            Ok(n + size)
+        }
+        Width::Array(n) => {
+            let size = field(bytes, 0, n)?;
+            fits(size, bytes.len() - n)?;
+            if size < n {
+                return Err("an array is shorter than its count".into());
+            }
+            let count = field(bytes, n, n)?;
+            let body = &bytes[2 * n..n + size];
+            // The element constructor: a format code, or a descriptor and a format code.
+            let mut at = 0;
+            if body.first() == Some(&0x00) {
+                at += 1 + walk(&body[1..], depth + 1)?;
+            }
+            let code = *body
+                .get(at)
+                .ok_or_else(|| "an array has no element constructor".to_string())?;
+            at += 1;
+            let element = width(code)?;
+            fits(count, body.len() - at)?;
+            if let Width::Fixed(w) = element {
+                fits(count.saturating_mul(w), body.len() - at)?;
+                return Ok(n + size);
+            }
+            for _ in 0..count {
+                at += walk_data(element, &body[at..], depth + 1)?;
+            }
+            Ok(n + size)
+        }
+    }
+}
+
+/// The fields of a `transfer` the check needs: its handle and whether more frames follow
+/// (`more` or not `aborted`), from the performative's list (`None` when it is not a transfer).
+fn transfer_fields(performative: &[u8]) -> Option<(u32, bool)> {
+    // `00 53 14`: described by the small ulong 0x14 (0x0000000000000014, amqp:transfer:list).
+    let list = match performative {
+        [0x00, 0x53, 0x14, rest @ ..] => rest,
+        [0x00, 0x80, 0, 0, 0, 0, 0, 0, 0, 0x14, rest @ ..] => rest,
+        _ => return None,
+    };
+    let (count, mut items) = match list.first()? {
+        0x45 => (0, &list[1..]),
+        0xc0 => (*list.get(2)? as usize, list.get(3..)?),
+        0xd0 => (
+            u32::from_be_bytes(list.get(5..9)?.try_into().ok()?) as usize,
+            list.get(9..)?,
+        ),
+        _ => return None,
+    };
+    let mut handle = 0;
+    let (mut more, mut aborted) = (false, false);
+    for i in 0..count.min(10) {
+        let len = walk(items, 0).ok()?;
+        let item = &items[..len];
+        let flag = match item {
+            [0x41] | [0x56, 1] => Some(true),
+            _ => None,
+        };
+        match i {
+            0 => {
+                handle = match item {
+                    [0x43] => 0,
+                    [0x52, h] => *h as u32,
+                    [0x70, a, b, c, d] => u32::from_be_bytes([*a, *b, *c, *d]),
+                    _ => return None,
+                }
+            }
+            5 => more = flag.unwrap_or(false),
+            9 => aborted = flag.unwrap_or(false),
+            _ => {}
+        }
+        items = &items[len..];
+    }
+    Some((handle, more && !aborted))
+}
+
+/// The checks of one connection's incoming frames (see [`Checked`]).
+#[derive(Debug)]
+struct FrameCheck {
+    max_frame_size: usize,
+    /// The first 8 bytes went on (the peer's protocol header, checked by fe2o3-amqp, so a
+    /// peer that is no AMQP 1.0 peer is told as such).
+    started: bool,
+    /// Links (channel, handle) with a delivery whose frames are still coming.
+    partial: std::collections::HashSet<(u16, u32)>,
+}
+
+impl FrameCheck {
+    /// How long the unit (protocol header or frame) at the start of `buf` is, once it is whole
+    /// and passed the checks; `None` while more bytes are needed.
+    fn next(&mut self, buf: &[u8]) -> Result<Option<usize>, String> {
+        if buf.len() < 8 {
+            return Ok(None);
+        }
+        if buf.starts_with(b"AMQP") || !self.started {
+            self.started = true;
+            return Ok(Some(8));
+        }
+        let size = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+        if size > self.max_frame_size {
+            return Err(format!(
+                "sent a frame of {size} bytes, more than the max-frame-size of {} bytes \
+                 (specificConfig '{MAX_FRAME_SIZE}')",
+                self.max_frame_size
+            ));
+        }
+        let doff = buf[4] as usize * 4;
+        if size < 8 || doff < 8 || doff > size {
+            return Err(format!(
+                "sent a malformed frame (size {size}, data offset {doff})"
+            ));
+        }
+        if buf.len() < size {
+            return Ok(None);
+        }
+        let body = &buf[doff..size];
+        if body.is_empty() {
+            return Ok(Some(size));
+        }
+        let malformed = |why: String| format!("sent a malformed frame: {why}");
+        let performative = walk(body, 0).map_err(malformed)?;
+        let payload = &body[performative..];
+        // The message of a transfer: checked when it is whole in this frame. A delivery in
+        // several frames is decoded by fe2o3-amqp from its reassembled payload; its parts are
+        // not values of their own (see "Limits").
+        if buf[5] == 0
+            && let Some((handle, more)) = transfer_fields(&body[..performative])
+        {
+            let link = (u16::from_be_bytes([buf[6], buf[7]]), handle);
+            let whole = !self.partial.contains(&link) && !more;
+            if more {
+                self.partial.insert(link);
+            } else {
+                self.partial.remove(&link);
+            }
+            if whole {
+                let mut at = 0;
+                while at < payload.len() {
+                    at += walk(&payload[at..], 0)
+                        .map_err(|why| format!("sent a malformed message: {why}"))?;
+                }
+            }
+        }
+        Ok(Some(size))
+    }
+}
+
+/// The stream fe2o3-amqp reads through: it hands on protocol headers and frames only when they
+/// are whole and passed [`FrameCheck`]: a frame larger than `amqp.maxFrameSize`, and a frame
+/// or a message (whole in one frame) with a value whose declared size is larger than the bytes
+/// that hold it, end the connection with [`Refused`] before fe2o3-amqp and serde_amqp see it
+/// (serde_amqp allocates what a size declares before it reads the bytes).
+#[derive(Debug)]
+struct Checked<S> {
+    inner: S,
+    check: FrameCheck,
+    /// Bytes read; those before `start` are handed on.
+    buf: Vec<u8>,
+    start: usize,
+    /// How many bytes from `start` on passed the check.
+    ready: usize,
+    refused: Option<String>,
+}
+
+impl<S> Checked<S> {
+    fn new(inner: S, max_frame_size: u32) -> Self {
+        Checked {
+            inner,
+            check: FrameCheck {
+                max_frame_size: max_frame_size as usize,
+                started: false,
+                partial: Default::default(),
+            },
+            buf: Vec::new(),
+            start: 0,
+            ready: 0,
+            refused: None,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Checked<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.ready > 0 {
+                let n = this.ready.min(out.remaining());
+                out.put_slice(&this.buf[this.start..this.start + n]);
+                this.start += n;
+                this.ready -= n;
+                if this.start == this.buf.len() {
+                    this.buf.clear();
+                    this.start = 0;
+                } else if this.start > 64 * 1024 && this.start > this.buf.len() / 2 {
+                    this.buf.drain(..this.start);
+                    this.start = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            if let Some(why) = &this.refused {
+                return Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    Refused(why.clone()),
+                )));
+            }
+            match this.check.next(&this.buf[this.start..]) {
+                Ok(Some(n)) => {
+                    this.ready = n;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    this.refused = Some(why);
+                    continue;
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let mut read = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                // The end: what is left of a frame is not handed on.
+                Poll::Ready(Ok(())) if read.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => this.buf.extend_from_slice(read.filled()),
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Checked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -817,7 +1254,13 @@ async fn run_receiver(task: ReceiverTask) {
                         failed = true;
                         break;
                     }
-                    let delivery = Delivery { source, address: address.clone(), message, settler };
+                    let delivery = Delivery {
+                        source,
+                        address: address.clone(),
+                        message,
+                        unreadable: None,
+                        settler,
+                    };
                     if deliveries.send(delivery).await.is_err() {
                         // The host is gone; stop consuming.
                         break;
@@ -1342,6 +1785,121 @@ pub fn to_amqp(external: &ExternalMessage) -> Message<Body<Value>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An AMQP frame (type 0) on channel 0 with this body.
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut f = ((8 + body.len()) as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(&[2, 0, 0, 0]);
+        f.extend_from_slice(body);
+        f
+    }
+
+    fn checks(bytes: &[u8]) -> Result<Option<usize>, String> {
+        FrameCheck {
+            max_frame_size: 1024 * 1024,
+            started: true,
+            partial: Default::default(),
+        }
+        .next(bytes)
+    }
+
+    /// What fe2o3-amqp writes passes the check: performatives and messages with every kind of
+    /// value (lists, maps, arrays of symbols, binary, strings, described values).
+    #[test]
+    fn the_frame_check_passes_what_fe2o3_writes() {
+        use fe2o3_amqp::types::messaging::message::__private::Serializable;
+        let open = Open {
+            container_id: "c".into(),
+            hostname: Some("h".into()),
+            max_frame_size: 65536.into(),
+            channel_max: 10.into(),
+            idle_time_out: Some(1000),
+            outgoing_locales: None,
+            incoming_locales: None,
+            offered_capabilities: Some(vec![Symbol::from("a"), Symbol::from("bb")].into()),
+            desired_capabilities: None,
+            properties: None,
+        };
+        let body = serde_amqp::to_vec(&open).unwrap();
+        let f = frame(&body);
+        assert_eq!(checks(&f), Ok(Some(f.len())));
+        assert_eq!(checks(&f[..f.len() - 1]), Ok(None));
+        let mut external = ExternalMessage::text("{\"a\":[1,2,3]}");
+        external.headers.insert("correlation-id", "c-1");
+        external.headers.insert("custom", "x".repeat(300));
+        external
+            .headers
+            .insert("amqp.message.annotation:x-opt-a", "b");
+        let message = serde_amqp::to_vec(&Serializable(&to_amqp(&external))).unwrap();
+        // A transfer (handle 0, more false) with the message as its payload.
+        let mut body = vec![
+            0x00, 0x53, 0x14, 0xc0, 0x07, 0x04, 0x43, 0x43, 0xa0, 0x01, 0x00, 0x43,
+        ];
+        body.extend_from_slice(&message);
+        let f = frame(&body);
+        assert_eq!(checks(&f), Ok(Some(f.len())));
+    }
+
+    #[test]
+    fn the_frame_check_refuses_declared_sizes_beyond_the_frame() {
+        // sasl-mechanisms whose symbol declares 4 GiB: serde_amqp would allocate them.
+        let body = [
+            0x00, 0x53, 0x40, 0xd0, 0x00, 0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x01, 0xb3, 0xff,
+            0xff, 0xff, 0xff,
+        ];
+        let e = checks(&frame(&body)).unwrap_err();
+        assert!(e.contains("declares 4294967295 bytes"), "{e}");
+        // A list that counts more items than it holds bytes.
+        let e = checks(&frame(&[0x00, 0x53, 0x10, 0xc0, 0x01, 0xff])).unwrap_err();
+        assert!(e.contains("declares 255"), "{e}");
+        // An array of str32 whose element declares more than the array holds.
+        let body = [
+            0x00, 0x53, 0x10, 0xe0, 0x07, 0x01, 0xb1, 0x00, 0x00, 0x10, 0x00, 0x41,
+        ];
+        assert!(checks(&frame(&body)).is_err());
+        // Too deep.
+        let mut body = vec![0x00, 0x53, 0x10];
+        for _ in 0..100 {
+            body.extend_from_slice(&[0x00, 0x53, 0x00]);
+        }
+        body.push(0x40);
+        let e = checks(&frame(&body)).unwrap_err();
+        assert!(e.contains("deeper"), "{e}");
+        // A whole message in a transfer whose binary declares 4 GiB.
+        let mut body = vec![
+            0x00, 0x53, 0x14, 0xc0, 0x07, 0x04, 0x43, 0x43, 0xa0, 0x01, 0x00, 0x43,
+        ];
+        body.extend_from_slice(&[0x00, 0x53, 0x75, 0xb0, 0xff, 0xff, 0xff, 0xff, 0x00]);
+        let e = checks(&frame(&body)).unwrap_err();
+        assert!(e.contains("malformed message"), "{e}");
+        // More than the maximum frame size, refused from the header alone.
+        let e = checks(&[0x7f, 0xff, 0xff, 0xff, 2, 0, 0, 0]).unwrap_err();
+        assert!(e.contains(MAX_FRAME_SIZE), "{e}");
+    }
+
+    /// A message in several frames is checked frame by frame only: its parts are no values.
+    #[test]
+    fn a_delivery_in_several_frames_passes_its_parts() {
+        let mut check = FrameCheck {
+            max_frame_size: 1024,
+            started: true,
+            partial: Default::default(),
+        };
+        // handle 3, more = true; then handle 3, more = false: the parts are not walked.
+        let first = [
+            0x00, 0x53, 0x14, 0xc0, 0x0a, 0x06, 0x52, 0x03, 0x43, 0xa0, 0x01, 0x00, 0x43, 0x40,
+            0x41,
+        ];
+        let mut f = first.to_vec();
+        f.extend_from_slice(&[0x00, 0x53, 0x75, 0xb0, 0x00, 0x00, 0x01, 0x00]);
+        let f = frame(&f);
+        assert_eq!(check.next(&f), Ok(Some(f.len())));
+        let last = frame(&[
+            0x00, 0x53, 0x14, 0xc0, 0x04, 0x02, 0x52, 0x03, 0x40, 0xab, 0xcd,
+        ]);
+        assert_eq!(check.next(&last), Ok(Some(last.len())));
+        assert!(check.partial.is_empty());
+    }
 
     #[test]
     fn round_trip_headers_and_bodies() {

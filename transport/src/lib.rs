@@ -131,6 +131,10 @@ pub struct Delivery {
     /// The address it arrived on (queue, link address, the MQTT topic it was published to).
     pub address: String,
     pub message: ExternalMessage,
+    /// Why the client could not read the message as it was sent (AMQP 0.9.1 headers nested
+    /// too deep, or malformed): `message` lacks what could not be read, and the host refuses
+    /// the delivery (a mapping failure in the logs, settled without redelivery).
+    pub unreadable: Option<String>,
     pub settler: Settler,
 }
 
@@ -222,17 +226,13 @@ pub struct Connected {
 }
 
 /// Checks what can be checked of a configuration without a broker (Ditto's per-protocol
-/// validation at create and modify): MQTT `specificConfig` values, AMQP 0.9.1 target addresses
-/// without placeholders.
+/// validation at create and modify): `specificConfig` values (also the maximum packet / frame
+/// size of each protocol), AMQP 0.9.1 target addresses without placeholders.
 pub fn check_config(config: &ClientConfig) -> Result<(), TransportError> {
     match config.protocol {
         Protocol::Mqtt3 | Protocol::Mqtt5 => mqtt::check_config(config),
-        Protocol::Amqp091 => config
-            .targets
-            .iter()
-            .filter(|t| !t.address.contains("{{"))
-            .try_for_each(|t| amqp091::parse_target_address(&t.address).map(|_| ())),
-        Protocol::Amqp10 => Ok(()),
+        Protocol::Amqp091 => amqp091::check_config(config),
+        Protocol::Amqp10 => amqp10::check_config(config),
     }
 }
 

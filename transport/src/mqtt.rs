@@ -20,7 +20,12 @@
 //!   consumes and publishes; `true`: a second connection with the client id `publisherId`
 //!   (default `<clientId>p`, MQTT 5 clients with `client_index` > 0 `<clientId>p_<index>`) and no
 //!   subscriptions and no last will publishes, so a slow consumer never delays publishes; either
-//!   connection's loss ends both). Invalid values fail with [`ErrorKind::Misconfigured`].
+//!   connection's loss ends both), `maximumPacketSize` (bytes, 1,024 to 268,435,460, default
+//!   4 MiB, [`DEFAULT_MAXIMUM_PACKET_SIZE`]: the largest packet accepted from the broker, the
+//!   name of the MQTT 5 property and of HiveMQ's client setting; MQTT 5 announces it in the
+//!   CONNECT; a larger packet ends the connection before it is buffered; what Ferrule publishes
+//!   may be up to 16 MiB, less when the broker's CONNACK says so). Invalid values fail with
+//!   [`ErrorKind::Misconfigured`] naming the key.
 //! * Failures within `connect_timeout`: refused / unknown host → `Unreachable`, CONNACK bad user
 //!   name or password / not authorized → `Unauthorized`, timeout → `Timeout`, a SUBACK refusing a
 //!   source's filter → `Misconfigured` (`Unauthorized` when MQTT 5 says not authorized). Messages
@@ -69,10 +74,15 @@
 //!   (a target's acknowledgement requested by the source), so the event loop must go on reading
 //!   those PUBACKs while the broker sends more (after a reconnect Mosquitto sends a persistent
 //!   session's whole backlog, up to thousands of messages, at once), or both sides wait for each
-//!   other until the acknowledgement timeout. So while publishes of this client wait for
-//!   confirmation, the event loop does not wait for the host: what arrives waits in the event
-//!   loop (at most [`HANDOFF_FACTOR`] × 10 × `max_in_flight` messages), and is handed over in
-//!   order as the host takes it.
+//!   other until the acknowledgement timeout. The host holds them whenever its routing waits for
+//!   this client's publishes (back-pressure: a target slower than its sources). Mosquitto 2.0
+//!   does not keep to its in-flight limit (nor to an MQTT 5 receive maximum) when it sends a
+//!   persistent session's backlog: 100,000 queued messages arrived without acknowledgement
+//!   (`tests/loopback.rs`). So while publishes of this client wait for confirmation, the event
+//!   loop does not wait for the host: what arrives waits in the event loop, at most
+//!   [`BACKLOG_BYTES`] (payloads, topics and 512 bytes each), and is handed over in order as
+//!   the host takes it; past that it waits for the host again. (A client of its own for the
+//!   publishes, `separatePublisherClient`, needs no such room.)
 //!
 //! # Publishing
 //! To `Publish::address` with the target's `qos` (0 when the target is unknown or has none), not
@@ -88,10 +98,36 @@
 //! # Events
 //! When the event loop fails (connection lost, kicked by a client with the same id, ...), the
 //! client reports [`ClientEvent::Disconnected`] once and stops; it never reconnects by itself.
+//!
+//! # Hostile brokers
+//! rumqttc 0.25.1's MQTT 5 decoder (`mqttbytes::v5::Packet::read`) cuts a packet out of its
+//! read buffer before it decodes it, and takes a packet whose fields end inside a variable byte
+//! integer (a property length, a subscription identifier) for an incomplete one: the codec
+//! (`Codec::decode`) answers "need more bytes" with the packet's bytes already gone, so its
+//! `Framed` reader reads more, decodes the next packet the same way, and keeps everything else
+//! it read. A broker that answers CONNECT with an MQTT 3.1.1 CONNACK (`20 02 00 00`, no property
+//! length) over and over grew Ferrule by 250 MB/s until the connect timeout. So an MQTT 5 client
+//! talks to the broker through a guard (in `wire`): Ferrule connects to the broker itself (TCP,
+//! then TLS with the configuration above), rumqttc connects without TLS to the guard on the
+//! loopback interface (its CONNECT carries a random user property by which the guard knows it;
+//! the guard takes it out before the CONNECT goes on), and the guard passes rumqttc's bytes on
+//! as they are and the broker's only as whole packets that
+//! * are at most `maximumPacketSize` bytes (refused from the fixed header alone, so a declared
+//!   256 MiB packet is never buffered),
+//! * rumqttc's own decoder reads without an error from a copy, and
+//! * are not a second CONNACK (MQTT-3.2.0-2).
+//!
+//! Anything else ends the connection with an error that says what the broker sent (an MQTT
+//! 3.1.1 CONNACK is named as such: the broker does not speak MQTT 5). The guard holds at most
+//! one packet and one read (64 KiB) of the broker's bytes; its task ends with the client (it
+//! passes the DISCONNECT of `close` on first). MQTT 3.1.1's decoder has no such field and reads
+//! the broker directly; it refuses a packet over `maximumPacketSize` and a second CONNACK
+//! itself. Floods of valid packets (PINGRESP, PUBACK, SUBACK) cost CPU, not memory: they end in
+//! an error (an unsolicited PUBACK) or the connect timeout (`tests/hostile.rs`).
 
 pub(crate) mod wire;
 
-use crate::specific::{invalid, parse_bool, parse_num};
+use crate::specific::{invalid, parse_bool, parse_num, parse_size};
 use crate::uri::BrokerUri;
 use crate::{
     BoxFuture, BrokerClient, ClientConfig, ClientEvent, Confirmation, Connected, Delivery,
@@ -109,12 +145,62 @@ use wire::{AckToken, Client, Ev, EventLoop, InPublish, OutPublish};
 /// The deliveries channel holds this many times `max_in_flight` (see "Settlement").
 pub const HANDOFF_FACTOR: usize = 10;
 
-/// While publishes of a client wait for confirmation, at most this many times the deliveries
-/// channel's capacity wait in its event loop for the host (see "Settlement").
-const BACKLOG_LIMIT: usize = 10;
+/// While publishes of a client wait for confirmation, at most this many bytes of deliveries
+/// wait in its event loop for the host (see "Settlement").
+const BACKLOG_BYTES: usize = 64 << 20;
+/// What a waiting delivery costs beyond its payload (its headers, topic and bookkeeping).
+const DELIVERY_OVERHEAD: usize = 512;
 
-/// Largest packet sent or accepted.
+/// Deliveries waiting in the event loop for the host, in order, with what they weigh.
+#[derive(Default)]
+struct Backlog {
+    items: VecDeque<Delivery>,
+    bytes: usize,
+}
+
+impl Backlog {
+    fn weight(d: &Delivery) -> usize {
+        let m = &d.message;
+        m.bytes.as_ref().map_or(0, Vec::len)
+            + m.text.as_ref().map_or(0, String::len)
+            + d.address.len()
+            + DELIVERY_OVERHEAD
+    }
+
+    fn push_back(&mut self, d: Delivery) {
+        self.bytes += Backlog::weight(&d);
+        self.items.push_back(d);
+    }
+
+    fn push_front(&mut self, d: Delivery) {
+        self.bytes += Backlog::weight(&d);
+        self.items.push_front(d);
+    }
+
+    fn pop_front(&mut self) -> Option<Delivery> {
+        let d = self.items.pop_front()?;
+        self.bytes -= Backlog::weight(&d);
+        Some(d)
+    }
+
+    fn clear(&mut self) {
+        self.items.clear();
+        self.bytes = 0;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// Largest packet sent.
 const MAX_PACKET: usize = 16 * 1024 * 1024;
+
+/// `specificConfig` key of the largest packet accepted from the broker (HiveMQ's and MQTT 5's
+/// name), its default and the values allowed (the largest is MQTT's own limit).
+pub const MAXIMUM_PACKET_SIZE: &str = "maximumPacketSize";
+pub const DEFAULT_MAXIMUM_PACKET_SIZE: u32 = 4 * 1024 * 1024;
+const PACKET_SIZES: std::ops::RangeInclusive<u32> = 1024..=268_435_460;
 
 type Waiter = oneshot::Sender<Result<(), TransportError>>;
 
@@ -127,6 +213,8 @@ struct Settings {
     reconnect_for_redelivery: bool,
     session_expiry: u32,
     last_will: Option<(String, u8, bool, String)>,
+    /// The largest packet accepted from the broker.
+    max_packet: u32,
 }
 
 /// A short random-looking suffix (time and process id: no dependency for one dry-run id).
@@ -174,6 +262,12 @@ impl Settings {
             _ => None,
         };
         parse_bool(config, "separatePublisherClient")?;
+        let max_packet = parse_size(
+            config,
+            MAXIMUM_PACKET_SIZE,
+            DEFAULT_MAXIMUM_PACKET_SIZE,
+            PACKET_SIZES,
+        )?;
         Ok(Settings {
             client_id,
             clean_session,
@@ -181,6 +275,7 @@ impl Settings {
             reconnect_for_redelivery: parse_bool(config, "reconnectForRedelivery")?,
             session_expiry,
             last_will,
+            max_packet,
         })
     }
 }
@@ -252,6 +347,8 @@ struct Shared {
     /// Set when the client disconnects so that the broker redelivers.
     redelivering: AtomicBool,
     authority: String,
+    /// MQTT 5: what the guard found wrong with the broker's connection.
+    verdict: Option<Arc<wire::Verdict>>,
 }
 
 impl Shared {
@@ -405,17 +502,14 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         ));
     }
     let tls = if uri.secure {
-        let tls = crate::tls::client_config(
+        Some(crate::tls::client_config(
             config.ca.as_deref(),
             config
                 .client_cert
                 .as_ref()
                 .map(|(c, k)| (c.as_str(), k.as_str())),
             config.validate_certificates,
-        )?;
-        Some(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(tls),
-        ))
+        )?)
     } else {
         None
     };
@@ -432,22 +526,30 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
     let cap = max_in_flight as usize + 16;
     let conn_timeout = config.connect_timeout.as_secs().max(1) + 1;
 
+    let max_packet = settings.max_packet;
+    // MQTT 5's guard; its task goes into the task guard below (no await in between).
+    let mut broker_guard = None;
     let (client, eventloop) = match config.protocol {
         Protocol::Mqtt5 => {
             use rumqttc::v5::mqttbytes::v5::LastWill;
-            let mut o =
-                rumqttc::v5::MqttOptions::new(settings.client_id.clone(), &uri.host, uri.port);
+            // rumqttc talks to the broker through the guard (see "Hostile brokers").
+            let g =
+                wire::open_guard(&uri.host, uri.port, tls, max_packet as usize, &authority).await?;
+            let mut o = rumqttc::v5::MqttOptions::new(
+                settings.client_id.clone(),
+                g.addr.ip().to_string(),
+                g.addr.port(),
+            );
+            o.set_user_properties(vec![g.property()]);
+            broker_guard = Some(g);
             o.set_clean_start(settings.clean_session)
                 .set_keep_alive(settings.keep_alive)
                 .set_manual_acks(true)
                 .set_connection_timeout(conn_timeout)
                 .set_receive_maximum(Some(max_in_flight))
                 .set_outgoing_inflight_upper_limit(max_in_flight)
-                .set_max_packet_size(Some(MAX_PACKET as u32))
+                .set_max_packet_size(Some(max_packet))
                 .set_session_expiry_interval(Some(settings.session_expiry).filter(|s| *s > 0));
-            if let Some(tls) = tls {
-                o.set_transport(tls);
-            }
             if let Some(user) = &uri.username {
                 o.set_credentials(user.clone(), uri.password.clone().unwrap_or_default());
             }
@@ -471,9 +573,11 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
                 .set_keep_alive(settings.keep_alive)
                 .set_manual_acks(true)
                 .set_inflight(max_in_flight)
-                .set_max_packet_size(MAX_PACKET, MAX_PACKET);
+                .set_max_packet_size(max_packet as usize, MAX_PACKET);
             if let Some(tls) = tls {
-                o.set_transport(tls);
+                o.set_transport(rumqttc::Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(tls),
+                ));
             }
             if let Some(user) = &uri.username {
                 o.set_credentials(user.clone(), uri.password.clone().unwrap_or_default());
@@ -498,6 +602,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         closing: AtomicBool::new(false),
         redelivering: AtomicBool::new(false),
         authority: authority.clone(),
+        verdict: broker_guard.as_ref().map(|g| g.verdict.clone()),
     });
     let subscriptions: Vec<(usize, Vec<String>, u8)> = config
         .sources
@@ -518,7 +623,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         shared: shared.clone(),
         sources: config.sources.clone(),
         deliveries: deliveries_tx,
-        backlog: VecDeque::new(),
+        backlog: Backlog::default(),
         events: events_tx,
         ready: Some(ready_tx),
         awaiting_subacks: subscriptions.len(),
@@ -527,11 +632,13 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         reconnect_for_redelivery: settings.reconnect_for_redelivery,
         dry_run: config.dry_run,
     };
+    let relay = broker_guard.map(|g| g.task);
     let mut guard = TaskGuard(vec![
         tokio::spawn(driver.run(eventloop)),
         tokio::spawn(acker(client.clone(), ack_rx, shared.clone())),
         tokio::spawn(forwarder(client.clone(), cmd_rx, shared.clone())),
     ]);
+    guard.0.extend(relay);
 
     for (source, filters, qos) in subscriptions {
         shared.lock().subs.push_back((source, filters.clone()));
@@ -637,7 +744,7 @@ struct Driver {
     sources: Vec<SourceSpec>,
     deliveries: mpsc::Sender<Delivery>,
     /// Deliveries that did not fit into the channel before `connect` returned.
-    backlog: VecDeque<Delivery>,
+    backlog: Backlog,
     events: mpsc::Sender<ClientEvent>,
     ready: Option<oneshot::Sender<Result<(), TransportError>>>,
     awaiting_subacks: usize,
@@ -654,18 +761,23 @@ impl Driver {
             let ev = match eventloop.poll().await {
                 Ok(ev) => ev,
                 Err(e) => {
+                    // What the guard saw explains the failure better than rumqttc can.
+                    let guarded = self.shared.verdict.as_ref().and_then(|v| v.take());
+                    let (kind, message) = guarded.unwrap_or_else(|| {
+                        (
+                            e.kind,
+                            format!(
+                                "The connection to the MQTT broker at {} failed: {}",
+                                self.shared.authority, e.message
+                            ),
+                        )
+                    });
                     let kind = if self.ready.is_some() {
-                        e.kind
+                        kind
                     } else {
                         ErrorKind::Closed
                     };
-                    break Some(TransportError::new(
-                        kind,
-                        format!(
-                            "The connection to the MQTT broker at {} failed: {}",
-                            self.shared.authority, e.message
-                        ),
-                    ));
+                    break Some(TransportError::new(kind, message));
                 }
             };
             match ev {
@@ -852,6 +964,7 @@ impl Driver {
             source: source.index,
             address: p.topic,
             message,
+            unreadable: None,
             settler,
         };
         if self.backlog.is_empty() {
@@ -869,10 +982,10 @@ impl Driver {
 
     /// Hands the waiting deliveries to the host, in order. When the channel is full this waits
     /// for room (bounded memory; TCP back-pressure stops the broker), except while publishes of
-    /// this client wait for their confirmation and fewer than [`BACKLOG_LIMIT`] × the channel's
-    /// capacity wait here: the host may hold the deliveries it has until those publishes are
-    /// confirmed, and confirmations are read only while this loop reads, so it goes on reading
-    /// and keeps what arrives meanwhile.
+    /// this client wait for their confirmation and less than [`BACKLOG_BYTES`] waits here: the
+    /// host may hold the deliveries it has until those publishes are confirmed, and
+    /// confirmations are read only while this loop reads, so it goes on reading and keeps what
+    /// arrives meanwhile.
     async fn hand_over(&mut self) {
         while let Some(d) = self.backlog.pop_front() {
             let d = match self.deliveries.try_send(d) {
@@ -884,8 +997,7 @@ impl Driver {
                 Err(mpsc::error::TrySendError::Full(d)) => d,
             };
             self.backlog.push_front(d);
-            let limit = BACKLOG_LIMIT * self.deliveries.max_capacity();
-            if self.backlog.len() < limit && self.shared.lock().outstanding() > 0 {
+            if self.backlog.bytes < BACKLOG_BYTES && self.shared.lock().outstanding() > 0 {
                 return;
             }
             // Room, or a publish that needs this loop to read its confirmation: look again
@@ -935,7 +1047,7 @@ struct MqttClient {
     shared: Arc<Shared>,
     cmd_tx: mpsc::UnboundedSender<PublishCmd>,
     ack_tx: mpsc::UnboundedSender<AckCmd>,
-    /// driver, acker, forwarder
+    /// driver, acker, forwarder and, for MQTT 5, the guard
     tasks: Vec<JoinHandle<()>>,
     targets: HashMap<usize, Option<u8>>,
     protocol: Protocol,
@@ -1053,6 +1165,10 @@ impl BrokerClient for MqttClient {
                     .is_err()
             {
                 driver.abort();
+            }
+            // The guard passes on what rumqttc wrote last (the DISCONNECT) before it ends.
+            if let Some(guard) = tasks.get_mut(3) {
+                let _ = tokio::time::timeout(Duration::from_secs(1), &mut *guard).await;
             }
             for t in &tasks {
                 t.abort();

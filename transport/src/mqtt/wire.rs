@@ -465,3 +465,481 @@ fn err5(e: r5::ConnectionError) -> LoopError {
         message: e.to_string(),
     }
 }
+
+// ---- The guard of MQTT 5 connections -------------------------------------------------------
+
+/// The user property of rumqttc's CONNECT by which the guard knows its client's connection; the
+/// guard removes it before the CONNECT goes to the broker.
+const GUARD_PROPERTY: &str = "ferrule-guard";
+
+/// How long the guard waits for its client's CONNECT on an accepted local connection.
+const GUARD_CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What the guard found wrong with the broker's connection, for the driver's error. It is set
+/// before the guard closes rumqttc's connection, so the failure rumqttc reports next is
+/// explained by it.
+#[derive(Default)]
+pub(super) struct Verdict(std::sync::Mutex<Option<(ErrorKind, String)>>);
+
+impl Verdict {
+    fn set(&self, kind: ErrorKind, message: String) {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if v.is_none() {
+            *v = Some((kind, message));
+        }
+    }
+
+    pub fn take(&self) -> Option<(ErrorKind, String)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// A running guard: rumqttc connects to `addr` (plain TCP on the loopback interface) with the
+/// CONNECT user property `(GUARD_PROPERTY, nonce)`.
+pub(super) struct Guard {
+    pub addr: std::net::SocketAddr,
+    pub nonce: String,
+    pub verdict: std::sync::Arc<Verdict>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Guard {
+    /// The user property rumqttc's CONNECT must carry.
+    pub fn property(&self) -> (String, String) {
+        (GUARD_PROPERTY.to_string(), self.nonce.clone())
+    }
+}
+
+/// 128 bits no other process can guess: hashes of the time with the process's random hash keys.
+fn nonce() -> String {
+    use std::hash::BuildHasher;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let a = std::collections::hash_map::RandomState::new().hash_one(seed);
+    let b = std::collections::hash_map::RandomState::new().hash_one(seed ^ u128::from(a));
+    format!("{a:016x}{b:016x}")
+}
+
+fn io_failure(authority: &str, e: &std::io::Error) -> crate::TransportError {
+    crate::TransportError::new(
+        io_kind(e),
+        format!("The connection to the MQTT broker at {authority} failed: I/O: {e}"),
+    )
+}
+
+/// Connects to the broker (TCP, then TLS with `tls`) and starts the guard between it and
+/// rumqttc's MQTT 5 client (see "Hostile brokers" in the module documentation of `mqtt`).
+pub(super) async fn open_guard(
+    host: &str,
+    port: u16,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    max_packet: usize,
+    authority: &str,
+) -> Result<Guard, crate::TransportError> {
+    use crate::TransportError;
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| io_failure(authority, &e))?;
+    let _ = tcp.set_nodelay(true);
+    let listener = match tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await {
+        Ok(l) => l,
+        Err(_) => tokio::net::TcpListener::bind((std::net::Ipv6Addr::LOCALHOST, 0))
+            .await
+            .map_err(|e| {
+                TransportError::new(
+                    ErrorKind::Other,
+                    format!("The MQTT client cannot listen on the loopback interface: {e}"),
+                )
+            })?,
+    };
+    let addr = listener.local_addr().map_err(|e| {
+        TransportError::new(ErrorKind::Other, format!("The MQTT client's guard: {e}"))
+    })?;
+    let nonce = nonce();
+    let verdict = std::sync::Arc::new(Verdict::default());
+    let link = Link {
+        listener,
+        nonce: nonce.clone(),
+        max_packet,
+        verdict: verdict.clone(),
+        authority: authority.to_string(),
+    };
+    let task = match tls {
+        None => tokio::spawn(link.run(tcp, false)),
+        Some(config) => {
+            let name = rustls::pki_types::ServerName::try_from(host.to_string()).map_err(|e| {
+                TransportError::new(
+                    ErrorKind::Misconfigured,
+                    format!("'{host}' is not a valid host name for TLS: {e}"),
+                )
+            })?;
+            let stream = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| match crate::tls::classify(&e) {
+                    Some(t) => TransportError::new(
+                        t.kind,
+                        format!(
+                            "The connection to the MQTT broker at {authority} failed: {}",
+                            t.message
+                        ),
+                    ),
+                    None => io_failure(authority, &e),
+                })?;
+            tokio::spawn(link.run(stream, true))
+        }
+    };
+    Ok(Guard {
+        addr,
+        nonce,
+        verdict,
+        task,
+    })
+}
+
+/// The guard's side of one connection.
+struct Link {
+    listener: tokio::net::TcpListener,
+    nonce: String,
+    max_packet: usize,
+    verdict: std::sync::Arc<Verdict>,
+    authority: String,
+}
+
+/// Why the guard ends a connection.
+#[derive(Debug, PartialEq)]
+pub(super) struct Violation {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl Link {
+    async fn run<B>(self, broker: B, secure: bool)
+    where
+        B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        // rumqttc's connection: the first whose CONNECT carries the nonce (another local
+        // process that connects first gets nothing).
+        let (local, connect) = loop {
+            let Ok((mut local, _)) = self.listener.accept().await else {
+                return;
+            };
+            let _ = local.set_nodelay(true);
+            let read =
+                tokio::time::timeout(GUARD_CONNECT_WAIT, own_connect(&mut local, &self.nonce));
+            if let Ok(Some(connect)) = read.await {
+                break (local, connect);
+            }
+        };
+        drop(self.listener);
+        let authority = self.authority.as_str();
+        let verdict = &self.verdict;
+        let connacked = std::sync::atomic::AtomicBool::new(false);
+        let broker_failed = |e: std::io::Error| {
+            if let Some(t) = crate::tls::classify(&e) {
+                verdict.set(
+                    t.kind,
+                    format!(
+                        "The connection to the MQTT broker at {authority} failed: {}",
+                        t.message
+                    ),
+                );
+            } else if secure
+                && !connacked.load(std::sync::atomic::Ordering::SeqCst)
+                && let Some(t) = crate::tls::closed_after_handshake(authority, &e)
+            {
+                verdict.set(t.kind, t.message);
+            } else {
+                let t = io_failure(authority, &e);
+                verdict.set(t.kind, t.message);
+            }
+        };
+        let (mut from_broker, mut to_broker) = tokio::io::split(broker);
+        let (mut from_client, mut to_client) = local.into_split();
+        // rumqttc → broker: as it is.
+        let upstream = async {
+            to_broker.write_all(&connect).await?;
+            to_broker.flush().await?;
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let n = from_client.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    return to_broker.shutdown().await;
+                }
+                to_broker.write_all(&buf[..n]).await?;
+                to_broker.flush().await?;
+            }
+        };
+        // broker → rumqttc: whole packets that rumqttc can read, checked.
+        let downstream = async {
+            let mut inbound = Inbound::new(self.max_packet);
+            let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+            loop {
+                buf.reserve(64 * 1024);
+                match from_broker.read_buf(&mut buf).await {
+                    Ok(0) => {
+                        if secure && !connacked.load(std::sync::atomic::Ordering::SeqCst) {
+                            broker_failed(std::io::ErrorKind::UnexpectedEof.into());
+                        }
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => return broker_failed(e),
+                }
+                let checked = match inbound.check(&buf) {
+                    Ok(n) => n,
+                    Err(v) => {
+                        verdict.set(
+                            v.kind,
+                            format!("The MQTT broker at {authority} {}", v.message),
+                        );
+                        return;
+                    }
+                };
+                if inbound.connacks > 0 {
+                    connacked.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                if checked > 0 {
+                    if to_client.write_all(&buf[..checked]).await.is_err() {
+                        return;
+                    }
+                    buf.drain(..checked);
+                }
+            }
+        };
+        tokio::select! {
+            result = upstream => {
+                if let Err(e) = result {
+                    broker_failed(e);
+                }
+            }
+            () = downstream => {}
+        }
+    }
+}
+
+/// Reads the first packet of a local connection: rumqttc's CONNECT when it carries the nonce,
+/// which is then returned without it (as the broker gets it).
+async fn own_connect(local: &mut tokio::net::TcpStream, nonce: &str) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut buf: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        if let Some(len) = frame_length(&buf).ok()?
+            && buf.len() >= len
+        {
+            break;
+        }
+        // rumqttc's CONNECT is smaller (its strings and binary data are 64 KiB at most).
+        if buf.len() > 1024 * 1024 || local.read_buf(&mut buf).await.ok()? == 0 {
+            return None;
+        }
+    }
+    let mut stream = From::from(&buf[..]);
+    let p5::Packet::Connect(mut connect, will, login) = p5::Packet::read(&mut stream, None).ok()?
+    else {
+        return None;
+    };
+    let properties = connect.properties.as_mut()?;
+    let at = properties
+        .user_properties
+        .iter()
+        .position(|(k, v)| k == GUARD_PROPERTY && v == nonce)?;
+    properties.user_properties.remove(at);
+    let mut out = Default::default();
+    p5::Packet::Connect(connect, will, login)
+        .write(&mut out, None)
+        .ok()?;
+    Some(out.to_vec())
+}
+
+/// The length of the MQTT packet at the start of `buf` (fixed header included), `None` while
+/// its fixed header is incomplete.
+fn frame_length(buf: &[u8]) -> Result<Option<usize>, Violation> {
+    let mut remaining = 0usize;
+    for (i, byte) in buf.iter().skip(1).take(4).enumerate() {
+        remaining |= ((byte & 0x7f) as usize) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(Some(1 + i + 1 + remaining));
+        }
+    }
+    if buf.len() >= 5 {
+        return Err(Violation {
+            kind: ErrorKind::Other,
+            message: "sent a packet whose remaining length is longer than 4 bytes (a malformed \
+                      packet)"
+                .into(),
+        });
+    }
+    Ok(None)
+}
+
+fn packet_name(byte: u8) -> &'static str {
+    match byte >> 4 {
+        1 => "CONNECT",
+        2 => "CONNACK",
+        3 => "PUBLISH",
+        4 => "PUBACK",
+        5 => "PUBREC",
+        6 => "PUBREL",
+        7 => "PUBCOMP",
+        8 => "SUBSCRIBE",
+        9 => "SUBACK",
+        10 => "UNSUBSCRIBE",
+        11 => "UNSUBACK",
+        12 => "PINGREQ",
+        13 => "PINGRESP",
+        14 => "DISCONNECT",
+        15 => "AUTH",
+        _ => "reserved (type 0)",
+    }
+}
+
+/// The guard's check of what the broker sends: every packet is at most the maximum packet size,
+/// is read by rumqttc's own MQTT 5 decoder without error on a copy, and at most one is a
+/// CONNACK. rumqttc 0.25.1's decoder takes a complete packet that ends inside a variable byte
+/// integer (e.g. the property length a 3.1.1-style CONNACK `20 02 00 00` lacks) for an incomplete
+/// one: it drops the packet's bytes and asks for more, and its reader then keeps every byte the
+/// broker sends (a CONNACK flood grew Ferrule by 250 MB/s).
+pub(super) struct Inbound {
+    max_packet: usize,
+    pub connacks: usize,
+}
+
+impl Inbound {
+    pub fn new(max_packet: usize) -> Inbound {
+        Inbound {
+            max_packet,
+            connacks: 0,
+        }
+    }
+
+    /// How many bytes at the start of `buf` are whole packets that passed the check; a
+    /// violation ends the connection.
+    pub fn check(&mut self, buf: &[u8]) -> Result<usize, Violation> {
+        let mut at = 0;
+        while let Some(len) = frame_length(&buf[at..])? {
+            let name = packet_name(buf[at]);
+            if len > self.max_packet {
+                return Err(Violation {
+                    kind: ErrorKind::Other,
+                    message: format!(
+                        "sent a {name} packet of {len} bytes, more than the maximum packet size \
+                         of {} bytes (specificConfig 'maximumPacketSize')",
+                        self.max_packet
+                    ),
+                });
+            }
+            if buf.len() - at < len {
+                break;
+            }
+            let packet = &buf[at..at + len];
+            self.check_packet(name, packet)?;
+            at += len;
+        }
+        Ok(at)
+    }
+
+    fn check_packet(&mut self, name: &str, packet: &[u8]) -> Result<(), Violation> {
+        let malformed = |why: String| Violation {
+            kind: ErrorKind::Other,
+            message: format!(
+                "sent a malformed {name} packet ({why}; first bytes {:02x?})",
+                &packet[..packet.len().min(8)]
+            ),
+        };
+        let mut stream = From::from(packet);
+        match p5::Packet::read(&mut stream, Some(self.max_packet as u32)) {
+            Ok(p5::Packet::ConnAck(_)) => {
+                self.connacks += 1;
+                if self.connacks > 1 {
+                    return Err(Violation {
+                        kind: ErrorKind::Other,
+                        message: "sent a second CONNACK (a protocol error, MQTT-3.2.0-2)".into(),
+                    });
+                }
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(r5::mqttbytes::Error::InsufficientBytes(_))
+                if packet[0] >> 4 == 2 && packet.len() == 4 && self.connacks == 0 =>
+            {
+                // The CONNACK of MQTT 3.1.1: no properties.
+                self.connacks += 1;
+                let code = packet[3];
+                Err(Violation {
+                    kind: if code == 1 {
+                        ErrorKind::Misconfigured
+                    } else {
+                        ErrorKind::Other
+                    },
+                    message: format!(
+                        "answered with an MQTT 3.1.1 CONNACK (return code {code}{}), not an MQTT \
+                         5 one: use the protocol 'mqtt' (3.1.1) for this broker",
+                        if code == 1 {
+                            ": unacceptable protocol version"
+                        } else {
+                            ""
+                        }
+                    ),
+                })
+            }
+            Err(r5::mqttbytes::Error::InsufficientBytes(_)) => {
+                Err(malformed("it ends inside a field".into()))
+            }
+            Err(e) => Err(malformed(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_guard_passes_whole_valid_packets_and_keeps_partial_ones() {
+        let mut inbound = Inbound::new(1024);
+        // CONNACK (MQTT 5, no properties), PINGRESP, half a PUBACK.
+        let bytes = [0x20, 0x03, 0x00, 0x00, 0x00, 0xd0, 0x00, 0x40, 0x02];
+        assert_eq!(inbound.check(&bytes), Ok(7));
+        assert_eq!(inbound.check(&bytes[7..]), Ok(0));
+        assert_eq!(inbound.check(&[0x40, 0x02, 0x00, 0x01]), Ok(4));
+        assert_eq!(inbound.connacks, 1);
+    }
+
+    #[test]
+    fn the_guard_refuses_what_rumqttc_would_misread() {
+        // A CONNACK without its property length: rumqttc would wait for more forever.
+        let e = Inbound::new(1024)
+            .check(&[0x20, 0x02, 0x00, 0x00, 0x20, 0x02])
+            .unwrap_err();
+        assert!(e.message.contains("MQTT 3.1.1 CONNACK"), "{}", e.message);
+        let e = Inbound::new(1024)
+            .check(&[0x20, 0x02, 0x00, 0x01])
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Misconfigured);
+        // A PUBACK whose property length is cut inside its variable byte integer.
+        let e = Inbound::new(1024)
+            .check(&[0x40, 0x04, 0x00, 0x01, 0x00, 0x80])
+            .unwrap_err();
+        assert!(e.message.contains("malformed PUBACK"), "{}", e.message);
+        // A second CONNACK.
+        let e = Inbound::new(1024)
+            .check(&[0x20, 0x03, 0x00, 0x00, 0x00, 0x20, 0x03, 0x00, 0x00, 0x00])
+            .unwrap_err();
+        assert!(e.message.contains("second CONNACK"), "{}", e.message);
+        // Too large, known from the fixed header alone.
+        let e = Inbound::new(1024)
+            .check(&[0x30, 0xff, 0xff, 0xff, 0x7f])
+            .unwrap_err();
+        assert!(e.message.contains("268435460 bytes"), "{}", e.message);
+        assert!(e.message.contains("maximumPacketSize"), "{}", e.message);
+        // A remaining length of five bytes.
+        let e = Inbound::new(1024)
+            .check(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01])
+            .unwrap_err();
+        assert!(e.message.contains("longer than 4 bytes"), "{}", e.message);
+    }
+}

@@ -61,17 +61,28 @@ struct MappedDelivery {
     mapped: Vec<Mapped<DittoMessage>>,
 }
 
-/// One delivery through its source's pipeline.
+/// One delivery through its source's pipeline; one the client could not read (see
+/// [`Delivery::unreadable`]) fails its mapping without running a mapper.
 fn map_delivery(
     ctx: &Context,
     source: usize,
     address: &str,
     message: &ExternalMessage,
+    unreadable: Option<&str>,
     subject: Option<&str>,
 ) -> Vec<Mapped<DittoMessage>> {
     let Some(source) = ctx.compiled.sources.get(source) else {
         return Vec::new();
     };
+    if let Some(reason) = unreadable {
+        return vec![Mapped {
+            mapper: "none".into(),
+            result: Err(ferrule_protocol::ProtocolError::mapping_failed(
+                format!("The external message could not be read: {reason}."),
+                "It was refused before mapping and is not redelivered.",
+            )),
+        }];
+    }
     let external = ExternalResolver {
         headers: &message.headers,
         source_address: address,
@@ -108,9 +119,12 @@ async fn map_deliveries(ctx: &Arc<Context>, batch: &[Delivery]) -> Vec<MappedDel
             .is_some_and(|s| s.pipeline.runs_scripts())
     });
     let mapped = if scripts {
-        let owned: Vec<(usize, String, ExternalMessage)> = batch
+        let owned: Vec<(usize, String, ExternalMessage, Option<String>)> = batch
             .iter()
-            .map(|d| (d.source, d.address.clone(), d.message.clone()))
+            .map(|d| {
+                let (address, message) = (d.address.clone(), d.message.clone());
+                (d.source, address, message, d.unreadable.clone())
+            })
             .collect();
         let (context, subjects) = (ctx.clone(), subjects.clone());
         let n = owned.len();
@@ -119,8 +133,10 @@ async fn map_deliveries(ctx: &Arc<Context>, batch: &[Delivery]) -> Vec<MappedDel
                 owned
                     .iter()
                     .zip(&subjects)
-                    .map(|((source, address, message), subject)| {
-                        map_delivery(&context, *source, address, message, subject.as_deref())
+                    .map(|((source, address, message, unreadable), subject)| {
+                        let unreadable = unreadable.as_deref();
+                        let subject = subject.as_deref();
+                        map_delivery(&context, *source, address, message, unreadable, subject)
                     })
                     .collect()
             })
@@ -135,7 +151,8 @@ async fn map_deliveries(ctx: &Arc<Context>, batch: &[Delivery]) -> Vec<MappedDel
             .iter()
             .zip(&subjects)
             .map(|(d, subject)| {
-                map_delivery(ctx, d.source, &d.address, &d.message, subject.as_deref())
+                let (unreadable, subject) = (d.unreadable.as_deref(), subject.as_deref());
+                map_delivery(ctx, d.source, &d.address, &d.message, unreadable, subject)
             })
             .collect::<Vec<_>>()
     };

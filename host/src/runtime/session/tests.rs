@@ -149,6 +149,7 @@ impl Harness {
                 source: 0,
                 address: "in".into(),
                 message: ExternalMessage::text(payload.to_string()),
+                unreadable: None,
                 settler,
             })
             .await
