@@ -1,6 +1,7 @@
 //! What the benches that drive the real binary through Mosquitto share (`mqtt_pipeline`,
-//! `load`): rumqttc clients on 127.0.0.1:1883, the `ferrule` process with its REST API, and
-//! readings from `/proc` (CPU time, peak RSS, load average).
+//! `load`, `backlog`): rumqttc clients on 127.0.0.1:1883 (or the port of a [`Mosquitto`] of the
+//! bench's own), the `ferrule` process with its REST API, and readings from `/proc` (CPU time,
+//! peak RSS, load average).
 
 // Each bench uses a part of this module.
 #![allow(dead_code)]
@@ -31,9 +32,46 @@ pub async fn connect(
     qos: QoS,
     mut on_publish: impl FnMut(Publish) + Send + 'static,
 ) -> (AsyncClient, JoinHandle<()>) {
-    let mut o = MqttOptions::new(id, "127.0.0.1", 1883);
+    connect_with(ClientOptions::DEFAULT, id, subscribe, qos, move |e| {
+        if let Event::Incoming(Packet::Publish(p)) = e {
+            on_publish(p)
+        }
+    })
+    .await
+}
+
+/// Where a bench client connects and how many of its QoS 1 publishes may wait for their PUBACK.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOptions {
+    /// The broker's port on 127.0.0.1.
+    pub port: u16,
+    /// The client's outgoing in-flight window; `None` keeps rumqttc's default (100).
+    pub inflight: Option<u16>,
+}
+
+impl ClientOptions {
+    /// The system's Mosquitto on 127.0.0.1:1883, rumqttc's default window.
+    pub const DEFAULT: ClientOptions = ClientOptions {
+        port: 1883,
+        inflight: None,
+    };
+}
+
+/// [`connect`] to the broker of `options`, handing every event of the event loop (incoming
+/// packets and outgoing notices alike, once the client is ready) to `on_event`.
+pub async fn connect_with(
+    options: ClientOptions,
+    id: &str,
+    subscribe: &[String],
+    qos: QoS,
+    mut on_event: impl FnMut(Event) + Send + 'static,
+) -> (AsyncClient, JoinHandle<()>) {
+    let mut o = MqttOptions::new(id, "127.0.0.1", options.port);
     o.set_clean_session(true)
         .set_max_packet_size(1 << 20, 1 << 20);
+    if let Some(n) = options.inflight {
+        o.set_inflight(n);
+    }
     let (c, mut l) = AsyncClient::new(o, 10_000);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let mut ready = Some(ready_tx);
@@ -47,14 +85,18 @@ pub async fn connect(
     let task = tokio::spawn(async move {
         loop {
             match l.poll().await {
-                Ok(Event::Incoming(Packet::ConnAck(_))) if !wait_suback => {
-                    ready.take().map(|r| r.send(()));
+                Ok(e) => {
+                    match &e {
+                        Event::Incoming(Packet::ConnAck(_)) if !wait_suback => {
+                            ready.take().map(|r| r.send(()));
+                        }
+                        Event::Incoming(Packet::SubAck(_)) => {
+                            ready.take().map(|r| r.send(()));
+                        }
+                        _ => {}
+                    }
+                    on_event(e);
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    ready.take().map(|r| r.send(()));
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => on_publish(p),
-                Ok(_) => {}
                 Err(e) => {
                     eprintln!("bench client error: {e}");
                     return;
@@ -64,7 +106,7 @@ pub async fn connect(
     });
     ready_rx
         .await
-        .expect("Mosquitto on 127.0.0.1:1883 must be reachable");
+        .unwrap_or_else(|_| panic!("Mosquitto on 127.0.0.1:{} must be reachable", options.port));
     (c, task)
 }
 
@@ -108,9 +150,38 @@ pub fn cpu_seconds(pid: u32) -> f64 {
     cpu_of(&pid.to_string())
 }
 
+/// CPU seconds of thread `tid` of this process so far: its time on a CPU from
+/// `/proc/self/task/TID/schedstat`, in nanoseconds (clock ticks are too coarse for one thread).
+pub fn thread_cpu_seconds(tid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e9)
+}
+
 /// User + system CPU seconds of this process so far.
 pub fn own_cpu_seconds() -> f64 {
     cpu_of("self")
+}
+
+/// CPU seconds the whole machine's processes used so far, over all cores (user, nice and system
+/// of the `cpu` line of /proc/stat, in clock ticks; interrupts, which /proc/PID/stat does not
+/// charge to a process, and time stolen by the hypervisor are left out).
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().unwrap_or(0.0))
+        .collect();
+    [0, 1, 2]
+        .iter()
+        .map(|&i| ticks.get(i).copied().unwrap_or(0.0))
+        .sum::<f64>()
+        / 100.0
 }
 
 /// Peak resident set size (VmHWM of /proc/PID/status) in kB.
@@ -148,6 +219,15 @@ pub fn quantile(sorted: &[u64], p: f64) -> Option<u64> {
     sorted.get(i).copied()
 }
 
+/// The `ferrule` binary the benches start: `$FERRULE_BENCH_BIN` when set (a copy kept aside,
+/// so that a run measures one build while the tree is rebuilt, or to compare two builds), else
+/// the release binary cargo built with the bench.
+pub fn ferrule_binary() -> std::path::PathBuf {
+    std::env::var_os("FERRULE_BENCH_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ferrule").into())
+}
+
 /// The release `ferrule` binary serving on a free loopback port with a fresh data directory and
 /// the devops password [`DEVOPS_PASSWORD`]; killed when dropped.
 pub struct Ferrule {
@@ -160,7 +240,7 @@ pub struct Ferrule {
 impl Ferrule {
     pub fn start() -> Ferrule {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        let mut child = Command::new(ferrule_binary())
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .env("FERRULE_DEVOPS_PASSWORD", DEVOPS_PASSWORD)
@@ -241,6 +321,81 @@ impl Ferrule {
 }
 
 impl Drop for Ferrule {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound once and released, so another process may take it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Mosquitto of the bench's own: `mosquitto -c` with `listener PORT 127.0.0.1`, anonymous
+/// clients, no persistence, and the caller's `config` lines, on a free port; killed when
+/// dropped. Its log goes to `mosquitto.log` in its temporary directory (kept only while it runs).
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts it and waits (at most 10 s) until it accepts connections.
+    pub fn start(config: &str) -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let file = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &file,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 log_dest file {}\n{config}\n",
+                dir.path().join("mosquitto.log").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto (the broker) must be installed");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "mosquitto exited ({status}): {}",
+                    std::fs::read_to_string(dir.path().join("mosquitto.log")).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Mosquitto { child, port, dir }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Mosquitto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
