@@ -330,6 +330,35 @@ async fn dry_run_connects_or_says_why_not() {
     });
     let resp = f.post_json("/api/2/connections?dry-run=true", &c).await;
     assert_eq!(resp.status(), StatusCode::OK);
+    // keepAlive as Ditto's MQTT binding pages write it (a duration), and the MQTT 5 values
+    // rumqttc's MQTT 5 client does not take (its setter panicked under 5 s, 0 included).
+    for (protocol, keep_alive) in [
+        ("mqtt", "60s"),
+        ("mqtt-5", "1m"),
+        ("mqtt-5", "0"),
+        ("mqtt-5", "2"),
+        ("mqtt", "0"),
+    ] {
+        let mut k = c.clone();
+        k["connectionType"] = json!(protocol);
+        k["specificConfig"] = json!({"keepAlive": keep_alive});
+        let resp = f.post_json("/api/2/connections?dry-run=true", &k).await;
+        let status = resp.status();
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{protocol} {keep_alive}: {}",
+            json(resp).await
+        );
+    }
+    let mut k = c.clone();
+    k["specificConfig"] = json!({"keepAlive": "19h"});
+    let resp = f.post_json("/api/2/connections?dry-run=true", &k).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        json(resp).await["error"],
+        "connectivity:connection.configuration.invalid"
+    );
     // Nothing listens on port 1 of this machine: connecting is refused.
     let port = 1;
     c["uri"] = json!(format!("tcp://127.0.0.1:{port}"));

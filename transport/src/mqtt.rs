@@ -13,8 +13,10 @@
 //!   server requires or rejects), fail with [`ErrorKind::Misconfigured`] saying why.
 //! * `specificConfig`: `clientId` (default: the connection id; MQTT 5 clients with
 //!   `client_index` > 0 get `_<index>` appended; a dry run uses `<clientId>-dry-run-<random>` and a
-//!   clean session), `cleanSession` (default `false`; MQTT 5 clean start), `keepAlive` (seconds,
-//!   default 60, 0 disables), `lastWillTopic`/`lastWillQos`/`lastWillRetain`/`lastWillMessage`,
+//!   clean session), `cleanSession` (default `false`; MQTT 5 clean start), `keepAlive` (a
+//!   duration as Ditto reads it, `60s`, `1m`, `500ms`, ...; a bare number is seconds, where
+//!   Ditto reads milliseconds; whole seconds from 0 to 65,535, default 60; 0 disables it; the
+//!   MQTT 5 client takes no value under 5 s, so there 0 is sent as 65,535 and 1–4 as 5), `lastWillTopic`/`lastWillQos`/`lastWillRetain`/`lastWillMessage`,
 //!   `reconnectForRedelivery` (default `false`), MQTT 5: `sessionExpiryInterval` (seconds; default
 //!   0 with a clean session, else 60), `separatePublisherClient` (default `false`: one client
 //!   consumes and publishes; `true`: a second connection with the client id `publisherId`
@@ -127,7 +129,7 @@
 
 pub(crate) mod wire;
 
-use crate::specific::{invalid, parse_bool, parse_num, parse_size};
+use crate::specific::{invalid, parse_bool, parse_duration, parse_num, parse_size};
 use crate::uri::BrokerUri;
 use crate::{
     BoxFuture, BrokerClient, ClientConfig, ClientEvent, Confirmation, Connected, Delivery,
@@ -238,8 +240,7 @@ impl Settings {
             base
         };
         let clean_session = config.dry_run || parse_bool(config, "cleanSession")?;
-        let keep_alive =
-            Duration::from_secs(parse_num::<u16>(config, "keepAlive")?.unwrap_or(60) as u64);
+        let keep_alive = keep_alive(config)?;
         let session_expiry = parse_num::<u32>(config, "sessionExpiryInterval")?
             .unwrap_or(if clean_session { 0 } else { 60 });
         let last_will = match config.specific_config.get("lastWillTopic") {
@@ -278,6 +279,25 @@ impl Settings {
             max_packet,
         })
     }
+}
+
+/// `specificConfig.keepAlive` for the client (see the module documentation).
+fn keep_alive(config: &ClientConfig) -> Result<Duration, TransportError> {
+    let secs = match parse_duration(config, "keepAlive", Duration::from_secs(1))? {
+        None => 60,
+        // Whole seconds, as Ditto's `KeepAliveInterval` takes them.
+        Some(d) => d.as_secs(),
+    };
+    if secs > u16::MAX as u64 {
+        let raw = config.specific_config.get("keepAlive").cloned();
+        return Err(invalid("keepAlive", &raw.unwrap_or_default()));
+    }
+    // rumqttc's MQTT 5 client takes no keep-alive under 5 s (its setter panics), not even 0.
+    Ok(Duration::from_secs(match config.protocol {
+        Protocol::Mqtt5 if secs == 0 => u16::MAX as u64,
+        Protocol::Mqtt5 => secs.max(5),
+        _ => secs,
+    }))
 }
 
 /// `specificConfig.clientId`, else the connection id.
@@ -1283,6 +1303,24 @@ mod tests {
         let s = Settings::parse(&c).unwrap();
         assert!(s.client_id.starts_with("me-dry-run-"));
         assert!(s.clean_session);
+        for (value, secs) in [("60s", 60), ("1.5m", 90), ("1 hour", 3_600), ("500ms", 0)] {
+            let mut three = config(&[("keepAlive", value)]);
+            three.protocol = Protocol::Mqtt3;
+            let s = Settings::parse(&three).unwrap();
+            assert_eq!(s.keep_alive, Duration::from_secs(secs), "{value}");
+        }
+        let five = config(&[("keepAlive", "0")]);
+        let s = Settings::parse(&five).unwrap();
+        assert_eq!(s.keep_alive, Duration::from_secs(65_535));
+        let five = config(&[("keepAlive", "2s")]);
+        assert_eq!(
+            Settings::parse(&five).unwrap().keep_alive,
+            Duration::from_secs(5)
+        );
+        for bad in ["65536", "19h", "-1", "x"] {
+            let e = Settings::parse(&config(&[("keepAlive", bad)])).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Misconfigured, "{bad}");
+        }
         let e = Settings::parse(&config(&[("keepAlive", "x")])).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Misconfigured);
         assert!(Settings::parse(&config(&[("lastWillTopic", "a/#")])).is_err());
