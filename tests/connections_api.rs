@@ -114,8 +114,8 @@ async fn every_field_round_trips() {
             "options": {"incomingScript": "function mapToDittoProtocolMsg() { return null; }", "outgoingScript": ""},
             "incomingConditions": {"c": "fn:filter(header:a,'eq','b')"}}},
         "tags": ["prod", "eu"],
-        "ca": "-----BEGIN CERTIFICATE-----\nMIIBxx\n-----END CERTIFICATE-----",
-        "credentials": {"type": "client-cert", "cert": "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----", "key": "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----"},
+        "ca": common::TEST_CLIENT_CERT,
+        "credentials": {"type": "client-cert", "cert": common::TEST_CLIENT_CERT, "key": common::TEST_CLIENT_KEY},
         "sshTunnel": {"enabled": false, "uri": "ssh://ssh.example:22",
                       "credentials": {"type": "password", "username": "u", "password": "p"},
                       "validateHost": true, "knownHosts": ["MD5:e0:3a"]}
@@ -126,6 +126,97 @@ async fn every_field_round_trips() {
     let mut expected = full.clone();
     expected["id"] = json!("full-1");
     assert_eq!(got, expected, "GET must return exactly what was stored");
+}
+
+/// Issue 19 points 6 and 7: certificates are read at create (Ditto's
+/// `validateFormatOfCertificates`), and credentials must suit the connection type (Ditto's
+/// `CredentialsValidationVisitor`); nothing is stored for a refused connection.
+#[tokio::test]
+async fn certificates_and_credentials_are_checked_at_create() {
+    let (_d, f) = server();
+    let secure = || {
+        let mut c = mqtt_connection();
+        c["uri"] = json!("ssl://127.0.0.1:8883");
+        c
+    };
+    let not_base64 = "-----BEGIN CERTIFICATE-----\nnot base64 !!!\n-----END CERTIFICATE-----\n";
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"type": "client-cert", "cert": not_base64, "key": common::TEST_CLIENT_KEY}),
+            "client certificate",
+        ),
+        (
+            json!({"type": "client-cert", "cert": common::TEST_CLIENT_CERT, "key": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"}),
+            "failed to parse private key",
+        ),
+        (
+            json!({"type": "client-cert", "cert": "no PEM at all", "key": common::TEST_CLIENT_KEY}),
+            "holds no PEM certificate",
+        ),
+    ];
+    for (credentials, says) in cases {
+        let mut c = secure();
+        c["credentials"] = credentials;
+        let body = assert_error(
+            f.put_json("/api/2/connections/bad-pem", &c).await,
+            400,
+            "connectivity:connection.configuration.invalid",
+        )
+        .await;
+        assert!(body["message"].as_str().unwrap().contains(says), "{body}");
+    }
+    let mut c = secure();
+    c["ca"] = json!(not_base64);
+    let body = assert_error(
+        f.put_json("/api/2/connections/bad-pem", &c).await,
+        400,
+        "connectivity:connection.configuration.invalid",
+    )
+    .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("trusted certificate"),
+        "{body}"
+    );
+
+    let mut c = mqtt_connection();
+    c["credentials"] = json!({"type": "hmac", "algorithm": "aws4-hmac-sha256",
+                              "parameters": {"region": "r", "service": "s", "accessKey": "a", "secretKey": "k"}});
+    let body = assert_error(
+        f.put_json("/api/2/connections/bad-credentials", &c).await,
+        400,
+        "connectivity:connection.configuration.invalid",
+    )
+    .await;
+    assert_eq!(
+        body["message"],
+        "HMAC credentials are not supported for the connection type."
+    );
+    c["credentials"] = json!({"type": "oauth-client-credentials", "tokenEndpoint": "https://idp.example/token",
+                              "clientId": "c", "clientSecret": "s", "requestedScopes": "ditto"});
+    let body = assert_error(
+        f.put_json("/api/2/connections/bad-credentials", &c).await,
+        400,
+        "connectivity:connection.configuration.invalid",
+    )
+    .await;
+    assert_eq!(
+        body["message"],
+        "OAuth client credentials are only supported for HTTP connection type."
+    );
+    assert_eq!(
+        json(f.get("/api/2/connections?ids-only=true").await).await,
+        json!([])
+    );
+
+    // A real client certificate and key are taken.
+    let mut c = secure();
+    c["credentials"] = json!({"type": "client-cert", "cert": common::TEST_CLIENT_CERT,
+                              "key": common::TEST_CLIENT_KEY});
+    let resp = f.put_json("/api/2/connections/good-pem", &c).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
 }
 
 #[tokio::test]

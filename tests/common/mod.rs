@@ -1,6 +1,11 @@
 //! Starts the real `ferrule` binary on an ephemeral port and talks to it over HTTP.
 #![allow(dead_code)]
 
+/// A self-signed client certificate and its PKCS#8 key (P-256, valid until 2126), for
+/// connections whose certificates are read at create; no broker trusts it.
+pub const TEST_CLIENT_CERT: &str = include_str!("../fixtures/test-client.pem");
+pub const TEST_CLIENT_KEY: &str = include_str!("../fixtures/test-client.key");
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

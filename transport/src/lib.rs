@@ -229,6 +229,17 @@ pub struct Connected {
 /// validation at create and modify): `specificConfig` values (also the maximum packet / frame
 /// size of each protocol), AMQP 0.9.1 target addresses without placeholders.
 pub fn check_config(config: &ClientConfig) -> Result<(), TransportError> {
+    // Trusted certificates and a client certificate are read as the TLS configuration would
+    // read them (Ditto builds its SSL context at create: `validateFormatOfCertificates`).
+    let ca = config.ca.as_deref().filter(|c| !c.trim().is_empty());
+    if ca.is_some() || config.client_cert.is_some() {
+        let client_cert = config.client_cert.as_ref();
+        tls::client_config(
+            ca,
+            client_cert.map(|(cert, key)| (cert.as_str(), key.as_str())),
+            config.validate_certificates,
+        )?;
+    }
     match config.protocol {
         Protocol::Mqtt3 | Protocol::Mqtt5 => mqtt::check_config(config),
         Protocol::Amqp091 => amqp091::check_config(config),

@@ -420,10 +420,61 @@ fn credentials_rules(c: &Connection) -> Result<(), DittoError> {
                     )));
                 }
             }
+            // The PEM itself is read by the transport's check (`Runtime::check`), as Ditto's
+            // `validateFormatOfCertificates` builds the SSL context at create.
             Ok(())
         }
-        Some(_) => Ok(()),
+        Some("hmac") => hmac_rules(c, credentials),
+        // Ditto's `CredentialsValidationVisitor.performOauthCredentialsChecks`.
+        Some(_) => Err(invalid(
+            "OAuth client credentials are only supported for HTTP connection type.",
+        )
+        .with_description("Only HTTP connections support OAuth client credentials.")),
     }
+}
+
+/// The HMAC algorithms of Ditto's default configuration (`http-push.hmac-algorithms`).
+const HMAC_ALGORITHMS: [&str; 3] = ["aws4-hmac-sha256", "az-monitor-2016-04-01", "az-sasl"];
+
+/// Ditto's `CredentialsValidationVisitor.hmac`: HMAC credentials on HTTP and AMQP 1.0 only, not
+/// with a user in the URI, with a known algorithm. Ferrule has no HTTP connections and does not
+/// sign AMQP 1.0 logins (Azure's `az-sasl`), so what Ditto would accept is refused as
+/// unsupported rather than ignored.
+fn hmac_rules(
+    c: &Connection,
+    credentials: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), DittoError> {
+    if c.connection_type != ConnectionType::Amqp10 {
+        return Err(
+            invalid("HMAC credentials are not supported for the connection type.")
+                .with_description("Only HTTP and AMQP 1.0 connections support HMAC credentials."),
+        );
+    }
+    if url::Url::parse(&c.uri).is_ok_and(|u| !u.username().is_empty() || u.password().is_some()) {
+        return Err(
+            invalid("There are conflicting authentication mechanisms.").with_description(
+                "HMAC credentials and URI userinfo may not be present at the same time.",
+            ),
+        );
+    }
+    let algorithm = credentials
+        .get("algorithm")
+        .and_then(|a| a.as_str())
+        .unwrap_or_default();
+    if !HMAC_ALGORITHMS.contains(&algorithm) {
+        return Err(
+            invalid(format!("Unsupported HMAC algorithm: {algorithm}")).with_description(format!(
+                "Supported algorithms: {}",
+                HMAC_ALGORITHMS.join(", ")
+            )),
+        );
+    }
+    Err(invalid(format!(
+        "HMAC credentials ({algorithm}) are not supported by Ferrule."
+    ))
+    .with_description(
+        "Ferrule does not sign AMQP 1.0 logins; give the user and password in the URI instead.",
+    ))
 }
 
 fn ssh_tunnel_rules(c: &Connection) -> Result<(), DittoError> {
@@ -1039,5 +1090,47 @@ mod tests {
         let mut v = mqtt();
         v["credentials"] = json!({"type": "magic"});
         assert!(message(v).contains("credentials type 'magic'"));
+    }
+
+    #[test]
+    fn credentials_must_suit_the_connection_type() {
+        let hmac = json!({"type": "hmac", "algorithm": "az-sasl",
+                          "parameters": {"sharedKeyName": "k", "sharedKey": "c2VjcmV0"}});
+        let mut v = mqtt();
+        v["credentials"] = hmac.clone();
+        assert_eq!(
+            message(v),
+            "HMAC credentials are not supported for the connection type."
+        );
+        let mut v = mqtt();
+        v["connectionType"] = json!("amqp-10");
+        v["uri"] = json!("amqps://u:p@hub.example:5671");
+        v["credentials"] = hmac.clone();
+        assert_eq!(
+            message(v),
+            "There are conflicting authentication mechanisms."
+        );
+        let mut v = mqtt();
+        v["connectionType"] = json!("amqp-10");
+        v["uri"] = json!("amqps://hub.example:5671");
+        v["credentials"] = hmac.clone();
+        v["credentials"]["algorithm"] = json!("md5");
+        assert_eq!(message(v), "Unsupported HMAC algorithm: md5");
+        let mut v = mqtt();
+        v["connectionType"] = json!("amqp-10");
+        v["uri"] = json!("amqps://hub.example:5671");
+        v["credentials"] = hmac;
+        assert!(message(v).contains("not supported by Ferrule"));
+        for oauth in ["oauth-client-credentials", "oauth-password"] {
+            let mut v = mqtt();
+            v["credentials"] = json!({"type": oauth, "tokenEndpoint": "https://a.example/token",
+                                      "clientId": "c", "clientSecret": "s", "requestedScopes": "x"});
+            let e = check(v).unwrap_err();
+            assert_eq!(e.error, "connectivity:connection.configuration.invalid");
+            assert_eq!(
+                e.message,
+                "OAuth client credentials are only supported for HTTP connection type."
+            );
+        }
     }
 }
