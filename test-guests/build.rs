@@ -13,6 +13,11 @@ const GUESTS: &[(&str, &str, &str)] = &[
         "A mapper whose message chooses what it does: map, loop, allocate, trap, fail, fan out, log.",
     ),
     (
+        "strict",
+        "STRICT",
+        "behave whose configure also requires the option site: a new version that refuses options behave takes.",
+    ),
+    (
         "file-open",
         "FILE_OPEN",
         "A mapper that reads a file: imports wasi:filesystem, refused at upload.",

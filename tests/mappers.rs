@@ -56,11 +56,19 @@ async fn upload_list_read_replace_and_delete_a_module() {
     assert_eq!(resp.headers()["content-type"], "application/wasm");
     assert_eq!(resp.bytes().await.unwrap().to_vec(), bytes);
 
+    // The same bytes again change nothing (issue 20: they were a new version).
     let resp = upload(&f, "behave", bytes.clone()).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let one = json(f.get("/api/2/mappers/behave").await).await;
+    assert_eq!(one["version"], 1);
+    assert_eq!(one["modified"], meta["modified"]);
+    // Other bytes are the next version.
+    let resp = upload(&f, "behave", guests::bytes(guests::STRICT)).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let one = json(f.get("/api/2/mappers/behave").await).await;
     assert_eq!(one["version"], 2);
     assert_eq!(one["created"], meta["created"]);
+    assert_ne!(one["sha256"], meta["sha256"]);
 
     let resp = f.delete("/api/2/mappers/behave").await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
@@ -268,6 +276,13 @@ async fn connections_name_modules_that_exist_with_options_they_accept() {
             .as_str()
             .unwrap()
             .contains("configure was asked to fail"),
+        "{e}"
+    );
+    // Said once (issue 20: "Check the options ..." came twice in other words).
+    let text = e.to_string();
+    assert!(text.matches("Check the").count() <= 1, "{e}");
+    assert!(
+        text.contains("configure was asked to fail. The behave"),
         "{e}"
     );
 
@@ -890,7 +905,7 @@ async fn replacing_a_module_swaps_it_in_a_running_connection() {
     let connection = json!({
         "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
         "mappingDefinitions": {"in": {"mappingEngine": "WebAssembly",
-            "options": {"module": "swap", "namespace": "org.swap", "feature": "n"}}},
+            "options": {"module": "swap", "namespace": "org.swap", "feature": "n", "site": "s"}}},
         "sources": [{"addresses": [format!("{base}/+")], "qos": 1,
                      "authorizationContext": ["ditto:inbound"], "payloadMapping": ["in"]}]
     });
@@ -906,7 +921,9 @@ async fn replacing_a_module_swaps_it_in_a_running_connection() {
     for i in 1..=60u32 {
         publish(&dev, format!("{base}/{u}"), i.to_string()).await;
         if i % 20 == 0 {
-            let resp = upload(&f, "swap", guests::bytes(guests::BEHAVE)).await;
+            // behave and strict alternate: other bytes each time, both take these options.
+            let next = [guests::STRICT, guests::BEHAVE][(i / 20 - 1) as usize % 2];
+            let resp = upload(&f, "swap", guests::bytes(next)).await;
             assert_eq!(resp.status(), StatusCode::NO_CONTENT);
         }
     }
@@ -929,6 +946,128 @@ async fn replacing_a_module_swaps_it_in_a_running_connection() {
         meta["statistics"]["instancesStarted"].as_u64().unwrap() >= 2,
         "{meta}"
     );
+}
+
+/// Issue 20, defect 1: a new version that refuses the options of a connection that uses the
+/// module is refused (409, nothing changes) unless forced; forced, the connection's messages
+/// are not settled as handled: the connection fails and shows why, the broker keeps them, and
+/// once a version that takes the options is uploaded they reach the twin. Nothing is lost.
+#[tokio::test]
+async fn a_replacement_that_refuses_a_connections_options_loses_no_message() {
+    let (_d, f) = common::live_server();
+    let u = common::unique("strict", '-');
+    upload(&f, "codec", guests::bytes(guests::BEHAVE)).await;
+    let thing = format!("org.strict:{u}");
+    let resp = f
+        .put_json(
+            &format!("/api/2/things/{thing}"),
+            &json!({"features": {"n": {"properties": {"value": 0}}}}),
+        )
+        .await;
+    assert!(resp.status().is_success());
+    let base = format!("ferrule-strict/{u}");
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "specificConfig": {"clientId": format!("ferrule-{u}")},
+        "mappingDefinitions": {"in": {"mappingEngine": "WebAssembly",
+            "options": {"module": "codec", "namespace": "org.strict", "feature": "n"}}},
+        "sources": [{"addresses": [format!("{base}/+")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"], "payloadMapping": ["in"]}]
+    });
+    let resp = f
+        .put_json("/api/2/connections/strict-conn", &connection)
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    wait_for_live_status(&f, "strict-conn", "open").await;
+    let dev = device(&format!("{u}-dev"));
+    let path = format!("/api/2/things/{thing}/features/n/properties/value");
+    publish(&dev, format!("{base}/{u}"), "1").await;
+    wait_for_twin(&f, &path, json!(1)).await;
+
+    // Refused: 409 naming the connection and the module's reason; nothing changed.
+    let resp = upload(&f, "codec", guests::bytes(guests::STRICT)).await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let e = json(resp).await;
+    assert_eq!(e["error"], "mappers:module.incompatible");
+    assert!(
+        e["message"].as_str().unwrap().contains("[strict-conn]"),
+        "{e}"
+    );
+    assert!(
+        e["description"]
+            .as_str()
+            .unwrap()
+            .contains("missing field `site`"),
+        "{e}"
+    );
+    let meta = json(f.get("/api/2/mappers/codec").await).await;
+    assert_eq!(meta["version"], 1);
+    let module = f
+        .get("/api/2/mappers/codec/module")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(module.to_vec(), guests::bytes(guests::BEHAVE));
+    publish(&dev, format!("{base}/{u}"), "2").await;
+    wait_for_twin(&f, &path, json!(2)).await;
+
+    // Forced: the connection's next messages are not mapped and not lost.
+    let resp = f
+        .req(Method::PUT, "/api/2/mappers/codec?force=true")
+        .header("content-type", "application/wasm")
+        .body(guests::bytes(guests::STRICT))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    for value in 3..=5 {
+        publish(&dev, format!("{base}/{u}"), value.to_string()).await;
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let status = json(f.get("/api/2/connections/strict-conn/status").await).await;
+        let logs = json(f.get("/api/2/connections/strict-conn/logs").await).await;
+        let logged = logs["connectionLogs"].as_array().unwrap().iter().any(|l| {
+            l["level"] == "failure"
+                && l["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("missing field `site`")
+        });
+        if status["liveStatus"] != "open" && logged {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let meta = json(f.get("/api/2/mappers/codec").await).await;
+    assert!(
+        meta["statistics"]["failures"]["configuration"]
+            .as_u64()
+            .unwrap()
+            >= 1,
+        "{meta}"
+    );
+    let twin = json(f.get(&path).await).await;
+    assert_eq!(
+        twin,
+        json!(2),
+        "nothing was applied with the refusing version"
+    );
+
+    // A version that takes the options again: the messages the broker kept arrive, in order.
+    let resp = upload(&f, "codec", guests::bytes(guests::BEHAVE)).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    wait_for_live_status(&f, "strict-conn", "open").await;
+    wait_for_twin(&f, &path, json!(5)).await;
+    // Created, then 1 to 5 applied once each.
+    let revision = json(
+        f.get(&format!("/api/2/things/{thing}?fields=_revision"))
+            .await,
+    )
+    .await;
+    assert_eq!(revision["_revision"], 6, "{revision}");
 }
 
 #[tokio::test]

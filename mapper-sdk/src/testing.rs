@@ -51,6 +51,10 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// The options of a `WebAssembly` mapping definition that the host reads and never passes to
+/// `configure` (`ferrule_wasm::Definition`).
+pub const HOST_OPTIONS: [&str; 3] = ["module", "timeoutMs", "memoryLimitMiB"];
+
 /// A configured mapper, called the way the host calls the component.
 pub struct Harness<M: Mapper> {
     runtime: Runtime,
@@ -59,12 +63,16 @@ pub struct Harness<M: Mapper> {
 }
 
 impl<M: Mapper> Harness<M> {
-    /// Configures the mapper with `options` (a JSON object; `module`, if present, is removed as
-    /// the host does). The error is the one `configure` returns to the host.
+    /// Configures the mapper with `options` (a JSON object; the options the host keeps for
+    /// itself, `module`, `timeoutMs` and `memoryLimitMiB`, are removed as the host removes
+    /// them, so a mapper that denies unknown fields sees the same options here as there). The
+    /// error is the one `configure` returns to the host.
     pub fn new(options: Value) -> Result<Harness<M>, MappingError> {
         let options = match options {
             Value::Object(mut map) => {
-                map.remove("module");
+                for host_option in HOST_OPTIONS {
+                    map.remove(host_option);
+                }
                 Value::Object(map)
             }
             other => other,
@@ -192,7 +200,10 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.message, "n must be a number");
-        let mut h = Harness::<Fanout>::new(json!({"module": "m", "n": 2})).unwrap();
+        let mut h = Harness::<Fanout>::new(
+            json!({"module": "m", "timeoutMs": 50, "memoryLimitMiB": 8, "n": 2}),
+        )
+        .unwrap();
         assert_eq!(
             h.logs(),
             &[LogLine {

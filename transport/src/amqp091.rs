@@ -753,11 +753,11 @@ async fn run_consumer(mut task: ConsumerTask) {
                 let verdict = verdict.await.unwrap_or(Settle::Redeliver);
                 let _ = match verdict {
                     Settle::Accept => acker.ack(BasicAckOptions::default()).await,
-                    Settle::Redeliver | Settle::Reject => {
+                    Settle::Redeliver | Settle::Keep | Settle::Reject => {
                         acker
                             .nack(BasicNackOptions {
                                 multiple: false,
-                                requeue: verdict == Settle::Redeliver,
+                                requeue: verdict != Settle::Reject,
                             })
                             .await
                     }

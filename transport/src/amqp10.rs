@@ -1329,7 +1329,7 @@ async fn settle_one(
 ) -> Result<(), fe2o3_amqp::link::DispositionError> {
     match settle {
         Settle::Accept => receiver.accept(info).await,
-        Settle::Redeliver if modified => {
+        Settle::Redeliver | Settle::Keep if modified => {
             let modified = Modified {
                 delivery_failed: Some(true),
                 undeliverable_here: None,
@@ -1337,7 +1337,7 @@ async fn settle_one(
             };
             receiver.modify(info, modified).await
         }
-        Settle::Redeliver => receiver.release(info).await,
+        Settle::Redeliver | Settle::Keep => receiver.release(info).await,
         Settle::Reject => receiver.reject(info, None).await,
     }
 }

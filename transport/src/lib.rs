@@ -90,11 +90,16 @@ pub enum Settle {
     /// ack / PUBACK / accepted.
     Accept,
     /// Negative, the broker should deliver it again: AMQP 0.9.1 nack(requeue), AMQP 1.0
-    /// modified(delivery-failed) (released for RabbitMQ before 4.0), MQTT: no PUBACK and, with
-    /// `reconnectForRedelivery`, a reconnect.
+    /// modified(delivery-failed) (released for RabbitMQ before 4.0), MQTT: with
+    /// `reconnectForRedelivery` no PUBACK and a reconnect, without it a PUBACK as Ditto sends
+    /// (MQTT has no negative acknowledgement).
     Redeliver,
     /// Negative, no redelivery: AMQP 0.9.1 nack(requeue=false), AMQP 1.0 rejected, MQTT PUBACK.
     Reject,
+    /// Not handled, and the host is closing the session: the broker is to deliver it again on
+    /// the next connection. AMQP as [`Settle::Redeliver`]; MQTT never acknowledges it, so a
+    /// session that is kept (`cleanSession` false) gets it again when the client reconnects.
+    Keep,
 }
 
 /// Settles one delivery. Dropping it unsettled counts as [`Settle::Redeliver`].

@@ -61,7 +61,9 @@
 //!   acknowledged and the client disconnects (DISCONNECT, the session is kept when `cleanSession`
 //!   is false) and reports [`ClientEvent::Disconnected`], so that the broker redelivers once the
 //!   host reconnects; without it the message is acknowledged anyway, as Ditto does (an unacked
-//!   message would hold one of the broker's in-flight slots until the next reconnect).
+//!   message would hold one of the broker's in-flight slots until the next reconnect). `Keep`
+//!   (the host closes the session): never acknowledged, so the broker sends it again when a
+//!   kept session reconnects.
 //! * Acks are sent in the order the messages arrived (MQTT-4.6.0-2), whatever the order they are
 //!   settled in: a message settled early waits for the ones before it. Acknowledging out of order
 //!   made Mosquitto 2.0.11 (whose in-flight quota then goes wrong, its issue 2301, fixed in
@@ -971,6 +973,8 @@ impl Driver {
                     let settle = settled.await.unwrap_or(Settle::Redeliver);
                     if settle == Settle::Redeliver && reconnect {
                         let _ = ack_tx.send(AckCmd::DisconnectForRedelivery);
+                        let _ = ack_tx.send(AckCmd::Ack(seq, None));
+                    } else if settle == Settle::Keep {
                         let _ = ack_tx.send(AckCmd::Ack(seq, None));
                     } else {
                         let _ = ack_tx.send(AckCmd::Ack(seq, Some(token)));

@@ -182,15 +182,7 @@ impl WasmMapper {
             sink,
         };
         let version = mapper.slot.current();
-        let warm = mapper.start(&version).map_err(|e| {
-            ProtocolError::mapper_config_failed(
-                match &e.description {
-                    Some(d) => format!("{} {d}", e.message),
-                    None => e.message.clone(),
-                },
-                "WebAssembly",
-            )
-        })?;
+        let warm = mapper.start(&version)?;
         mapper.idle.lock().unwrap().push(warm);
         Ok(mapper)
     }
@@ -199,8 +191,18 @@ impl WasmMapper {
         &self.slot.stats
     }
 
-    /// A new instance of `version`, configured with the definition's options.
+    /// A new instance of `version`, configured with the definition's options. Every failure is
+    /// a `connectivity:message.mapper.config.failed`: the module refused the options, or
+    /// trapped or timed out starting or configuring (callers must not treat a message whose
+    /// instance could not start as handled).
     fn start(&self, version: &Version) -> Result<Warm, ProtocolError> {
+        self.start_instance(version).map_err(|mut e| {
+            e.error = ferrule_protocol::MAPPER_CONFIG_FAILED.to_string();
+            e
+        })
+    }
+
+    fn start_instance(&self, version: &Version) -> Result<Warm, ProtocolError> {
         let limits = self.definition.limits;
         let mut store = Store::new(self.engine.engine(), State::new(limits.memory));
         store.limiter(|state| &mut state.limiter);
@@ -224,8 +226,13 @@ impl WasmMapper {
                 version: version.number,
             }),
             Ok(Err(e)) => Err(ProtocolError::mapping_failed(
-                format!("The mapper refused its options: {}", e.message),
-                e.description.unwrap_or_default(),
+                format!(
+                    "The mapper <{}> refused its options: {}",
+                    self.definition.module, e.message
+                ),
+                e.description.unwrap_or_else(|| {
+                    "Check the options of the WebAssembly mapping definition.".to_string()
+                }),
             )),
             Err(e) => Err(self.failure(&mut store, e, "configuring")),
         }
@@ -303,6 +310,36 @@ impl WasmMapper {
             );
         }
         let stderr = state.stderr.take();
+        let trap = e.downcast_ref::<wasmtime::Trap>();
+        if let Some(kind @ (wasmtime::Trap::StackOverflow | wasmtime::Trap::MemoryOutOfBounds)) =
+            trap
+        {
+            // A mapper compiled from Rust keeps its stack in linear memory below its data: a
+            // recursion too deep for it ends as an access out of bounds, rarely as wasmtime's
+            // stack overflow. The backtrace adds nothing for the author; the first lines of
+            // what it wrote to stderr may.
+            let what = if *kind == wasmtime::Trap::StackOverflow {
+                "overflowed its stack"
+            } else {
+                "overflowed its stack or accessed memory out of bounds"
+            };
+            let mut description = format!(
+                "{kind}. A recursion too deep for the mapper's stack ends like this: make it iterative \
+                 or give the component a larger stack (for Rust: \
+                 -C link-arg=-zstack-size=BYTES)."
+            );
+            let stderr: String = stderr.lines().take(5).collect::<Vec<_>>().join("\n");
+            if !stderr.is_empty() {
+                description = format!("{stderr}\n{description}");
+            }
+            return (
+                Outcome::Trap,
+                ProtocolError::mapping_failed(
+                    format!("The mapper <{module}> {what} {doing}."),
+                    description,
+                ),
+            );
+        }
         let mut description = format!("{e:#}");
         if !stderr.is_empty() {
             description = format!("{stderr}\n{description}");
@@ -331,7 +368,17 @@ impl WasmMapper {
             match idle {
                 Some(w) if w.version == version.number => break w,
                 Some(_old_version) => continue,
-                None => break self.start(&version)?,
+                None => {
+                    let started = Instant::now();
+                    match self.start(&version) {
+                        Ok(w) => break w,
+                        Err(e) => {
+                            let stats = &self.slot.stats;
+                            stats.record(Outcome::Configuration, started.elapsed());
+                            return Err(e);
+                        }
+                    }
+                }
             }
         };
         let started = Instant::now();

@@ -13,6 +13,7 @@ pub struct MapperStats {
     traps: AtomicU64,
     timeouts: AtomicU64,
     out_of_memory: AtomicU64,
+    configuration: AtomicU64,
     nanos: AtomicU64,
     max_nanos: AtomicU64,
     instances: AtomicU64,
@@ -27,6 +28,9 @@ pub enum Outcome {
     Trap,
     Timeout,
     OutOfMemory,
+    /// An instance could not be started for the call: the module refused the definition's
+    /// options in `configure`, or trapped or timed out there.
+    Configuration,
 }
 
 impl MapperStats {
@@ -38,6 +42,7 @@ impl MapperStats {
             Outcome::Trap => &self.traps,
             Outcome::Timeout => &self.timeouts,
             Outcome::OutOfMemory => &self.out_of_memory,
+            Outcome::Configuration => &self.configuration,
         };
         counter.fetch_add(1, Relaxed);
         let nanos = elapsed.as_nanos().min(u64::MAX as u128) as u64;
@@ -60,6 +65,7 @@ impl MapperStats {
             Outcome::Trap => &self.traps,
             Outcome::Timeout => &self.timeouts,
             Outcome::OutOfMemory => &self.out_of_memory,
+            Outcome::Configuration => &self.configuration,
         }
         .load(Relaxed)
     }
@@ -82,6 +88,7 @@ impl MapperStats {
                 "trap": self.count(Outcome::Trap),
                 "timeout": self.count(Outcome::Timeout),
                 "memory": self.count(Outcome::OutOfMemory),
+                "configuration": self.count(Outcome::Configuration),
             },
             "instancesStarted": self.instances(),
             "meanCallMicros": if calls == 0 { 0.0 } else { nanos as f64 / calls as f64 / 1000.0 },

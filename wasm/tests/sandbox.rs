@@ -220,7 +220,12 @@ fn a_trap_fails_one_message_with_the_panic_message_and_the_instance_is_replaced(
 fn a_stack_overflow_is_contained() {
     let m = mapper(json!({"module": "behave"}));
     let e = m.map_inbound(&message("recurse")).unwrap_err();
-    assert!(e.message.contains("trapped"), "{e:?}");
+    // Reported as what it is (issue 20: it was "trapped mapping" with a backtrace).
+    assert!(e.message.contains("overflowed its stack"), "{e:?}");
+    let description = e.description.as_deref().unwrap();
+    assert!(description.contains("stack-size"), "{description}");
+    assert!(!description.contains("backtrace"), "{description}");
+    assert!(description.len() < 600, "{description}");
     assert!(m.map_inbound(&message("3")).is_ok());
 }
 
@@ -258,6 +263,38 @@ fn options_the_module_refuses_fail_at_creation() {
     let e = WasmMapper::new(engine(), behave(), definition, None).unwrap_err();
     assert_eq!(e.error, "connectivity:message.mapper.config.failed");
     assert!(e.message.contains("configure was asked to fail"), "{e:?}");
+    assert!(
+        e.message
+            .starts_with("The mapper <behave> refused its options"),
+        "{e:?}"
+    );
+}
+
+/// Issue 20: a new version that refuses the definition's options fails every call as a
+/// configuration failure (not as a mapping of the message), and the module's figures count it.
+#[test]
+fn a_version_that_refuses_the_options_fails_calls_as_configuration() {
+    let slot = behave();
+    let m = mapper_with(slot.clone(), json!({"module": "behave"}), None);
+    assert!(m.map_inbound(&message("1")).is_ok());
+    let strict = engine().compile(&guests::bytes(guests::STRICT)).unwrap();
+    slot.replace(strict, 2);
+    for _ in 0..3 {
+        let e = m.map_inbound(&message("2")).unwrap_err();
+        assert_eq!(
+            e.error, "connectivity:message.mapper.config.failed",
+            "{e:?}"
+        );
+        assert_eq!(
+            e.message,
+            "The mapper <behave> refused its options: missing field `site`"
+        );
+    }
+    assert_eq!(m.stats().count(Outcome::Configuration), 3);
+    assert_eq!(m.stats().calls(), 4);
+    // Options the new version takes work with it.
+    let with_site = mapper_with(slot, json!({"module": "behave", "site": "x"}), None);
+    assert!(with_site.map_inbound(&message("3")).is_ok());
 }
 
 #[test]
@@ -507,4 +544,15 @@ fn an_sdk_mapper_maps_messages_larger_than_its_call_arena_as_native_code_does() 
             "message {i} of {size} bytes"
         );
     }
+}
+
+/// The SDK's test harness removes the options the host keeps for itself (issue 20: it removed
+/// only `module`, so a mapper that denies unknown fields failed there and worked here).
+#[test]
+fn the_sdk_harness_removes_the_options_the_host_keeps() {
+    use ferrule_wasm::{OPTION_MEMORY, OPTION_MODULE, OPTION_TIMEOUT};
+    assert_eq!(
+        ferrule_mapper_sdk::testing::HOST_OPTIONS,
+        [OPTION_MODULE, OPTION_TIMEOUT, OPTION_MEMORY]
+    );
 }

@@ -64,13 +64,13 @@ pub(super) fn command_route(verb: Verb) -> Handlers {
     }
 }
 
-fn query(raw: Option<String>) -> HashMap<String, String> {
+pub(super) fn query(raw: Option<String>) -> HashMap<String, String> {
     url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .into_owned()
         .collect()
 }
 
-fn flag(params: &HashMap<String, String>, name: &str) -> bool {
+pub(super) fn flag(params: &HashMap<String, String>, name: &str) -> bool {
     params
         .get(name)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))

@@ -5,7 +5,7 @@ use super::{AppState, Handlers, Path, Verb, media_type, no_handler, on, read_bod
 use crate::error::DittoError;
 use crate::mappers::{self, Entry, MapperMeta, trial};
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -50,6 +50,21 @@ fn json_response(status: StatusCode, value: &Value) -> Response {
         value.to_string(),
     )
         .into_response()
+}
+
+/// The `WebAssembly` mapping definitions that name the module `id`: (connection id, options).
+fn definitions_using(state: &AppState, id: &str) -> Vec<(String, serde_json::Map<String, Value>)> {
+    let mut out = Vec::new();
+    for entry in state.connections.list() {
+        let connection = &entry.record.connection;
+        for definition in connection.mapping_definitions.values() {
+            let names = definition.options.get("module").and_then(|m| m.as_str()) == Some(id);
+            if definition.mapping_engine == "WebAssembly" && names {
+                out.push((connection.id.clone(), definition.options.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// The connections whose mapping definitions name the module `id`.
@@ -97,10 +112,12 @@ async fn module(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> R
 async fn upload(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match upload_module(&state, &id, &headers, body).await {
+    let force = super::connections::flag(&super::connections::query(raw), "force");
+    match upload_module(&state, &id, &headers, body, force).await {
         Ok((true, meta)) => {
             let mut response = json_response(
                 StatusCode::CREATED,
@@ -121,6 +138,7 @@ async fn upload_module(
     id: &str,
     headers: &HeaderMap,
     body: Body,
+    force: bool,
 ) -> Result<(bool, MapperMeta), DittoError> {
     let media = media_type(headers);
     if media.as_deref() != Some(WASM) {
@@ -136,7 +154,8 @@ async fn upload_module(
         state.body_read_timeout,
     )
     .await?;
-    let (created, meta) = state.mappers.put(id, bytes.to_vec()).await?;
+    let users = definitions_using(state, id);
+    let (created, meta) = state.mappers.put(id, bytes.to_vec(), users, force).await?;
     tracing::info!(mapper = %id, version = meta.version, sha256 = %meta.sha256, created, "mapper module stored");
     Ok((created, meta))
 }

@@ -6,8 +6,12 @@ use crate::error::DittoError;
 use crate::model::Connection;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use ferrule_wasm::{Ceilings, CodeLimits, CompiledModule, ModuleError, ModuleSlot, WasmEngine};
+use ferrule_wasm::{
+    Ceilings, CodeLimits, CompiledModule, Definition, ModuleError, ModuleSlot, WasmEngine,
+    WasmMapper,
+};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -158,6 +162,47 @@ fn storage(e: std::io::Error) -> DittoError {
     .with_description(format!(
         "The change was not applied because it could not be persisted ({e})."
     ))
+}
+
+/// Configures `module` with each user's options (an instance each, within its deadline):
+/// 409 `mappers:module.incompatible` naming the connections whose options it refuses.
+fn refusals_of(
+    engine: &WasmEngine,
+    id: &str,
+    module: &CompiledModule,
+    users: &[(String, Map<String, Value>)],
+) -> Result<(), DittoError> {
+    let mut refused: Vec<(String, String)> = Vec::new();
+    for (connection, options) in users {
+        // Limits above this host's ceilings were refused when the connection was stored.
+        let Ok(definition) = Definition::parse(options, engine) else {
+            continue;
+        };
+        let slot = ModuleSlot::new(module.clone(), 0);
+        if let Err(e) = WasmMapper::new(engine, slot, definition, None) {
+            refused.push((connection.clone(), e.message));
+        }
+    }
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let mut names: Vec<&str> = refused.iter().map(|(c, _)| c.as_str()).collect();
+    names.dedup();
+    let reasons: Vec<String> = refused.iter().map(|(c, e)| format!("{c}: {e}")).collect();
+    Err(DittoError::new(
+        StatusCode::CONFLICT,
+        "mappers:module.incompatible",
+        format!(
+            "The new version of the mapper '{id}' refuses the options of connections that use it: [{}].",
+            names.join(", ")
+        ),
+    )
+    .with_description(format!(
+        "{}. Nothing was changed. Change those connections' options first, or upload with \
+         ?force=true to replace the module anyway (their messages then fail as configuration \
+         errors and stay with the broker until the options or the module are fixed).",
+        reasons.join("; ")
+    )))
 }
 
 /// The ids of the modules `connection` names in its `WebAssembly` mapping definitions.
@@ -353,16 +398,28 @@ impl MapperRegistry {
     /// Validates and compiles `bytes`, stores them and makes them the current version of `id`;
     /// connections that use `id` switch to it for their next message. Compiling and writing
     /// (fsync of up to `max_module_bytes`) run on a blocking thread. `Ok(true)`: a new module.
+    ///
+    /// A replacement is configured first with the options of every mapping definition that
+    /// uses the module (`users`: connection id and options): when the new version refuses one,
+    /// nothing changes and the answer is 409 naming the connections and the reasons, unless
+    /// `force`. The same bytes again change nothing (the version stays).
     pub async fn put(
         self: &Arc<Self>,
         id: &str,
         bytes: Vec<u8>,
+        users: Vec<(String, Map<String, Value>)>,
+        force: bool,
     ) -> Result<(bool, MapperMeta), DittoError> {
         if !valid_id(id) {
             return Err(id_invalid(id));
         }
         let _write = self.writes.lock().await;
         let previous = self.get(id);
+        if let Some(previous) = &previous
+            && previous.meta.sha256 == ferrule_wasm::sha256(&bytes)
+        {
+            return Ok((false, previous.meta.clone()));
+        }
         let this = self.clone();
         let (key, earlier) = (id.to_string(), previous.as_ref().map(|p| p.meta.clone()));
         let (module, meta) = blocking(move || {
@@ -371,6 +428,9 @@ impl MapperRegistry {
                 None => this.engine.compile(&bytes),
             };
             let module: CompiledModule = module.map_err(module_invalid)?;
+            if !force {
+                refusals_of(&this.engine, &key, &module, &users)?;
+            }
             let now = Utc::now();
             let meta = MapperMeta {
                 id: key.clone(),

@@ -60,7 +60,8 @@ pub struct Pipeline {
 /// Why an engine refused its options: the error's message and description.
 fn reason(e: ProtocolError) -> String {
     match e.description {
-        Some(d) => format!("{} {d}", e.message),
+        Some(d) if e.message.ends_with(['.', '!', '?']) => format!("{} {d}", e.message),
+        Some(d) => format!("{}. {d}", e.message),
         None => e.message,
     }
 }

@@ -11,18 +11,25 @@ use crate::monitoring::logs::{Category, message_context};
 use crate::monitoring::metrics::{Direction, MetricType, RESPONSES};
 use crate::runtime::compiled::CompiledSource;
 use ferrule_placeholders::Resolution;
-use ferrule_protocol::{Criterion, DittoMessage, ExternalMessage, Headers};
-use ferrule_transport::{Delivery, Publish, Settle};
+use ferrule_protocol::{Criterion, DittoMessage, ExternalMessage, Headers, MAPPER_CONFIG_FAILED};
+use ferrule_transport::{Delivery, ErrorKind, Publish, Settle, TransportError};
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
 
 /// Takes a client's deliveries in arrival order: maps them in batches, hands their signals to
 /// the hub in that order, and settles each once its outcome is in; at most [`CONCURRENCY`] are
 /// unsettled at once (then it takes no more, and the client's broker keeps the backlog).
+///
+/// A mapper that cannot map for a reason of its configuration (`connectivity:message.mapper.
+/// config.failed`: a replaced module that refuses the definition's options) has not handled
+/// the message: it is left for redelivery, and the session fails through `fail`, so the
+/// connection reconnects with backoff and shows why, and the broker keeps the messages until
+/// the options or the module are fixed.
 pub(super) async fn consume(
     ctx: Arc<Context>,
     client: Arc<ClientSlot>,
     mut deliveries: mpsc::Receiver<Delivery>,
+    fail: mpsc::Sender<TransportError>,
 ) {
     let limit = Arc::new(Semaphore::new(CONCURRENCY));
     let mut batch = Vec::with_capacity(MAP_BATCH);
@@ -44,7 +51,7 @@ pub(super) async fn consume(
             };
             // In arrival order: the signals handed to the hub (queued at the twin). Then,
             // concurrently: waiting for the outcomes, replies, settling.
-            let pending = start_delivery(&ctx, &client, &delivery, mapped).await;
+            let pending = start_delivery(&ctx, &client, &delivery, mapped, &fail).await;
             tokio::spawn(async move {
                 let settle = pending.await;
                 delivery.settler.settle(settle);
@@ -226,6 +233,7 @@ async fn start_delivery(
     client: &Arc<ClientSlot>,
     delivery: &Delivery,
     mapped: MappedDelivery,
+    fail: &mpsc::Sender<TransportError>,
 ) -> BoxFuture<'static, Settle> {
     let Some(source) = ctx.compiled.sources.get(delivery.source) else {
         return Box::pin(std::future::ready(Settle::Reject));
@@ -248,6 +256,31 @@ async fn start_delivery(
     for mapped in mapped_all {
         let signals = match mapped.result {
             Ok(signals) => signals,
+            Err(e) if e.error == MAPPER_CONFIG_FAILED => {
+                ctx.count(Direction::Inbound, &address, MetricType::Mapped, false);
+                let reason = format!(
+                    "The mapper <{}> cannot map: {}{} The message is left with the broker for \
+                     redelivery and the connection reconnects.",
+                    mapped.mapper,
+                    e.message,
+                    e.description
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default(),
+                );
+                ctx.log(
+                    Category::Source,
+                    "mapped",
+                    false,
+                    &address,
+                    correlation.clone(),
+                    None,
+                    reason.clone(),
+                );
+                let _ = fail.try_send(TransportError::new(ErrorKind::Misconfigured, reason));
+                steps.push(Step::Verdict(Settle::Keep));
+                continue;
+            }
             Err(e) => {
                 ctx.count(Direction::Inbound, &address, MetricType::Mapped, false);
                 ctx.log(
@@ -377,7 +410,9 @@ async fn start_delivery(
                 }
             }
         }
-        if verdicts.contains(&Settle::Redeliver) {
+        if verdicts.contains(&Settle::Keep) {
+            Settle::Keep
+        } else if verdicts.contains(&Settle::Redeliver) {
             Settle::Redeliver
         } else if verdicts.contains(&Settle::Reject) {
             Settle::Reject

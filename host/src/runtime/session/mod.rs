@@ -189,6 +189,7 @@ impl Session {
             ctx.clone(),
             client,
             connected.deliveries,
+            self.fail_tx.clone(),
         )));
     }
 
