@@ -13,6 +13,7 @@ pub mod amqp10;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod mqtt;
+mod relay;
 mod specific;
 pub mod tls;
 pub mod uri;

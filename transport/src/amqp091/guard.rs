@@ -163,19 +163,9 @@ impl Link {
                 verdict.set(io_error(&e, authority, secure));
             }
         };
-        let (mut from_broker, mut to_broker) = tokio::io::split(broker);
-        let (mut from_lapin, mut to_lapin) = lapin.into_split();
-        let upstream = async {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                let n = from_lapin.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    return to_broker.shutdown().await;
-                }
-                to_broker.write_all(&buf[..n]).await?;
-                to_broker.flush().await?;
-            }
-        };
+        let (mut from_broker, to_broker) = tokio::io::split(broker);
+        let (from_lapin, mut to_lapin) = lapin.into_split();
+        let upstream = crate::relay::pass_on(from_lapin, to_broker);
         let downstream = async {
             let mut frames = Frames::new(self.frame_max, self.unreadable.clone());
             let mut buf = vec![0u8; 64 * 1024];

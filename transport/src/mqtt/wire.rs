@@ -658,20 +658,12 @@ impl Link {
             }
         };
         let (mut from_broker, mut to_broker) = tokio::io::split(broker);
-        let (mut from_client, mut to_client) = local.into_split();
+        let (from_client, mut to_client) = local.into_split();
         // rumqttc → broker: as it is.
         let upstream = async {
             to_broker.write_all(&connect).await?;
             to_broker.flush().await?;
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                let n = from_client.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    return to_broker.shutdown().await;
-                }
-                to_broker.write_all(&buf[..n]).await?;
-                to_broker.flush().await?;
-            }
+            crate::relay::pass_on(from_client, to_broker).await
         };
         // broker → rumqttc: whole packets that rumqttc can read, checked.
         let downstream = async {
