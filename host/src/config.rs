@@ -112,6 +112,9 @@ impl Config {
                     .unwrap_or_default()
             )
         })?;
+        file.limits
+            .check()
+            .map_err(|e| anyhow::anyhow!("the configuration is not valid: {e}"))?;
         let bind_text = overrides
             .bind
             .or(file.bind)
@@ -248,6 +251,22 @@ mod tests {
         .unwrap();
         assert_eq!(c.bind.to_string(), "127.0.0.1:1");
         assert_eq!(c.devops_password.as_deref(), Some("fromenv"));
+    }
+
+    #[test]
+    fn transport_limits_are_checked_when_the_configuration_is_read() {
+        let env = [("FERRULE_LIMITS__AMQP091_FRAME_MAX", "100")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let e = Config::resolve_with(Overrides::default(), env).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[limits] amqp091_frame_max = 100 is outside 4096"),
+            "{e}"
+        );
+        let env = [("FERRULE_LIMITS__MQTT_MAXIMUM_PACKET_SIZE", "65536")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = Config::resolve_with(Overrides::default(), env).unwrap();
+        assert_eq!(c.limits.mqtt_maximum_packet_size, 65_536);
     }
 
     #[test]

@@ -129,6 +129,7 @@ impl Server {
         let runtime = Runtime::new(
             hub.clone(),
             config.runtime,
+            config.limits,
             MappingContext {
                 wasm: Some(mappers.clone()),
                 log_sink: None,

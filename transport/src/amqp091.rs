@@ -371,7 +371,7 @@ struct Ctx {
 /// and 1 MiB: lapin keeps 32 frames' worth of buffer each way, see "Limits").
 pub const FRAME_MAX: &str = "frameMax";
 pub const DEFAULT_FRAME_MAX: u32 = 128 * 1024;
-const FRAME_MAX_RANGE: std::ops::RangeInclusive<u32> = 4096..=1024 * 1024;
+pub const FRAME_MAX_RANGE: std::ops::RangeInclusive<u32> = 4096..=1024 * 1024;
 
 /// Checks the `specificConfig` and the target addresses of an AMQP 0.9.1 connection without
 /// connecting.

@@ -221,7 +221,7 @@ fn idle_timeout(config: &ClientConfig) -> Result<Option<u32>, TransportError> {
 /// values allowed go from the protocol's least to 64 MiB.
 pub const MAX_FRAME_SIZE: &str = "amqp.maxFrameSize";
 pub const DEFAULT_MAX_FRAME_SIZE: u32 = 1024 * 1024;
-const FRAME_SIZES: std::ops::RangeInclusive<u32> = 512..=64 * 1024 * 1024;
+pub const FRAME_SIZES: std::ops::RangeInclusive<u32> = 512..=64 * 1024 * 1024;
 
 fn max_frame_size(config: &ClientConfig) -> Result<u32, TransportError> {
     parse_size(config, MAX_FRAME_SIZE, DEFAULT_MAX_FRAME_SIZE, FRAME_SIZES)

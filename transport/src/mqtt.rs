@@ -204,7 +204,7 @@ const MAX_PACKET: usize = 16 * 1024 * 1024;
 /// name), its default and the values allowed (the largest is MQTT's own limit).
 pub const MAXIMUM_PACKET_SIZE: &str = "maximumPacketSize";
 pub const DEFAULT_MAXIMUM_PACKET_SIZE: u32 = 4 * 1024 * 1024;
-const PACKET_SIZES: std::ops::RangeInclusive<u32> = 1024..=268_435_460;
+pub const PACKET_SIZES: std::ops::RangeInclusive<u32> = 1024..=268_435_460;
 
 type Waiter = oneshot::Sender<Result<(), TransportError>>;
 

@@ -16,6 +16,15 @@ pub struct ValidationLimits {
     pub max_targets: usize,
     /// `payloadMapping` entries per source or target.
     pub max_mappers: usize,
+    /// The largest MQTT packet a broker may send, for connections whose `specificConfig` has no
+    /// `maximumPacketSize` (bytes, 1,024 to 268,435,460).
+    pub mqtt_maximum_packet_size: u32,
+    /// The AMQP 0.9.1 `frame-max` offered, for connections without `frameMax` (4,096 to
+    /// 1,048,576).
+    pub amqp091_frame_max: u32,
+    /// The AMQP 1.0 `max-frame-size`, for connections without `amqp.maxFrameSize` (512 to
+    /// 67,108,864).
+    pub amqp10_max_frame_size: u32,
 }
 
 impl Default for ValidationLimits {
@@ -24,6 +33,55 @@ impl Default for ValidationLimits {
             max_sources: 4,
             max_targets: 4,
             max_mappers: 10,
+            mqtt_maximum_packet_size: ferrule_transport::mqtt::DEFAULT_MAXIMUM_PACKET_SIZE,
+            amqp091_frame_max: ferrule_transport::amqp091::DEFAULT_FRAME_MAX,
+            amqp10_max_frame_size: ferrule_transport::amqp10::DEFAULT_MAX_FRAME_SIZE,
+        }
+    }
+}
+
+impl ValidationLimits {
+    /// Checks the transports' size limits against the ranges the transports take, naming the
+    /// key of `[limits]` that is out of range.
+    pub fn check(&self) -> Result<(), String> {
+        use ferrule_transport::{amqp10, amqp091, mqtt};
+        for (key, value, range) in [
+            (
+                "mqtt_maximum_packet_size",
+                self.mqtt_maximum_packet_size,
+                mqtt::PACKET_SIZES,
+            ),
+            (
+                "amqp091_frame_max",
+                self.amqp091_frame_max,
+                amqp091::FRAME_MAX_RANGE,
+            ),
+            (
+                "amqp10_max_frame_size",
+                self.amqp10_max_frame_size,
+                amqp10::FRAME_SIZES,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(format!(
+                    "[limits] {key} = {value} is outside {} to {} bytes",
+                    range.start(),
+                    range.end()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `specificConfig` key of the size limit of `protocol`, with this host's default.
+    pub fn transport_default(&self, protocol: ferrule_transport::Protocol) -> (&'static str, u32) {
+        use ferrule_transport::{Protocol, amqp10, amqp091, mqtt};
+        match protocol {
+            Protocol::Mqtt3 | Protocol::Mqtt5 => {
+                (mqtt::MAXIMUM_PACKET_SIZE, self.mqtt_maximum_packet_size)
+            }
+            Protocol::Amqp091 => (amqp091::FRAME_MAX, self.amqp091_frame_max),
+            Protocol::Amqp10 => (amqp10::MAX_FRAME_SIZE, self.amqp10_max_frame_size),
         }
     }
 }

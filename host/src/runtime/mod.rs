@@ -82,6 +82,8 @@ struct Running {
 pub struct Runtime {
     hub: Arc<Hub>,
     config: RuntimeConfig,
+    /// `[limits]`: the transports' size limits for connections that set none.
+    limits: crate::model::ValidationLimits,
     mapping: MappingContext,
     running: tokio::sync::Mutex<HashMap<String, Running>>,
 }
@@ -109,10 +111,16 @@ fn source_spec(index: usize, s: &Source) -> SourceSpec {
 }
 
 impl Runtime {
-    pub fn new(hub: Arc<Hub>, config: RuntimeConfig, mapping: MappingContext) -> Arc<Runtime> {
+    pub fn new(
+        hub: Arc<Hub>,
+        config: RuntimeConfig,
+        limits: crate::model::ValidationLimits,
+        mapping: MappingContext,
+    ) -> Arc<Runtime> {
         Arc::new(Runtime {
             hub,
             config,
+            limits,
             mapping,
             running: tokio::sync::Mutex::new(HashMap::new()),
         })
@@ -134,15 +142,22 @@ impl Runtime {
                 cr.get("key")?.as_str()?.to_string(),
             ))
         });
+        let protocol = protocol(c.connection_type)?;
+        // The host's size limit where the connection sets none.
+        let mut specific_config = c.specific_config.clone();
+        let (key, default) = self.limits.transport_default(protocol);
+        specific_config
+            .entry(key.to_string())
+            .or_insert_with(|| default.to_string());
         Some(ClientConfig {
             connection_id: c.id.clone(),
             client_index: index,
-            protocol: protocol(c.connection_type)?,
+            protocol,
             uri: c.uri.clone(),
             validate_certificates: c.validate_certificates,
             ca: c.ca.clone(),
             client_cert,
-            specific_config: c.specific_config.clone(),
+            specific_config,
             sources: c
                 .sources
                 .iter()
@@ -547,6 +562,48 @@ mod tests {
             ..c
         };
         assert_eq!(wide.processors(50), 50);
+    }
+
+    #[tokio::test]
+    async fn the_hosts_size_limits_apply_where_a_connection_sets_none() {
+        let store = Arc::new(crate::store::MemoryStore::default());
+        let (twin, events) = crate::twin::TwinService::start_with_events(store)
+            .await
+            .unwrap();
+        let hub = Hub::start(twin, events, Duration::from_secs(5));
+        let limits = crate::model::ValidationLimits {
+            amqp091_frame_max: 65_536,
+            mqtt_maximum_packet_size: 2048,
+            ..Default::default()
+        };
+        let runtime = Runtime::new(
+            hub,
+            RuntimeConfig::default(),
+            limits,
+            MappingContext::default(),
+        );
+        let mut c = crate::model::parse::connection_from_object(
+            serde_json::json!({
+                "id": "c", "connectionType": "amqp-091", "connectionStatus": "closed",
+                "uri": "amqp://127.0.0.1:5672", "sources": [{"addresses": ["q"],
+                "authorizationContext": ["a"]}]
+            })
+            .as_object()
+            .unwrap()
+            .clone(),
+        )
+        .unwrap();
+        let config = runtime.client_config(&c, 0, false).unwrap();
+        assert_eq!(config.specific_config["frameMax"], "65536");
+        c.specific_config.insert("frameMax".into(), "8192".into());
+        let config = runtime.client_config(&c, 0, false).unwrap();
+        assert_eq!(
+            config.specific_config["frameMax"], "8192",
+            "the connection's own wins"
+        );
+        c.connection_type = ConnectionType::Mqtt5;
+        let config = runtime.client_config(&c, 0, false).unwrap();
+        assert_eq!(config.specific_config["maximumPacketSize"], "2048");
     }
 
     #[test]
