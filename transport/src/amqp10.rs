@@ -110,13 +110,13 @@
 //! * a frame is at most `amqp.maxFrameSize` bytes (refused from its header alone);
 //! * every value of its performative (SASL frames included) declares no more bytes, and no more
 //!   list, map or array items, than the bytes that hold it (checked to 64 levels of nesting);
-//! * the message of a transfer that is whole in its frame (the usual case: RabbitMQ splits
-//!   only messages larger than its frame size) passes the same check.
+//! * the message of a transfer passes the same check when it is whole: in its frame (the usual
+//!   case: RabbitMQ splits only messages larger than its frame size), or, for a delivery in
+//!   several frames, from a copy of its parts kept until the last one, which is handed on only
+//!   when the whole passed (fe2o3-amqp decodes the reassembled message then). The copy is at
+//!   most 128 MiB (RabbitMQ's maximum message size); a larger message ends the connection. An
+//!   aborted delivery's copy is dropped.
 //!
-//! A message in several frames is not checked: fe2o3-amqp decodes it from its reassembled
-//! payload, whose parts are not values of their own, so checking it would take a second copy of
-//! the message or a decoder of the AMQP type system that resumes across frames; its declared
-//! sizes can still make serde_amqp reserve (not touch) up to 4 GiB once the last part has come.
 //! What the check refuses ends the connection with `Other` naming what came ("sent a frame of N
 //! bytes, more than the max-frame-size", "a value declares N bytes where M are left").
 
@@ -719,9 +719,10 @@ fn walk_data(kind: Width, bytes: &[u8], depth: usize) -> Result<usize, String> {
     }
 }
 
-/// The fields of a `transfer` the check needs: its handle and whether more frames follow
-/// (`more` or not `aborted`), from the performative's list (`None` when it is not a transfer).
-fn transfer_fields(performative: &[u8]) -> Option<(u32, bool)> {
+/// The fields of a `transfer` the check needs: its handle, whether more frames follow
+/// (`more`), and whether the delivery is `aborted`, from the performative's list (`None` when
+/// it is not a transfer).
+fn transfer_fields(performative: &[u8]) -> Option<(u32, bool, bool)> {
     // `00 53 14`: described by the small ulong 0x14 (0x0000000000000014, amqp:transfer:list).
     let list = match performative {
         [0x00, 0x53, 0x14, rest @ ..] => rest,
@@ -761,8 +762,13 @@ fn transfer_fields(performative: &[u8]) -> Option<(u32, bool)> {
         }
         items = &items[len..];
     }
-    Some((handle, more && !aborted))
+    Some((handle, more && !aborted, aborted))
 }
+
+/// The largest message the check copies to read it whole when it comes in several frames:
+/// RabbitMQ's own maximum message size (`max_message_size`, 128 MiB). A larger one ends the
+/// connection.
+const MAX_SPLIT_MESSAGE: usize = 128 << 20;
 
 /// The checks of one connection's incoming frames (see [`Checked`]).
 #[derive(Debug)]
@@ -771,8 +777,9 @@ struct FrameCheck {
     /// The first 8 bytes went on (the peer's protocol header, checked by fe2o3-amqp, so a
     /// peer that is no AMQP 1.0 peer is told as such).
     started: bool,
-    /// Links (channel, handle) with a delivery whose frames are still coming.
-    partial: std::collections::HashSet<(u16, u32)>,
+    /// Links (channel, handle) with a delivery whose frames are still coming, with a copy of
+    /// its message so far (checked whole when its last frame comes).
+    partial: std::collections::HashMap<(u16, u32), Vec<u8>>,
 }
 
 impl FrameCheck {
@@ -810,25 +817,40 @@ impl FrameCheck {
         let malformed = |why: String| format!("sent a malformed frame: {why}");
         let performative = walk(body, 0).map_err(malformed)?;
         let payload = &body[performative..];
-        // The message of a transfer: checked when it is whole in this frame. A delivery in
-        // several frames is decoded by fe2o3-amqp from its reassembled payload; its parts are
-        // not values of their own (see "Limits").
+        // The message of a transfer, checked when it is whole: in this frame, or, when it came
+        // in several frames, from a copy of its parts held until the last one (which is handed
+        // on only when the whole passed: fe2o3-amqp decodes the reassembled message then).
         if buf[5] == 0
-            && let Some((handle, more)) = transfer_fields(&body[..performative])
+            && let Some((handle, more, aborted)) = transfer_fields(&body[..performative])
         {
             let link = (u16::from_be_bytes([buf[6], buf[7]]), handle);
-            let whole = !self.partial.contains(&link) && !more;
-            if more {
-                self.partial.insert(link);
-            } else {
+            if aborted {
                 self.partial.remove(&link);
+                return Ok(Some(size));
             }
-            if whole {
-                let mut at = 0;
-                while at < payload.len() {
-                    at += walk(&payload[at..], 0)
-                        .map_err(|why| format!("sent a malformed message: {why}"))?;
+            let parts = self.partial.remove(&link);
+            if more {
+                let mut parts = parts.unwrap_or_default();
+                if parts.len() + payload.len() > MAX_SPLIT_MESSAGE {
+                    return Err(format!(
+                        "sent a message of more than {MAX_SPLIT_MESSAGE} bytes in several frames"
+                    ));
                 }
+                parts.extend_from_slice(payload);
+                self.partial.insert(link, parts);
+                return Ok(Some(size));
+            }
+            let whole = match parts {
+                Some(mut parts) => {
+                    parts.extend_from_slice(payload);
+                    std::borrow::Cow::Owned(parts)
+                }
+                None => std::borrow::Cow::Borrowed(payload),
+            };
+            let mut at = 0;
+            while at < whole.len() {
+                at += walk(&whole[at..], 0)
+                    .map_err(|why| format!("sent a malformed message: {why}"))?;
             }
         }
         Ok(Some(size))
@@ -1877,28 +1899,57 @@ mod tests {
         assert!(e.contains(MAX_FRAME_SIZE), "{e}");
     }
 
-    /// A message in several frames is checked frame by frame only: its parts are no values.
+    /// A message in several frames is checked whole when its last frame comes; an aborted
+    /// one is dropped unchecked.
     #[test]
-    fn a_delivery_in_several_frames_passes_its_parts() {
-        let mut check = FrameCheck {
+    fn a_delivery_in_several_frames_is_checked_whole() {
+        let check = || FrameCheck {
             max_frame_size: 1024,
             started: true,
             partial: Default::default(),
         };
-        // handle 3, more = true; then handle 3, more = false: the parts are not walked.
-        let first = [
-            0x00, 0x53, 0x14, 0xc0, 0x0a, 0x06, 0x52, 0x03, 0x43, 0xa0, 0x01, 0x00, 0x43, 0x40,
-            0x41,
-        ];
-        let mut f = first.to_vec();
-        f.extend_from_slice(&[0x00, 0x53, 0x75, 0xb0, 0x00, 0x00, 0x01, 0x00]);
-        let f = frame(&f);
-        assert_eq!(check.next(&f), Ok(Some(f.len())));
+        // A transfer of handle 3 with `more` = true, then its data section's first part: a
+        // binary of 4 bytes (`b0 00 00 00 04`), 2 of them here.
+        let first = |declared: u8| {
+            let mut f = vec![
+                0x00, 0x53, 0x14, 0xc0, 0x0a, 0x06, 0x52, 0x03, 0x43, 0xa0, 0x01, 0x00, 0x43, 0x40,
+                0x41,
+            ];
+            f.extend_from_slice(&[
+                0x00, 0x53, 0x75, 0xb0, 0x00, 0x00, 0x00, declared, 0xab, 0xcd,
+            ]);
+            frame(&f)
+        };
+        // Handle 3, `more` absent: the last 2 bytes.
         let last = frame(&[
             0x00, 0x53, 0x14, 0xc0, 0x04, 0x02, 0x52, 0x03, 0x40, 0xab, 0xcd,
         ]);
-        assert_eq!(check.next(&last), Ok(Some(last.len())));
-        assert!(check.partial.is_empty());
+        let mut ok = check();
+        let f = first(4);
+        assert_eq!(ok.next(&f), Ok(Some(f.len())));
+        assert_eq!(ok.partial.len(), 1);
+        assert_eq!(ok.next(&last), Ok(Some(last.len())));
+        assert!(ok.partial.is_empty());
+        // The same parts with a binary that declares 4 GiB - 1: refused at the last frame,
+        // before fe2o3-amqp decodes the message.
+        let mut bad = check();
+        let f = first(0xff);
+        let mut f = f.clone();
+        let at = f.len() - 6;
+        f[at..at + 4].copy_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(bad.next(&f), Ok(Some(f.len())));
+        let e = bad.next(&last).unwrap_err();
+        assert!(e.contains("malformed message"), "{e}");
+        // Aborted (field 9 true): dropped without a check.
+        let mut aborted = check();
+        let f = first(0xff);
+        assert_eq!(aborted.next(&f), Ok(Some(f.len())));
+        let abort = frame(&[
+            0x00, 0x53, 0x14, 0xc0, 0x0c, 0x0a, 0x52, 0x03, 0x40, 0x40, 0x40, 0x40, 0x40, 0x40,
+            0x40, 0x40, 0x41,
+        ]);
+        assert_eq!(aborted.next(&abort), Ok(Some(abort.len())));
+        assert!(aborted.partial.is_empty());
     }
 
     #[test]

@@ -331,6 +331,44 @@ async fn consume_maps_properties_application_properties_and_bodies() {
     broker.cleanup().await;
 }
 
+/// Messages larger than the frame size come in several frames, which the client's check reads
+/// whole (a copy of the parts until the last one) before fe2o3-amqp decodes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_in_several_frames_arrive_whole() {
+    let mut broker = Broker::new().await;
+    let q = broker.queue("split").await;
+    let address = format!("/queue/{q}");
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let text = "ferrule ".repeat(2_500);
+    let big_bytes = Message::builder()
+        .properties(Properties {
+            content_type: Some(Symbol::from("application/octet-stream")),
+            ..Default::default()
+        })
+        .body(Body::from(Data(Binary::from(bytes.clone()))))
+        .build();
+    broker
+        .send(&address, vec![big_bytes, text_message(&text)])
+        .await;
+    let mut c = config(vec![source(0, &[&address], true)], vec![]);
+    // RabbitMQ splits what is larger than the client's max-frame-size.
+    c.specific_config
+        .insert("amqp.maxFrameSize".into(), "4096".into());
+    let mut connected = connect(c).await.unwrap();
+    let d = next(&mut connected, Duration::from_secs(5))
+        .await
+        .expect("the 100 KB message");
+    assert_eq!(d.message.bytes.as_deref(), Some(&bytes[..]));
+    d.settler.settle(Settle::Accept);
+    let d = next(&mut connected, Duration::from_secs(5))
+        .await
+        .expect("the 20 KB text");
+    assert_eq!(d.message.text.as_deref(), Some(text.as_str()));
+    d.settler.settle(Settle::Accept);
+    connected.client.close().await;
+    broker.cleanup().await;
+}
+
 /// RabbitMQ 3.10 ends the session on a `modified` outcome: the redelivery arrives only because the
 /// client told the broker by its `open` and settled "redeliver" as `released`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
