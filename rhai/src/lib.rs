@@ -406,8 +406,24 @@ fn json_to_dynamic(v: &Json) -> Dynamic {
     }
 }
 
-fn dynamic_to_json(d: &Dynamic) -> Json {
-    if d.is_unit() {
+/// How deep a script's result may nest (as the Ditto Protocol reader takes JSON).
+const MAX_RESULT_DEPTH: usize = 128;
+
+/// A script's value as JSON; a value nested deeper than [`MAX_RESULT_DEPTH`] is refused
+/// (`json.invalid`) instead of converted by a recursion without end.
+fn dynamic_to_json(d: &Dynamic) -> Result<Json, ProtocolError> {
+    to_json(d, 0).ok_or_else(|| {
+        ProtocolError::json_invalid(format!(
+            "The script's result nests deeper than {MAX_RESULT_DEPTH} levels."
+        ))
+    })
+}
+
+fn to_json(d: &Dynamic, depth: usize) -> Option<Json> {
+    if depth > MAX_RESULT_DEPTH {
+        return None;
+    }
+    Some(if d.is_unit() {
         Json::Null
     } else if let Ok(b) = d.as_bool() {
         Json::Bool(b)
@@ -418,24 +434,25 @@ fn dynamic_to_json(d: &Dynamic) -> Json {
     } else if d.is_string() || d.is_char() {
         Json::String(d.to_string())
     } else if d.is_array() {
-        let a = d
-            .read_lock::<Array>()
-            .map(|a| a.clone())
-            .unwrap_or_default();
-        Json::Array(a.iter().map(dynamic_to_json).collect())
+        let a = d.read_lock::<Array>()?;
+        Json::Array(
+            a.iter()
+                .map(|v| to_json(v, depth + 1))
+                .collect::<Option<_>>()?,
+        )
     } else if d.is_blob() {
-        let b = d.read_lock::<Blob>().map(|b| b.clone()).unwrap_or_default();
-        Json::Array(b.into_iter().map(Json::from).collect())
+        let b = d.read_lock::<Blob>()?;
+        Json::Array(b.iter().map(|b| Json::from(*b)).collect())
     } else if d.is_map() {
-        let m = d.read_lock::<RMap>().map(|m| m.clone()).unwrap_or_default();
+        let m = d.read_lock::<RMap>()?;
         Json::Object(
             m.iter()
-                .map(|(k, v)| (k.to_string(), dynamic_to_json(v)))
-                .collect(),
+                .map(|(k, v)| Some((k.to_string(), to_json(v, depth + 1)?)))
+                .collect::<Option<_>>()?,
         )
     } else {
         Json::String(d.to_string())
-    }
+    })
 }
 
 /// `()` → nothing, an array → its elements (`()` elements skipped), anything else → itself.
@@ -481,7 +498,7 @@ fn outbound_message(d: Dynamic) -> Result<ExternalMessage, ProtocolError> {
         for (k, v) in h {
             if !v.is_unit() {
                 ext.headers
-                    .insert(k.as_str(), value_to_header_string(&dynamic_to_json(&v)));
+                    .insert(k.as_str(), value_to_header_string(&dynamic_to_json(&v)?));
             }
         }
     }
@@ -562,7 +579,7 @@ impl Mapper for RhaiMapper {
         let out = self.call(incoming, INCOMING_FN, args, &description)?;
         let mut mapped = Vec::new();
         for d in results(out) {
-            match dynamic_to_json(&d) {
+            match dynamic_to_json(&d)? {
                 Json::Object(m) => mapped.push(DittoMessage::from_json(m)?),
                 other => {
                     return Err(ProtocolError::json_invalid(format!(
@@ -637,6 +654,21 @@ mod tests {
     #[test]
     fn json_round_trip() {
         let v = serde_json::json!({"a": [1, 2.5, "x", null, true], "b": {"c": -3}});
-        assert_eq!(dynamic_to_json(&json_to_dynamic(&v)), v);
+        assert_eq!(dynamic_to_json(&json_to_dynamic(&v)).unwrap(), v);
+    }
+
+    #[test]
+    fn results_nested_deeper_than_json_takes_are_refused() {
+        let nested = |levels: usize| {
+            let mut d = Dynamic::from_array(vec![]);
+            for _ in 0..levels {
+                d = Dynamic::from_array(vec![d]);
+            }
+            d
+        };
+        assert!(dynamic_to_json(&nested(MAX_RESULT_DEPTH)).is_ok());
+        let e = dynamic_to_json(&nested(1_000)).unwrap_err();
+        assert_eq!(e.error, "json.invalid");
+        assert!(e.message.contains("deeper than 128 levels"), "{e:?}");
     }
 }
