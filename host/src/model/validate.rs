@@ -545,26 +545,79 @@ fn ssh_tunnel_rules(c: &Connection) -> Result<(), DittoError> {
             DittoError::json_invalid("The value at </sshTunnel/enabled> must be a boolean.")
         })?,
     };
-    if !tunnel.get("uri").is_some_and(|u| u.is_string()) {
+    let Some(uri) = tunnel.get("uri").and_then(|u| u.as_str()) else {
         return Err(DittoError::json_field_missing("/sshTunnel/uri"));
+    };
+    // Ditto's `SshTunnelValidator`.
+    if uri.is_empty() {
+        return Err(invalid("The URI of the ssh server must not be empty."));
     }
-    match tunnel
-        .get("credentials")
+    match url::Url::parse(uri) {
+        Ok(u) if u.scheme() == "ssh" && u.host_str().is_some_and(|h| !h.is_empty()) => {}
+        Ok(u) if u.scheme() != "ssh" => {
+            return Err(invalid(format!(
+                "The SSH server URI '{uri}' is not valid: The scheme for the ssh endpoint must be 'ssh'."
+            )));
+        }
+        Ok(_) => {
+            return Err(invalid(format!(
+                "The SSH server URI '{uri}' is not valid: it has no host."
+            )));
+        }
+        Err(e) => {
+            return Err(invalid(format!(
+                "The SSH server URI '{uri}' is not valid: {e}"
+            )));
+        }
+    }
+    let credentials = tunnel.get("credentials");
+    let text = |key: &str| {
+        credentials
+            .and_then(|c| c.get(key))
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+    };
+    match credentials
         .and_then(|c| c.get("type"))
         .and_then(|t| t.as_str())
     {
-        Some("password") | Some("public-key") => {}
+        // `plain` is Ditto's type (`UserPasswordCredentials.TYPE`); its documentation says
+        // `password`, which Ferrule takes too.
+        Some("plain") | Some("password") => {
+            if text("username").is_empty() {
+                return Err(invalid("SSH tunnel username must not be empty."));
+            }
+            if text("password").is_empty() {
+                return Err(invalid("SSH tunnel password must not be empty."));
+            }
+        }
+        Some("public-key") => {}
+        Some(t @ ("client-cert" | "hmac" | "oauth-client-credentials" | "oauth-password")) => {
+            return Err(invalid(format!(
+                "Credentials type {t} cannot be used for an ssh tunnel."
+            )));
+        }
         Some(other) => {
             return Err(invalid(format!(
                 "The SSH tunnel credentials type '{other}' is unknown."
             ))
-            .with_description("Use 'password' or 'public-key'."));
+            .with_description("Use 'plain' or 'public-key'."));
         }
         None => {
             return Err(DittoError::json_field_missing(
                 "/sshTunnel/credentials/type",
             ));
         }
+    }
+    let validate_host = tunnel.get("validateHost").and_then(|v| v.as_bool()) == Some(true);
+    let no_fingerprints = tunnel
+        .get("knownHosts")
+        .and_then(|k| k.as_array())
+        .is_none_or(|k| k.is_empty());
+    if validate_host && no_fingerprints {
+        return Err(invalid(
+            "Specify at least one fingerprint if host validation is enabled.",
+        ));
     }
     if enabled {
         return Err(invalid("SSH tunnels are not supported by Ferrule.").with_description(
@@ -1142,9 +1195,48 @@ mod tests {
         v["sshTunnel"] = tunnel.clone();
         check(v).unwrap();
         let mut v = mqtt();
-        v["sshTunnel"] = tunnel;
+        v["sshTunnel"] = tunnel.clone();
         v["sshTunnel"]["enabled"] = json!(true);
         assert!(message(v).contains("SSH tunnels are not supported"));
+        // Ditto's `SshTunnelValidator`: type `plain`, non-empty user and password, ssh URIs,
+        // a fingerprint when the host is validated, no other credentials types.
+        let with = |f: &dyn Fn(&mut Value)| {
+            let mut v = mqtt();
+            v["sshTunnel"] = tunnel.clone();
+            f(&mut v["sshTunnel"]);
+            check(v).map(|_| ()).map_err(|e| e.message)
+        };
+        assert_eq!(with(&|t| t["credentials"]["type"] = json!("plain")), Ok(()));
+        assert_eq!(
+            with(&|t| t["credentials"]["password"] = json!("")),
+            Err("SSH tunnel password must not be empty.".into())
+        );
+        assert_eq!(
+            with(&|t| t["credentials"]["username"] = json!("")),
+            Err("SSH tunnel username must not be empty.".into())
+        );
+        assert_eq!(
+            with(&|t| t["uri"] = json!("http://h:22")),
+            Err("The SSH server URI 'http://h:22' is not valid: The scheme for the ssh endpoint must be 'ssh'.".into())
+        );
+        assert_eq!(
+            with(&|t| t["credentials"] = json!({"type": "hmac", "algorithm": "az-sasl"})),
+            Err("Credentials type hmac cannot be used for an ssh tunnel.".into())
+        );
+        assert_eq!(
+            with(&|t| {
+                t["validateHost"] = json!(true);
+                t["knownHosts"] = json!([]);
+            }),
+            Err("Specify at least one fingerprint if host validation is enabled.".into())
+        );
+        assert_eq!(
+            with(&|t| {
+                t["validateHost"] = json!(true);
+                t["knownHosts"] = json!(["MD5:e0:3a"]);
+            }),
+            Ok(())
+        );
         let mut v = mqtt();
         v["credentials"] = json!({"type": "magic"});
         assert!(message(v).contains("credentials type 'magic'"));
