@@ -139,6 +139,9 @@ mod scopes {
     /// Authorization subjects of sources.
     pub const AUTHORIZATION: &[&str] = &["header", "connection", "source", "request"];
     pub const ENFORCEMENT_INPUT: &[&str] = &["header", "source"];
+    pub const AMQP_ENFORCEMENT_INPUT: &[&str] = &["header"];
+    /// The values of MQTT 3.1.1 target header mappings (Ditto's `Mqtt3Validator`).
+    pub const MQTT3_TARGET_HEADER_VALUES: &[&str] = &["header"];
     pub const ENFORCEMENT_FILTERS: &[&str] = &["thing", "entity", "policy", "feature"];
     /// `acknowledgementRequests.filter`, incoming and outgoing mapping conditions.
     pub const CONDITIONS: &[&str] = &[
@@ -199,11 +202,13 @@ fn placeholder_rules(c: &Connection) -> Result<(), DittoError> {
             }
         }
         if let Some(enforcement) = &source.enforcement {
-            check_template(
-                &enforcement.input,
-                ENFORCEMENT_INPUT,
-                &at("enforcement input"),
-            )?;
+            // Ditto's `AmqpValidator` and `RabbitMQValidator` take only the headers placeholder
+            // as the input; MQTT's rules are in `mqtt_source_rules`.
+            let input = match c.connection_type {
+                ConnectionType::Amqp091 | ConnectionType::Amqp10 => AMQP_ENFORCEMENT_INPUT,
+                _ => ENFORCEMENT_INPUT,
+            };
+            check_template(&enforcement.input, input, &at("enforcement input"))?;
             for filter in &enforcement.filters {
                 check_template(filter, ENFORCEMENT_FILTERS, &at("enforcement filter"))?;
             }
@@ -718,6 +723,13 @@ fn mqtt_source_rules(source: &Source, name: &str, mqtt3: bool) -> Result<(), Dit
         }
         if let Some(reply) = &source.reply_target {
             check_mqtt3_target_headers(reply.header_mapping.keys())?;
+            for (key, value) in &reply.header_mapping {
+                check_template(
+                    value,
+                    scopes::MQTT3_TARGET_HEADER_VALUES,
+                    &format!("{name} replyTarget headerMapping '{key}'"),
+                )?;
+            }
         }
     }
     Ok(())
@@ -739,6 +751,13 @@ fn mqtt_target_rules(target: &Target, name: &str, mqtt3: bool) -> Result<(), Dit
     }
     if mqtt3 {
         check_mqtt3_target_headers(target.header_mapping.keys())?;
+        for (key, value) in &target.header_mapping {
+            check_template(
+                value,
+                scopes::MQTT3_TARGET_HEADER_VALUES,
+                &format!("{name} headerMapping '{key}'"),
+            )?;
+        }
     }
     Ok(())
 }
@@ -1240,6 +1259,48 @@ mod tests {
         let mut v = mqtt();
         v["credentials"] = json!({"type": "magic"});
         assert!(message(v).contains("credentials type 'magic'"));
+    }
+
+    #[test]
+    fn protocol_placeholder_rules_follow_dittos_validators() {
+        // AmqpValidator / RabbitMQValidator: the enforcement input is a header.
+        for kind in ["amqp-091", "amqp-10"] {
+            let mut v = mqtt();
+            v["connectionType"] = json!(kind);
+            v["uri"] = json!("amqp://h:5672");
+            v["sources"][0]["qos"] = json!(null);
+            v["targets"][0]["address"] = json!("ex/key");
+            v["sources"][0]["enforcement"] =
+                json!({"input": "{{ source:address }}", "filters": ["{{ thing:id }}"]});
+            let e = check(v.clone()).unwrap_err();
+            assert_eq!(
+                e.error, "connectivity:connection.configuration.invalid",
+                "{kind}"
+            );
+            assert!(
+                e.message.contains("enforcement input"),
+                "{kind}: {}",
+                e.message
+            );
+            v["sources"][0]["enforcement"]["input"] = json!("{{ header:device_id }}");
+            check(v).unwrap();
+        }
+        // Mqtt3Validator: target header values may use header placeholders only.
+        let mut v = mqtt();
+        v["targets"][0]["headerMapping"] = json!({"mqtt.topic": "{{ thing:id }}/x"});
+        let e = check(v.clone()).unwrap_err();
+        assert_eq!(e.error, "connectivity:connection.configuration.invalid");
+        assert!(
+            e.message.contains("headerMapping 'mqtt.topic'"),
+            "{}",
+            e.message
+        );
+        v["targets"][0]["headerMapping"] =
+            json!({"mqtt.topic": "{{ header:topic }}", "mqtt.qos": "1"});
+        check(v.clone()).unwrap();
+        v["connectionType"] = json!("mqtt-5");
+        v["targets"][0]["headerMapping"] = json!({"mqtt.topic": "{{ thing:id }}/x"});
+        check(v).unwrap();
     }
 
     #[test]
