@@ -211,11 +211,23 @@ async fn a_device_changes_its_twin_and_the_event_is_published() {
             })),
         "{logs}"
     );
-    assert!(
-        entries
-            .iter()
-            .any(|e| e["type"] == "published" && e["level"] == "success")
-    );
+    // Success entries of every stage a message passed (issue 19 point 11: only failures and
+    // target publishes were logged), sampled at most one per 10 ms of each kind.
+    for (category, kind) in [
+        ("source", "consumed"),
+        ("source", "mapped"),
+        ("target", "dispatched"),
+        ("target", "filtered"),
+        ("target", "mapped"),
+        ("target", "published"),
+    ] {
+        assert!(
+            entries
+                .iter()
+                .any(|e| e["category"] == category && e["type"] == kind && e["level"] == "success"),
+            "no {category} {kind} success: {logs}"
+        );
+    }
 
     // Closing and opening the connection keeps its metrics; only resetConnectionMetrics
     // zeroes them.

@@ -90,7 +90,15 @@ pub struct ConnectionLogs {
     bytes: usize,
     /// Where every entry is also published (Fluentd), with the connection id.
     publisher: Option<(std::sync::Arc<super::fluentd::FluentPublisher>, String)>,
+    /// When a success entry of (category, type, address hash) was last taken (see
+    /// [`ConnectionLogs::takes_success`]).
+    last_success: std::collections::HashMap<(Category, &'static str, u64), DateTime<Utc>>,
 }
+
+/// At most one success entry per category, type and address in this time: a connection that
+/// moves thousands of messages a second keeps a current sample of its successes (the buffers
+/// hold the last 10 of each) without building an entry for every message.
+pub const SUCCESS_SAMPLE_MICROS: i64 = 10_000;
 
 impl ConnectionLogs {
     pub fn new(limits: LogLimits) -> ConnectionLogs {
@@ -101,7 +109,36 @@ impl ConnectionLogs {
             buffers: IndexMap::new(),
             bytes: 0,
             publisher: None,
+            last_success: std::collections::HashMap::new(),
         }
+    }
+
+    /// Whether a success entry of `category`/`log_type` at `address` would be kept now: logging
+    /// is enabled (or entries are published) and none of the same kind was taken within
+    /// [`SUCCESS_SAMPLE_MICROS`]. Callers build the entry only then; `true` counts as taken.
+    pub fn takes_success(
+        &mut self,
+        category: Category,
+        log_type: &'static str,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> bool {
+        let wanted =
+            self.publisher.is_some() || (self.is_enabled(now) && self.limits.success_capacity > 0);
+        if !wanted {
+            return false;
+        }
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(address);
+        let last = self
+            .last_success
+            .entry((category, log_type, hash))
+            .or_insert(DateTime::<Utc>::MIN_UTC);
+        if (now - *last).num_microseconds().unwrap_or(i64::MAX) < SUCCESS_SAMPLE_MICROS {
+            return false;
+        }
+        *last = now;
+        true
     }
 
     /// Also publishes every entry of `connection_id` to `publisher`, whether or not logging is
@@ -280,6 +317,37 @@ mod tests {
         assert_eq!(list[1]["type"], "consumed");
         logs.clear();
         assert_eq!(logs.retrieve("c", now)["connectionLogs"], json!([]));
+    }
+
+    #[test]
+    fn success_entries_are_sampled_per_kind_and_address() {
+        let t0 = Utc::now();
+        let mut logs = ConnectionLogs::new(LogLimits::default());
+        let takes = |logs: &mut ConnectionLogs, kind: &'static str, address: &str, ms: i64| {
+            logs.takes_success(
+                Category::Source,
+                kind,
+                address,
+                t0 + Duration::milliseconds(ms),
+            )
+        };
+        assert!(!takes(&mut logs, "consumed", "a", 0), "logging is disabled");
+        logs.enable(t0);
+        assert!(takes(&mut logs, "consumed", "a", 0));
+        assert!(
+            !takes(&mut logs, "consumed", "a", 5),
+            "within the sample time"
+        );
+        assert!(takes(&mut logs, "mapped", "a", 5), "another type");
+        assert!(takes(&mut logs, "consumed", "b", 5), "another address");
+        assert!(takes(&mut logs, "consumed", "a", 10));
+        let none = LogLimits {
+            success_capacity: 0,
+            ..LogLimits::default()
+        };
+        let mut logs = ConnectionLogs::new(none);
+        logs.enable(t0);
+        assert!(!takes(&mut logs, "consumed", "a", 0), "no success kept");
     }
 
     #[test]

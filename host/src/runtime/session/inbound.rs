@@ -241,6 +241,15 @@ async fn start_delivery(
     let address = source_address(source, delivery);
     ctx.count(Direction::Inbound, &address, MetricType::Consumed, true);
     let message = &delivery.message;
+    let correlation = message.headers.correlation_id();
+    ctx.log_success(
+        Category::Source,
+        "consumed",
+        &address,
+        correlation.as_deref(),
+        None,
+        || "Message was consumed.".into(),
+    );
     let MappedDelivery {
         subject,
         mapped: mapped_all,
@@ -251,7 +260,6 @@ async fn start_delivery(
         connection_id: &ctx.connection.id,
         subject: subject.as_deref(),
     };
-    let correlation = message.headers.correlation_id();
     let mut steps = Vec::new();
     for mapped in mapped_all {
         let signals = match mapped.result {
@@ -314,8 +322,25 @@ async fn start_delivery(
             }
         };
         ctx.count(Direction::Inbound, &address, MetricType::Mapped, true);
+        let mapper = &mapped.mapper;
+        ctx.log_success(
+            Category::Source,
+            "mapped",
+            &address,
+            correlation.as_deref(),
+            None,
+            || format!("Successfully mapped incoming signal with mapper <{mapper}>."),
+        );
         if signals.is_empty() {
             ctx.count(Direction::Inbound, &address, MetricType::Dropped, true);
+            ctx.log_success(
+                Category::Source,
+                "dropped",
+                &address,
+                correlation.as_deref(),
+                None,
+                || format!("Message was dropped by mapper <{mapper}>."),
+            );
             continue;
         }
         for mut signal in signals {
@@ -349,6 +374,14 @@ async fn start_delivery(
                     continue;
                 }
                 ctx.count(Direction::Inbound, &address, MetricType::Enforced, true);
+                ctx.log_success(
+                    Category::Source,
+                    "enforced",
+                    &address,
+                    correlation.as_deref(),
+                    Some(&entity),
+                    || "Message passed the enforcement.".into(),
+                );
             }
             if let Some(label) = undeclared_ack(source, &signal) {
                 let e = crate::hub::acks::label_not_declared(label);
@@ -399,12 +432,23 @@ async fn start_delivery(
                         HubSettle::Reject => Settle::Reject,
                     };
                     if requested {
+                        let acknowledged = settle == Settle::Accept;
                         ctx.count(
                             Direction::Inbound,
                             &address,
                             MetricType::Acknowledged,
-                            settle == Settle::Accept,
+                            acknowledged,
                         );
+                        if acknowledged {
+                            ctx.log_success(
+                                Category::Source,
+                                "acknowledged",
+                                &address,
+                                correlation.as_deref(),
+                                None,
+                                || "Message was acknowledged.".into(),
+                            );
+                        }
                     }
                     verdicts.push(settle);
                 }

@@ -96,6 +96,35 @@ impl Context {
             .record(direction, address, metric, success, Utc::now());
     }
 
+    /// A success entry, sampled ([`ConnectionLogs::takes_success`]): nothing is built unless
+    /// the logs take it.
+    fn log_success(
+        &self,
+        category: Category,
+        log_type: &'static str,
+        address: &str,
+        correlation: Option<&str>,
+        entity: Option<&str>,
+        message: impl FnOnce() -> String,
+    ) {
+        let now = Utc::now();
+        let mut logs = lock(&self.logs);
+        if !logs.takes_success(category, log_type, address, now) {
+            return;
+        }
+        logs.log(LogEntry {
+            correlation_id: correlation.unwrap_or("<not-provided>").to_string(),
+            timestamp: now,
+            category,
+            log_type,
+            level: Level::Success,
+            message: message(),
+            address: Some(address.to_string()),
+            entity_type: entity.map(|_| "thing".to_string()),
+            entity_id: entity.map(str::to_string),
+        });
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn log(
         &self,

@@ -254,6 +254,19 @@ fn prepare_routed(
     let signal = &*signal;
     let correlation = signal.headers.correlation_id();
     let entity = Some(signal.topic.entity_id());
+    for (log_type, text) in [
+        ("dispatched", "Message was dispatched."),
+        ("filtered", "Message passed the target's filters."),
+    ] {
+        ctx.log_success(
+            Category::Target,
+            log_type,
+            address_key,
+            correlation.as_deref(),
+            entity.as_deref(),
+            || text.into(),
+        );
+    }
     let resolver = SignalResolver::outbound(signal, &ctx.connection.id);
     let Some(address) = resolve_address(&target.address, &resolver) else {
         ctx.count(Direction::Outbound, address_key, MetricType::Dropped, true);
@@ -309,8 +322,25 @@ fn prepare_routed(
             }
         };
         ctx.count(Direction::Outbound, address_key, MetricType::Mapped, true);
+        let mapper = &mapped.mapper;
+        ctx.log_success(
+            Category::Target,
+            "mapped",
+            address_key,
+            correlation.as_deref(),
+            entity.as_deref(),
+            || format!("Successfully mapped outbound signal with mapper <{mapper}>."),
+        );
         if messages.is_empty() {
             ctx.count(Direction::Outbound, address_key, MetricType::Dropped, true);
+            ctx.log_success(
+                Category::Target,
+                "dropped",
+                address_key,
+                correlation.as_deref(),
+                entity.as_deref(),
+                || format!("Message was dropped by mapper <{mapper}>."),
+            );
         }
         for message in messages {
             let message = with_target_headers(message, target, &resolver);
@@ -331,23 +361,32 @@ fn prepare_routed(
                     MetricType::Published,
                     result.is_ok(),
                 );
-                let (issued, text) = match result {
-                    Ok(()) => (Issued::Published, "Message was published.".to_string()),
+                let issued = match result {
+                    Ok(()) => {
+                        ctx.log_success(
+                            Category::Target,
+                            "published",
+                            &address,
+                            correlation.as_deref(),
+                            entity.as_deref(),
+                            || "Message was published.".into(),
+                        );
+                        Issued::Published
+                    }
                     Err(e) => {
                         let text = format!("Message could not be published: {}", e.message);
-                        (Issued::SendingFailed(e.message), text)
+                        ctx.log(
+                            Category::Target,
+                            "published",
+                            false,
+                            &address,
+                            correlation,
+                            entity,
+                            text,
+                        );
+                        Issued::SendingFailed(e.message)
                     }
                 };
-                let success = matches!(issued, Issued::Published);
-                ctx.log(
-                    Category::Target,
-                    "published",
-                    success,
-                    &address,
-                    correlation,
-                    entity,
-                    text,
-                );
                 issue_ack(&ctx, &address_key, label.as_ref(), id, issued);
             }));
         }
