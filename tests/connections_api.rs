@@ -1109,3 +1109,69 @@ async fn javascript_limits_come_from_the_configuration() {
         "{error}"
     );
 }
+
+/// Issue 19 point 13: Ditto's host validation (`blocked-hostnames`, `blocked-subnets`,
+/// `blocked-host-regex`, `allowed-hostnames`), here from Ditto's environment variables.
+#[tokio::test]
+async fn blocked_hosts_are_refused_at_create_and_allowed_ones_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::try_start(
+        dir.path(),
+        common::Options {
+            env: vec![
+                (
+                    "CONNECTIVITY_CONNECTION_BLOCKED_HOSTNAMES".into(),
+                    "localhost".into(),
+                ),
+                (
+                    "CONNECTIVITY_CONNECTION_BLOCKED_HOST_REGEX".into(),
+                    r".*\.internal".into(),
+                ),
+                (
+                    "CONNECTIVITY_CONNECTION_ALLOWED_HOSTNAMES".into(),
+                    "127.0.0.2".into(),
+                ),
+            ],
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|(code, err)| panic!("ferrule exited with {code}: {err}"));
+    let mut c = mqtt_connection();
+    c["uri"] = json!("tcp://127.0.0.1:1883");
+    for path in [
+        "/api/2/connections/blocked",
+        "/api/2/connections?dry-run=true",
+    ] {
+        let resp = if path.contains("dry-run") {
+            f.post_json(path, &c).await
+        } else {
+            f.put_json(path, &c).await
+        };
+        let body = assert_error(resp, 400, "connectivity:connection.configuration.invalid").await;
+        assert_eq!(
+            body["message"],
+            "The configured host '127.0.0.1' may not be used for the connection because the hostname resolved to a loopback address (127.0.0.1)."
+        );
+    }
+    c["uri"] = json!("tcp://broker.internal:1883");
+    let body = assert_error(
+        f.put_json("/api/2/connections/blocked", &c).await,
+        400,
+        "connectivity:connection.configuration.invalid",
+    )
+    .await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("because the host is blocked."),
+        "{body}"
+    );
+    assert_eq!(
+        json(f.get("/api/2/connections?ids-only=true").await).await,
+        json!([])
+    );
+    c["uri"] = json!("tcp://127.0.0.2:1883");
+    let resp = f.put_json("/api/2/connections/allowed", &c).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+}

@@ -8,6 +8,7 @@ use crate::monitoring::fluentd::PublisherConfig;
 use crate::monitoring::logs::LogLimits;
 use crate::monitoring::prometheus::PrometheusConfig;
 use crate::runtime::RuntimeConfig;
+use crate::runtime::hosts::HostRules;
 use crate::store::EncryptionConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ pub struct FileConfig {
     pub devops_password: Option<String>,
     pub http: HttpConfig,
     pub limits: ValidationLimits,
+    pub hosts: HostRules,
     pub logs: LogLimits,
     pub runtime: RuntimeConfig,
     pub mappers: MapperConfig,
@@ -67,6 +69,7 @@ pub struct Config {
     pub devops_password: Option<String>,
     pub http: HttpConfig,
     pub limits: ValidationLimits,
+    pub hosts: HostRules,
     pub logs: LogLimits,
     pub runtime: RuntimeConfig,
     pub mappers: MapperConfig,
@@ -115,6 +118,9 @@ impl Config {
         file.limits
             .check()
             .map_err(|e| anyhow::anyhow!("the configuration is not valid: {e}"))?;
+        file.hosts
+            .check_config()
+            .map_err(|e| anyhow::anyhow!("the configuration is not valid: {e}"))?;
         let bind_text = overrides
             .bind
             .or(file.bind)
@@ -134,6 +140,7 @@ impl Config {
                 .or(file.devops_password),
             http: file.http,
             limits: file.limits,
+            hosts: file.hosts,
             logs: file.logs,
             runtime: file.runtime,
             mappers: file.mappers,
@@ -172,6 +179,12 @@ fn apply_env(
                     .iter()
                     .find(|(var, _)| *var == name)
                     .map(|(_, key)| ("javascript".to_string(), key.to_string()))
+            })
+            .or_else(|| {
+                crate::runtime::hosts::ENV
+                    .iter()
+                    .find(|(var, _)| *var == name)
+                    .map(|(_, key)| ("hosts".to_string(), key.to_string()))
             });
         let raw = if name == "CONNECTIVITY_LOGGER_PUBLISHER_LOG_LEVELS" {
             let levels: Vec<String> = raw
@@ -187,6 +200,9 @@ fn apply_env(
             }
         } else if name == "CONNECTIVITY_LOGGER_PUBLISHER_LOG_TAG"
             || name == "CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST"
+            || crate::runtime::hosts::ENV
+                .iter()
+                .any(|(var, _)| *var == name)
         {
             format!("{raw:?}")
         } else {
@@ -254,6 +270,27 @@ mod tests {
     }
 
     #[test]
+    fn host_rules_come_from_dittos_variables_and_are_checked() {
+        let env = [
+            ("CONNECTIVITY_CONNECTION_BLOCKED_HOSTNAMES", "localhost"),
+            (
+                "CONNECTIVITY_CONNECTION_BLOCKED_SUBNETS",
+                "11.1.0.0/16,10.0.0.0/8",
+            ),
+            ("CONNECTIVITY_CONNECTION_ALLOWED_HOSTNAMES", "broker"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = Config::resolve_with(Overrides::default(), env).unwrap();
+        assert_eq!(c.hosts.blocked_hostnames, "localhost");
+        assert_eq!(c.hosts.blocked_subnets, "11.1.0.0/16,10.0.0.0/8");
+        assert_eq!(c.hosts.allowed_hostnames, "broker");
+        let env = [("FERRULE_HOSTS__BLOCKED_SUBNETS", "10.0.0.0/99")]
+            .map(|(k, v)| (k.to_string(), v.to_string()));
+        let e = Config::resolve_with(Overrides::default(), env).unwrap_err();
+        assert!(e.to_string().contains("blocked_subnets"), "{e}");
+    }
+
+    #[test]
     fn transport_limits_are_checked_when_the_configuration_is_read() {
         let env = [("FERRULE_LIMITS__AMQP091_FRAME_MAX", "100")]
             .map(|(k, v)| (k.to_string(), v.to_string()));
@@ -275,6 +312,7 @@ mod tests {
         let parsed: FileConfig = toml::from_str(text).unwrap();
         assert_eq!(parsed.http, HttpConfig::default());
         assert_eq!(parsed.limits, ValidationLimits::default());
+        assert_eq!(parsed.hosts, HostRules::default());
         assert_eq!(parsed.logs, LogLimits::default());
         assert_eq!(parsed.runtime, RuntimeConfig::default());
         assert_eq!(parsed.mappers, MapperConfig::default());

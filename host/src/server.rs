@@ -130,6 +130,7 @@ impl Server {
             hub.clone(),
             config.runtime,
             config.limits,
+            config.hosts.clone(),
             MappingContext {
                 wasm: Some(mappers.clone()),
                 log_sink: None,

@@ -4,6 +4,7 @@
 //! status that `GET .../status` reports.
 
 pub mod compiled;
+pub mod hosts;
 pub mod processor;
 pub mod session;
 pub mod status;
@@ -84,6 +85,8 @@ pub struct Runtime {
     config: RuntimeConfig,
     /// `[limits]`: the transports' size limits for connections that set none.
     limits: crate::model::ValidationLimits,
+    /// `[hosts]`: which broker hosts connections may use.
+    hosts: hosts::HostRules,
     mapping: MappingContext,
     running: tokio::sync::Mutex<HashMap<String, Running>>,
 }
@@ -115,12 +118,14 @@ impl Runtime {
         hub: Arc<Hub>,
         config: RuntimeConfig,
         limits: crate::model::ValidationLimits,
+        hosts: hosts::HostRules,
         mapping: MappingContext,
     ) -> Arc<Runtime> {
         Arc::new(Runtime {
             hub,
             config,
             limits,
+            hosts,
             mapping,
             running: tokio::sync::Mutex::new(HashMap::new()),
         })
@@ -272,6 +277,11 @@ impl Runtime {
     /// mapper is built (scripts compiled), and the transport checks its configuration.
     pub async fn check(&self, connection: &Connection) -> Result<(), DittoError> {
         self.compile(connection, self.mapping.clone()).await?;
+        if let Ok(uri) = url::Url::parse(&connection.uri)
+            && let Some(host) = uri.host_str()
+        {
+            self.hosts.check(host).await?;
+        }
         let Some(config) = self.client_config(connection, 0, false) else {
             return Ok(());
         };
@@ -580,6 +590,7 @@ mod tests {
             hub,
             RuntimeConfig::default(),
             limits,
+            hosts::HostRules::default(),
             MappingContext::default(),
         );
         let mut c = crate::model::parse::connection_from_object(
