@@ -342,7 +342,8 @@ fn source(address: &str, ack_label: &str) -> Value {
 }
 
 fn mqtt_specific_config(client_id: &str) -> Value {
-    json!({"clientId": client_id, "cleanSession": "false", "reconnectForRedelivery": "true"})
+    json!({"clientId": client_id, "cleanSession": "false", "reconnectForRedelivery": "true",
+           "reconnectForRedeliveryDelay": "1s"})
 }
 
 /// One connection with the source and its event target on the same broker.

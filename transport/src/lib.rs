@@ -175,6 +175,9 @@ pub struct TransportError {
     pub kind: ErrorKind,
     /// What happened, for status details and logs; never contains a password.
     pub message: String,
+    /// For a [`ClientEvent::Disconnected`] the client asked for (MQTT's reconnect for
+    /// redelivery): how long the host waits before it connects again, instead of its backoff.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl TransportError {
@@ -182,6 +185,7 @@ impl TransportError {
         TransportError {
             kind,
             message: message.into(),
+            retry_after: None,
         }
     }
 }

@@ -17,7 +17,9 @@
 //!   duration as Ditto reads it, `60s`, `1m`, `500ms`, ...; a bare number is seconds, where
 //!   Ditto reads milliseconds; whole seconds from 0 to 65,535, default 60; 0 disables it; the
 //!   MQTT 5 client takes no value under 5 s, so there 0 is sent as 65,535 and 1–4 as 5), `lastWillTopic`/`lastWillQos`/`lastWillRetain`/`lastWillMessage`,
-//!   `reconnectForRedelivery` (default `false`), MQTT 5: `sessionExpiryInterval` (seconds; default
+//!   `reconnectForRedelivery` (default `false`), `reconnectForRedeliveryDelay` (a duration as
+//!   `keepAlive`, default 2 s, at least 1 s: how long after such a disconnect the host connects
+//!   again, instead of its backoff), MQTT 5: `sessionExpiryInterval` (seconds; default
 //!   0 with a clean session, else 60), `separatePublisherClient` (default `false`: one client
 //!   consumes and publishes; `true`: a second connection with the client id `publisherId`
 //!   (default `<clientId>p`, MQTT 5 clients with `client_index` > 0 `<clientId>p_<index>`) and no
@@ -215,6 +217,8 @@ struct Settings {
     clean_session: bool,
     keep_alive: Duration,
     reconnect_for_redelivery: bool,
+    /// How long after a disconnect for redelivery the host reconnects.
+    redelivery_delay: Duration,
     session_expiry: u32,
     last_will: Option<(String, u8, bool, String)>,
     /// The largest packet accepted from the broker.
@@ -276,11 +280,25 @@ impl Settings {
             clean_session,
             keep_alive,
             reconnect_for_redelivery: parse_bool(config, "reconnectForRedelivery")?,
+            redelivery_delay: redelivery_delay(config)?,
             session_expiry,
             last_will,
             max_packet,
         })
     }
+}
+
+/// `specificConfig.reconnectForRedeliveryDelay`: Ditto's default 2 s, at least 1 s
+/// (`ReconnectDelay.ofOrLowerBoundary`); a bare number is seconds, as for `keepAlive`.
+fn redelivery_delay(config: &ClientConfig) -> Result<Duration, TransportError> {
+    let delay = parse_duration(
+        config,
+        "reconnectForRedeliveryDelay",
+        Duration::from_secs(1),
+    )?;
+    Ok(delay
+        .unwrap_or(Duration::from_secs(2))
+        .max(Duration::from_secs(1)))
 }
 
 /// `specificConfig.keepAlive` for the client (see the module documentation).
@@ -652,6 +670,7 @@ async fn connect_inner(config: ClientConfig, uri: BrokerUri) -> Result<Connected
         ack_tx: ack_tx.clone(),
         acks: 0,
         reconnect_for_redelivery: settings.reconnect_for_redelivery,
+        redelivery_delay: settings.redelivery_delay,
         dry_run: config.dry_run,
     };
     let relay = broker_guard.map(|g| g.task);
@@ -774,6 +793,7 @@ struct Driver {
     /// QoS 1 and 2 messages received so far: the place of the next one's acknowledgement.
     acks: u64,
     reconnect_for_redelivery: bool,
+    redelivery_delay: Duration,
     dry_run: bool,
 }
 
@@ -873,14 +893,16 @@ impl Driver {
                     break if self.shared.redelivering.load(Ordering::SeqCst)
                         && !self.shared.closing.load(Ordering::SeqCst)
                     {
-                        Some(TransportError::new(
+                        let mut e = TransportError::new(
                             ErrorKind::Closed,
                             format!(
                                 "Disconnected from the MQTT broker at {} for the redelivery of \
                                  an unsettled message",
                                 self.shared.authority
                             ),
-                        ))
+                        );
+                        e.retry_after = Some(self.redelivery_delay);
+                        Some(e)
                     } else {
                         None
                     };
@@ -1325,6 +1347,22 @@ mod tests {
             let e = Settings::parse(&config(&[("keepAlive", bad)])).unwrap_err();
             assert_eq!(e.kind, ErrorKind::Misconfigured, "{bad}");
         }
+        // reconnectForRedeliveryDelay: Ditto's default 2 s, at least 1 s.
+        let delay = |v: &[(&str, &str)]| Settings::parse(&config(v)).unwrap().redelivery_delay;
+        assert_eq!(delay(&[]), Duration::from_secs(2));
+        assert_eq!(
+            delay(&[("reconnectForRedeliveryDelay", "3s")]),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            delay(&[("reconnectForRedeliveryDelay", "5")]),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            delay(&[("reconnectForRedeliveryDelay", "200ms")]),
+            Duration::from_secs(1)
+        );
+        assert!(Settings::parse(&config(&[("reconnectForRedeliveryDelay", "soon")])).is_err());
         let e = Settings::parse(&config(&[("keepAlive", "x")])).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Misconfigured);
         assert!(Settings::parse(&config(&[("lastWillTopic", "a/#")])).is_err());

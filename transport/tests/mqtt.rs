@@ -331,6 +331,7 @@ async fn redelivery(protocol: Protocol, name: &str) {
         &[
             ("cleanSession", "false"),
             ("reconnectForRedelivery", "true"),
+            ("reconnectForRedeliveryDelay", "1500ms"),
         ],
     );
     let client_id = c.connection_id.clone();
@@ -346,7 +347,11 @@ async fn redelivery(protocol: Protocol, name: &str) {
     assert_eq!(d.message.text.as_deref(), Some("m1"));
     d.settler.settle(Settle::Redeliver);
     match next_event(&mut first).await {
-        ClientEvent::Disconnected(e) => assert_eq!(e.kind, ErrorKind::Closed),
+        ClientEvent::Disconnected(e) => {
+            assert_eq!(e.kind, ErrorKind::Closed);
+            // The host reconnects after the configured delay, not after its backoff.
+            assert_eq!(e.retry_after, Some(Duration::from_millis(1500)));
+        }
         other => panic!("{other:?}"),
     }
     first.client.close().await;

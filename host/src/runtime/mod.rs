@@ -409,6 +409,9 @@ impl Runtime {
                 r = Session::start(ctx.clone(), configs) => r,
                 _ = stopped.changed() => return,
             };
+            // A disconnect the client asked for (MQTT's reconnect for redelivery) is no failure:
+            // the connection comes back after the client's delay, whatever the failover.
+            let mut redeliver_after = None;
             match started {
                 Ok(mut session) => {
                     let recovered = attempt > 0;
@@ -432,8 +435,14 @@ impl Runtime {
                         failure = session.failures.recv() => {
                             let e = failure.unwrap_or_else(|| TransportError::new(ErrorKind::Closed, "the client stopped"));
                             session.close().await;
-                            log(false, format!("Connection lost: {}", e.message));
-                            *lock(&status) = failed_status(&connection, Live::Failed, Recovery::Ongoing, &e.message);
+                            if let Some(delay) = e.retry_after {
+                                log(true, format!("{}; reconnecting in {} ms.", e.message, delay.as_millis()));
+                                *lock(&status) = connecting_status(&connection, Recovery::Ongoing);
+                                redeliver_after = Some(delay);
+                            } else {
+                                log(false, format!("Connection lost: {}", e.message));
+                                *lock(&status) = failed_status(&connection, Live::Failed, Recovery::Ongoing, &e.message);
+                            }
                         }
                         _ = stopped.changed() => {
                             if announces {
@@ -458,6 +467,13 @@ impl Runtime {
                     *lock(&status) =
                         failed_status(&connection, live, Recovery::Ongoing, &e.message);
                 }
+            }
+            if let Some(delay) = redeliver_after {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stopped.changed() => return,
+                }
+                continue;
             }
             if !connection.failover_enabled {
                 lock(&status).recovery = Recovery::Unknown;
