@@ -9,7 +9,10 @@
 //! * Helpers (the JavaScript `Ditto` object): `ditto_message(namespace, name, group, channel,
 //!   criterion, action, path, headers, value[, status, extra])`, `external_message(headers, text,
 //!   bytes, content_type)`, `bytes_to_string(blob)` and `string_to_bytes(s)` (latin-1: one char
-//!   per byte, as `Ditto.arrayBufferToString` / `Ditto.stringToArrayBuffer`).
+//!   per byte, as `Ditto.arrayBufferToString` / `Ditto.stringToArrayBuffer`), and byte readers
+//!   on blobs: `read_u8`, `read_i8`, `read_{u,i}{16,32}_{be,le}`, `read_i64_{be,le}`,
+//!   `read_f{32,64}_{be,le}` (`bytePayload.read_u16_be(0)`; an integer or float, an error when
+//!   the bytes are not within the blob).
 //!
 //! The engine and both compiled scripts are built once and shared (`Send + Sync`); Rhai script
 //! functions are pure, so calls from many threads do not interfere. Limits: script size,
@@ -274,6 +277,57 @@ fn register_helpers(engine: &mut Engine) {
     engine.register_fn("string_to_bytes", |s: &str| -> Blob {
         s.chars().map(|c| c as u32 as u8).collect()
     });
+    register_readers(engine);
+}
+
+/// `N` bytes of `blob` at `at`, or a script error naming the reader and the blob's length.
+fn bytes_at<const N: usize>(
+    blob: &Blob,
+    at: i64,
+    name: &str,
+) -> Result<[u8; N], Box<EvalAltResult>> {
+    usize::try_from(at)
+        .ok()
+        .and_then(|start| blob.get(start..start.checked_add(N)?))
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            format!(
+                "{name}({at}): {N} bytes at {at} are not within the blob of {} bytes",
+                blob.len()
+            )
+            .into()
+        })
+}
+
+/// Byte readers on blobs, `payload.read_u16_be(0)`: every integer width, signed and unsigned,
+/// both byte orders, and floats. (Rhai's own `parse_be_int(start, len)` reads `len` bytes into
+/// the high end of a 64-bit integer: `00 07` is 1970324836974592, not 7.)
+fn register_readers(engine: &mut Engine) {
+    macro_rules! readers {
+        ($($name:literal => $n:literal, $to:ty, $read:expr;)*) => {$(
+            engine.register_fn($name, |b: &mut Blob, at: i64| -> Result<$to, Box<EvalAltResult>> {
+                Ok($read(bytes_at::<$n>(b, at, $name)?))
+            });
+        )*};
+    }
+    readers! {
+        "read_u8" => 1, i64, |b: [u8; 1]| b[0] as i64;
+        "read_i8" => 1, i64, |b: [u8; 1]| b[0] as i8 as i64;
+        "read_u16_be" => 2, i64, |b| u16::from_be_bytes(b) as i64;
+        "read_u16_le" => 2, i64, |b| u16::from_le_bytes(b) as i64;
+        "read_i16_be" => 2, i64, |b| i16::from_be_bytes(b) as i64;
+        "read_i16_le" => 2, i64, |b| i16::from_le_bytes(b) as i64;
+        "read_u32_be" => 4, i64, |b| u32::from_be_bytes(b) as i64;
+        "read_u32_le" => 4, i64, |b| u32::from_le_bytes(b) as i64;
+        "read_i32_be" => 4, i64, |b| i32::from_be_bytes(b) as i64;
+        "read_i32_le" => 4, i64, |b| i32::from_le_bytes(b) as i64;
+        "read_i64_be" => 8, i64, i64::from_be_bytes;
+        "read_i64_le" => 8, i64, i64::from_le_bytes;
+        "read_f32_be" => 4, f64, |b| f32::from_be_bytes(b) as f64;
+        "read_f32_le" => 4, f64, |b| f32::from_le_bytes(b) as f64;
+        "read_f64_be" => 8, f64, f64::from_be_bytes;
+        "read_f64_le" => 8, f64, f64::from_le_bytes;
+    }
 }
 
 /// Compiles a non-empty script and checks that it defines the entry point.

@@ -500,3 +500,63 @@ fn one_mapper_serves_many_threads() {
         h.join().unwrap();
     }
 }
+
+/// Issue 20: byte readers for every integer width, signedness and byte order (Rhai's own
+/// `parse_be_int(0, 2)` on `00 07` gives 1970324836974592).
+#[test]
+fn byte_readers_read_every_width_and_byte_order() {
+    let script = r#"
+fn mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
+    let b = bytePayload;
+    let value = #{
+        u8: b.read_u8(0), i8: b.read_i8(2),
+        u16be: b.read_u16_be(0), u16le: b.read_u16_le(0),
+        i16be: b.read_i16_be(2), i16le: b.read_i16_le(2),
+        u32be: b.read_u32_be(0), i32be: b.read_i32_be(2), i32le: b.read_i32_le(2),
+        i64be: b.read_i64_be(0), i64le: b.read_i64_le(0),
+        f32be: b.read_f32_be(8), f64le: b.read_f64_le(12)
+    };
+    ditto_message("org.acme", "d", "things", "twin", "commands", "modify", "/attributes/r",
+                  #{}, value)
+}"#;
+    let m = mapper(script, "");
+    let mut bytes = vec![0x00, 0x07, 0xff, 0xfe, 0x01, 0x02, 0x03, 0x04];
+    bytes.extend(21.5f32.to_be_bytes());
+    bytes.extend((-2.25f64).to_le_bytes());
+    let out = m.map_inbound(&external(&[], None, Some(&bytes))).unwrap();
+    let value = &json_of(&out[0])["value"];
+    assert_eq!(value["u8"], 0);
+    assert_eq!(value["i8"], -1);
+    assert_eq!(value["u16be"], 7);
+    assert_eq!(value["u16le"], 0x0700);
+    assert_eq!(value["i16be"], -2);
+    assert_eq!(value["i16le"], -257);
+    assert_eq!(value["u32be"], 0x0007_fffe);
+    assert_eq!(value["i32be"], i32::from_be_bytes([0xff, 0xfe, 0x01, 0x02]));
+    assert_eq!(value["i32le"], i32::from_le_bytes([0xff, 0xfe, 0x01, 0x02]));
+    assert_eq!(
+        value["i64be"],
+        i64::from_be_bytes(bytes[0..8].try_into().unwrap())
+    );
+    assert_eq!(
+        value["i64le"],
+        i64::from_le_bytes(bytes[0..8].try_into().unwrap())
+    );
+    assert_eq!(value["f32be"], 21.5);
+    assert_eq!(value["f64le"], -2.25);
+
+    // Past the end: the mapping fails naming the reader, the offset and the blob's length.
+    let short = mapper(
+        r#"fn mapToDittoProtocolMsg(h, t, b, c) { b.read_u32_be(6) }"#,
+        "",
+    );
+    let e = short
+        .map_inbound(&external(&[], None, Some(&bytes[..8])))
+        .unwrap_err();
+    assert_eq!(e.error, MAPPING_FAILED);
+    assert!(
+        format!("{} {:?}", e.message, e.description)
+            .contains("read_u32_be(6): 4 bytes at 6 are not within the blob of 8 bytes"),
+        "{e:?}"
+    );
+}
