@@ -379,6 +379,102 @@ async fn the_api_answers_while_a_mapper_configures_until_its_deadline() {
     );
 }
 
+/// Issue 20: any mapping definition can be tried without a connection, as a connection would
+/// build it (`POST /api/2/mappings/test`).
+#[tokio::test]
+async fn a_mapping_definition_of_any_engine_can_be_tried() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start(dir.path());
+    let try_it = |body: Value| {
+        let f = &f;
+        async move { f.post_json("/api/2/mappings/test", &body).await }
+    };
+    // JavaScript, inbound.
+    let script = r#"function mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
+        return Ditto.buildDittoProtocolMsg("org.acme", headers["device"], "things", "twin",
+            "commands", "modify", "/attributes/t", headers, JSON.parse(textPayload).t);
+    }"#;
+    let answer = json(
+        try_it(json!({
+            "mappingDefinition": {"mappingEngine": "JavaScript",
+                                  "options": {"incomingScript": script}},
+            "inbound": {"headers": {"device": "d1"}, "textPayload": "{\"t\": 21.5}"}
+        }))
+        .await,
+    )
+    .await;
+    assert_eq!(answer["direction"], "inbound", "{answer}");
+    assert_eq!(
+        answer["outputs"][0]["topic"],
+        "org.acme/d1/things/twin/commands/modify"
+    );
+    assert_eq!(answer["outputs"][0]["value"], 21.5);
+    // A script that does not compile: the error names line and column, as at create.
+    let answer = json(
+        try_it(json!({
+            "mappingDefinition": {"mappingEngine": "JavaScript",
+                                  "options": {"incomingScript": "function mapToDittoProtocolMsg() {\n return ;;( \n}"}},
+            "inbound": {"textPayload": "x"}
+        }))
+        .await,
+    )
+    .await;
+    assert_eq!(
+        answer["error"]["error"], "connectivity:message.mapper.config.failed",
+        "{answer}"
+    );
+    assert!(answer.to_string().contains("line/column #3/1"), "{answer}");
+    // Rhai, outbound.
+    let answer = json(
+        try_it(json!({
+            "mappingDefinition": {"mappingEngine": "Rhai", "options": {"outgoingScript":
+                "fn mapFromDittoProtocolMsg(namespace, name, group, channel, criterion, action, path, headers, value, status, extra) { external_message(#{}, `${name}=${value}`, (), \"text/plain\") }"}},
+            "outbound": {"topic": "org.acme/d1/things/twin/events/modified",
+                         "headers": {}, "path": "/attributes/t", "value": 7}
+        }))
+        .await,
+    )
+    .await;
+    assert_eq!(answer["direction"], "outbound", "{answer}");
+    assert_eq!(answer["outputs"][0]["textPayload"], "d1=7", "{answer}");
+    // The Ditto mapper with a payload that is no Ditto Protocol message.
+    let answer = json(
+        try_it(json!({"mappingDefinition": {"mappingEngine": "Ditto"},
+                      "inbound": {"textPayload": "{}"}}))
+        .await,
+    )
+    .await;
+    assert_eq!(answer["error"]["status"], 400, "{answer}");
+    // WebAssembly: the uploaded module, with its log lines.
+    upload(&f, "behave", guests::bytes(guests::BEHAVE)).await;
+    let answer = json(
+        try_it(json!({
+            "mappingDefinition": {"mappingEngine": "WebAssembly",
+                                  "options": {"module": "behave", "feature": "temp"}},
+            "inbound": {"headers": {"device_id": "org.acme:s1"}, "textPayload": "5"}
+        }))
+        .await,
+    )
+    .await;
+    assert_eq!(
+        answer["outputs"][0]["path"], "/features/temp/properties/value",
+        "{answer}"
+    );
+    assert!(!answer["logs"].as_array().unwrap().is_empty(), "{answer}");
+    let meta = json(f.get("/api/2/mappers/behave").await).await;
+    assert_eq!(meta["statistics"]["calls"], 0, "trials do not count");
+    // Not a trial.
+    let resp = try_it(json!({"inbound": {"textPayload": "x"}})).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(json(resp).await["error"], "json.field.missing");
+    let resp = try_it(json!({"mappingDefinition": {"mappingEngine": "Ditto"}})).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        json(f.get("/api/2/connections?ids-only=true").await).await,
+        json!([])
+    );
+}
+
 #[tokio::test]
 async fn a_trial_maps_one_message_and_publishes_nothing() {
     let dir = tempfile::tempdir().unwrap();

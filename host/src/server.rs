@@ -158,7 +158,12 @@ impl Server {
         let state = Arc::new(AppState {
             connections,
             hub,
-            mappers,
+            mappers: mappers.clone(),
+            mapping: MappingContext {
+                wasm: Some(mappers),
+                log_sink: None,
+                javascript: config.javascript,
+            },
             max_body_bytes: config.http.max_body_bytes,
             body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
             connections_retrieve_limit: config.http.connections_retrieve_limit,

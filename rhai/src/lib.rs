@@ -123,12 +123,12 @@ fn mapping_failed(message: impl Into<String>, description: impl Into<String>) ->
     ProtocolError::mapping_failed(message, description)
 }
 
+/// A script option; a missing one (or `null`) is the empty script, which maps its direction as
+/// the Ditto mapper does (as a JavaScript mapping definition may leave one out).
 fn script_option(options: &Map<String, Json>, key: &str) -> Result<String, ProtocolError> {
     match options.get(key) {
         Some(Json::String(s)) => Ok(s.clone()),
-        Some(Json::Null) | None => Err(config_failed(format!(
-            "The required configuration property <{key}> for the mapper of type <Rhai> was missing."
-        ))),
+        Some(Json::Null) | None => Ok(String::new()),
         Some(_) => Err(config_failed(format!(
             "The configuration property <{key}> of the mapper of type <Rhai> must be a string."
         ))),

@@ -443,8 +443,18 @@ fn runtime_error_names_line_and_column() {
 
 #[test]
 fn configuration_errors() {
+    // A missing script is the Ditto mapping, as for JavaScript; one that is there is a string.
+    assert!(
+        RhaiMapper::new(
+            json!({"incomingScript": ""}).as_object().unwrap(),
+            RhaiLimits::default(),
+        )
+        .is_ok()
+    );
     let e = RhaiMapper::new(
-        json!({"incomingScript": ""}).as_object().unwrap(),
+        json!({"incomingScript": "", "outgoingScript": 7})
+            .as_object()
+            .unwrap(),
         RhaiLimits::default(),
     )
     .unwrap_err();

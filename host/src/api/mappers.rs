@@ -36,6 +36,13 @@ pub(super) fn module_route(verb: Verb) -> Handlers {
     }
 }
 
+pub(super) fn definition_test_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Post => on(verb, definition_test),
+        other => no_handler(other),
+    }
+}
+
 pub(super) fn test_route(verb: Verb) -> Handlers {
     match verb {
         Verb::Post => on(verb, test),
@@ -164,6 +171,49 @@ async fn remove(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> R
     let users = users(&state, &id);
     match state.mappers.delete(&id, &users).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /api/2/mappings/test`: one message through a mapping definition of any engine, as a
+/// connection would build it; nothing is published.
+async fn definition_test(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = async {
+        let media = media_type(&headers);
+        if media.as_deref() != Some("application/json") {
+            return Err(DittoError::media_type_unsupported(
+                media.as_deref(),
+                &["application/json"],
+            ));
+        }
+        let bytes = read_body(
+            &headers,
+            body,
+            state.max_body_bytes,
+            state.body_read_timeout,
+        )
+        .await?;
+        let request: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| DittoError::json_invalid(format!("The request body is not JSON: {e}")))?;
+        let definition = request
+            .get("mappingDefinition")
+            .cloned()
+            .ok_or_else(|| DittoError::json_field_missing("/mappingDefinition"))?;
+        let (_, trial) = trial::parse_request(&request).map_err(DittoError::json_invalid)?;
+        let context = state.mapping.clone();
+        // Scripts compile and run, instances start: on a blocking thread.
+        tokio::task::spawn_blocking(move || trial::run_definition(&definition, &trial, &context))
+            .await
+            .map_err(|e| DittoError::internal(format!("The trial failed: {e}")))?
+            .map_err(DittoError::json_invalid)
+    }
+    .await;
+    match result {
+        Ok(answer) => json_response(StatusCode::OK, &answer),
         Err(e) => e.into_response(),
     }
 }

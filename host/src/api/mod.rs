@@ -24,6 +24,8 @@ pub struct AppState {
     pub connections: ConnectionService,
     pub hub: Arc<crate::hub::Hub>,
     pub mappers: Arc<crate::mappers::MapperRegistry>,
+    /// What mapping definitions are built with (trials of definitions).
+    pub mapping: crate::mapping::MappingContext,
     pub max_body_bytes: usize,
     /// A request body must arrive whole within this time.
     pub body_read_timeout: std::time::Duration,
@@ -187,6 +189,12 @@ pub const ROUTES: &[Route] = {
             methods: &[Post],
             access: Devops,
             handler: mappers::test_route,
+        },
+        Route {
+            path: "/api/2/mappings/test",
+            methods: &[Post],
+            access: Devops,
+            handler: mappers::definition_test_route,
         },
     ]
 };

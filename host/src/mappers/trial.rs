@@ -167,6 +167,72 @@ pub fn run(
     answer
 }
 
+/// Runs `trial` through a mapper built from a mapping definition (`{"mappingEngine": ..,
+/// "options": {..}}`, any engine) as a connection would build it; WebAssembly definitions go
+/// through [`run`], with the module's log lines. The answer has the shape of [`run`]'s;
+/// `Err` is a request that is no mapping definition.
+pub fn run_definition(
+    definition: &Value,
+    trial: &Trial,
+    context: &crate::mapping::MappingContext,
+) -> Result<Value, String> {
+    let d = definition
+        .as_object()
+        .ok_or("<mappingDefinition> must be a JSON object.")?;
+    let engine = d
+        .get("mappingEngine")
+        .and_then(Value::as_str)
+        .ok_or("<mappingDefinition> needs a <mappingEngine> string.")?;
+    let options = match d.get("options") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => return Err("<mappingDefinition/options> must be a JSON object.".into()),
+    };
+    let direction = match trial {
+        Trial::Inbound(_) => "inbound",
+        Trial::Outbound(_) => "outbound",
+    };
+    let error_json = |e: ferrule_protocol::ProtocolError| json!({"status": e.status, "error": e.error, "message": e.message, "description": e.description});
+    if engine == "WebAssembly"
+        && let Some(registry) = &context.wasm
+        && let Some(id) = options.get("module").and_then(Value::as_str)
+        && let Some(entry) = registry.get(id)
+    {
+        // A slot of its own: trials do not count in the module's figures.
+        let slot = ModuleSlot::new(entry.slot.current().module.clone(), 0);
+        let id = id.to_string();
+        return Ok(run(registry.engine(), &id, slot, options, trial));
+    }
+    let mut answer = json!({"direction": direction, "logs": []});
+    let mapper = match crate::mapping::pipeline::build_engine(engine, &options, context) {
+        Ok(m) => m,
+        Err(reason) => {
+            // The reason says what to check already.
+            answer["error"] = json!({"status": 400,
+                "error": ferrule_protocol::MAPPER_CONFIG_FAILED, "message": reason});
+            return Ok(answer);
+        }
+    };
+    let started = Instant::now();
+    let result = match trial {
+        Trial::Inbound(m) => mapper.map_inbound(m).map(|out| {
+            out.iter()
+                .map(|d| Value::Object(d.to_json()))
+                .collect::<Vec<_>>()
+        }),
+        Trial::Outbound(d) => mapper
+            .map_outbound(d)
+            .map(|out| out.iter().map(external_to_json).collect::<Vec<_>>()),
+    };
+    let micros = started.elapsed().as_secs_f64() * 1e6;
+    match result {
+        Ok(outputs) => answer["outputs"] = Value::Array(outputs),
+        Err(e) => answer["error"] = error_json(e),
+    }
+    answer["durationMicros"] = json!((micros * 10.0).round() / 10.0);
+    Ok(answer)
+}
+
 /// `ferrule mapper test`: the module from a file, the options as JSON text, the message from a
 /// file. Errors before the mapper runs (unreadable files, a refused module) are `Err`.
 pub fn run_files(

@@ -66,8 +66,8 @@ fn reason(e: ProtocolError) -> String {
     }
 }
 
-/// A mapper of an engine with its options.
-fn build_engine(
+/// A mapper of an engine with its options (also for trials, `mappers::trial`).
+pub(crate) fn build_engine(
     engine: &str,
     options: &serde_json::Map<String, serde_json::Value>,
     context: &MappingContext,
