@@ -651,6 +651,62 @@ fn the_command_line_tries_a_module() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("ferrule:mapper/mapping"));
+
+    // A file of cases (issue 20): a line per case, the failed one with expected and got.
+    let cases = dir.path().join("cases.jsonl");
+    std::fs::write(
+        &cases,
+        [
+            r#"# behave's cases"#,
+            r#"{"name": "a number", "inbound": {"headers": {"device_id": "a:b"}, "textPayload": "7"}, "expect": [{"path": "/features/f/properties/value", "value": 7}]}"#,
+            r#"{"name": "a trap", "inbound": {"textPayload": "trap"}, "expectError": "asked to trap"}"#,
+            r#"{"name": "wrong", "inbound": {"headers": {"device_id": "a:b"}, "textPayload": "8"}, "expect": [{"value": 9}]}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args(["mapper", "test", "--module", guests::BEHAVE])
+        .args(["--options", r#"{"feature":"f"}"#, "--cases"])
+        .arg(&cases)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("ok      a number"), "{report}");
+    assert!(report.contains("ok      a trap"), "{report}");
+    assert!(report.contains("FAILED  wrong"), "{report}");
+    assert!(report.contains(r#"expected: [{"value":9}]"#), "{report}");
+    assert!(report.contains("2 passed, 1 failed"), "{report}");
+
+    // The same runner for a JavaScript mapping definition.
+    let definition = dir.path().join("definition.json");
+    std::fs::write(
+        &definition,
+        json!({"mappingEngine": "JavaScript", "options": {"incomingScript":
+            "function mapToDittoProtocolMsg(headers, textPayload) { return Ditto.buildDittoProtocolMsg('org.acme', 'd', 'things', 'twin', 'commands', 'modify', '/attributes/t', headers, parseInt(textPayload)); }"}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        &cases,
+        r#"{"name": "js", "inbound": {"textPayload": "42"}, "expect": [{"topic": "org.acme/d/things/twin/commands/modify", "value": 42}]}"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args(["mapper", "test", "--definition"])
+        .arg(&definition)
+        .arg("--cases")
+        .arg(&cases)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("1 passed, 0 failed"), "{report}");
 }
 
 /// An MQTT subscriber that collects payloads arriving on `filter`.

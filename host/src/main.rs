@@ -28,17 +28,27 @@ enum Commands {
 
 #[derive(Subcommand)]
 enum MapperCommand {
-    /// Run a mapper module locally on one message and print the outputs, the error, its log
-    /// lines and the time the call took (JSON). Nothing is published. Exits 1 when the module
-    /// is refused or the mapping fails.
+    /// Run a mapper module (or a JavaScript, Rhai or built-in mapping definition) locally on
+    /// one message and print the outputs, the error, its log lines and the time the call took
+    /// (JSON), or run a file of cases and print a line per case. Nothing is published. Exits 1
+    /// when the module is refused, the mapping fails or a case fails.
     Test(MapperTestArgs),
 }
 
 #[derive(clap::Args)]
 struct MapperTestArgs {
     /// The component (.wasm) to run
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "definition",
+        required_unless_present = "definition"
+    )]
+    module: Option<PathBuf>,
+    /// A mapping definition to run instead, as JSON: {"mappingEngine":"JavaScript","options":{..}}
+    /// (JavaScript, Rhai, the built-ins), with the host's default limits
     #[arg(long, value_name = "FILE")]
-    module: PathBuf,
+    definition: Option<PathBuf>,
     /// The mapping definition's options as a JSON object, e.g. '{"feature":"env"}'
     #[arg(long, value_name = "JSON", default_value = "{}")]
     options: String,
@@ -46,13 +56,18 @@ struct MapperTestArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with = "outbound",
-        required_unless_present = "outbound"
+        conflicts_with_all = ["outbound", "cases"],
+        required_unless_present_any = ["outbound", "cases"]
     )]
     inbound: Option<PathBuf>,
     /// A Ditto Protocol message as JSON
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "cases")]
     outbound: Option<PathBuf>,
+    /// Cases, one JSON object a line: {"name":"..","inbound":{..} or "outbound":{..},
+    /// "expect":[outputs] or "expectError":"text", "options":{..} (else --options)};
+    /// an expected output matches when it has the members it lists
+    #[arg(long, value_name = "FILE")]
+    cases: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -113,8 +128,35 @@ fn main() -> std::process::ExitCode {
 }
 
 fn mapper_test(args: MapperTestArgs) -> std::process::ExitCode {
-    match ferrule_host::mappers::trial::run_files(
-        &args.module,
+    use ferrule_host::mappers::trial;
+    let subject = match trial::Subject::load(args.module.as_deref(), args.definition.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ferrule: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Some(cases) = &args.cases {
+        let result = std::fs::read_to_string(cases)
+            .map_err(|e| format!("cannot read {}: {e}", cases.display()))
+            .and_then(|text| trial::run_cases(&subject, &args.options, &text));
+        return match result {
+            Ok((report, failed)) => {
+                print!("{report}");
+                if failed == 0 {
+                    std::process::ExitCode::SUCCESS
+                } else {
+                    std::process::ExitCode::FAILURE
+                }
+            }
+            Err(e) => {
+                eprintln!("ferrule: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    match trial::run_files(
+        &subject,
         &args.options,
         args.inbound.as_deref(),
         args.outbound.as_deref(),

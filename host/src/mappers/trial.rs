@@ -233,16 +233,77 @@ pub fn run_definition(
     Ok(answer)
 }
 
-/// `ferrule mapper test`: the module from a file, the options as JSON text, the message from a
-/// file. Errors before the mapper runs (unreadable files, a refused module) are `Err`.
+/// What `ferrule mapper test` runs: a module file (compiled once) or a mapping definition.
+pub enum Subject {
+    Module {
+        engine: WasmEngine,
+        id: String,
+        slot: Arc<ModuleSlot>,
+    },
+    Definition(Value),
+}
+
+impl Subject {
+    /// A module file, or a mapping definition file (`{"mappingEngine": .., "options": {..}}`).
+    pub fn load(
+        module: Option<&std::path::Path>,
+        definition: Option<&std::path::Path>,
+    ) -> Result<Subject, String> {
+        match (module, definition) {
+            (Some(module), None) => {
+                let bytes = std::fs::read(module)
+                    .map_err(|e| format!("cannot read {}: {e}", module.display()))?;
+                let engine = WasmEngine::new(ferrule_wasm::Ceilings::default())
+                    .map_err(|e| format!("{}: {}", e.message, e.description))?;
+                let compiled = engine
+                    .compile(&bytes)
+                    .map_err(|e| format!("{} {}", e.message, e.description))?;
+                let id = module
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("module")
+                    .to_string();
+                Ok(Subject::Module {
+                    engine,
+                    id,
+                    slot: ModuleSlot::new(compiled, 1),
+                })
+            }
+            (None, Some(file)) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+                let definition: Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
+                Ok(Subject::Definition(definition))
+            }
+            _ => Err("give one of --module FILE or --definition FILE".into()),
+        }
+    }
+
+    /// One message through a fresh mapper (with `options` for a module), as [`run`] answers.
+    pub fn run(&self, options: &Map<String, Value>, trial: &Trial) -> Result<Value, String> {
+        match self {
+            Subject::Module { engine, id, slot } => {
+                let slot = ModuleSlot::new(slot.current().module.clone(), 1);
+                Ok(run(engine, id, slot, options.clone(), trial))
+            }
+            Subject::Definition(definition) => {
+                let context = crate::mapping::MappingContext::default();
+                run_definition(definition, trial, &context)
+            }
+        }
+    }
+}
+
+/// `ferrule mapper test`: the module (or definition) from a file, the options as JSON text, the
+/// message from a file. Errors before the mapper runs (unreadable files, a refused module) are
+/// `Err`.
 pub fn run_files(
-    module: &std::path::Path,
+    subject: &Subject,
     options: &str,
     inbound: Option<&std::path::Path>,
     outbound: Option<&std::path::Path>,
 ) -> Result<Value, String> {
-    let bytes =
-        std::fs::read(module).map_err(|e| format!("cannot read {}: {e}", module.display()))?;
     let options: Value =
         serde_json::from_str(options).map_err(|e| format!("--options is not JSON: {e}"))?;
     let (file, key) = match (inbound, outbound) {
@@ -255,21 +316,94 @@ pub fn run_files(
     let message: Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", file.display()))?;
     let (options, trial) = parse_request(&json!({"options": options, key: message}))?;
-    let engine = WasmEngine::new(ferrule_wasm::Ceilings::default())
-        .map_err(|e| format!("{}: {}", e.message, e.description))?;
-    let compiled = engine
-        .compile(&bytes)
-        .map_err(|e| format!("{} {}", e.message, e.description))?;
-    let id = module
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or("module")
-        .to_string();
-    Ok(run(
-        &engine,
-        &id,
-        ModuleSlot::new(compiled, 1),
-        options,
-        &trial,
-    ))
+    subject.run(&options, &trial)
+}
+
+/// Whether `actual` has everything `expected` says: objects by their expected members (others
+/// may be there), arrays element by element with the same length, anything else equal.
+pub fn matches(expected: &Value, actual: &Value) -> bool {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => e
+            .iter()
+            .all(|(k, v)| a.get(k).is_some_and(|got| matches(v, got))),
+        (Value::Array(e), Value::Array(a)) => {
+            e.len() == a.len() && e.iter().zip(a).all(|(e, a)| matches(e, a))
+        }
+        (Value::Number(e), Value::Number(a)) => e.as_f64() == a.as_f64(),
+        _ => expected == actual,
+    }
+}
+
+/// Runs a file of cases, one JSON object a line (blank lines and lines starting with `#` are
+/// skipped): `{"name": .., "options": {..}, "inbound": {..} | "outbound": {..}, "expect": [..] |
+/// "expectError": ".."}`. `expect` lists the outputs (each matched by [`matches`]),
+/// `expectError` is text the error's code, message or description contains. The report has a
+/// line per case, with what was expected and what came for a failed one; the count of failed
+/// cases is returned with it.
+pub fn run_cases(
+    subject: &Subject,
+    default_options: &str,
+    cases: &str,
+) -> Result<(String, usize), String> {
+    let default_options: Value =
+        serde_json::from_str(default_options).map_err(|e| format!("--options is not JSON: {e}"))?;
+    let mut report = String::new();
+    let (mut passed, mut failed) = (0, 0);
+    for (n, line) in cases.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let case: Value =
+            serde_json::from_str(line).map_err(|e| format!("case on line {}: {e}", n + 1))?;
+        let name = case["name"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("line {}", n + 1));
+        let mut request = json!({"options": case.get("options").unwrap_or(&default_options)});
+        for key in ["inbound", "outbound"] {
+            if let Some(m) = case.get(key) {
+                request[key] = m.clone();
+            }
+        }
+        let (options, trial) = parse_request(&request).map_err(|e| format!("case {name}: {e}"))?;
+        let answer = subject.run(&options, &trial)?;
+        let verdict = match (case.get("expect"), case.get("expectError")) {
+            (Some(expect), None) => match answer.get("outputs") {
+                Some(outputs) if matches(expect, outputs) => Ok(()),
+                _ => Err(expect.clone()),
+            },
+            (None, Some(Value::String(text))) => {
+                let error = &answer["error"];
+                let found = ["error", "message", "description"]
+                    .iter()
+                    .any(|k| error[k].as_str().is_some_and(|s| s.contains(text.as_str())));
+                if found {
+                    Ok(())
+                } else {
+                    Err(json!({"error containing": text}))
+                }
+            }
+            _ => return Err(format!("case {name}: give one of expect or expectError")),
+        };
+        match verdict {
+            Ok(()) => {
+                passed += 1;
+                report.push_str(&format!("ok      {name}\n"));
+            }
+            Err(expected) => {
+                failed += 1;
+                let got = answer
+                    .get("outputs")
+                    .cloned()
+                    .map(|o| json!({"outputs": o}))
+                    .unwrap_or_else(|| json!({"error": answer["error"]}));
+                report.push_str(&format!(
+                    "FAILED  {name}\n  expected: {expected}\n  got:      {got}\n"
+                ));
+            }
+        }
+    }
+    report.push_str(&format!("{passed} passed, {failed} failed\n"));
+    Ok((report, failed))
 }
