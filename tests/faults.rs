@@ -774,13 +774,15 @@ impl PrivateRabbit {
             let pid = std::fs::read_to_string(&pid_file)
                 .ok()
                 .and_then(|p| p.trim().parse().ok());
+            // A node still booting may accept the socket and not answer it yet: each try is
+            // bounded, so the deadline below is reached (a try without a bound hung the test).
+            let uri = amqp_uri(self.port);
+            let connect = lapin::Connection::connect(&uri, lapin::ConnectionProperties::default());
             if let Some(pid) = pid
-                && lapin::Connection::connect(
-                    &amqp_uri(self.port),
-                    lapin::ConnectionProperties::default(),
+                && matches!(
+                    tokio::time::timeout(Duration::from_secs(5), connect).await,
+                    Ok(Ok(_))
                 )
-                .await
-                .is_ok()
             {
                 self.pid = Some(pid);
                 return;

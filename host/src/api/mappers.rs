@@ -64,11 +64,8 @@ fn definitions_using(state: &AppState, id: &str) -> Vec<(String, serde_json::Map
     let mut out = Vec::new();
     for entry in state.connections.list() {
         let connection = &entry.record.connection;
-        for definition in connection.mapping_definitions.values() {
-            let names = definition.options.get("module").and_then(|m| m.as_str()) == Some(id);
-            if definition.mapping_engine == "WebAssembly" && names {
-                out.push((connection.id.clone(), definition.options.clone()));
-            }
+        for options in mappers::definitions_naming(connection, id) {
+            out.push((connection.id.clone(), options.clone()));
         }
     }
     out
@@ -80,7 +77,11 @@ fn users(state: &AppState, id: &str) -> Vec<String> {
         .connections
         .list()
         .iter()
-        .filter(|e| mappers::modules_of(&e.record.connection).any(|m| m == id))
+        .filter(|e| {
+            mappers::definitions_naming(&e.record.connection, id)
+                .next()
+                .is_some()
+        })
         .map(|e| e.record.connection.id.clone())
         .collect()
 }

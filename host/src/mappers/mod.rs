@@ -205,13 +205,17 @@ fn refusals_of(
     )))
 }
 
-/// The ids of the modules `connection` names in its `WebAssembly` mapping definitions.
-pub fn modules_of(connection: &Connection) -> impl Iterator<Item = &str> {
+/// The options of `connection`'s `WebAssembly` mapping definitions that name the module `id`.
+pub fn definitions_naming<'a>(
+    connection: &'a Connection,
+    id: &'a str,
+) -> impl Iterator<Item = &'a Map<String, Value>> {
     connection
         .mapping_definitions
         .values()
         .filter(|d| d.mapping_engine == "WebAssembly")
-        .filter_map(|d| d.options.get("module").and_then(|m| m.as_str()))
+        .filter(move |d| d.options.get("module").and_then(|m| m.as_str()) == Some(id))
+        .map(|d| &d.options)
 }
 
 /// Runs file work (or compiling) on a blocking thread: never on an async worker.

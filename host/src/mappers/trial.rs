@@ -127,25 +127,37 @@ pub fn run(
             .unwrap()
             .push(json!({"level": level_name(level), "message": line}));
     });
-    let direction = match trial {
-        Trial::Inbound(_) => "inbound",
-        Trial::Outbound(_) => "outbound",
-    };
-    let error_json = |e: ferrule_protocol::ProtocolError| json!({"status": e.status, "error": e.error, "message": e.message, "description": e.description});
     let mapper = Definition::parse(&options, engine)
         .map_err(|reason| {
             ferrule_protocol::ProtocolError::mapper_config_failed(reason, "WebAssembly")
         })
         .and_then(|d| WasmMapper::new(engine, slot, d, Some(sink)));
-    let mut answer = json!({"direction": direction});
-    let mapper = match mapper {
-        Ok(m) => m,
+    let mut answer = match mapper {
+        Ok(mapper) => answer_of(&mapper, trial),
         Err(e) => {
-            answer["error"] = error_json(e);
-            answer["logs"] = Value::Array(logs.lock().unwrap().clone());
-            return answer;
+            let mut answer = json!({"direction": direction(trial)});
+            answer["error"] = error_json(&e);
+            answer
         }
     };
+    answer["logs"] = Value::Array(logs.lock().unwrap().clone());
+    answer
+}
+
+fn direction(trial: &Trial) -> &'static str {
+    match trial {
+        Trial::Inbound(_) => "inbound",
+        Trial::Outbound(_) => "outbound",
+    }
+}
+
+fn error_json(e: &ferrule_protocol::ProtocolError) -> Value {
+    json!({"status": e.status, "error": e.error, "message": e.message, "description": e.description})
+}
+
+/// Maps `trial` once with `mapper`: `direction`, `outputs` or `error`, `durationMicros` (the
+/// mapping call alone).
+fn answer_of(mapper: &dyn Mapper, trial: &Trial) -> Value {
     let started = Instant::now();
     let result = match trial {
         Trial::Inbound(m) => mapper.map_inbound(m).map(|out| {
@@ -158,11 +170,11 @@ pub fn run(
             .map(|out| out.iter().map(external_to_json).collect::<Vec<_>>()),
     };
     let micros = started.elapsed().as_secs_f64() * 1e6;
+    let mut answer = json!({"direction": direction(trial)});
     match result {
         Ok(outputs) => answer["outputs"] = Value::Array(outputs),
-        Err(e) => answer["error"] = error_json(e),
+        Err(e) => answer["error"] = error_json(&e),
     }
-    answer["logs"] = Value::Array(logs.lock().unwrap().clone());
     answer["durationMicros"] = json!((micros * 10.0).round() / 10.0);
     answer
 }
@@ -188,11 +200,6 @@ pub fn run_definition(
         Some(Value::Object(m)) => m.clone(),
         Some(_) => return Err("<mappingDefinition/options> must be a JSON object.".into()),
     };
-    let direction = match trial {
-        Trial::Inbound(_) => "inbound",
-        Trial::Outbound(_) => "outbound",
-    };
-    let error_json = |e: ferrule_protocol::ProtocolError| json!({"status": e.status, "error": e.error, "message": e.message, "description": e.description});
     if engine == "WebAssembly"
         && let Some(registry) = &context.wasm
         && let Some(id) = options.get("module").and_then(Value::as_str)
@@ -203,33 +210,15 @@ pub fn run_definition(
         let id = id.to_string();
         return Ok(run(registry.engine(), &id, slot, options, trial));
     }
-    let mut answer = json!({"direction": direction, "logs": []});
-    let mapper = match crate::mapping::pipeline::build_engine(engine, &options, context) {
-        Ok(m) => m,
+    let mut answer = match crate::mapping::pipeline::build_engine(engine, &options, context) {
+        Ok(mapper) => answer_of(mapper.as_ref(), trial),
         Err(reason) => {
             // The reason says what to check already.
-            answer["error"] = json!({"status": 400,
-                "error": ferrule_protocol::MAPPER_CONFIG_FAILED, "message": reason});
-            return Ok(answer);
+            json!({"direction": direction(trial), "error": {"status": 400,
+                "error": ferrule_protocol::MAPPER_CONFIG_FAILED, "message": reason}})
         }
     };
-    let started = Instant::now();
-    let result = match trial {
-        Trial::Inbound(m) => mapper.map_inbound(m).map(|out| {
-            out.iter()
-                .map(|d| Value::Object(d.to_json()))
-                .collect::<Vec<_>>()
-        }),
-        Trial::Outbound(d) => mapper
-            .map_outbound(d)
-            .map(|out| out.iter().map(external_to_json).collect::<Vec<_>>()),
-    };
-    let micros = started.elapsed().as_secs_f64() * 1e6;
-    match result {
-        Ok(outputs) => answer["outputs"] = Value::Array(outputs),
-        Err(e) => answer["error"] = error_json(e),
-    }
-    answer["durationMicros"] = json!((micros * 10.0).round() / 10.0);
+    answer["logs"] = json!([]);
     Ok(answer)
 }
 
@@ -284,8 +273,7 @@ impl Subject {
     pub fn run(&self, options: &Map<String, Value>, trial: &Trial) -> Result<Value, String> {
         match self {
             Subject::Module { engine, id, slot } => {
-                let slot = ModuleSlot::new(slot.current().module.clone(), 1);
-                Ok(run(engine, id, slot, options.clone(), trial))
+                Ok(run(engine, id, slot.clone(), options.clone(), trial))
             }
             Subject::Definition(definition) => {
                 let context = crate::mapping::MappingContext::default();
