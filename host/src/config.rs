@@ -1,6 +1,7 @@
 //! Configuration: command-line flags, then environment variables, then the TOML file, then the
 //! built-in defaults (examples/ferrule.toml lists every key with its default).
 
+use crate::cluster::ClusterConfig;
 use crate::mappers::MapperConfig;
 use crate::mapping::JavaScriptConfig;
 use crate::model::ValidationLimits;
@@ -35,6 +36,8 @@ pub struct FileConfig {
     pub prometheus: PrometheusConfig,
     pub log_publisher: PublisherConfig,
     pub encryption: EncryptionConfig,
+    /// Cluster mode: several instances on PostgreSQL and NATS. Absent: one embedded instance.
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -77,6 +80,7 @@ pub struct Config {
     pub prometheus: PrometheusConfig,
     pub log_publisher: PublisherConfig,
     pub encryption: EncryptionConfig,
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// What the command line (and clap's environment fallback) gave.
@@ -121,6 +125,11 @@ impl Config {
         file.hosts
             .check_config()
             .map_err(|e| anyhow::anyhow!("the configuration is not valid: {e}"))?;
+        if let Some(cluster) = &file.cluster {
+            cluster
+                .check()
+                .map_err(|e| anyhow::anyhow!("the configuration is not valid: {e}"))?;
+        }
         let bind_text = overrides
             .bind
             .or(file.bind)
@@ -148,6 +157,7 @@ impl Config {
             prometheus: file.prometheus,
             log_publisher: file.log_publisher,
             encryption: file.encryption,
+            cluster: file.cluster,
         })
     }
 }
@@ -161,6 +171,13 @@ fn read_table(path: &Path) -> anyhow::Result<toml::Table> {
 
 /// The prefix of the environment variables that set keys of the file's sections.
 pub const ENV_PREFIX: &str = "FERRULE_";
+
+/// Variables whose value is a string even where it reads as a number (`node_id = 1`).
+const STRING_ENV: &[&str] = &[
+    "FERRULE_CLUSTER__NODE_ID",
+    "FERRULE_CLUSTER__POSTGRES_URL",
+    "FERRULE_CLUSTER__NATS_URL",
+];
 
 /// Sets `[section] key` for every `FERRULE_SECTION__KEY=value`: the value as TOML (a number, a
 /// boolean, a quoted string) where it parses as one, else as a string.
@@ -200,6 +217,7 @@ fn apply_env(
             }
         } else if name == "CONNECTIVITY_LOGGER_PUBLISHER_LOG_TAG"
             || name == "CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST"
+            || STRING_ENV.contains(&name.as_str())
             || crate::runtime::hosts::ENV
                 .iter()
                 .any(|(var, _)| *var == name)
@@ -238,6 +256,46 @@ fn apply_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cluster_section_comes_from_the_file_or_the_environment() {
+        let none = Config::resolve_with(Overrides::default(), Vec::new()).unwrap();
+        assert_eq!(none.cluster, None, "no [cluster]: one embedded instance");
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let c = Config::resolve_with(
+            Overrides::default(),
+            env(&[
+                ("FERRULE_CLUSTER__NODE_ID", "7"),
+                ("FERRULE_CLUSTER__POSTGRES_URL", "postgres://u@127.0.0.1/f"),
+                ("FERRULE_CLUSTER__NATS_URL", "nats://127.0.0.1:4222"),
+            ]),
+        )
+        .unwrap()
+        .cluster
+        .unwrap();
+        assert_eq!((c.node_id.as_str(), c.lease_ttl_ms), ("7", 5000));
+        let bad = Config::resolve_with(
+            Overrides::default(),
+            env(&[
+                ("FERRULE_CLUSTER__NODE_ID", "a b"),
+                ("FERRULE_CLUSTER__POSTGRES_URL", "postgres://u@127.0.0.1/f"),
+                ("FERRULE_CLUSTER__NATS_URL", "nats://127.0.0.1:4222"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(bad.to_string().contains("node_id 'a b'"), "{bad}");
+        let missing = Config::resolve_with(
+            Overrides::default(),
+            env(&[("FERRULE_CLUSTER__NODE_ID", "n1")]),
+        )
+        .unwrap_err();
+        assert!(missing.to_string().contains("postgres_url"), "{missing}");
+    }
 
     #[test]
     fn precedence_is_flags_then_file_then_defaults() {

@@ -18,6 +18,7 @@
 //! | [`error`] | Ditto's error JSON |
 
 pub mod api;
+pub mod cluster;
 pub mod conditions;
 pub mod config;
 pub mod connections;

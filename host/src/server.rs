@@ -108,11 +108,25 @@ impl Server {
             ),
             None => {}
         }
+        // Cluster mode: connections are in PostgreSQL (what `cipher` encrypts too); things stay
+        // in the instance's embedded store for now.
+        let pool = match &config.cluster {
+            Some(c) => Some(crate::cluster::pg::connect(c).await?),
+            None => None,
+        };
+        let (redb_cipher, pg_cipher) = match &pool {
+            Some(_) => (None, cipher),
+            None => (cipher, None),
+        };
         let store = Arc::new(
             RedbStore::open(&config.data_dir)
                 .context("the connection store cannot be opened")?
-                .with_cipher(cipher),
+                .with_cipher(redb_cipher),
         );
+        let connection_store: Arc<dyn ConnectionStore> = match &pool {
+            Some(pool) => Arc::new(crate::cluster::pg::PgStore::new(pool.clone(), pg_cipher)),
+            None => store.clone(),
+        };
         let (twin, events) = TwinService::start_with_events(store.clone() as Arc<dyn ThingStore>)
             .await
             .context("the stored things cannot be loaded")?;
@@ -137,6 +151,22 @@ impl Server {
                 javascript: config.javascript,
             },
         );
+        let coordinator = match (&config.cluster, &pool) {
+            (Some(c), Some(pool)) => {
+                runtime.place_by_cluster(&c.node_id);
+                Some(
+                    crate::cluster::coordinator::Coordinator::join(
+                        pool.clone(),
+                        c.node_id.clone(),
+                        c.lease_ttl(),
+                        runtime.clone(),
+                    )
+                    .await
+                    .context("the instance cannot join the cluster")?,
+                )
+            }
+            _ => None,
+        };
         let log_publisher = config.log_publisher.enabled.then(|| {
             tracing::info!(
                 host = %config.log_publisher.host,
@@ -146,7 +176,7 @@ impl Server {
             crate::monitoring::fluentd::FluentPublisher::start(config.log_publisher.clone())
         });
         let connections = ConnectionService::load(
-            store as Arc<dyn ConnectionStore>,
+            connection_store,
             config.limits,
             config.logs,
             runtime,
@@ -155,6 +185,13 @@ impl Server {
         .await
         .context("the stored connections cannot be loaded")?;
         tracing::info!(connections = connections.count(), "connections loaded");
+        let cluster = match (&config.cluster, coordinator) {
+            (Some(c), Some(coordinator)) => Some(Arc::new(crate::cluster::Cluster {
+                coordinator,
+                bus: crate::cluster::bus::Bus::connect(&c.nats_url, &c.node_id).await?,
+            })),
+            _ => None,
+        };
         let state = Arc::new(AppState {
             connections,
             hub,
@@ -167,7 +204,25 @@ impl Server {
             max_body_bytes: config.http.max_body_bytes,
             body_read_timeout: Duration::from_millis(config.http.body_read_timeout_ms),
             connections_retrieve_limit: config.http.connections_retrieve_limit,
+            cluster: cluster.clone(),
         });
+        if let (Some(cluster), Some(pool)) = (cluster, pool) {
+            let answering = Arc::downgrade(&state);
+            cluster
+                .bus
+                .serve(Arc::new(move |ask, id| {
+                    let state = answering.upgrade();
+                    Box::pin(async move {
+                        match state {
+                            Some(state) => api::connections::answer(&state, ask, &id).await,
+                            None => serde_json::Value::Null,
+                        }
+                    })
+                }))
+                .await?;
+            tokio::spawn(crate::cluster::pg::follow_changes(pool, state.clone()));
+            tokio::spawn(cluster.coordinator.clone().run());
+        }
         let router = api::router(
             state.clone(),
             Arc::new(DevopsAuth::new(&password)),

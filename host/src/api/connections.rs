@@ -1,6 +1,7 @@
 //! `/api/2/connections`: Ditto's connection management API (spec §2).
 
 use super::{AppState, Handlers, Path, Verb, media_type, no_handler, on, read_body};
+use crate::cluster::bus::Ask;
 use crate::conditions::{PreconditionFailure, Preconditions};
 use crate::connections::{Command, Entry, Upserted, lock};
 use crate::error::DittoError;
@@ -265,7 +266,8 @@ async fn status(State(state): St, Path(id): Path<String>) -> AppResult {
     Ok(json_value(StatusCode::OK, &status_body(&state, &id).await?))
 }
 
-/// The answer of `retrieveConnectionStatus` (REST and piggyback).
+/// The answer of `retrieveConnectionStatus` (REST and piggyback). In a cluster, the clients of
+/// every instance are in it.
 pub(crate) async fn status_body(state: &AppState, id: &str) -> Result<Value, DittoError> {
     let entry = state.connections.require(id)?;
     let c = &entry.record.connection;
@@ -280,18 +282,37 @@ pub(crate) async fn status_body(state: &AppState, id: &str) -> Result<Value, Dit
         "connectionStatus".into(),
         json!(c.connection_status.as_str()),
     );
-    body.extend(state.connections.live_status(id).await.to_json());
+    let local = state.connections.live_status(id).await.to_json();
+    match &state.cluster {
+        Some(cluster) => body.extend(cluster.status(id, local).await),
+        None => body.extend(local),
+    }
     Ok(Value::Object(body))
 }
 
 async fn metrics(State(state): St, Path(id): Path<String>) -> AppResult {
     check_id(&id)?;
-    Ok(json_value(StatusCode::OK, &metrics_body(&state, &id)?))
+    Ok(json_value(
+        StatusCode::OK,
+        &metrics_body(&state, &id).await?,
+    ))
 }
 
-/// The answer of `retrieveConnectionMetrics` (REST and piggyback).
-pub(crate) fn metrics_body(state: &AppState, id: &str) -> Result<Value, DittoError> {
+/// This instance's metrics of a connection.
+pub(crate) fn local_metrics(state: &AppState, id: &str) -> Result<Value, DittoError> {
     let entry = state.connections.require(id)?;
+    Ok(Value::Object(entry.metrics.to_json(Utc::now())))
+}
+
+/// The answer of `retrieveConnectionMetrics` (REST and piggyback): in a cluster, the counts of
+/// every instance added up.
+pub(crate) async fn metrics_body(state: &AppState, id: &str) -> Result<Value, DittoError> {
+    let mut metrics = local_metrics(state, id)?;
+    if let Some(cluster) = &state.cluster {
+        for more in cluster.ask(Ask::Metrics, id).await {
+            crate::cluster::bus::merge_metrics(&mut metrics, &more);
+        }
+    }
     let mut body = Map::new();
     body.insert(
         "type".into(),
@@ -299,19 +320,85 @@ pub(crate) fn metrics_body(state: &AppState, id: &str) -> Result<Value, DittoErr
     );
     body.insert("status".into(), json!(200));
     body.insert("connectionId".into(), json!(id));
-    body.extend(entry.metrics.to_json(Utc::now()));
+    if let Value::Object(m) = metrics {
+        body.extend(m);
+    }
     Ok(Value::Object(body))
 }
 
 async fn logs(State(state): St, Path(id): Path<String>) -> AppResult {
     check_id(&id)?;
-    Ok(json_value(StatusCode::OK, &logs_body(&state, &id)?))
+    Ok(json_value(StatusCode::OK, &logs_body(&state, &id).await?))
 }
 
-/// The answer of `retrieveConnectionLogs` (REST and piggyback).
-pub(crate) fn logs_body(state: &AppState, id: &str) -> Result<Value, DittoError> {
+/// This instance's logs of a connection.
+pub(crate) fn local_logs(state: &AppState, id: &str) -> Result<Value, DittoError> {
     let entry = state.connections.require(id)?;
     Ok(lock(&entry.logs).retrieve(id, Utc::now()))
+}
+
+/// The answer of `retrieveConnectionLogs` (REST and piggyback): in a cluster, the entries of
+/// every instance, ordered by time.
+pub(crate) async fn logs_body(state: &AppState, id: &str) -> Result<Value, DittoError> {
+    let mut logs = local_logs(state, id)?;
+    if let Some(cluster) = &state.cluster {
+        for more in cluster.ask(Ask::Logs, id).await {
+            crate::cluster::bus::merge_logs(&mut logs, &more);
+        }
+    }
+    Ok(logs)
+}
+
+/// Runs a connection command; in a cluster, the commands on metrics and logs reach every
+/// instance.
+pub(crate) async fn run_command(
+    state: &AppState,
+    id: &str,
+    command: Command,
+) -> Result<(), DittoError> {
+    state.connections.command(id, command).await?;
+    let ask = match command {
+        Command::ResetMetrics => Ask::ResetMetrics,
+        Command::EnableLogs => Ask::EnableLogs,
+        Command::ResetLogs => Ask::ResetLogs,
+        Command::Open | Command::Close => return Ok(()),
+    };
+    if let Some(cluster) = &state.cluster {
+        cluster.ask(ask, id).await;
+    }
+    Ok(())
+}
+
+/// What this instance answers another one's question about a connection (cluster mode).
+pub(crate) async fn answer(state: &AppState, ask: Ask, id: &str) -> Value {
+    let local = match ask {
+        Ask::Status => {
+            if state.connections.get(id).is_none() {
+                return Value::Null;
+            }
+            Ok(Value::Object(
+                state.connections.live_status(id).await.to_json(),
+            ))
+        }
+        Ask::Metrics => local_metrics(state, id),
+        Ask::Logs => local_logs(state, id),
+        Ask::ResetMetrics => state
+            .connections
+            .command(id, Command::ResetMetrics)
+            .await
+            .map(|_| Value::Bool(true)),
+        Ask::EnableLogs => state
+            .connections
+            .command(id, Command::EnableLogs)
+            .await
+            .map(|_| Value::Bool(true)),
+        Ask::ResetLogs => state
+            .connections
+            .command(id, Command::ResetLogs)
+            .await
+            .map(|_| Value::Bool(true)),
+    };
+    local.unwrap_or(Value::Null)
 }
 
 async fn command(
@@ -338,7 +425,7 @@ async fn command(
     .await?;
     let text = String::from_utf8_lossy(&bytes);
     let command = Command::parse(&text)?;
-    state.connections.command(&id, command).await?;
+    run_command(&state, &id, command).await?;
     Ok(json_value(
         StatusCode::OK,
         &json!({"type": command.response_type(), "status": 200, "connectionId": id}),

@@ -30,6 +30,8 @@ pub struct AppState {
     /// A request body must arrive whole within this time.
     pub body_read_timeout: std::time::Duration,
     pub connections_retrieve_limit: usize,
+    /// Cluster mode: status, metrics and logs are gathered from every instance.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// An HTTP method a route answers.

@@ -253,7 +253,7 @@ async fn piggyback(
         }
         Kind::Lifecycle => {
             let id = id()?;
-            service.command(id, Command::parse(kind)?).await?;
+            super::connections::run_command(&state, id, Command::parse(kind)?).await?;
             Ok(answer(kind, StatusCode::OK, Some(id), json!({})))
         }
         Kind::Status => {
@@ -271,7 +271,7 @@ async fn piggyback(
                 kind,
                 StatusCode::OK,
                 Some(id),
-                metrics_body(&state, id)?,
+                metrics_body(&state, id).await?,
             ))
         }
         Kind::Logs => {
@@ -280,7 +280,7 @@ async fn piggyback(
                 kind,
                 StatusCode::OK,
                 Some(id),
-                logs_body(&state, id)?,
+                logs_body(&state, id).await?,
             ))
         }
         Kind::AllIds => Ok(connection_ids(kind, &state, |_| true)),

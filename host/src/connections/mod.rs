@@ -4,7 +4,11 @@
 //!
 //! Writes are serialised by one async lock, held across the check of preconditions, the durable
 //! write and the update of the live view, so concurrent writers to one id never lose or tear an
-//! update and a reader sees either the old or the new revision.
+//! update and a reader sees either the old or the new revision. Writes to the store are
+//! conditional on the revision they were based on: when another process sharing the store (an
+//! instance of a cluster) wrote first, the record is read again and the write is checked once
+//! more against it (an `If-Match` on the old revision then fails with 412). Changes made by other
+//! processes reach this one through [`ConnectionService::sync`].
 
 use crate::conditions::{PreconditionFailure, Preconditions};
 use crate::error::DittoError;
@@ -14,7 +18,7 @@ use crate::model::{ConnectivityStatus, StoredConnection, ValidationLimits};
 use crate::monitoring::logs::{ConnectionLogs, LogLimits};
 use crate::monitoring::metrics::ConnectionMetrics;
 use crate::runtime::Runtime;
-use crate::store::ConnectionStore;
+use crate::store::{ConnectionStore, Expected, StoreError};
 use bytes::Bytes;
 use chrono::Utc;
 use serde_json::{Map, Value};
@@ -133,6 +137,18 @@ pub struct ConnectionService {
     log_limits: LogLimits,
     runtime: Arc<Runtime>,
     log_publisher: Option<Arc<crate::monitoring::fluentd::FluentPublisher>>,
+}
+
+/// How often a write is tried again after another process changed the record meanwhile.
+const CONFLICT_TRIES: usize = 5;
+
+/// A store write's result: `Ok(None)` when another writer came first (read again and retry).
+fn written<T>(id: &str, result: Result<T, StoreError>) -> Result<Option<T>, DittoError> {
+    match result {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(store_error(id)(e)),
+    }
 }
 
 /// The store refused a change (a full disk, a read-only data directory): nothing was applied,
@@ -283,14 +299,18 @@ impl ConnectionService {
             .or_insert_with(|| Value::String("unknown".into()));
         let connection = self.build(object).await?;
         let _guard = self.write.lock().await;
-        self.insert_new(connection).await
+        let id = connection.id.clone();
+        self.insert_new(connection)
+            .await?
+            .ok_or_else(|| DittoError::connection_conflict(&id))
     }
 
-    /// Stores a new connection at revision 1, with logging enabled. The caller holds `write`.
+    /// Stores a new connection at revision 1, with logging enabled; `None` when the store holds
+    /// one with this id already (written by another process). The caller holds `write`.
     async fn insert_new(
         &self,
         connection: crate::model::Connection,
-    ) -> Result<Arc<Entry>, DittoError> {
+    ) -> Result<Option<Arc<Entry>>, DittoError> {
         let now = Utc::now();
         let record = StoredConnection {
             connection,
@@ -298,15 +318,96 @@ impl ConnectionService {
             created: now,
             modified: now,
         };
-        self.store
-            .put(record.clone())
-            .await
-            .map_err(store_error(record.id()))?;
+        let put = self.store.put(record.clone(), Expected::Absent).await;
+        if written(record.id(), put)?.is_none() {
+            return Ok(None);
+        }
         let mut logs = ConnectionLogs::new(self.log_limits)
             .publish_to(self.log_publisher.clone(), record.id());
         logs.enable(now);
         tracing::info!(connection = record.id(), "connection created");
-        Ok(self.activate(Entry::new(record, logs)).await)
+        Ok(Some(self.activate(Entry::new(record, logs)).await))
+    }
+
+    /// Makes the live view of `id` what the store holds (another process may have changed it)
+    /// and the runtime follow. The caller holds `write`.
+    async fn refresh(&self, id: &str) -> Result<(), StoreError> {
+        let stored = self.store.load(id.to_string()).await?;
+        self.follow(id, stored).await;
+        Ok(())
+    }
+
+    /// Takes over `stored` as the record of `id` when it differs from the live view.
+    async fn follow(&self, id: &str, stored: Option<StoredConnection>) {
+        let now = Utc::now();
+        match (stored, self.get(id)) {
+            (Some(record), Some(old)) if record.revision != old.record.revision => {
+                if record.connection.connection_status == ConnectivityStatus::Open {
+                    lock(&old.logs).enable(now);
+                }
+                tracing::info!(
+                    connection = id,
+                    revision = record.revision,
+                    "connection changed elsewhere"
+                );
+                self.activate(old.next(record)).await;
+            }
+            (Some(record), None) => {
+                let mut logs = ConnectionLogs::new(self.log_limits)
+                    .publish_to(self.log_publisher.clone(), record.id());
+                if record.connection.connection_status == ConnectivityStatus::Open {
+                    logs.enable(now);
+                }
+                tracing::info!(connection = id, "connection created elsewhere");
+                self.activate(Entry::new(record, logs)).await;
+            }
+            (None, Some(_)) => {
+                tracing::info!(connection = id, "connection deleted elsewhere");
+                self.forget(id).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// Reads one connection again from the store (another process changed it).
+    pub async fn sync(&self, id: &str) -> Result<(), StoreError> {
+        let _guard = self.write.lock().await;
+        self.refresh(id).await
+    }
+
+    /// Reads every connection again from the store: what another process changed is taken
+    /// over, what it deleted is stopped.
+    pub async fn sync_all(&self) -> Result<(), StoreError> {
+        let _guard = self.write.lock().await;
+        let stored = self.store.load_all().await?;
+        let mut gone: std::collections::HashSet<String> = self
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        for record in stored {
+            let id = record.id().to_string();
+            gone.remove(&id);
+            self.follow(&id, Some(record)).await;
+        }
+        for id in gone {
+            self.follow(&id, None).await;
+        }
+        Ok(())
+    }
+
+    /// Removes a connection from the live view and stops it. The caller holds `write`.
+    async fn forget(&self, id: &str) {
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        self.runtime.stop(id).await;
+        if let Some(m) = crate::monitoring::prometheus::global() {
+            m.forget_connection(id);
+        }
     }
 
     /// POST with `?dry-run=true`: everything a create checks, then a connection test against the
@@ -361,6 +462,27 @@ impl ConnectionService {
         let connection = self.build(object).await?;
 
         let _guard = self.write.lock().await;
+        for _ in 0..CONFLICT_TRIES {
+            let result = self
+                .write_checked(id, connection.clone(), preconditions, existence)
+                .await?;
+            match result {
+                Some(upserted) => return Ok(upserted),
+                None => self.refresh(id).await.map_err(store_error(id))?,
+            }
+        }
+        Err(store_error(id)(StoreError::Conflict(id.to_string())))
+    }
+
+    /// One try of a write by id against the live view; `None` when the store had changed
+    /// meanwhile. The caller holds `write`.
+    async fn write_checked(
+        &self,
+        id: &str,
+        connection: crate::model::Connection,
+        preconditions: &Preconditions,
+        existence: Existence,
+    ) -> Result<Option<Upserted>, DittoError> {
         let existing = self.get(id);
         match (existence, &existing) {
             (Existence::New, Some(_)) => return Err(DittoError::connection_conflict(id)),
@@ -389,10 +511,13 @@ impl ConnectionService {
                     created: old.record.created,
                     modified: now,
                 };
-                self.store
-                    .put(record.clone())
-                    .await
-                    .map_err(store_error(record.id()))?;
+                let put = self
+                    .store
+                    .put(record.clone(), Expected::Revision(old.record.revision))
+                    .await;
+                if written(id, put)?.is_none() {
+                    return Ok(None);
+                }
                 if record.connection.connection_status == ConnectivityStatus::Open {
                     lock(&old.logs).enable(now);
                 }
@@ -401,32 +526,35 @@ impl ConnectionService {
                     revision = record.revision,
                     "connection modified"
                 );
-                Ok(Upserted::Modified(self.activate(old.next(record)).await))
+                Ok(Some(Upserted::Modified(
+                    self.activate(old.next(record)).await,
+                )))
             }
-            None => Ok(Upserted::Created(self.insert_new(connection).await?)),
+            None => Ok(self.insert_new(connection).await?.map(Upserted::Created)),
         }
     }
 
     pub async fn delete(&self, id: &str, preconditions: &Preconditions) -> Result<(), DittoError> {
         let _guard = self.write.lock().await;
-        let existing = self.require(id)?;
-        preconditions
-            .check(Some(&existing.record.etag()), false)
-            .map_err(PreconditionFailure::into_error)?;
-        self.store
-            .delete(id.to_string())
-            .await
-            .map_err(store_error(id))?;
-        self.entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-        self.runtime.stop(id).await;
-        if let Some(m) = crate::monitoring::prometheus::global() {
-            m.forget_connection(id);
+        for _ in 0..CONFLICT_TRIES {
+            let existing = self.require(id)?;
+            preconditions
+                .check(Some(&existing.record.etag()), false)
+                .map_err(PreconditionFailure::into_error)?;
+            let deleted = self
+                .store
+                .delete(id.to_string(), existing.record.revision)
+                .await;
+            match written(id, deleted)? {
+                Some(_) => {
+                    self.forget(id).await;
+                    tracing::info!(connection = id, "connection deleted");
+                    return Ok(());
+                }
+                None => self.refresh(id).await.map_err(store_error(id))?,
+            }
         }
-        tracing::info!(connection = id, "connection deleted");
-        Ok(())
+        Err(store_error(id)(StoreError::Conflict(id.to_string())))
     }
 
     pub async fn command(&self, id: &str, command: Command) -> Result<(), DittoError> {
@@ -438,16 +566,27 @@ impl ConnectionService {
                     ConnectivityStatus::Closed
                 };
                 let _guard = self.write.lock().await;
-                let old = self.require(id)?;
-                let now = Utc::now();
-                let mut record = old.record.clone();
-                record.connection.connection_status = status;
-                record.revision += 1;
-                record.modified = now;
-                self.store
-                    .put(record.clone())
-                    .await
-                    .map_err(store_error(record.id()))?;
+                let mut tries = 0;
+                let (old, record, now) = loop {
+                    let old = self.require(id)?;
+                    let now = Utc::now();
+                    let mut record = old.record.clone();
+                    record.connection.connection_status = status;
+                    record.revision += 1;
+                    record.modified = now;
+                    let put = self
+                        .store
+                        .put(record.clone(), Expected::Revision(old.record.revision))
+                        .await;
+                    if written(id, put)?.is_some() {
+                        break (old, record, now);
+                    }
+                    tries += 1;
+                    if tries == CONFLICT_TRIES {
+                        return Err(store_error(id)(StoreError::Conflict(id.to_string())));
+                    }
+                    self.refresh(id).await.map_err(store_error(id))?;
+                };
                 if command == Command::Open {
                     lock(&old.logs).enable(now);
                 }
@@ -468,4 +607,117 @@ impl ConnectionService {
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use axum::http::HeaderMap;
+    use serde_json::json;
+
+    /// A service on `store`, as one instance of a cluster sharing it.
+    async fn instance(store: Arc<MemoryStore>) -> ConnectionService {
+        let (twin, events) =
+            crate::twin::TwinService::start_with_events(Arc::new(MemoryStore::default()))
+                .await
+                .unwrap();
+        let hub = crate::hub::Hub::start(twin, events, std::time::Duration::from_secs(5));
+        let runtime = Runtime::new(
+            hub,
+            Default::default(),
+            ValidationLimits::default(),
+            Default::default(),
+            Default::default(),
+        );
+        ConnectionService::load(
+            store,
+            ValidationLimits::default(),
+            LogLimits::default(),
+            runtime,
+            None,
+        )
+        .await
+        .unwrap()
+    }
+
+    fn body(name: &str) -> Map<String, Value> {
+        json!({"name": name, "connectionType": "mqtt", "connectionStatus": "closed",
+               "uri": "tcp://127.0.0.1:1883",
+               "sources": [{"addresses": ["a/b"], "qos": 1, "authorizationContext": ["x"]}]})
+        .as_object()
+        .unwrap()
+        .clone()
+    }
+
+    fn if_match(etag: &str) -> Preconditions {
+        let mut h = HeaderMap::new();
+        h.insert("if-match", etag.parse().unwrap());
+        Preconditions::from_headers(&h)
+    }
+
+    #[tokio::test]
+    async fn writers_sharing_a_store_have_one_winner_per_revision() {
+        let store = Arc::new(MemoryStore::default());
+        let (a, b) = (instance(store.clone()).await, instance(store.clone()).await);
+        a.put("c", body("first"), &Preconditions::default())
+            .await
+            .ok()
+            .unwrap();
+        b.sync("c").await.unwrap();
+        assert_eq!(b.require("c").unwrap().record.revision, 1);
+
+        // A changes it; B, not told yet, writes on the revision it saw: 412, nothing written.
+        a.put("c", body("by-a"), &if_match("\"rev:1\""))
+            .await
+            .ok()
+            .unwrap();
+        let stale = b.put("c", body("by-b"), &if_match("\"rev:1\"")).await;
+        let e = stale.err().expect("the stale write fails");
+        assert_eq!(e.status.as_u16(), 412, "{e:?}");
+        assert_eq!(
+            b.require("c").unwrap().record.revision,
+            2,
+            "B read it again"
+        );
+        assert_eq!(
+            b.require("c").unwrap().record.connection.name.as_deref(),
+            Some("by-a")
+        );
+
+        // Without a precondition, B's write goes on top of A's.
+        a.put("c", body("by-a-again"), &Preconditions::default())
+            .await
+            .ok()
+            .unwrap();
+        b.put("c", body("by-b"), &Preconditions::default())
+            .await
+            .ok()
+            .unwrap();
+        let stored = store.load("c".into()).await.unwrap().unwrap();
+        assert_eq!(
+            (stored.revision, stored.connection.name.as_deref()),
+            (4, Some("by-b"))
+        );
+
+        // A create of an id another writer created meanwhile is a conflict (409).
+        b.put("d", body("b"), &Preconditions::default())
+            .await
+            .ok()
+            .unwrap();
+        let e = a
+            .write_by_id("d", body("a"), &Preconditions::default(), Existence::New)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.status.as_u16(), 409);
+
+        // A delete on a stale revision reads again and deletes what is there; the other
+        // instance follows.
+        a.delete("c", &Preconditions::default()).await.unwrap();
+        assert!(store.load("c".into()).await.unwrap().is_none());
+        b.sync_all().await.unwrap();
+        assert!(b.get("c").is_none());
+        assert!(b.get("d").is_some() && a.get("d").is_some());
+    }
 }

@@ -25,9 +25,9 @@ use ferrule_transport::{
     ClientConfig, ErrorKind, Protocol, SourceSpec, TargetSpec, TransportError,
 };
 use session::{Context, Session};
-use status::{Live, LiveStatus, Recovery, Resource};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use status::{Clients, Live, LiveStatus, Recovery, Resource};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -74,10 +74,21 @@ impl RuntimeConfig {
     }
 }
 
+/// One supervisor: the clients (slots) it runs of a connection.
 struct Running {
+    slots: Vec<usize>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
     status: Arc<Mutex<LiveStatus>>,
+}
+
+/// An open connection in cluster mode, waiting for the coordinator to say which of its clients
+/// this instance runs.
+#[derive(Clone)]
+struct Desired {
+    connection: Connection,
+    metrics: Arc<ConnectionMetrics>,
+    logs: Arc<Mutex<ConnectionLogs>>,
 }
 
 pub struct Runtime {
@@ -88,7 +99,16 @@ pub struct Runtime {
     /// `[hosts]`: which broker hosts connections may use.
     hosts: hosts::HostRules,
     mapping: MappingContext,
-    running: tokio::sync::Mutex<HashMap<String, Running>>,
+    /// Cluster mode: this instance's `node_id`. A connection's clients then run where the
+    /// cluster's coordinator places them ([`Runtime::run_slots`]), not all here.
+    node: OnceLock<Arc<str>>,
+    /// Cluster mode: the open connections, whichever of their clients run here.
+    desired: Mutex<HashMap<String, Desired>>,
+    /// Woken when the open connections change (cluster mode: the coordinator places them).
+    pub placement_changed: Arc<tokio::sync::Notify>,
+    /// Serialises changes of what runs: `apply`, `stop` and `run_slots`.
+    changes: tokio::sync::Mutex<()>,
+    running: tokio::sync::Mutex<HashMap<String, Vec<Running>>>,
 }
 
 fn protocol(t: ConnectionType) -> Option<Protocol> {
@@ -127,8 +147,73 @@ impl Runtime {
             limits,
             hosts,
             mapping,
+            node: OnceLock::new(),
+            desired: Mutex::new(HashMap::new()),
+            placement_changed: Arc::new(tokio::sync::Notify::new()),
+            changes: tokio::sync::Mutex::new(()),
             running: tokio::sync::Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Cluster mode, before any connection is applied: clients run only where
+    /// [`Runtime::run_slots`] says, and are named `node`.
+    pub fn place_by_cluster(&self, node: &str) {
+        let _ = self.node.set(Arc::from(node));
+    }
+
+    /// Cluster mode: the open connections and their `clientCount`, ordered by id.
+    pub fn desired_slots(&self) -> Vec<(String, usize)> {
+        let mut all: Vec<(String, usize)> = lock(&self.desired)
+            .iter()
+            .map(|(id, d)| (id.clone(), d.connection.client_count as usize))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Cluster mode: runs exactly the clients `slots` of connection `id` here (those whose
+    /// leases this instance holds), stopping the others gracefully. Nothing runs for a
+    /// connection that is not open.
+    pub async fn run_slots(self: &Arc<Self>, id: &str, slots: &BTreeSet<usize>) {
+        let _changes = self.changes.lock().await;
+        let desired = lock(&self.desired).get(id).cloned();
+        let (to_stop, running): (Vec<Running>, BTreeSet<usize>) = {
+            let mut all = self.running.lock().await;
+            let list = all.entry(id.to_string()).or_default();
+            let (keep, stop): (Vec<Running>, Vec<Running>) = list
+                .drain(..)
+                .partition(|r| desired.is_some() && r.slots.iter().all(|s| slots.contains(s)));
+            *list = keep;
+            let running = list.iter().flat_map(|r| r.slots.iter().copied()).collect();
+            if list.is_empty() {
+                all.remove(id);
+            }
+            (stop, running)
+        };
+        for r in to_stop {
+            stop_running(r).await;
+        }
+        let Some(d) = desired else { return };
+        for &slot in slots.difference(&running) {
+            let clients = Clients::of(vec![slot], self.node.get().map(|n| &**n));
+            self.start(
+                d.connection.clone(),
+                d.metrics.clone(),
+                d.logs.clone(),
+                clients,
+            )
+            .await;
+        }
+    }
+
+    /// Cluster mode: the clients of connection `id` running here.
+    pub async fn running_slots(&self, id: &str) -> BTreeSet<usize> {
+        self.running
+            .lock()
+            .await
+            .get(id)
+            .map(|list| list.iter().flat_map(|r| r.slots.iter().copied()).collect())
+            .unwrap_or_default()
     }
 
     /// The transport configuration of one client of a connection.
@@ -193,40 +278,90 @@ impl Runtime {
         metrics: Arc<ConnectionMetrics>,
         logs: Arc<Mutex<ConnectionLogs>>,
     ) {
+        let _changes = self.changes.lock().await;
         let id = connection.id.clone();
-        self.stop(&id).await;
+        self.stop_all_of(&id).await;
         if connection.connection_status != ConnectivityStatus::Open {
             return;
         }
+        if self.node.get().is_some() {
+            lock(&self.desired).insert(
+                id,
+                Desired {
+                    connection,
+                    metrics,
+                    logs,
+                },
+            );
+            self.placement_changed.notify_one();
+            return;
+        }
+        let clients = Clients::all(connection.client_count as usize);
+        self.start(connection, metrics, logs, clients).await;
+    }
+
+    /// Starts a supervisor for `clients` of a connection.
+    async fn start(
+        self: &Arc<Self>,
+        connection: Connection,
+        metrics: Arc<ConnectionMetrics>,
+        logs: Arc<Mutex<ConnectionLogs>>,
+        clients: Clients,
+    ) {
+        let id = connection.id.clone();
         // Until the supervisor reports, the connection is connecting: its clients are listed
         // (never an empty clientStatus right after an open).
         let status = Arc::new(Mutex::new(connecting_status(
             &connection,
+            &clients,
             Recovery::Unknown,
         )));
         let (stop, stopped) = watch::channel(false);
         let runtime = self.clone();
+        let slots = clients.indexes.clone();
         let task = tokio::spawn({
             let status = status.clone();
             async move {
                 runtime
-                    .supervise(Arc::new(connection), metrics, logs, status, stopped)
+                    .supervise(
+                        Arc::new(connection),
+                        clients,
+                        metrics,
+                        logs,
+                        status,
+                        stopped,
+                    )
                     .await
             }
         });
         self.running
             .lock()
             .await
-            .insert(id, Running { stop, task, status });
+            .entry(id)
+            .or_default()
+            .push(Running {
+                slots,
+                stop,
+                task,
+                status,
+            });
     }
 
     /// Stops a running connection gracefully: the closed announcement is published, then the
     /// clients disconnect.
     pub async fn stop(&self, id: &str) {
+        let _changes = self.changes.lock().await;
+        self.stop_all_of(id).await;
+    }
+
+    /// Stops every client of `id` running here; the caller holds `changes`.
+    async fn stop_all_of(&self, id: &str) {
+        if lock(&self.desired).remove(id).is_some() {
+            self.placement_changed.notify_one();
+        }
         let running = self.running.lock().await.remove(id);
-        if let Some(r) = running {
-            let _ = r.stop.send(true);
-            let _ = r.task.await;
+        for r in running.into_iter().flatten() {
+            stop_running(r).await;
         }
     }
 
@@ -244,13 +379,14 @@ impl Runtime {
             .lock()
             .await
             .values()
-            .filter(|r| lock(&r.status).live == Live::Open)
+            .filter(|list| list.iter().all(|r| lock(&r.status).live == Live::Open))
             .count()
     }
 
+    /// The live status of the clients of `id` running here.
     pub async fn status(&self, id: &str) -> LiveStatus {
         match self.running.lock().await.get(id) {
-            Some(r) => lock(&r.status).clone(),
+            Some(list) => LiveStatus::merge(list.iter().map(|r| lock(&r.status).clone()).collect()),
             None => LiveStatus::closed(),
         }
     }
@@ -321,6 +457,7 @@ impl Runtime {
     async fn supervise(
         self: Arc<Self>,
         connection: Arc<Connection>,
+        clients: Clients,
         metrics: Arc<ConnectionMetrics>,
         logs: Arc<Mutex<ConnectionLogs>>,
         status: Arc<Mutex<LiveStatus>>,
@@ -367,12 +504,8 @@ impl Runtime {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 let details = format!("{} {}", e.message, e.description.unwrap_or_default());
-                *lock(&status) = failed_status(
-                    &connection,
-                    Live::Misconfigured,
-                    Recovery::Unknown,
-                    &details,
-                );
+                *lock(&status) =
+                    failed_status(&clients, Live::Misconfigured, Recovery::Unknown, &details);
                 log(false, details);
                 let _ = stopped.changed().await;
                 return;
@@ -398,12 +531,14 @@ impl Runtime {
             crate::monitoring::prometheus::global().map(|m| m.reconnects(&connection.id));
         let mut attempt: u32 = 0;
         loop {
-            let configs: Vec<ClientConfig> = (0..connection.client_count as usize)
-                .filter_map(|i| self.client_config(&connection, i, false))
+            let configs: Vec<ClientConfig> = clients
+                .indexes
+                .iter()
+                .filter_map(|&i| self.client_config(&connection, i, false))
                 .collect();
             {
                 let mut s = lock(&status);
-                *s = connecting_status(&connection, s.recovery);
+                *s = connecting_status(&connection, &clients, s.recovery);
             }
             let started = tokio::select! {
                 r = Session::start(ctx.clone(), configs) => r,
@@ -416,7 +551,7 @@ impl Runtime {
                 Ok(mut session) => {
                     let recovered = attempt > 0;
                     attempt = 0;
-                    let mut s = session::open_status(&connection, connection.client_count as usize);
+                    let mut s = session::open_status(&connection, &clients);
                     if recovered {
                         s.recovery = Recovery::Succeeded;
                     }
@@ -437,11 +572,11 @@ impl Runtime {
                             session.close().await;
                             if let Some(delay) = e.retry_after {
                                 log(true, format!("{}; reconnecting in {} ms.", e.message, delay.as_millis()));
-                                *lock(&status) = connecting_status(&connection, Recovery::Ongoing);
+                                *lock(&status) = connecting_status(&connection, &clients, Recovery::Ongoing);
                                 redeliver_after = Some(delay);
                             } else {
                                 log(false, format!("Connection lost: {}", e.message));
-                                *lock(&status) = failed_status(&connection, Live::Failed, Recovery::Ongoing, &e.message);
+                                *lock(&status) = failed_status(&clients, Live::Failed, Recovery::Ongoing, &e.message);
                             }
                         }
                         _ = stopped.changed() => {
@@ -464,8 +599,7 @@ impl Runtime {
                         _ => Live::Failed,
                     };
                     log(false, format!("Connecting failed: {}", e.message));
-                    *lock(&status) =
-                        failed_status(&connection, live, Recovery::Ongoing, &e.message);
+                    *lock(&status) = failed_status(&clients, live, Recovery::Ongoing, &e.message);
                 }
             }
             if let Some(delay) = redeliver_after {
@@ -510,10 +644,16 @@ fn backoff(config: &RuntimeConfig, attempt: u32) -> Duration {
     Duration::from_millis((base as f64 * jitter) as u64)
 }
 
+/// Stops one supervisor and waits for it to end.
+async fn stop_running(r: Running) {
+    let _ = r.stop.send(true);
+    let _ = r.task.await;
+}
+
 /// The status while the clients connect.
-fn connecting_status(connection: &Connection, recovery: Recovery) -> LiveStatus {
+fn connecting_status(connection: &Connection, clients: &Clients, recovery: Recovery) -> LiveStatus {
     failed_status(
-        connection,
+        clients,
         Live::Unknown,
         recovery,
         &format!(
@@ -523,20 +663,17 @@ fn connecting_status(connection: &Connection, recovery: Recovery) -> LiveStatus 
     )
 }
 
-fn failed_status(
-    connection: &Connection,
-    live: Live,
-    recovery: Recovery,
-    details: &str,
-) -> LiveStatus {
+fn failed_status(clients: &Clients, live: Live, recovery: Recovery, details: &str) -> LiveStatus {
     let now = Utc::now();
     LiveStatus {
         live,
         recovery,
         connected_since: None,
-        clients: (0..connection.client_count as usize)
-            .map(|i| Resource {
-                client: format!("ferrule-{}", i + 1),
+        clients: clients
+            .names
+            .iter()
+            .map(|name| Resource {
+                client: name.clone(),
                 address: None,
                 status: live,
                 details: details.to_string(),

@@ -45,6 +45,42 @@ impl Recovery {
     }
 }
 
+/// The clients one supervisor runs: their indexes among the connection's `clientCount`, and the
+/// name each has in the status (`ferrule-<index + 1>` on a single node; the instance's
+/// `node_id` in a cluster, as Ditto names the instance that runs a client).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Clients {
+    pub indexes: Vec<usize>,
+    pub names: Vec<String>,
+}
+
+impl Clients {
+    /// Clients `indexes`, named for `node` (cluster mode) or by number.
+    pub fn of(indexes: Vec<usize>, node: Option<&str>) -> Clients {
+        let names = indexes
+            .iter()
+            .map(|i| match node {
+                Some(n) => n.to_string(),
+                None => format!("ferrule-{}", i + 1),
+            })
+            .collect();
+        Clients { indexes, names }
+    }
+
+    /// Clients `0..count` of a single node.
+    pub fn all(count: usize) -> Clients {
+        Clients::of((0..count).collect(), None)
+    }
+
+    /// The name of the client that publishes (index 0), when these clients include it.
+    pub fn publisher(&self) -> Option<&str> {
+        self.indexes
+            .iter()
+            .position(|&i| i == 0)
+            .map(|p| self.names[p].as_str())
+    }
+}
+
 /// One client, consumer or publisher.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resource {
@@ -91,6 +127,29 @@ impl Default for LiveStatus {
 }
 
 impl LiveStatus {
+    /// The status of several supervisors of one connection (the slots this instance runs):
+    /// open when every one is open, otherwise the first that is not.
+    pub fn merge(parts: Vec<LiveStatus>) -> LiveStatus {
+        let mut parts = parts.into_iter();
+        let Some(mut all) = parts.next() else {
+            return LiveStatus::closed();
+        };
+        for p in parts {
+            if all.live == Live::Open && p.live != Live::Open {
+                all.live = p.live;
+                all.recovery = p.recovery;
+            }
+            all.connected_since = match (all.connected_since, p.connected_since) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            all.clients.extend(p.clients);
+            all.sources.extend(p.sources);
+            all.targets.extend(p.targets);
+        }
+        all
+    }
+
     pub fn closed() -> LiveStatus {
         LiveStatus {
             live: Live::Closed,

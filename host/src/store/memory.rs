@@ -1,7 +1,7 @@
 //! A store that keeps everything in memory: nothing survives the process. For benchmarks of the
 //! layers above the disk, and for tests.
 
-use super::{ConnectionStore, StoreFuture, ThingChange, ThingStore};
+use super::{ConnectionStore, Expected, StoreFuture, ThingChange, ThingStore, check_expected};
 use crate::model::StoredConnection;
 use crate::twin::StoredThing;
 use std::collections::HashMap;
@@ -23,14 +23,29 @@ impl ConnectionStore for MemoryStore {
         Box::pin(async move { Ok(all) })
     }
 
-    fn put(&self, record: StoredConnection) -> StoreFuture<'_, ()> {
-        lock(&self.connections).insert(record.id().to_string(), record);
-        Box::pin(async { Ok(()) })
+    fn load(&self, id: String) -> StoreFuture<'_, Option<StoredConnection>> {
+        let found = lock(&self.connections).get(&id).cloned();
+        Box::pin(async move { Ok(found) })
     }
 
-    fn delete(&self, id: String) -> StoreFuture<'_, bool> {
-        let existed = lock(&self.connections).remove(&id).is_some();
-        Box::pin(async move { Ok(existed) })
+    fn put(&self, record: StoredConnection, expected: Expected) -> StoreFuture<'_, ()> {
+        let mut connections = lock(&self.connections);
+        let stored = connections.get(record.id()).map(|r| r.revision);
+        let result = check_expected(record.id(), stored, expected);
+        if result.is_ok() {
+            connections.insert(record.id().to_string(), record);
+        }
+        Box::pin(async move { result })
+    }
+
+    fn delete(&self, id: String, revision: u64) -> StoreFuture<'_, bool> {
+        let mut connections = lock(&self.connections);
+        let result = match connections.get(&id).map(|r| r.revision) {
+            None => Ok(false),
+            Some(r) if r == revision => Ok(connections.remove(&id).is_some()),
+            Some(_) => Err(super::StoreError::Conflict(id)),
+        };
+        Box::pin(async move { result })
     }
 }
 

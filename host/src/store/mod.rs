@@ -26,18 +26,44 @@ pub enum StoreError {
     /// Encrypted credentials without the right key, or an encryption failure.
     #[error("{0}")]
     Encryption(String),
+    /// A conditional write found another revision than it expected: someone else (another
+    /// instance of a cluster) changed the record meanwhile. Nothing was written.
+    #[error("connection '{0}' was changed by another writer")]
+    Conflict(String),
+}
+
+/// What a conditional connection write expects to find in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// No record with this id (a create).
+    Absent,
+    /// The record at this revision (a modify).
+    Revision(u64),
 }
 
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Durable connection records. Every write is atomic and durable when its future completes:
-/// after a crash the store holds either the old or the new record, never a torn one.
+/// after a crash the store holds either the old or the new record, never a torn one. Writes are
+/// conditional on the revision the writer read ([`StoreError::Conflict`] when another writer
+/// came first), so writers in several processes sharing one store have one winner.
 pub trait ConnectionStore: Send + Sync + 'static {
     fn load_all(&self) -> StoreFuture<'_, Vec<StoredConnection>>;
-    /// Inserts or replaces the record with the same id.
-    fn put(&self, record: StoredConnection) -> StoreFuture<'_, ()>;
-    /// Removes the record; `false` when there was none.
-    fn delete(&self, id: String) -> StoreFuture<'_, bool>;
+    /// The record with this id, if any.
+    fn load(&self, id: String) -> StoreFuture<'_, Option<StoredConnection>>;
+    /// Inserts or replaces the record with the same id, if the store holds what `expected` says.
+    fn put(&self, record: StoredConnection, expected: Expected) -> StoreFuture<'_, ()>;
+    /// Removes the record at `revision`; `false` when there was none.
+    fn delete(&self, id: String, revision: u64) -> StoreFuture<'_, bool>;
+}
+
+/// Whether a stored revision (`None`: no record) is what a write expects.
+pub fn check_expected(id: &str, stored: Option<u64>, expected: Expected) -> Result<(), StoreError> {
+    match (stored, expected) {
+        (None, Expected::Absent) => Ok(()),
+        (Some(r), Expected::Revision(e)) if r == e => Ok(()),
+        _ => Err(StoreError::Conflict(id.to_string())),
+    }
 }
 
 /// One change of a thing, as written by the twin.

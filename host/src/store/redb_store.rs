@@ -4,7 +4,9 @@
 //! fsynced (`Durability::Immediate`), so a crash at any point leaves the last committed state.
 
 use super::encryption::{ENCRYPTED_POINTERS, FieldCipher, KEY_SETTING, Key, OLD_KEY_SETTING};
-use super::{ConnectionStore, StoreError, StoreFuture, ThingChange, ThingStore};
+use super::{
+    ConnectionStore, Expected, StoreError, StoreFuture, ThingChange, ThingStore, check_expected,
+};
 use crate::model::StoredConnection;
 use crate::twin::StoredThing;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -112,7 +114,7 @@ fn opened<'a>(
 
 /// The stored bytes of a connection record: its JSON, with the configured credentials encrypted
 /// and the pointers encrypted listed in `encryptedPointers`.
-fn encode_connection(
+pub(crate) fn encode_connection(
     record: &StoredConnection,
     cipher: Option<&FieldCipher>,
 ) -> Result<Vec<u8>, StoreError> {
@@ -131,7 +133,7 @@ fn encode_connection(
 
 /// How a stored record's credentials were found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Found {
+pub(crate) enum Found {
     /// As the configuration writes them.
     AsConfigured,
     /// In plaintext, where the cipher would encrypt them.
@@ -142,7 +144,7 @@ enum Found {
 
 /// A stored connection record, its encrypted fields decrypted. Encrypted fields without a key
 /// (or with another key) are an error that names the setting: ciphertext is never handed on.
-fn decode_connection(
+pub(crate) fn decode_connection(
     key: &str,
     bytes: &[u8],
     cipher: Option<&FieldCipher>,
@@ -186,6 +188,20 @@ fn decode_connection(
     }
     let record = serde_json::from_value(value).map_err(corrupt)?;
     Ok((record, found))
+}
+
+/// The revision of a stored connection, read without decrypting it.
+fn stored_revision(table: &redb::Table<&str, &[u8]>, id: &str) -> Result<Option<u64>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct Revision {
+        revision: u64,
+    }
+    match table.get(id).map_err(storage)? {
+        Some(v) => serde_json::from_slice::<Revision>(v.value())
+            .map(|r| Some(r.revision))
+            .map_err(|e| StoreError::Corrupt(format!("connection '{id}': {e}"))),
+        None => Ok(None),
+    }
 }
 
 impl ConnectionStore for RedbStore {
@@ -248,13 +264,29 @@ impl ConnectionStore for RedbStore {
         })
     }
 
-    fn put(&self, record: StoredConnection) -> StoreFuture<'_, ()> {
+    fn load(&self, id: String) -> StoreFuture<'_, Option<StoredConnection>> {
+        let cipher = self.cipher.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let table = txn.open_table(CONNECTIONS).map_err(storage)?;
+            match table.get(id.as_str()).map_err(storage)? {
+                Some(v) => Ok(Some(
+                    decode_connection(&id, v.value(), cipher.as_deref())?.0,
+                )),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn put(&self, record: StoredConnection, expected: Expected) -> StoreFuture<'_, ()> {
         let cipher = self.cipher.clone();
         self.blocking(move |db| {
             let bytes = encode_connection(&record, cipher.as_deref())?;
             let txn = db.begin_write().map_err(storage)?;
             {
                 let mut table = txn.open_table(CONNECTIONS).map_err(storage)?;
+                let stored = stored_revision(&table, record.id())?;
+                check_expected(record.id(), stored, expected)?;
                 table
                     .insert(record.id(), bytes.as_slice())
                     .map_err(storage)?;
@@ -263,12 +295,18 @@ impl ConnectionStore for RedbStore {
         })
     }
 
-    fn delete(&self, id: String) -> StoreFuture<'_, bool> {
+    fn delete(&self, id: String, revision: u64) -> StoreFuture<'_, bool> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(storage)?;
             let existed = {
                 let mut table = txn.open_table(CONNECTIONS).map_err(storage)?;
-                table.remove(id.as_str()).map_err(storage)?.is_some()
+                match stored_revision(&table, &id)? {
+                    None => false,
+                    Some(r) if r == revision => {
+                        table.remove(id.as_str()).map_err(storage)?.is_some()
+                    }
+                    Some(_) => return Err(StoreError::Conflict(id)),
+                }
             };
             txn.commit().map_err(storage)?;
             Ok(existed)
@@ -342,11 +380,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = RedbStore::open(dir.path()).unwrap();
-            store.put(record("a", 1)).await.unwrap();
-            store.put(record("b", 1)).await.unwrap();
-            store.put(record("a", 2)).await.unwrap();
-            assert!(store.delete("b".into()).await.unwrap());
-            assert!(!store.delete("b".into()).await.unwrap());
+            store.put(record("a", 1), Expected::Absent).await.unwrap();
+            store.put(record("b", 1), Expected::Absent).await.unwrap();
+            store
+                .put(record("a", 2), Expected::Revision(1))
+                .await
+                .unwrap();
+            assert!(matches!(
+                store.put(record("a", 3), Expected::Revision(1)).await,
+                Err(StoreError::Conflict(_))
+            ));
+            assert!(matches!(
+                store.put(record("b", 2), Expected::Absent).await,
+                Err(StoreError::Conflict(_))
+            ));
+            assert!(matches!(
+                store.delete("b".into(), 7).await,
+                Err(StoreError::Conflict(_))
+            ));
+            assert!(store.delete("b".into(), 1).await.unwrap());
+            assert!(!store.delete("b".into(), 1).await.unwrap());
+            assert_eq!(store.load("a".into()).await.unwrap().unwrap().revision, 2);
         }
         let store = RedbStore::open(dir.path()).unwrap();
         let all = store.load_all().await.unwrap();
@@ -381,7 +435,7 @@ mod tests {
                         symmetrical_key: key(1),
                         ..Default::default()
                     }));
-            store.put(secret.clone()).await.unwrap();
+            store.put(secret.clone(), Expected::Absent).await.unwrap();
         }
         let file = || std::fs::read(dir.path().join(FILE_NAME)).unwrap();
         let holds = |bytes: &[u8]| bytes.windows(10).any(|w| w == b"Passw0rd-x");

@@ -325,16 +325,17 @@ async fn watch(
 }
 
 /// The status of a connected session's resources.
-pub fn open_status(connection: &Connection, clients: usize) -> LiveStatus {
+pub fn open_status(connection: &Connection, clients: &super::status::Clients) -> LiveStatus {
     let now = Utc::now();
-    let client = |i: usize| format!("ferrule-{}", i + 1);
     let mut status = LiveStatus {
         live: Live::Open,
         recovery: super::status::Recovery::Succeeded,
         connected_since: Some(now),
-        clients: (0..clients)
-            .map(|i| Resource {
-                client: client(i),
+        clients: clients
+            .names
+            .iter()
+            .map(|name| Resource {
+                client: name.clone(),
                 address: None,
                 status: Live::Open,
                 details: "Connected.".into(),
@@ -344,12 +345,12 @@ pub fn open_status(connection: &Connection, clients: usize) -> LiveStatus {
         sources: Vec::new(),
         targets: Vec::new(),
     };
-    for i in 0..clients {
+    for name in &clients.names {
         for source in &connection.sources {
             for address in &source.addresses {
                 for _ in 0..source.consumer_count {
                     status.sources.push(Resource {
-                        client: client(i),
+                        client: name.clone(),
                         address: Some(address.clone()),
                         status: Live::Open,
                         details: "Consumer started.".into(),
@@ -359,14 +360,16 @@ pub fn open_status(connection: &Connection, clients: usize) -> LiveStatus {
             }
         }
     }
-    for target in &connection.targets {
-        status.targets.push(Resource {
-            client: client(0),
-            address: Some(target.address.clone()),
-            status: Live::Open,
-            details: "Producer started.".into(),
-            since: now,
-        });
+    if let Some(publisher) = clients.publisher() {
+        for target in &connection.targets {
+            status.targets.push(Resource {
+                client: publisher.to_string(),
+                address: Some(target.address.clone()),
+                status: Live::Open,
+                details: "Producer started.".into(),
+                since: now,
+            });
+        }
     }
     status
 }

@@ -114,7 +114,10 @@ impl Harness {
                     .flat_map(|s| s.addresses.iter().cloned()),
                 connection.targets.iter().map(|t| t.address.clone()),
             )),
-            status: Arc::new(Mutex::new(open_status(&connection, 1))),
+            status: Arc::new(Mutex::new(open_status(
+                &connection,
+                &crate::runtime::status::Clients::all(1),
+            ))),
             connection: Arc::new(connection),
             compiled: Arc::new(compiled),
             hub,

@@ -1,0 +1,359 @@
+//! Ownership of client slots in a cluster: leases in PostgreSQL, on the database's clock.
+//!
+//! Every instance scans every [`SCAN`]:
+//! 1. it renews its row in `nodes` and every unexpired lease it owns (one statement each); a
+//!    lease that could not be renewed is gone, and its client stops;
+//! 2. it reads the live instances and places every open connection's slots over them
+//!    ([`super::placement`]); it claims the free slots placed on it at once, and any slot left
+//!    free for [`FALLBACK_AFTER`] (its preferred instance is not taking it);
+//! 3. it hands a slot placed elsewhere to that instance once the instance has been up for
+//!    10 s (one move per connection per [`MOVE_EVERY`]): the client stops first, then the
+//!    lease is released;
+//! 4. an instance whose database sessions have all gone (`pg_stat_activity`, two scans in a row:
+//!    a killed process) has its row and leases expired at once, so its slots move within about
+//!    a second instead of the lease time.
+//!
+//! A claim takes a lease only when it has expired and raises its `epoch` (the fencing token).
+//! An instance that could not renew for `lease_ttl_ms - 1 s` (a lost database, a process that
+//! was stopped) stops all its clients before anyone else may take their leases.
+
+use super::placement;
+use crate::runtime::Runtime;
+use sqlx::PgPool;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often an instance renews and places.
+pub const SCAN: Duration = Duration::from_millis(500);
+/// A free slot is claimed by any instance after this long, not only by its preferred one.
+const FALLBACK_AFTER: f64 = 2.0;
+/// At most one slot of a connection moves to another instance per this time.
+const MOVE_EVERY: Duration = Duration::from_secs(5);
+/// Scans in a row an instance must be missing from `pg_stat_activity` to count as dead.
+const MISSING_SCANS: u32 = 2;
+
+pub struct Coordinator {
+    pool: PgPool,
+    node: String,
+    ttl: Duration,
+    runtime: Arc<Runtime>,
+    live: Mutex<Vec<String>>,
+}
+
+/// What one instance remembers between scans.
+#[derive(Default)]
+struct State {
+    /// Leases held: resource → epoch.
+    held: HashMap<String, i64>,
+    last_renewal: Option<Instant>,
+    /// When a slot of a connection last moved away from here.
+    moved_at: HashMap<String, Instant>,
+    /// Scans in a row each live instance was missing from `pg_stat_activity`.
+    missing: HashMap<String, u32>,
+    /// Connections that had slots running here at the last scan.
+    running: HashSet<String>,
+}
+
+fn resource(connection: &str, slot: usize) -> String {
+    format!("{connection}/{slot}")
+}
+
+/// The connection and slot of a lease's resource.
+fn slot_of(resource: &str) -> Option<(&str, usize)> {
+    let (connection, slot) = resource.rsplit_once('/')?;
+    Some((connection, slot.parse().ok()?))
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    ttl.as_millis() as i64
+}
+
+impl Coordinator {
+    /// Registers this instance. A row of the same `node_id` that has not expired yet (the
+    /// previous process of this instance, just restarted) is waited out, so its leases have
+    /// expired before this process claims any.
+    pub async fn join(
+        pool: PgPool,
+        node: String,
+        ttl: Duration,
+        runtime: Arc<Runtime>,
+    ) -> anyhow::Result<Arc<Coordinator>> {
+        let deadline = Instant::now() + ttl + Duration::from_secs(2);
+        loop {
+            let joined: Option<(i32,)> = sqlx::query_as(
+                "INSERT INTO nodes (node_id, started_at, expires_at) \
+                 VALUES ($1, now(), now() + $2 * interval '1 millisecond') \
+                 ON CONFLICT (node_id) DO UPDATE SET started_at = now(), \
+                 expires_at = EXCLUDED.expires_at WHERE nodes.expires_at < now() RETURNING 1",
+            )
+            .bind(&node)
+            .bind(ttl_ms(ttl))
+            .fetch_optional(&pool)
+            .await?;
+            if joined.is_some() {
+                break;
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "another instance with [cluster] node_id '{node}' is running: each instance needs its own node_id"
+                );
+            }
+            tracing::info!(node = %node, "waiting for the previous process of this node_id to expire");
+            tokio::time::sleep(SCAN).await;
+        }
+        tracing::info!(node = %node, "joined the cluster");
+        Ok(Arc::new(Coordinator {
+            pool,
+            node,
+            ttl,
+            runtime,
+            live: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// The instances alive at the last scan, this one included.
+    pub fn live_nodes(&self) -> Vec<String> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Scans until the process ends.
+    pub async fn run(self: Arc<Self>) {
+        let mut state = State::default();
+        let wake = self.runtime.placement_changed.clone();
+        loop {
+            if let Err(e) = self.scan(&mut state).await {
+                tracing::warn!(error = %e, "the cluster scan failed");
+            }
+            let fence = self.ttl.saturating_sub(Duration::from_secs(1));
+            let lapsed = state.last_renewal.is_none_or(|t| t.elapsed() > fence);
+            if lapsed && !state.held.is_empty() {
+                tracing::warn!(
+                    leases = state.held.len(),
+                    "the leases could not be renewed in time: every client of this instance stops"
+                );
+                state.held.clear();
+                self.apply(&mut state).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(SCAN) => {}
+                _ = wake.notified() => {}
+            }
+        }
+    }
+
+    async fn scan(&self, state: &mut State) -> Result<(), sqlx::Error> {
+        let ttl = ttl_ms(self.ttl);
+        // 1. This instance and its leases.
+        let alive: Option<(i32,)> = sqlx::query_as(
+            "UPDATE nodes SET expires_at = now() + $2 * interval '1 millisecond' \
+             WHERE node_id = $1 AND expires_at > now() RETURNING 1",
+        )
+        .bind(&self.node)
+        .bind(ttl)
+        .fetch_optional(&self.pool)
+        .await?;
+        if alive.is_none() {
+            // Counted as gone (stopped, cut off): its leases may be others' now.
+            tracing::warn!(node = %self.node, "this instance had expired; it joins again");
+            state.held.clear();
+            self.apply(state).await;
+            sqlx::query(
+                "INSERT INTO nodes (node_id, started_at, expires_at) \
+                 VALUES ($1, now(), now() + $2 * interval '1 millisecond') \
+                 ON CONFLICT (node_id) DO UPDATE SET started_at = now(), \
+                 expires_at = EXCLUDED.expires_at",
+            )
+            .bind(&self.node)
+            .bind(ttl)
+            .execute(&self.pool)
+            .await?;
+        }
+        let renewed: Vec<(String, i64)> = sqlx::query_as(
+            "UPDATE leases SET expires_at = now() + $2 * interval '1 millisecond' \
+             WHERE owner = $1 AND expires_at > now() RETURNING resource, epoch",
+        )
+        .bind(&self.node)
+        .bind(ttl)
+        .fetch_all(&self.pool)
+        .await?;
+        state.last_renewal = Some(Instant::now());
+        let renewed: HashMap<String, i64> = renewed.into_iter().collect();
+        for lost in state.held.keys().filter(|r| !renewed.contains_key(*r)) {
+            tracing::warn!(slot = %lost, "a lease was lost: its client stops here");
+        }
+        state.held = renewed;
+
+        // 2. The live instances; killed ones are expired at once.
+        let nodes: Vec<(String, bool, bool)> = sqlx::query_as(
+            "SELECT node_id, started_at < now() - interval '10 seconds', \
+             started_at < now() - interval '3 seconds' \
+             FROM nodes WHERE expires_at > now() ORDER BY node_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let connected: HashSet<String> = sqlx::query_as::<_, (String,)>(
+            "SELECT DISTINCT substr(application_name, 9) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name LIKE 'ferrule:%'",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|(n,)| n)
+        .collect();
+        let mut live = Vec::new();
+        let mut settled = HashSet::new();
+        for (node, is_settled, has_connected) in nodes {
+            if node != self.node && has_connected && !connected.contains(&node) {
+                let scans = state.missing.entry(node.clone()).or_insert(0);
+                *scans += 1;
+                tracing::debug!(node = %node, scans = *scans, "an instance has no database session");
+                if *scans >= MISSING_SCANS {
+                    tracing::warn!(node = %node, "an instance lost all its database sessions: its slots are taken over");
+                    sqlx::query("UPDATE nodes SET expires_at = now() WHERE node_id = $1")
+                        .bind(&node)
+                        .execute(&self.pool)
+                        .await?;
+                    // Free now: the preferred instances claim them at once, the others only
+                    // after FALLBACK_AFTER, so a slot does not land on one and move again.
+                    sqlx::query(
+                        "UPDATE leases SET expires_at = now() WHERE owner = $1 AND expires_at > now()",
+                    )
+                    .bind(&node)
+                    .execute(&self.pool)
+                    .await?;
+                    state.missing.remove(&node);
+                    continue;
+                }
+            } else {
+                state.missing.remove(&node);
+            }
+            if is_settled {
+                settled.insert(node.clone());
+            }
+            live.push(node);
+        }
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = live.clone();
+
+        // 3. Placement: claims and moves.
+        let desired = self.runtime.desired_slots();
+        let resources: Vec<String> = desired
+            .iter()
+            .flat_map(|(id, n)| (0..*n).map(move |k| resource(id, k)))
+            .collect();
+        let leases: Vec<(String, String, bool, f64)> = sqlx::query_as(
+            "SELECT resource, owner, expires_at > now(), \
+             EXTRACT(EPOCH FROM now() - expires_at)::float8 \
+             FROM leases WHERE resource = ANY($1)",
+        )
+        .bind(&resources)
+        .fetch_all(&self.pool)
+        .await?;
+        let leases: HashMap<String, (String, bool, f64)> = leases
+            .into_iter()
+            .map(|(r, owner, held, free_for)| (r, (owner, held, free_for)))
+            .collect();
+        let mut release = Vec::new();
+        let mut claim = Vec::new();
+        for (id, n) in &desired {
+            let owners = placement::assign(id, *n, &live);
+            let mut moved = false;
+            for (k, preferred) in owners.iter().enumerate() {
+                let r = resource(id, k);
+                if state.held.contains_key(&r) {
+                    let may_move = state
+                        .moved_at
+                        .get(id)
+                        .is_none_or(|t| t.elapsed() >= MOVE_EVERY);
+                    if *preferred != self.node && settled.contains(preferred) && may_move && !moved
+                    {
+                        moved = true;
+                        state.moved_at.insert(id.clone(), Instant::now());
+                        release.push(r);
+                    }
+                    continue;
+                }
+                let free_for = match leases.get(&r) {
+                    None => f64::INFINITY,
+                    Some((_, true, _)) => continue,
+                    Some((_, false, free_for)) => *free_for,
+                };
+                if *preferred == self.node || free_for >= FALLBACK_AFTER {
+                    claim.push(r);
+                }
+            }
+        }
+        let wanted: HashSet<&String> = resources.iter().collect();
+        release.extend(state.held.keys().filter(|r| !wanted.contains(r)).cloned());
+        for r in &claim {
+            let epoch: Option<(i64,)> = sqlx::query_as(
+                "INSERT INTO leases (resource, owner, epoch, expires_at) \
+                 VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond') \
+                 ON CONFLICT (resource) DO UPDATE SET owner = EXCLUDED.owner, \
+                 epoch = leases.epoch + 1, expires_at = EXCLUDED.expires_at \
+                 WHERE leases.expires_at < now() RETURNING epoch",
+            )
+            .bind(r)
+            .bind(&self.node)
+            .bind(ttl)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some((epoch,)) = epoch {
+                tracing::info!(slot = %r, epoch, "took a client slot");
+                state.held.insert(r.clone(), epoch);
+            }
+        }
+        // The clients of released slots stop before their leases are free to take.
+        for r in &release {
+            state.held.remove(r);
+        }
+        self.apply(state).await;
+        for r in &release {
+            sqlx::query(
+                "UPDATE leases SET expires_at = now() - interval '1 hour' \
+                 WHERE resource = $1 AND owner = $2",
+            )
+            .bind(r)
+            .bind(&self.node)
+            .execute(&self.pool)
+            .await?;
+            tracing::info!(slot = %r, "released a client slot");
+        }
+        Ok(())
+    }
+
+    /// Makes the clients running here those of the leases held.
+    async fn apply(&self, state: &mut State) {
+        let mut slots: HashMap<String, BTreeSet<usize>> = HashMap::new();
+        for r in state.held.keys() {
+            if let Some((id, k)) = slot_of(r) {
+                slots.entry(id.to_string()).or_default().insert(k);
+            }
+        }
+        let mut ids: HashSet<String> = slots.keys().cloned().collect();
+        ids.extend(state.running.drain());
+        for id in ids {
+            let wanted = slots.remove(&id).unwrap_or_default();
+            self.runtime.run_slots(&id, &wanted).await;
+            if !wanted.is_empty() {
+                state.running.insert(id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_name_their_connection_and_index() {
+        assert_eq!(slot_of(&resource("a/b", 3)), Some(("a/b", 3)));
+        assert_eq!(slot_of("x"), None);
+        assert_eq!(slot_of("x/y"), None);
+    }
+}

@@ -1,0 +1,221 @@
+//! The cluster's store of record: connections in PostgreSQL, written conditionally on their
+//! revision, with a notification to every instance in the same transaction.
+
+use super::ClusterConfig;
+use crate::model::StoredConnection;
+use crate::store::redb_store::{decode_connection, encode_connection};
+use crate::store::{ConnectionStore, Expected, FieldCipher, StoreError, StoreFuture};
+use sqlx::ConnectOptions;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The schema, created or migrated at start (sqlx's migrator: applied once, recorded in
+/// `_sqlx_migrations`, serialised between instances by an advisory lock).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The channel that carries the id of every changed connection.
+pub const CONNECTIONS_CHANNEL: &str = "ferrule_connections";
+
+/// How often every connection is read again, whatever the notifications said.
+const RESYNC: Duration = Duration::from_secs(30);
+
+fn storage(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage(e.to_string())
+}
+
+/// Opens a pool on the cluster's database and migrates its schema. The instance's sessions
+/// are named `ferrule:<node_id>` (`application_name`), so peers see in `pg_stat_activity`
+/// whether it is still connected.
+pub async fn connect(config: &ClusterConfig) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = config
+        .postgres_url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("[cluster] postgres_url is not valid: {e}"))?;
+    let options = options
+        .application_name(&format!("ferrule:{}", config.node_id))
+        .options([("statement_timeout", "10s")])
+        .disable_statement_logging();
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .idle_timeout(None)
+        .connect_with(options)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("cannot connect to PostgreSQL ([cluster] postgres_url): {e}")
+        })?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("the cluster schema cannot be migrated: {e}"))?;
+    Ok(pool)
+}
+
+pub struct PgStore {
+    pool: PgPool,
+    cipher: Option<Arc<FieldCipher>>,
+}
+
+impl PgStore {
+    pub fn new(pool: PgPool, cipher: Option<FieldCipher>) -> PgStore {
+        PgStore {
+            pool,
+            cipher: cipher.map(Arc::new),
+        }
+    }
+
+    fn decode(&self, id: &str, doc: &str) -> Result<StoredConnection, StoreError> {
+        Ok(decode_connection(id, doc.as_bytes(), self.cipher.as_deref())?.0)
+    }
+}
+
+impl ConnectionStore for PgStore {
+    fn load_all(&self) -> StoreFuture<'_, Vec<StoredConnection>> {
+        Box::pin(async move {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT id, doc FROM connections ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(storage)?;
+            rows.iter().map(|(id, doc)| self.decode(id, doc)).collect()
+        })
+    }
+
+    fn load(&self, id: String) -> StoreFuture<'_, Option<StoredConnection>> {
+        Box::pin(async move {
+            let row: Option<(String,)> =
+                sqlx::query_as("SELECT doc FROM connections WHERE id = $1")
+                    .bind(&id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(storage)?;
+            row.map(|(doc,)| self.decode(&id, &doc)).transpose()
+        })
+    }
+
+    fn put(&self, record: StoredConnection, expected: Expected) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let bytes = encode_connection(&record, self.cipher.as_deref())?;
+            let doc = String::from_utf8(bytes).map_err(storage)?;
+            let revision = record.revision as i64;
+            let mut tx = self.pool.begin().await.map_err(storage)?;
+            let written = match expected {
+                Expected::Absent => sqlx::query(
+                    "INSERT INTO connections (id, revision, doc) VALUES ($1, $2, $3) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(record.id())
+                .bind(revision)
+                .bind(&doc),
+                Expected::Revision(old) => sqlx::query(
+                    "UPDATE connections SET revision = $2, doc = $3 WHERE id = $1 AND revision = $4",
+                )
+                .bind(record.id())
+                .bind(revision)
+                .bind(&doc)
+                .bind(old as i64),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?
+            .rows_affected();
+            if written == 0 {
+                return Err(StoreError::Conflict(record.id().to_string()));
+            }
+            notify(&mut tx, record.id()).await?;
+            tx.commit().await.map_err(storage)
+        })
+    }
+
+    fn delete(&self, id: String, revision: u64) -> StoreFuture<'_, bool> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(storage)?;
+            let deleted = sqlx::query("DELETE FROM connections WHERE id = $1 AND revision = $2")
+                .bind(&id)
+                .bind(revision as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?
+                .rows_affected();
+            if deleted == 0 {
+                let stored: Option<(i64,)> =
+                    sqlx::query_as("SELECT revision FROM connections WHERE id = $1")
+                        .bind(&id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(storage)?;
+                return match stored {
+                    None => Ok(false),
+                    Some(_) => Err(StoreError::Conflict(id)),
+                };
+            }
+            notify(&mut tx, &id).await?;
+            tx.commit().await.map_err(storage)?;
+            Ok(true)
+        })
+    }
+}
+
+/// Tells every instance, at commit, that connection `id` changed.
+async fn notify(tx: &mut sqlx::PgConnection, id: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CONNECTIONS_CHANNEL)
+        .bind(id)
+        .execute(tx)
+        .await
+        .map_err(storage)?;
+    Ok(())
+}
+
+/// Keeps this instance's connections as the database holds them: every notification makes the
+/// service read that connection again; after a lost listener connection, and every 30 s, all of
+/// them are read again (notifications sent meanwhile are lost).
+pub async fn follow_changes(pool: PgPool, connections: Arc<crate::api::AppState>) {
+    let service = &connections.connections;
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for connection changes; trying again in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CONNECTIONS_CHANNEL).await {
+            tracing::warn!(error = %e, "cannot listen for connection changes; trying again in 1 s");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        resync(service).await;
+        let mut every = tokio::time::interval(RESYNC);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                received = listener.try_recv() => match received {
+                    Ok(Some(n)) => {
+                        if let Err(e) = service.sync(n.payload()).await {
+                            tracing::warn!(connection = n.payload(), error = %e, "a changed connection cannot be read");
+                        }
+                    }
+                    // The connection was lost (and is made again on the next call):
+                    // what changed meanwhile was not notified.
+                    Ok(None) => resync(service).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for connection changes failed");
+                        break;
+                    }
+                },
+                _ = every.tick() => resync(service).await,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+async fn resync(service: &crate::connections::ConnectionService) {
+    if let Err(e) = service.sync_all().await {
+        tracing::warn!(error = %e, "the connections cannot be read again");
+    }
+}

@@ -1,0 +1,511 @@
+//! Cluster mode with real processes: three `ferrule serve` instances on their own ports and
+//! data directories, a database of the test's own in the local PostgreSQL, a `nats-server` of
+//! the test's own on a free port, and the local Mosquitto. Each test makes its own database and
+//! NATS server, so the tests run in parallel.
+
+mod common;
+
+use common::{Ferrule, json};
+use reqwest::StatusCode;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::time::sleep;
+
+/// A database of the test's own, dropped at the end.
+struct Database {
+    name: String,
+}
+
+fn psql(sql: &str) -> std::process::Output {
+    Command::new("psql")
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v"])
+        .arg("ON_ERROR_STOP=1")
+        .arg("-c")
+        .arg(sql)
+        .output()
+        .expect("psql runs (the test command installs PostgreSQL)")
+}
+
+impl Database {
+    fn create(test: &str) -> Database {
+        let name = common::unique(&format!("ferrule_{test}"), '_').replace('-', "_");
+        let out = psql(&format!("CREATE DATABASE {name}"));
+        assert!(
+            out.status.success(),
+            "PostgreSQL on 127.0.0.1:5432 refused to create a database: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Database { name }
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// A `nats-server` of the test's own.
+struct Nats {
+    port: u16,
+    child: Child,
+}
+
+impl Nats {
+    async fn start() -> Nats {
+        let port = common::free_port();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (the test command installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            sleep(Duration::from_millis(50)).await;
+        }
+        Nats { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A cluster of `n` instances named `n1`..: the database, NATS and the processes.
+struct Cluster {
+    nodes: Vec<Option<Ferrule>>,
+    _dir: tempfile::TempDir,
+    _nats: Nats,
+    _db: Database,
+}
+
+impl Cluster {
+    async fn start(test: &str, n: usize) -> Cluster {
+        let db = Database::create(test);
+        let nats = Nats::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let nodes = (1..=n)
+            .map(|i| {
+                let config = format!(
+                    "[cluster]\nnode_id = \"n{i}\"\npostgres_url = \"{}\"\nnats_url = \"{}\"\n\
+                     [runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n",
+                    db.url(),
+                    nats.url()
+                );
+                let own = dir.path().join(format!("n{i}"));
+                std::fs::create_dir_all(&own).unwrap();
+                Some(common::start_with_config(&own, &config))
+            })
+            .collect();
+        Cluster {
+            nodes,
+            _dir: dir,
+            _nats: nats,
+            _db: db,
+        }
+    }
+
+    fn node(&self, i: usize) -> &Ferrule {
+        self.nodes[i - 1].as_ref().expect("the instance runs")
+    }
+
+    /// What the running instances logged about placement, and their warnings.
+    fn print_logs(&self) {
+        for f in self.nodes.iter().flatten() {
+            for line in f.output().lines().filter(|l| {
+                (l.contains("cluster") && !l.contains("sqlx"))
+                    || l.contains("WARN")
+                    || l.contains("ERROR")
+            }) {
+                println!("{}: {line}", f.base);
+            }
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut f) = self.nodes[i - 1].take() {
+            f.kill();
+        }
+    }
+}
+
+/// The `client` of every entry of `clientStatus`, and the `liveStatus`.
+async fn clients(f: &Ferrule, id: &str) -> (Vec<String>, Value) {
+    let status = json(f.get(&format!("/api/2/connections/{id}/status")).await).await;
+    let clients = status["clientStatus"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| c["client"].as_str().unwrap_or("").to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    (clients, status)
+}
+
+/// Waits until the connection's status, asked of `f`, is open with clients on `expected`.
+async fn wait_for_clients(f: &Ferrule, id: &str, expected: &BTreeSet<String>) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (clients, status) = clients(f, id).await;
+        let on: BTreeSet<String> = clients.iter().cloned().collect();
+        if status["liveStatus"] == "open" && &on == expected && clients.len() == expected.len() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the clients of {id} are not open on {expected:?}: {status}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn names(list: &[&str]) -> BTreeSet<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn connections_are_shared_and_their_clients_spread_over_the_instances() {
+    let cluster = Cluster::start("shared", 3).await;
+    let (n1, n2, n3) = (cluster.node(1), cluster.node(2), cluster.node(3));
+    let u = common::unique("cluster", '-');
+    let id = format!("shared-{u}");
+    let path = format!("/api/2/connections/{id}");
+    let connection = json!({
+        "name": "three", "connectionType": "mqtt-5", "connectionStatus": "open",
+        "uri": "tcp://127.0.0.1:1883", "clientCount": 3,
+        "sources": [{"addresses": [format!("$share/{u}/ferrule-cluster/{u}/in")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"]}]
+    });
+
+    // Created on one instance, visible on every other within a second.
+    let resp = n1.put_json(&path, &connection).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let created = Instant::now();
+    for other in [n2, n3] {
+        while other.get(&path).await.status() != StatusCode::OK {
+            assert!(
+                created.elapsed() < Duration::from_secs(1),
+                "the connection is not visible on {} after 1 s",
+                other.base
+            );
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+    println!(
+        "visible everywhere {} ms after the create",
+        created.elapsed().as_millis()
+    );
+
+    // One client per instance, each named by the instance that runs it, seen from any.
+    let status = wait_for_clients(n3, &id, &names(&["n1", "n2", "n3"])).await;
+    assert_eq!(status["connectionStatus"], "open");
+    assert_eq!(
+        status["sourceStatus"].as_array().unwrap().len(),
+        3,
+        "{status}"
+    );
+    wait_for_clients(n1, &id, &names(&["n1", "n2", "n3"])).await;
+
+    // Metrics and logs come from every instance.
+    let metrics = json(n2.get(&format!("{path}/metrics")).await).await;
+    assert!(
+        metrics["connectionMetrics"]["inbound"]["consumed"].is_object(),
+        "{metrics}"
+    );
+    let logs = json(n2.get(&format!("{path}/logs")).await).await;
+    let connected: BTreeSet<&str> = logs["connectionLogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["category"] == "connection" && e["level"] == "success")
+        .filter_map(|e| e["message"].as_str())
+        .collect();
+    assert!(
+        logs["connectionLogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["category"] == "connection")
+            .count()
+            >= 3,
+        "each instance's client logged its connect: {connected:?}"
+    );
+
+    // Concurrent writes with the same If-Match on two instances: exactly one wins.
+    let etag = n1.get(&path).await.headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let put = |f: &Ferrule, name: &str| {
+        let mut body = connection.clone();
+        body["name"] = json!(name);
+        f.req(reqwest::Method::PUT, &path)
+            .header("if-match", etag.clone())
+            .json(&body)
+            .send()
+    };
+    let (a, b) = tokio::join!(put(n1, "from-n1"), put(n2, "from-n2"));
+    let mut codes = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
+    codes.sort();
+    assert_eq!(codes, [204, 412], "one winner, one precondition failure");
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let c = json(n3.get(&path).await).await;
+        let revisions: Vec<Value> = [n1, n2, n3]
+            .iter()
+            .map(|f| f.get(&path))
+            .collect::<futures_util::future::JoinAll<_>>()
+            .await
+            .into_iter()
+            .map(|r| r.headers()["etag"].to_str().unwrap().into())
+            .collect();
+        if revisions.iter().all(|r| r == "\"rev:2\"") {
+            assert!(c["name"] == "from-n1" || c["name"] == "from-n2", "{c}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every instance has revision 2: {revisions:?}"
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
+
+    // Deleted on one instance: gone everywhere, its clients stop.
+    assert_eq!(n2.delete(&path).await.status(), StatusCode::NO_CONTENT);
+    let deleted = Instant::now();
+    for other in [n1, n3] {
+        while other.get(&path).await.status() != StatusCode::NOT_FOUND {
+            assert!(
+                deleted.elapsed() < Duration::from_secs(1),
+                "still there after 1 s"
+            );
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+/// A device message: modify thing `org.cluster:<u>` with attribute `seq`.
+fn device_message(u: &str, seq: usize) -> String {
+    json!({
+        "topic": format!("org.cluster/{u}/things/twin/commands/modify"),
+        "path": "/",
+        "value": {"attributes": {"seq": seq}}
+    })
+    .to_string()
+}
+
+/// The test's MQTT client: publishes, and collects the `seq` of every event on `events`.
+async fn mqtt_client(
+    port: u16,
+    id: &str,
+    events: &str,
+) -> (
+    AsyncClient,
+    Arc<Mutex<HashMap<u64, (usize, Instant)>>>,
+    Arc<Mutex<usize>>,
+) {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_clean_session(true);
+    o.set_keep_alive(Duration::from_secs(5));
+    o.set_inflight(100);
+    let (client, mut eventloop) = AsyncClient::new(o, 1000);
+    client.subscribe(events, QoS::AtLeastOnce).await.unwrap();
+    let seen = Arc::new(Mutex::new(HashMap::new()));
+    let acked = Arc::new(Mutex::new(0usize));
+    let (s, a) = (seen.clone(), acked.clone());
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let mut ready = Some(ready_tx);
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    ready.take().map(|r| r.send(()));
+                }
+                Ok(Event::Incoming(Packet::PubAck(_))) => *a.lock().unwrap() += 1,
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&p.payload)
+                        && let Some(seq) = v["value"]["attributes"]["seq"].as_u64()
+                    {
+                        s.lock()
+                            .unwrap()
+                            .entry(seq)
+                            .and_modify(|e: &mut (usize, Instant)| e.0 += 1)
+                            .or_insert((1, Instant::now()));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("the test's MQTT client failed: {e}"),
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .expect("the test's MQTT client could not subscribe")
+        .unwrap();
+    (client, seen, acked)
+}
+
+#[tokio::test]
+async fn a_killed_instances_client_runs_on_another_within_10_s_and_loses_nothing() {
+    let mut cluster = Cluster::start("kill", 3).await;
+    // A broker of the test's own that queues without limit for a client that is away (the
+    // local one keeps 1,000 messages per session, Mosquitto's default).
+    let broker = common::Mosquitto::start().await;
+    let u = common::unique("kill", '-');
+    let id = format!("kill-{u}");
+    let path = format!("/api/2/connections/{id}");
+    // Settled only after the twin change is durable and the event is published; a persistent
+    // session keeps what is not settled for whoever takes the client over.
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open",
+        "uri": format!("tcp://127.0.0.1:{}", broker.port),
+        "specificConfig": {"clientId": format!("ferrule-{u}"), "cleanSession": "false"},
+        "sources": [{"addresses": [format!("ferrule-cluster/{u}/in")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"],
+                     "acknowledgementRequests": {"includes": ["twin-persisted", "{{connection:id}}:published"]}}],
+        "targets": [{"address": format!("ferrule-cluster/{u}/out"), "qos": 1,
+                     "topics": ["_/_/things/twin/events"],
+                     "issuedAcknowledgementLabel": "{{connection:id}}:published",
+                     "authorizationContext": ["ditto:outbound"]}]
+    });
+    let resp = cluster.node(1).put_json(&path, &connection).await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let owner = loop {
+        let (clients, status) = clients(cluster.node(2), &id).await;
+        if status["liveStatus"] == "open" && clients.len() == 1 {
+            break clients[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client did not open: {status}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    };
+    let victim: usize = owner.trim_start_matches('n').parse().unwrap();
+    let survivor = if victim == 1 { 2 } else { 1 };
+
+    let (client, seen, acked) = mqtt_client(
+        broker.port,
+        &format!("{u}-test"),
+        &format!("ferrule-cluster/{u}/out"),
+    )
+    .await;
+    const N: usize = 2_000;
+    let publisher = {
+        let client = client.clone();
+        let u = u.clone();
+        tokio::spawn(async move {
+            let mut published = Vec::with_capacity(N);
+            for seq in 0..N {
+                client
+                    .publish(
+                        format!("ferrule-cluster/{u}/in"),
+                        QoS::AtLeastOnce,
+                        false,
+                        device_message(&u, seq),
+                    )
+                    .await
+                    .unwrap();
+                published.push(Instant::now());
+                sleep(Duration::from_millis(2)).await;
+            }
+            published
+        })
+    };
+    while seen.lock().unwrap().len() < N / 4 {
+        assert!(!publisher.is_finished() || seen.lock().unwrap().len() >= N / 4);
+        sleep(Duration::from_millis(10)).await;
+    }
+    cluster.kill(victim);
+    let killed = Instant::now();
+
+    // Another instance runs the client, seen from a survivor.
+    let deadline = killed + Duration::from_secs(30);
+    let taken_over = loop {
+        let (clients, status) = clients(cluster.node(survivor), &id).await;
+        if status["liveStatus"] == "open" && clients.len() == 1 && clients[0] != owner {
+            break killed.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no instance took the client over: {status}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    };
+    let published = publisher.await.unwrap();
+    // Everything the broker acknowledged arrives as an event, duplicates counted.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().len() < N && Instant::now() < deadline {
+        sleep(Duration::from_millis(100)).await;
+    }
+    let seen = seen.lock().unwrap();
+    let first_after = seen
+        .iter()
+        .filter(|(seq, _)| published[**seq as usize] > killed)
+        .map(|(_, (_, at))| *at)
+        .min()
+        .expect("events flow again after the kill");
+    let resumed = first_after.duration_since(killed);
+    let lost: Vec<usize> = (0..N)
+        .filter(|s| !seen.contains_key(&(*s as u64)))
+        .collect();
+    let duplicates: usize = seen.values().map(|(n, _)| n - 1).sum();
+    println!(
+        "kill -9 of {owner}: client open elsewhere after {} ms, events again after {} ms; \
+         {} acknowledged, {} lost, {duplicates} duplicates",
+        taken_over.as_millis(),
+        resumed.as_millis(),
+        *acked.lock().unwrap(),
+        lost.len()
+    );
+    if !lost.is_empty() || taken_over >= Duration::from_secs(10) {
+        cluster.print_logs();
+    }
+    assert!(
+        taken_over < Duration::from_secs(10),
+        "taken over after {taken_over:?}"
+    );
+    assert!(
+        resumed < Duration::from_secs(10),
+        "events resumed after {resumed:?}"
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged device messages without an event: {lost:?}"
+    );
+}
