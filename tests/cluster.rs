@@ -183,6 +183,22 @@ async fn wait_for_clients(f: &Ferrule, id: &str, expected: &BTreeSet<String>) ->
     }
 }
 
+/// The instance that runs the one client of `id`, once it is open.
+async fn owner_of(f: &Ferrule, id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (clients, status) = clients(f, id).await;
+        if status["liveStatus"] == "open" && clients.len() == 1 {
+            return clients[0].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client did not open: {status}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn names(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -297,6 +313,60 @@ async fn connections_are_shared_and_their_clients_spread_over_the_instances() {
             "not every instance has revision 2: {revisions:?}"
         );
         sleep(Duration::from_millis(10)).await;
+    }
+
+    // Things are shared: written on one instance, read on any, revisions in one sequence; an
+    // event of any instance's twin is published by the target, wherever it runs.
+    let (_events_client, seen, _) = mqtt_client(
+        1883,
+        &format!("{u}-events"),
+        &format!("ferrule-cluster/{u}/events"),
+    )
+    .await;
+    let events_id = format!("events-{u}");
+    let resp = n1
+        .put_json(
+            &format!("/api/2/connections/{events_id}"),
+            &json!({"connectionType": "mqtt", "connectionStatus": "open",
+                    "uri": "tcp://127.0.0.1:1883",
+                    "targets": [{"address": format!("ferrule-cluster/{u}/events"), "qos": 1,
+                                 "topics": ["_/_/things/twin/events"],
+                                 "authorizationContext": ["ditto:outbound"]}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let publisher = owner_of(n2, &events_id).await;
+    let thing = format!("/api/2/things/org.cluster:{u}");
+    for (seq, f) in [n3, n1, n2].into_iter().enumerate() {
+        let resp = f
+            .put_json(&thing, &json!({"attributes": {"seq": seq}}))
+            .await;
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for f in [n1, n2, n3] {
+        loop {
+            let resp = f.get(&thing).await;
+            let etag = resp
+                .headers()
+                .get("etag")
+                .map(|v| v.to_str().unwrap().to_string());
+            let body = json(resp).await;
+            if etag.as_deref() == Some("\"rev:3\"") && body["attributes"]["seq"] == 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} has {etag:?} {body}", f.base);
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while seen.lock().unwrap().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the target on {publisher} published the events of {:?} only",
+            seen.lock().unwrap().keys().collect::<Vec<_>>()
+        );
+        sleep(Duration::from_millis(20)).await;
     }
 
     // Deleted on one instance: gone everywhere, its clients stop.

@@ -108,10 +108,14 @@ impl Server {
             ),
             None => {}
         }
-        // Cluster mode: connections are in PostgreSQL (what `cipher` encrypts too); things stay
-        // in the instance's embedded store for now.
+        // Cluster mode: connections and things are in PostgreSQL (connections' credentials
+        // encrypted as `cipher` says), and the twins' events go to every instance over NATS.
         let pool = match &config.cluster {
             Some(c) => Some(crate::cluster::pg::connect(c).await?),
+            None => None,
+        };
+        let bus = match &config.cluster {
+            Some(c) => Some(crate::cluster::bus::Bus::connect(&c.nats_url, &c.node_id).await?),
             None => None,
         };
         let (redb_cipher, pg_cipher) = match &pool {
@@ -123,13 +127,24 @@ impl Server {
                 .context("the connection store cannot be opened")?
                 .with_cipher(redb_cipher),
         );
-        let connection_store: Arc<dyn ConnectionStore> = match &pool {
-            Some(pool) => Arc::new(crate::cluster::pg::PgStore::new(pool.clone(), pg_cipher)),
-            None => store.clone(),
-        };
-        let (twin, events) = TwinService::start_with_events(store.clone() as Arc<dyn ThingStore>)
+        let (connection_store, thing_store): (Arc<dyn ConnectionStore>, Arc<dyn ThingStore>) =
+            match &pool {
+                Some(pool) => {
+                    let pg = Arc::new(crate::cluster::pg::PgStore::new(pool.clone(), pg_cipher));
+                    (pg.clone(), pg)
+                }
+                None => (store.clone(), store.clone()),
+            };
+        let (twin, events) = TwinService::start_with_events(thing_store)
             .await
             .context("the stored things cannot be loaded")?;
+        let events = match (&config.cluster, &bus) {
+            (Some(c), Some(bus)) => {
+                crate::cluster::events::relay(bus.client(), c.node_id.clone(), twin.clone(), events)
+                    .await?
+            }
+            _ => events,
+        };
         let hub = Hub::start(
             twin,
             events,
@@ -185,11 +200,10 @@ impl Server {
         .await
         .context("the stored connections cannot be loaded")?;
         tracing::info!(connections = connections.count(), "connections loaded");
-        let cluster = match (&config.cluster, coordinator) {
-            (Some(c), Some(coordinator)) => Some(Arc::new(crate::cluster::Cluster {
-                coordinator,
-                bus: crate::cluster::bus::Bus::connect(&c.nats_url, &c.node_id).await?,
-            })),
+        let cluster = match (coordinator, bus) {
+            (Some(coordinator), Some(bus)) => {
+                Some(Arc::new(crate::cluster::Cluster { coordinator, bus }))
+            }
             _ => None,
         };
         let state = Arc::new(AppState {

@@ -57,6 +57,10 @@ impl Bus {
         })
     }
 
+    pub fn client(&self) -> async_nats::Client {
+        self.client.clone()
+    }
+
     /// Answers the other instances' questions with `answer`.
     pub async fn serve(&self, answer: Answerer) -> anyhow::Result<()> {
         use futures_util::StreamExt;

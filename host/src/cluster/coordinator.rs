@@ -53,6 +53,9 @@ struct State {
     missing: HashMap<String, u32>,
     /// Connections that had slots running here at the last scan.
     running: HashSet<String>,
+    /// Slots without a lease row, since when this instance has seen them so (a new connection's
+    /// slots are claimed by their preferred instances first, like expired ones).
+    absent_since: HashMap<String, Instant>,
 }
 
 fn resource(connection: &str, slot: usize) -> String {
@@ -257,6 +260,10 @@ impl Coordinator {
             .into_iter()
             .map(|(r, owner, held, free_for)| (r, (owner, held, free_for)))
             .collect();
+        let wanted: HashSet<&String> = resources.iter().collect();
+        state
+            .absent_since
+            .retain(|r, _| wanted.contains(r) && !leases.contains_key(r));
         let mut release = Vec::new();
         let mut claim = Vec::new();
         for (id, n) in &desired {
@@ -278,7 +285,12 @@ impl Coordinator {
                     continue;
                 }
                 let free_for = match leases.get(&r) {
-                    None => f64::INFINITY,
+                    None => state
+                        .absent_since
+                        .entry(r.clone())
+                        .or_insert_with(Instant::now)
+                        .elapsed()
+                        .as_secs_f64(),
                     Some((_, true, _)) => continue,
                     Some((_, false, free_for)) => *free_for,
                 };
@@ -287,7 +299,6 @@ impl Coordinator {
                 }
             }
         }
-        let wanted: HashSet<&String> = resources.iter().collect();
         release.extend(state.held.keys().filter(|r| !wanted.contains(r)).cloned());
         for r in &claim {
             let epoch: Option<(i64,)> = sqlx::query_as(

@@ -3,14 +3,17 @@
 //! over core NATS (status, metrics, logs and commands of the clients each runs). Without a
 //! `[cluster]` section none of this runs: `ferrule serve` keeps its embedded store.
 //!
-//! - [`pg`]: connections in PostgreSQL, written conditionally on their revision; every
-//!   instance follows the changes (LISTEN/NOTIFY, and a full read every 30 s).
+//! - [`pg`]: connections and things in PostgreSQL, written conditionally on their revision;
+//!   every instance follows the connection changes (LISTEN/NOTIFY, and a full read every 30 s).
+//! - [`events`]: each instance's twin events reach the others (their twins read the thing
+//!   again; their targets publish the event).
 //! - [`coordinator`]: instances, leases and fencing epochs; where each client runs.
 //! - [`placement`]: the placement every instance computes alike.
 //! - [`bus`]: the questions instances ask each other.
 
 pub mod bus;
 pub mod coordinator;
+pub mod events;
 pub mod pg;
 pub mod placement;
 

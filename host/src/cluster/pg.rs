@@ -4,7 +4,10 @@
 use super::ClusterConfig;
 use crate::model::StoredConnection;
 use crate::store::redb_store::{decode_connection, encode_connection};
-use crate::store::{ConnectionStore, Expected, FieldCipher, StoreError, StoreFuture};
+use crate::store::{
+    ConnectionStore, Expected, FieldCipher, StoreError, StoreFuture, ThingChange, ThingStore,
+};
+use crate::twin::StoredThing;
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use std::sync::Arc;
@@ -154,6 +157,124 @@ impl ConnectionStore for PgStore {
             notify(&mut tx, &id).await?;
             tx.commit().await.map_err(storage)?;
             Ok(true)
+        })
+    }
+}
+
+fn thing_from(id: &str, doc: &str) -> Result<StoredThing, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("thing '{id}': {e}")))
+}
+
+impl ThingStore for PgStore {
+    fn load_things(&self) -> StoreFuture<'_, Vec<StoredThing>> {
+        Box::pin(async move {
+            let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, doc FROM things")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(storage)?;
+            rows.iter().map(|(id, doc)| thing_from(id, doc)).collect()
+        })
+    }
+
+    fn load_thing(&self, id: String) -> StoreFuture<'_, Option<StoredThing>> {
+        Box::pin(async move {
+            let row: Option<(String,)> = sqlx::query_as("SELECT doc FROM things WHERE id = $1")
+                .bind(&id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(storage)?;
+            row.map(|(doc,)| thing_from(&id, &doc)).transpose()
+        })
+    }
+
+    fn write_things(&self, changes: Vec<ThingChange>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(storage)?;
+            for change in changes {
+                match change {
+                    ThingChange::Put(t) => {
+                        let doc = serde_json::to_string(&*t).map_err(storage)?;
+                        sqlx::query(
+                            "INSERT INTO things (id, revision, doc) VALUES ($1, $2, $3) \
+                             ON CONFLICT (id) DO UPDATE SET revision = $2, doc = $3",
+                        )
+                        .bind(t.id())
+                        .bind(t.revision as i64)
+                        .bind(doc)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage)?;
+                    }
+                    ThingChange::Delete(id) => {
+                        sqlx::query("DELETE FROM things WHERE id = $1")
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(storage)?;
+                    }
+                }
+            }
+            tx.commit().await.map_err(storage)
+        })
+    }
+
+    /// All of the batch in one transaction, each write conditional on the revision it was
+    /// based on; the first thing another instance changed meanwhile rolls all of it back.
+    fn write_things_checked(
+        &self,
+        changes: Vec<(ThingChange, Option<u64>)>,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(storage)?;
+            for (change, before) in changes {
+                let (id, written) = match (change, before) {
+                    (ThingChange::Put(t), Some(old)) => {
+                        let doc = serde_json::to_string(&*t).map_err(storage)?;
+                        let n = sqlx::query(
+                            "UPDATE things SET revision = $2, doc = $3 WHERE id = $1 AND revision = $4",
+                        )
+                        .bind(t.id())
+                        .bind(t.revision as i64)
+                        .bind(doc)
+                        .bind(old as i64)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage)?
+                        .rows_affected();
+                        (t.id().to_string(), n)
+                    }
+                    (ThingChange::Put(t), None) => {
+                        let doc = serde_json::to_string(&*t).map_err(storage)?;
+                        let n = sqlx::query(
+                            "INSERT INTO things (id, revision, doc) VALUES ($1, $2, $3) \
+                             ON CONFLICT (id) DO NOTHING",
+                        )
+                        .bind(t.id())
+                        .bind(t.revision as i64)
+                        .bind(doc)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage)?
+                        .rows_affected();
+                        (t.id().to_string(), n)
+                    }
+                    (ThingChange::Delete(id), Some(old)) => {
+                        let n = sqlx::query("DELETE FROM things WHERE id = $1 AND revision = $2")
+                            .bind(&id)
+                            .bind(old as i64)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(storage)?
+                            .rows_affected();
+                        (id, n)
+                    }
+                    (ThingChange::Delete(_), None) => continue,
+                };
+                if written == 0 {
+                    return Err(StoreError::Conflict(id));
+                }
+            }
+            tx.commit().await.map_err(storage)
         })
     }
 }

@@ -55,6 +55,11 @@ impl ThingStore for MemoryStore {
         Box::pin(async move { Ok(all) })
     }
 
+    fn load_thing(&self, id: String) -> StoreFuture<'_, Option<StoredThing>> {
+        let found = lock(&self.things).get(&id).cloned();
+        Box::pin(async move { Ok(found) })
+    }
+
     fn write_things(&self, changes: Vec<ThingChange>) -> StoreFuture<'_, ()> {
         let mut things = lock(&self.things);
         for change in changes {

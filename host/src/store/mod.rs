@@ -77,5 +77,17 @@ pub enum ThingChange {
 /// the twin batches concurrent commands into one call (group commit).
 pub trait ThingStore: Send + Sync + 'static {
     fn load_things(&self) -> StoreFuture<'_, Vec<StoredThing>>;
+    /// One thing as stored now (another instance sharing the store may have changed it).
+    fn load_thing(&self, id: String) -> StoreFuture<'_, Option<StoredThing>>;
     fn write_things(&self, changes: Vec<ThingChange>) -> StoreFuture<'_, ()>;
+    /// [`ThingStore::write_things`], each change paired with the revision the writer based it
+    /// on (`None`: no thing). A store shared by several instances applies the whole batch only
+    /// when every thing is still at that revision, else nothing and [`StoreError::Conflict`]
+    /// naming a thing. A store with one writer has nothing to check.
+    fn write_things_checked(
+        &self,
+        changes: Vec<(ThingChange, Option<u64>)>,
+    ) -> StoreFuture<'_, ()> {
+        self.write_things(changes.into_iter().map(|(c, _)| c).collect())
+    }
 }

@@ -330,6 +330,19 @@ impl ThingStore for RedbStore {
         })
     }
 
+    fn load_thing(&self, id: String) -> StoreFuture<'_, Option<StoredThing>> {
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let table = txn.open_table(THINGS).map_err(storage)?;
+            match table.get(id.as_str()).map_err(storage)? {
+                Some(v) => serde_json::from_slice(v.value())
+                    .map(Some)
+                    .map_err(|e| StoreError::Corrupt(format!("thing '{id}': {e}"))),
+                None => Ok(None),
+            }
+        })
+    }
+
     fn write_things(&self, changes: Vec<ThingChange>) -> StoreFuture<'_, ()> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(storage)?;

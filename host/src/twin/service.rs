@@ -50,6 +50,7 @@ struct Request {
 #[derive(Clone)]
 pub struct TwinService {
     requests: mpsc::Sender<Request>,
+    refreshes: mpsc::UnboundedSender<(String, u64)>,
     things: Things,
 }
 
@@ -73,9 +74,23 @@ impl TwinService {
         tracing::info!(things = things.len(), "things loaded");
         let things: Things = Arc::new(RwLock::new(things));
         let (requests, rx) = mpsc::channel(QUEUE);
+        let (refreshes, refresh_rx) = mpsc::unbounded_channel();
         let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
-        tokio::spawn(run(store, things.clone(), rx, events_tx));
-        Ok((TwinService { requests, things }, events))
+        tokio::spawn(run(store, things.clone(), rx, refresh_rx, events_tx));
+        Ok((
+            TwinService {
+                requests,
+                refreshes,
+                things,
+            },
+            events,
+        ))
+    }
+
+    /// Another instance sharing the store changed thing `id` to `revision`: the twin reads it
+    /// again before it applies more commands (unless it has that revision already).
+    pub fn refresh(&self, id: String, revision: u64) {
+        let _ = self.refreshes.send((id, revision));
     }
 
     /// Answers a retrieve from the things in memory, without waiting behind queued commands: it
@@ -127,17 +142,33 @@ fn write(things: &Things) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc
     things.write().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How often a batch is applied again after another instance sharing the store changed one of
+/// its things first.
+const CONFLICT_TRIES: usize = 5;
+
 async fn run(
     store: Arc<dyn ThingStore>,
     things: Things,
     mut requests: mpsc::Receiver<Request>,
+    mut refreshes: mpsc::UnboundedReceiver<(String, u64)>,
     events: mpsc::Sender<Arc<DittoMessage>>,
 ) {
     // Shared, not copied: the map, the batch's "before" and the store write hold the same
     // things (a command's change is the one copy of a thing it makes).
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_batch = 0;
-    while requests.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let received = tokio::select! {
+            biased;
+            Some((id, revision)) = refreshes.recv() => {
+                refresh(&store, &things, &id, revision).await;
+                continue;
+            }
+            n = requests.recv_many(&mut batch, MAX_BATCH) => n,
+        };
+        if received == 0 {
+            break;
+        }
         // Under load (the last batch was busy), let this one fill for a moment: fewer, larger
         // commits for the same commands. Idle or light traffic is committed at once.
         if last_batch >= LINGER_ABOVE {
@@ -151,45 +182,51 @@ async fn run(
             }
         }
         last_batch = batch.len();
-        // Apply in arrival order; remember what each touched thing was before the batch.
-        let mut before: HashMap<String, Option<Arc<StoredThing>>> = HashMap::new();
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for request in &batch {
-            let id = &request.command.thing_id;
-            let current = read(&things).get(id).cloned();
-            let mut outcome = apply(&request.command, current.as_deref(), Utc::now());
-            if let Some(change) = outcome.change.take() {
-                let old = match change {
-                    Some(thing) => write(&things).insert(id.clone(), Arc::new(thing)),
-                    None => write(&things).remove(id),
-                };
-                before.entry(id.clone()).or_insert(old);
-            }
-            outcomes.push(outcome);
+        // What other instances changed meanwhile, before this batch is applied.
+        while let Ok((id, revision)) = refreshes.try_recv() {
+            refresh(&store, &things, &id, revision).await;
         }
-        tracing::trace!(commands = batch.len(), things = before.len(), "twin batch");
-        if !before.is_empty() {
+        let mut tries = 0;
+        let outcomes = loop {
+            let (before, outcomes) = apply_batch(&things, &batch);
+            if before.is_empty() {
+                break Ok(outcomes);
+            }
             let changes = {
                 let things = read(&things);
                 before
-                    .keys()
-                    .map(|id| match things.get(id) {
-                        Some(t) => ThingChange::Put(Arc::clone(t)),
-                        None => ThingChange::Delete(id.clone()),
+                    .iter()
+                    .map(|(id, old)| {
+                        let change = match things.get(id) {
+                            Some(t) => ThingChange::Put(Arc::clone(t)),
+                            None => ThingChange::Delete(id.clone()),
+                        };
+                        (change, old.as_ref().map(|t| t.revision))
                     })
                     .collect()
             };
-            if let Err(e) = store.write_things(changes).await {
-                tracing::error!(error = %e, "things could not be persisted; the batch is rolled back");
-                {
-                    let mut things = write(&things);
-                    for (id, old) in before {
-                        match old {
-                            Some(t) => things.insert(id, t),
-                            None => things.remove(&id),
-                        };
+            match store.write_things_checked(changes).await {
+                Ok(()) => break Ok(outcomes),
+                Err(e) => {
+                    let touched: Vec<String> = before.keys().cloned().collect();
+                    roll_back(&things, before);
+                    tries += 1;
+                    if matches!(e, StoreError::Conflict(_)) && tries < CONFLICT_TRIES {
+                        // Another instance wrote one of these things first: read them again
+                        // and apply the batch on what is stored now.
+                        for id in &touched {
+                            refresh(&store, &things, id, u64::MAX).await;
+                        }
+                        continue;
                     }
+                    break Err(e);
                 }
+            }
+        };
+        let outcomes = match outcomes {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "things could not be persisted; the batch is rolled back");
                 let cause = e.to_string();
                 for request in batch.drain(..) {
                     let c = &request.command;
@@ -203,13 +240,68 @@ async fn run(
                 }
                 continue;
             }
-        }
+        };
         for (request, outcome) in batch.drain(..).zip(outcomes) {
             if let Some(event) = outcome.event {
                 // Waits while the consumer is EVENT_QUEUE behind; without a consumer, no wait.
                 let _ = events.send(Arc::new(event)).await;
             }
             let _ = request.reply.send(outcome.response);
+        }
+    }
+}
+
+/// What each touched thing was before a batch.
+type Before = HashMap<String, Option<Arc<StoredThing>>>;
+
+/// Applies the commands in arrival order to the things in memory; returns what each touched
+/// thing was before, and each command's outcome.
+fn apply_batch(things: &Things, batch: &[Request]) -> (Before, Vec<super::engine::Outcome>) {
+    let mut before: Before = HashMap::new();
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for request in batch {
+        let id = &request.command.thing_id;
+        let current = read(things).get(id).cloned();
+        let mut outcome = apply(&request.command, current.as_deref(), Utc::now());
+        if let Some(change) = outcome.change.take() {
+            let old = match change {
+                Some(thing) => write(things).insert(id.clone(), Arc::new(thing)),
+                None => write(things).remove(id),
+            };
+            before.entry(id.clone()).or_insert(old);
+        }
+        outcomes.push(outcome);
+    }
+    tracing::trace!(commands = batch.len(), things = before.len(), "twin batch");
+    (before, outcomes)
+}
+
+/// Puts back what the things were before a batch that was not persisted.
+fn roll_back(things: &Things, before: Before) {
+    let mut things = write(things);
+    for (id, old) in before {
+        match old {
+            Some(t) => things.insert(id, t),
+            None => things.remove(&id),
+        };
+    }
+}
+
+/// Reads a thing again from the store when the one in memory is older than `revision`
+/// (another instance sharing the store changed it).
+async fn refresh(store: &Arc<dyn ThingStore>, things: &Things, id: &str, revision: u64) {
+    if read(things).get(id).is_some_and(|t| t.revision >= revision) {
+        return;
+    }
+    match store.load_thing(id.to_string()).await {
+        Ok(Some(t)) => {
+            write(things).insert(id.to_string(), Arc::new(t));
+        }
+        Ok(None) => {
+            write(things).remove(id);
+        }
+        Err(e) => {
+            tracing::warn!(thing = id, error = %e, "a thing changed elsewhere cannot be read")
         }
     }
 }
@@ -308,6 +400,9 @@ mod tests {
         fn load_things(&self) -> StoreFuture<'_, Vec<StoredThing>> {
             Box::pin(async { Ok(Vec::new()) })
         }
+        fn load_thing(&self, _: String) -> StoreFuture<'_, Option<StoredThing>> {
+            Box::pin(async { Ok(None) })
+        }
         fn write_things(&self, _: Vec<ThingChange>) -> StoreFuture<'_, ()> {
             Box::pin(async { Err(StoreError::Storage("disk full".into())) })
         }
@@ -334,5 +429,111 @@ mod tests {
             events.try_recv().is_err(),
             "no event for a change that was not persisted"
         );
+    }
+
+    /// A store shared with another instance, which writes thing `ns:shared` (attribute
+    /// `other`) just before this instance's first write of it.
+    struct SharedStore {
+        inner: MemoryStore,
+        raced: std::sync::atomic::AtomicBool,
+    }
+    impl ThingStore for SharedStore {
+        fn load_things(&self) -> StoreFuture<'_, Vec<StoredThing>> {
+            self.inner.load_things()
+        }
+        fn load_thing(&self, id: String) -> StoreFuture<'_, Option<StoredThing>> {
+            self.inner.load_thing(id)
+        }
+        fn write_things(&self, changes: Vec<ThingChange>) -> StoreFuture<'_, ()> {
+            self.inner.write_things(changes)
+        }
+        fn write_things_checked(
+            &self,
+            changes: Vec<(ThingChange, Option<u64>)>,
+        ) -> StoreFuture<'_, ()> {
+            Box::pin(async move {
+                let id = "ns:shared".to_string();
+                let stored = self.inner.load_thing(id.clone()).await?;
+                if let Some(mut other) = stored
+                    && !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst)
+                {
+                    // The other instance's change lands first.
+                    other.revision += 1;
+                    other.thing["attributes"]["other"] = json!(1);
+                    self.inner
+                        .write_things(vec![ThingChange::Put(Arc::new(other))])
+                        .await?;
+                }
+                for (change, before) in &changes {
+                    let id = match change {
+                        ThingChange::Put(t) => t.id().to_string(),
+                        ThingChange::Delete(id) => id.clone(),
+                    };
+                    let now = self.inner.load_thing(id.clone()).await?.map(|t| t.revision);
+                    if now != *before {
+                        return Err(StoreError::Conflict(id));
+                    }
+                }
+                self.inner
+                    .write_things(changes.into_iter().map(|(c, _)| c).collect())
+                    .await
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_change_another_instance_made_first_is_read_and_the_command_applied_on_top() {
+        let store = Arc::new(SharedStore {
+            inner: MemoryStore::default(),
+            raced: Default::default(),
+        });
+        let (twin, mut events) = TwinService::start_with_events(store.clone()).await.unwrap();
+        let r = twin
+            .execute(cmd(
+                Action::Create,
+                "ns:shared",
+                "/",
+                Some(json!({"attributes": {}})),
+            ))
+            .await;
+        assert_eq!(r.status, Some(201));
+        let r = twin
+            .execute(cmd(
+                Action::Modify,
+                "ns:shared",
+                "/attributes/mine",
+                Some(json!(2)),
+            ))
+            .await;
+        assert_eq!(r.status, Some(201), "{r:?}");
+        let stored = store
+            .inner
+            .load_thing("ns:shared".into())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.revision, 3, "create, the other's change, this one");
+        assert_eq!(stored.thing["attributes"], json!({"other": 1, "mine": 2}));
+        let _created = events.recv().await.unwrap();
+        assert_eq!(events.recv().await.unwrap().revision, Some(3));
+        // A refresh for a revision the twin has is nothing; for a newer one, it reads again.
+        let mut newer = stored.clone();
+        newer.revision = 4;
+        newer.thing["attributes"]["other"] = json!(5);
+        store
+            .inner
+            .write_things(vec![ThingChange::Put(Arc::new(newer))])
+            .await
+            .unwrap();
+        twin.refresh("ns:shared".into(), 4);
+        let r = twin
+            .execute(cmd(
+                Action::Retrieve,
+                "ns:shared",
+                "/attributes/other",
+                None,
+            ))
+            .await;
+        assert_eq!(r.value, Some(json!(5)));
     }
 }
