@@ -444,9 +444,44 @@ async fn mqtt_client(
     (client, seen, acked)
 }
 
+/// What happens to the instance that runs the client.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// `kill -9`.
+    Kill,
+    /// `SIGSTOP`, and `SIGCONT` once another instance took the client over.
+    Stop,
+    /// `SIGTERM`: a graceful stop, which frees the instance's leases at once.
+    Term,
+}
+
 #[tokio::test]
 async fn a_killed_instances_client_runs_on_another_within_10_s_and_loses_nothing() {
-    let mut cluster = Cluster::start("kill", 3).await;
+    takeover(Fault::Kill).await;
+}
+
+#[tokio::test]
+async fn a_gracefully_stopped_instance_hands_its_client_over() {
+    takeover(Fault::Term).await;
+}
+
+#[tokio::test]
+async fn a_stopped_instances_client_runs_on_another_within_10_s_and_the_zombie_stops() {
+    takeover(Fault::Stop).await;
+}
+
+fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+async fn takeover(fault: Fault) {
+    let mut cluster = Cluster::start(&format!("{fault:?}").to_lowercase(), 3).await;
     // A broker of the test's own that queues without limit for a client that is away (the
     // local one keeps 1,000 messages per session, Mosquitto's default).
     let broker = common::Mosquitto::start().await;
@@ -521,7 +556,18 @@ async fn a_killed_instances_client_runs_on_another_within_10_s_and_loses_nothing
         assert!(!publisher.is_finished() || seen.lock().unwrap().len() >= N / 4);
         sleep(Duration::from_millis(10)).await;
     }
-    cluster.kill(victim);
+    let victim_pid = cluster.node(victim).pid();
+    match fault {
+        Fault::Kill => cluster.kill(victim),
+        Fault::Stop => signal(victim_pid, "STOP"),
+        Fault::Term => {
+            let status = cluster.nodes[victim - 1].as_mut().unwrap().stop();
+            assert!(
+                status.success(),
+                "the instance stopped gracefully: {status}"
+            );
+        }
+    }
     let killed = Instant::now();
 
     // Another instance runs the client, seen from a survivor.
@@ -537,6 +583,28 @@ async fn a_killed_instances_client_runs_on_another_within_10_s_and_loses_nothing
         );
         sleep(Duration::from_millis(100)).await;
     };
+    if fault == Fault::Stop {
+        // The stopped instance goes on: it must find its lease gone and stop its client.
+        signal(victim_pid, "CONT");
+        let zombie = cluster.node(victim);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let local = zombie.output();
+            if local.contains("this instance had expired")
+                || local.contains("every client of this instance stops")
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the resumed instance did not stop its client"
+            );
+            sleep(Duration::from_millis(100)).await;
+        }
+        let (clients, status) = clients(zombie, &id).await;
+        assert_eq!(clients.len(), 1, "one client, on the new owner: {status}");
+        assert_ne!(clients[0], owner, "{status}");
+    }
     let published = publisher.await.unwrap();
     // Everything the broker acknowledged arrives as an event, duplicates counted.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -556,7 +624,7 @@ async fn a_killed_instances_client_runs_on_another_within_10_s_and_loses_nothing
         .collect();
     let duplicates: usize = seen.values().map(|(n, _)| n - 1).sum();
     println!(
-        "kill -9 of {owner}: client open elsewhere after {} ms, events again after {} ms; \
+        "{fault:?} of {owner}: client open elsewhere after {} ms, events again after {} ms; \
          {} acknowledged, {} lost, {duplicates} duplicates",
         taken_over.as_millis(),
         resumed.as_millis(),

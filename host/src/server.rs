@@ -268,6 +268,9 @@ impl Server {
         .await
         .context("the HTTP server failed");
         self.state.connections.shutdown().await;
+        if let Some(cluster) = &self.state.cluster {
+            cluster.coordinator.leave().await;
+        }
         tracing::info!("stopped");
         served
     }

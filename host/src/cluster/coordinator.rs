@@ -39,6 +39,8 @@ pub struct Coordinator {
     ttl: Duration,
     runtime: Arc<Runtime>,
     live: Mutex<Vec<String>>,
+    /// Set by [`Coordinator::leave`]: the scans end.
+    left: tokio::sync::watch::Sender<bool>,
 }
 
 /// What one instance remembers between scans.
@@ -112,6 +114,7 @@ impl Coordinator {
             ttl,
             runtime,
             live: Mutex::new(Vec::new()),
+            left: tokio::sync::watch::channel(false).0,
         }))
     }
 
@@ -124,11 +127,40 @@ impl Coordinator {
         &self.node
     }
 
+    /// Leaves the cluster on a graceful stop (after the clients stopped): this instance's leases
+    /// are free at once, so the others take its clients over at their next scan instead of
+    /// after the lease time.
+    pub async fn leave(&self) {
+        self.left.send_replace(true);
+        let left = async {
+            sqlx::query(
+                "UPDATE leases SET expires_at = now() WHERE owner = $1 AND expires_at > now()",
+            )
+            .bind(&self.node)
+            .execute(&self.pool)
+            .await?;
+            sqlx::query("UPDATE nodes SET expires_at = now() WHERE node_id = $1")
+                .bind(&self.node)
+                .execute(&self.pool)
+                .await
+        };
+        match left.await {
+            Ok(_) => tracing::info!(node = %self.node, "left the cluster"),
+            Err(e) => {
+                tracing::warn!(error = %e, "leaving the cluster failed; the leases expire by themselves")
+            }
+        }
+    }
+
     /// Scans until the process ends.
     pub async fn run(self: Arc<Self>) {
         let mut state = State::default();
         let wake = self.runtime.placement_changed.clone();
+        let mut left = self.left.subscribe();
         loop {
+            if *left.borrow() {
+                return;
+            }
             if let Err(e) = self.scan(&mut state).await {
                 tracing::warn!(error = %e, "the cluster scan failed");
             }
@@ -145,6 +177,7 @@ impl Coordinator {
             tokio::select! {
                 _ = tokio::time::sleep(SCAN) => {}
                 _ = wake.notified() => {}
+                _ = left.changed() => return,
             }
         }
     }
@@ -161,6 +194,9 @@ impl Coordinator {
         .fetch_optional(&self.pool)
         .await?;
         if alive.is_none() {
+            if *self.left.borrow() {
+                return Ok(());
+            }
             // Counted as gone (stopped, cut off): its leases may be others' now.
             tracing::warn!(node = %self.node, "this instance had expired; it joins again");
             state.held.clear();
