@@ -378,6 +378,20 @@ mod tests {
         assert_eq!(parsed.prometheus, PrometheusConfig::default());
         assert_eq!(parsed.log_publisher, PublisherConfig::default());
         assert_eq!(parsed.encryption, EncryptionConfig::default());
+        assert_eq!(
+            parsed.cluster, None,
+            "one embedded instance unless [cluster] is given"
+        );
+        // The commented-out [cluster] section is valid once uncommented.
+        let cluster: String = text
+            .lines()
+            .skip_while(|l| *l != "# [cluster]")
+            .map(|l| l.trim_start_matches("# ").to_string() + "\n")
+            .collect();
+        let parsed: FileConfig = toml::from_str(&cluster).unwrap();
+        let c = parsed.cluster.expect("the example has a [cluster] section");
+        assert_eq!((c.node_id.as_str(), c.lease_ttl_ms), ("n1", 5000));
+        c.check().unwrap();
     }
 
     #[test]
