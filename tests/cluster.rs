@@ -383,6 +383,62 @@ async fn connections_are_shared_and_their_clients_spread_over_the_instances() {
     }
 }
 
+#[tokio::test]
+async fn a_module_uploaded_on_one_instance_is_on_every_instance() {
+    use ferrule_test_guests as guests;
+    let cluster = Cluster::start("modules", 3).await;
+    let (n1, n2, n3) = (cluster.node(1), cluster.node(2), cluster.node(3));
+    let upload = |f: &Ferrule, bytes: Vec<u8>| {
+        f.req(reqwest::Method::PUT, "/api/2/mappers/shared")
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+    };
+    // Every instance has `version`, with `bytes`, within a second.
+    async fn everywhere(nodes: [&Ferrule; 3], version: Option<u64>, bytes: &[u8]) {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        for f in nodes {
+            loop {
+                let resp = f.get("/api/2/mappers/shared").await;
+                let found = match resp.status() {
+                    StatusCode::OK => json(resp).await["version"].as_u64(),
+                    _ => None,
+                };
+                if found == version {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} has version {found:?}, not {version:?}",
+                    f.base
+                );
+                sleep(Duration::from_millis(10)).await;
+            }
+            if version.is_some() {
+                let module = f.get("/api/2/mappers/shared/module").await;
+                assert_eq!(module.bytes().await.unwrap().to_vec(), bytes, "{}", f.base);
+            }
+        }
+    }
+    let first = guests::bytes(guests::BEHAVE);
+    let resp = upload(n1, first.clone()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    everywhere([n1, n2, n3], Some(1), &first).await;
+
+    // Replaced on another instance: every instance compiles and swaps in the new version.
+    let second = guests::bytes(guests::STRICT);
+    let resp = upload(n2, second.clone()).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    everywhere([n1, n2, n3], Some(2), &second).await;
+
+    // Deleted on a third: gone everywhere.
+    assert_eq!(
+        n3.delete("/api/2/mappers/shared").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    everywhere([n1, n2, n3], None, &[]).await;
+}
+
 /// A device message: modify thing `org.cluster:<u>` with attribute `seq`.
 fn device_message(u: &str, seq: usize) -> String {
     json!({

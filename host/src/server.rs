@@ -127,12 +127,12 @@ impl Server {
                 .context("the connection store cannot be opened")?
                 .with_cipher(redb_cipher),
         );
+        let pg = pool
+            .as_ref()
+            .map(|pool| Arc::new(crate::cluster::pg::PgStore::new(pool.clone(), pg_cipher)));
         let (connection_store, thing_store): (Arc<dyn ConnectionStore>, Arc<dyn ThingStore>) =
-            match &pool {
-                Some(pool) => {
-                    let pg = Arc::new(crate::cluster::pg::PgStore::new(pool.clone(), pg_cipher));
-                    (pg.clone(), pg)
-                }
+            match &pg {
+                Some(pg) => (pg.clone(), pg.clone()),
                 None => (store.clone(), store.clone()),
             };
         let (twin, events) = TwinService::start_with_events(thing_store)
@@ -154,6 +154,16 @@ impl Server {
             MapperRegistry::open(Some(&config.data_dir), config.mappers)
                 .context("the mapper modules cannot be loaded")?,
         );
+        if let Some(pg) = &pg {
+            // Modules are the database's; those of this data directory are a cache of it.
+            mappers.share_through(pg.clone());
+            mappers.sync_all().await.map_err(|e| {
+                anyhow::anyhow!(
+                    "the cluster's mapper modules cannot be loaded: {}",
+                    e.message
+                )
+            })?;
+        }
         tracing::info!(mappers = mappers.list().len(), "mapper modules loaded");
         let runtime = Runtime::new(
             hub.clone(),

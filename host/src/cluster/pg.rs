@@ -2,6 +2,8 @@
 //! revision, with a notification to every instance in the same transaction.
 
 use super::ClusterConfig;
+use crate::mappers::MapperMeta;
+use crate::mappers::shared::{SharedModules, StoredModule};
 use crate::model::StoredConnection;
 use crate::store::redb_store::{decode_connection, encode_connection};
 use crate::store::{
@@ -19,6 +21,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The channel that carries the id of every changed connection.
 pub const CONNECTIONS_CHANNEL: &str = "ferrule_connections";
+/// The channel that carries the id of every changed mapper module.
+pub const MODULES_CHANNEL: &str = "ferrule_modules";
 
 /// How often every connection is read again, whatever the notifications said.
 const RESYNC: Duration = Duration::from_secs(30);
@@ -279,10 +283,107 @@ impl ThingStore for PgStore {
     }
 }
 
+fn module_from(meta: &str, bytes: Vec<u8>) -> Result<StoredModule, StoreError> {
+    let meta: MapperMeta = serde_json::from_str(meta)
+        .map_err(|e| StoreError::Corrupt(format!("mapper module metadata: {e}")))?;
+    Ok((meta, bytes))
+}
+
+impl SharedModules for PgStore {
+    fn load_all_modules(&self) -> StoreFuture<'_, Vec<StoredModule>> {
+        Box::pin(async move {
+            let rows: Vec<(String, Vec<u8>)> =
+                sqlx::query_as("SELECT meta, bytes FROM modules ORDER BY id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(storage)?;
+            rows.into_iter()
+                .map(|(meta, bytes)| module_from(&meta, bytes))
+                .collect()
+        })
+    }
+
+    fn load_module(&self, id: String) -> StoreFuture<'_, Option<StoredModule>> {
+        Box::pin(async move {
+            let row: Option<(String, Vec<u8>)> =
+                sqlx::query_as("SELECT meta, bytes FROM modules WHERE id = $1")
+                    .bind(&id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(storage)?;
+            row.map(|(meta, bytes)| module_from(&meta, bytes))
+                .transpose()
+        })
+    }
+
+    fn put_module(
+        &self,
+        meta: MapperMeta,
+        bytes: Vec<u8>,
+        expected: Option<u64>,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let json = serde_json::to_string(&meta).map_err(storage)?;
+            let mut tx = self.pool.begin().await.map_err(storage)?;
+            let written = match expected {
+                None => sqlx::query(
+                    "INSERT INTO modules (id, version, meta, bytes) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(&meta.id)
+                .bind(meta.version as i64)
+                .bind(&json)
+                .bind(&bytes),
+                Some(old) => sqlx::query(
+                    "UPDATE modules SET version = $2, meta = $3, bytes = $4 \
+                     WHERE id = $1 AND version = $5",
+                )
+                .bind(&meta.id)
+                .bind(meta.version as i64)
+                .bind(&json)
+                .bind(&bytes)
+                .bind(old as i64),
+            }
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?
+            .rows_affected();
+            if written == 0 {
+                return Err(StoreError::Conflict(meta.id));
+            }
+            notify_on(&mut tx, MODULES_CHANNEL, &meta.id).await?;
+            tx.commit().await.map_err(storage)
+        })
+    }
+
+    fn delete_module(&self, id: String, version: u64) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut tx = self.pool.begin().await.map_err(storage)?;
+            let deleted = sqlx::query("DELETE FROM modules WHERE id = $1 AND version = $2")
+                .bind(&id)
+                .bind(version as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?
+                .rows_affected();
+            if deleted == 0 {
+                return Err(StoreError::Conflict(id));
+            }
+            notify_on(&mut tx, MODULES_CHANNEL, &id).await?;
+            tx.commit().await.map_err(storage)
+        })
+    }
+}
+
 /// Tells every instance, at commit, that connection `id` changed.
 async fn notify(tx: &mut sqlx::PgConnection, id: &str) -> Result<(), StoreError> {
+    notify_on(tx, CONNECTIONS_CHANNEL, id).await
+}
+
+/// Tells every instance, at commit, that `id` on `channel` changed.
+async fn notify_on(tx: &mut sqlx::PgConnection, channel: &str, id: &str) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CONNECTIONS_CHANNEL)
+        .bind(channel)
         .bind(id)
         .execute(tx)
         .await
@@ -290,11 +391,10 @@ async fn notify(tx: &mut sqlx::PgConnection, id: &str) -> Result<(), StoreError>
     Ok(())
 }
 
-/// Keeps this instance's connections as the database holds them: every notification makes the
-/// service read that connection again; after a lost listener connection, and every 30 s, all of
-/// them are read again (notifications sent meanwhile are lost).
-pub async fn follow_changes(pool: PgPool, connections: Arc<crate::api::AppState>) {
-    let service = &connections.connections;
+/// Keeps this instance's connections and mapper modules as the database holds them: every
+/// notification makes the instance read that one again; after a lost listener connection, and
+/// every 30 s, all of them are read again (notifications sent meanwhile are lost).
+pub async fn follow_changes(pool: PgPool, state: Arc<crate::api::AppState>) {
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
             Ok(l) => l,
@@ -304,39 +404,50 @@ pub async fn follow_changes(pool: PgPool, connections: Arc<crate::api::AppState>
                 continue;
             }
         };
-        if let Err(e) = listener.listen(CONNECTIONS_CHANNEL).await {
+        if let Err(e) = listener
+            .listen_all([CONNECTIONS_CHANNEL, MODULES_CHANNEL])
+            .await
+        {
             tracing::warn!(error = %e, "cannot listen for connection changes; trying again in 1 s");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
-        resync(service).await;
+        resync(&state).await;
         let mut every = tokio::time::interval(RESYNC);
         every.tick().await;
         loop {
             tokio::select! {
                 received = listener.try_recv() => match received {
+                    Ok(Some(n)) if n.channel() == MODULES_CHANNEL => {
+                        if let Err(e) = state.mappers.sync(n.payload()).await {
+                            tracing::warn!(mapper = n.payload(), error = %e.message, "a changed mapper module cannot be read");
+                        }
+                    }
                     Ok(Some(n)) => {
-                        if let Err(e) = service.sync(n.payload()).await {
+                        if let Err(e) = state.connections.sync(n.payload()).await {
                             tracing::warn!(connection = n.payload(), error = %e, "a changed connection cannot be read");
                         }
                     }
                     // The connection was lost (and is made again on the next call):
                     // what changed meanwhile was not notified.
-                    Ok(None) => resync(service).await,
+                    Ok(None) => resync(&state).await,
                     Err(e) => {
-                        tracing::warn!(error = %e, "listening for connection changes failed");
+                        tracing::warn!(error = %e, "listening for changes failed");
                         break;
                     }
                 },
-                _ = every.tick() => resync(service).await,
+                _ = every.tick() => resync(&state).await,
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-async fn resync(service: &crate::connections::ConnectionService) {
-    if let Err(e) = service.sync_all().await {
+async fn resync(state: &crate::api::AppState) {
+    if let Err(e) = state.mappers.sync_all().await {
+        tracing::warn!(error = %e.message, "the mapper modules cannot be read again");
+    }
+    if let Err(e) = state.connections.sync_all().await {
         tracing::warn!(error = %e, "the connections cannot be read again");
     }
 }

@@ -1,6 +1,8 @@
 //! Uploaded WebAssembly mapper modules: stored in the data directory (`mappers/<id>.wasm` and
 //! `<id>.json`), compiled once at upload, precompiled artifacts cached in `cache/wasm/`, and
-//! handed to the connections that name them in a `WebAssembly` mapping definition.
+//! handed to the connections that name them in a `WebAssembly` mapping definition. In cluster
+//! mode the modules are stored once in the database ([`shared`]); each instance follows it,
+//! compiles what changed and swaps it into its running connections.
 
 use crate::error::DittoError;
 use crate::model::Connection;
@@ -14,9 +16,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
+pub mod shared;
 pub mod trial;
+
+use shared::SharedModules;
 
 /// The host-wide limits of WebAssembly mappers (`[mappers]` in the configuration file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -98,6 +103,8 @@ pub struct MapperRegistry {
     /// Uploads and deletes one at a time, so a replacement never races another.
     writes: tokio::sync::Mutex<()>,
     pub config: MapperConfig,
+    /// Cluster mode: where the modules are stored once for every instance.
+    shared: OnceLock<Arc<dyn SharedModules>>,
 }
 
 impl std::fmt::Debug for MapperRegistry {
@@ -152,6 +159,25 @@ pub fn module_invalid(e: ModuleError) -> DittoError {
 
 /// The data directory refused a change (a full disk, a read-only directory): nothing was
 /// changed and the client may try again (503, as connections and things answer).
+/// The cluster's module store refused a change: another instance changed the module first
+/// (409), or the database is not available (503).
+fn shared_error(id: &str) -> impl FnOnce(crate::store::StoreError) -> DittoError + '_ {
+    move |e| match e {
+        crate::store::StoreError::Conflict(_) => DittoError::new(
+            StatusCode::CONFLICT,
+            "mappers:mapper.conflict",
+            format!("The mapper with ID '{id}' was changed on another instance meanwhile."),
+        )
+        .with_description("Read it again and repeat the change if it is still wanted."),
+        e => DittoError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mappers:mapper.unavailable",
+            format!("The mapper with ID '{id}' is not available, please try again later."),
+        )
+        .with_description(format!("The cluster's module store failed: {e}")),
+    }
+}
+
 fn storage(e: std::io::Error) -> DittoError {
     tracing::error!(error = %e, "a mapper module could not be stored");
     DittoError::new(
@@ -309,6 +335,7 @@ impl MapperRegistry {
             entries: RwLock::new(BTreeMap::new()),
             writes: tokio::sync::Mutex::new(()),
             config,
+            shared: OnceLock::new(),
         };
         if let Some(dir) = &registry.dir {
             std::fs::create_dir_all(dir)
@@ -426,7 +453,7 @@ impl MapperRegistry {
         }
         let this = self.clone();
         let (key, earlier) = (id.to_string(), previous.as_ref().map(|p| p.meta.clone()));
-        let (module, meta) = blocking(move || {
+        let (module, meta, bytes) = blocking(move || {
             let module = match this.cache_dir() {
                 Some(cache) => this.engine.load(&bytes, &cache),
                 None => this.engine.compile(&bytes),
@@ -446,38 +473,129 @@ impl MapperRegistry {
                 wit_version: module.wit_version.clone(),
                 imports: module.imports.clone(),
             };
-            if let Some(dir) = &this.dir {
-                let json = serde_json::to_vec_pretty(&meta).expect("metadata serialises");
-                store_module(dir, &key, &bytes, &json).map_err(storage)?;
-            }
-            Ok((module, meta))
+            Ok((module, meta, bytes))
         })
         .await?;
-        {
+        if let Some(shared) = self.shared.get() {
+            let expected = previous.as_ref().map(|p| p.meta.version);
+            shared
+                .put_module(meta.clone(), bytes.clone(), expected)
+                .await
+                .map_err(shared_error(id))?;
+        }
+        self.install(id, module, meta.clone(), bytes).await?;
+        Ok((previous.is_none(), meta))
+    }
+
+    /// Stores a compiled module in the data directory and makes it the current version of
+    /// `id` (swapped into the connections that use it).
+    async fn install(
+        &self,
+        id: &str,
+        module: CompiledModule,
+        meta: MapperMeta,
+        bytes: Vec<u8>,
+    ) -> Result<(), DittoError> {
+        if let Some(dir) = self.dir.clone() {
+            let (key, json) = (
+                id.to_string(),
+                serde_json::to_vec_pretty(&meta).expect("metadata serialises"),
+            );
+            blocking(move || store_module(&dir, &key, &bytes, &json).map_err(storage)).await?;
+        }
+        let previous = {
             let mut entries = self.entries.write().unwrap();
             match entries.get_mut(id) {
                 Some(entry) => {
                     entry.slot.replace(module, meta.version);
-                    entry.meta = meta.clone();
+                    Some(std::mem::replace(&mut entry.meta, meta.clone()))
                 }
                 None => {
                     let slot = ModuleSlot::new(module, meta.version);
-                    entries.insert(
-                        id.to_string(),
-                        Entry {
-                            meta: meta.clone(),
-                            slot,
-                        },
-                    );
+                    entries.insert(id.to_string(), Entry { meta, slot });
+                    None
                 }
             }
+        };
+        if let Some(previous) = previous {
+            self.forget_artifacts(previous.sha256).await;
         }
-        if let Some(previous) = &previous
-            && previous.meta.sha256 != meta.sha256
-        {
-            self.forget_artifacts(previous.meta.sha256.clone()).await;
+        Ok(())
+    }
+
+    /// Cluster mode: modules are stored once in `shared`, and this registry follows it.
+    pub fn share_through(&self, shared: Arc<dyn SharedModules>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// Cluster mode: takes over what the cluster stores for module `id` (another instance
+    /// uploaded, replaced or deleted it).
+    pub async fn sync(&self, id: &str) -> Result<(), DittoError> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(());
+        };
+        let _write = self.writes.lock().await;
+        let stored = shared
+            .load_module(id.to_string())
+            .await
+            .map_err(shared_error(id))?;
+        self.follow(id, stored).await
+    }
+
+    /// Cluster mode: takes over every module the cluster stores, and drops the others.
+    pub async fn sync_all(&self) -> Result<(), DittoError> {
+        let Some(shared) = self.shared.get() else {
+            return Ok(());
+        };
+        let _write = self.writes.lock().await;
+        let stored = shared.load_all_modules().await.map_err(shared_error("*"))?;
+        let mut gone: std::collections::BTreeSet<String> =
+            self.entries.read().unwrap().keys().cloned().collect();
+        for (meta, bytes) in stored {
+            let id = meta.id.clone();
+            gone.remove(&id);
+            self.follow(&id, Some((meta, bytes))).await?;
         }
-        Ok((previous.is_none(), meta))
+        for id in gone {
+            self.follow(&id, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Makes module `id` what the cluster stores. The caller holds `writes`.
+    async fn follow(
+        &self,
+        id: &str,
+        stored: Option<shared::StoredModule>,
+    ) -> Result<(), DittoError> {
+        match (stored, self.get(id)) {
+            (Some((meta, bytes)), local)
+                if local.as_ref().is_none_or(|l| {
+                    l.meta.sha256 != meta.sha256 || l.meta.version != meta.version
+                }) =>
+            {
+                let (engine, cache) = (self.engine.clone(), self.cache_dir());
+                let (module, bytes) = blocking(move || {
+                    let module = match cache {
+                        Some(cache) => engine.load(&bytes, &cache),
+                        None => engine.compile(&bytes),
+                    };
+                    Ok((module.map_err(module_invalid)?, bytes))
+                })
+                .await?;
+                tracing::info!(
+                    mapper = id,
+                    version = meta.version,
+                    "module changed elsewhere"
+                );
+                self.install(id, module, meta, bytes).await
+            }
+            (None, Some(_)) => {
+                tracing::info!(mapper = id, "module deleted elsewhere");
+                self.remove_local(id).await
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Removes a module; `users` are the connections that name it (409 when there are any).
@@ -497,6 +615,17 @@ impl MapperRegistry {
                 users.join(", ")
             )));
         }
+        if let (Some(shared), Some(entry)) = (self.shared.get(), self.get(id)) {
+            shared
+                .delete_module(id.to_string(), entry.meta.version)
+                .await
+                .map_err(shared_error(id))?;
+        }
+        self.remove_local(id).await
+    }
+
+    /// Removes a module's files and entry here. The caller holds `writes`.
+    async fn remove_local(&self, id: &str) -> Result<(), DittoError> {
         if let Some(dir) = &self.dir {
             let files: Vec<_> = ["wasm", "json"]
                 .iter()
