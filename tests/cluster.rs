@@ -104,16 +104,17 @@ struct Cluster {
 
 impl Cluster {
     async fn start(test: &str, n: usize) -> Cluster {
-        let db = Database::create(test);
-        let nats = Nats::start().await;
+        Cluster::on(Database::create(test), Nats::start().await, n)
+    }
+
+    /// `n` instances on `db` and `nats`.
+    fn on(db: Database, nats: Nats, n: usize) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let nodes = (1..=n)
             .map(|i| {
                 let config = format!(
-                    "[cluster]\nnode_id = \"n{i}\"\npostgres_url = \"{}\"\nnats_url = \"{}\"\n\
-                     [runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n",
-                    db.url(),
-                    nats.url()
+                    "{}[runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n",
+                    cluster_section(&format!("n{i}"), &db, &nats)
                 );
                 let own = dir.path().join(format!("n{i}"));
                 std::fs::create_dir_all(&own).unwrap();
@@ -150,6 +151,143 @@ impl Cluster {
             f.kill();
         }
     }
+}
+
+/// The `[cluster]` section of instance `node`.
+fn cluster_section(node: &str, db: &Database, nats: &Nats) -> String {
+    format!(
+        "[cluster]\nnode_id = \"{node}\"\npostgres_url = \"{}\"\nnats_url = \"{}\"\n",
+        db.url(),
+        nats.url()
+    )
+}
+
+/// Runs `ferrule <args>` to its end; its exit status and standard output.
+fn ferrule(args: &[&str], config: Option<&std::path::Path>) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrule"));
+    cmd.args(args)
+        .env_remove("FERRULE_CONFIG")
+        .env_remove("FERRULE_DATA_DIR");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn export_and_import_move_everything_between_the_embedded_store_and_a_cluster() {
+    use ferrule_test_guests as guests;
+    let dir = tempfile::tempdir().unwrap();
+    let u = common::unique("transfer", '-');
+    let connection = json!({
+        "name": "moved", "connectionType": "mqtt", "connectionStatus": "closed",
+        "uri": "tcp://user:secret@127.0.0.1:1883",
+        "sources": [{"addresses": [format!("ferrule-cluster/{u}/in")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"]}]
+    });
+    let module = guests::bytes(guests::BEHAVE);
+
+    // An embedded instance with a connection, a thing and a module, then stopped.
+    let embedded = dir.path().join("embedded");
+    std::fs::create_dir_all(&embedded).unwrap();
+    let mut f = common::start_with_config(&embedded, "");
+    let put = f.put_json("/api/2/connections/moved", &connection).await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let original = json(f.get("/api/2/connections/moved").await).await;
+    let put = f
+        .put_json(
+            "/api/2/things/org.moved:thing",
+            &json!({"attributes": {"a": 1}}),
+        )
+        .await;
+    assert_eq!(put.status(), StatusCode::CREATED);
+    let put = f
+        .req(reqwest::Method::PUT, "/api/2/mappers/moved")
+        .header("content-type", "application/wasm")
+        .body(module.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::CREATED);
+    assert!(f.stop().success());
+
+    // Exported from the data directory, imported into a cluster's database.
+    let file = dir.path().join("export.json");
+    let data = embedded.join("data");
+    let (ok, out) = ferrule(
+        &[
+            "export",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--file",
+            file.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("exported 1 connections, 1 things and 1 mapper modules"),
+        "{out}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600,
+        "the file holds credentials"
+    );
+    let (db, nats) = (Database::create("transfer"), Nats::start().await);
+    let config = dir.path().join("cluster.toml");
+    std::fs::write(&config, cluster_section("importer", &db, &nats)).unwrap();
+    let (ok, out) = ferrule(&["import", "--file", file.to_str().unwrap()], Some(&config));
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("imported 1 connections, 1 things and 1 mapper modules"),
+        "{out}"
+    );
+
+    // A cluster instance has all of it.
+    let cluster = Cluster::on(db, nats, 1);
+    let n1 = cluster.node(1);
+    assert_eq!(
+        json(n1.get("/api/2/connections/moved").await).await,
+        original
+    );
+    let thing = json(n1.get("/api/2/things/org.moved:thing").await).await;
+    assert_eq!(thing["attributes"]["a"], 1);
+    let stored = n1.get("/api/2/mappers/moved/module").await;
+    assert_eq!(stored.bytes().await.unwrap().to_vec(), module);
+
+    // And back into an empty data directory.
+    let back = dir.path().join("back.json");
+    let (ok, out) = ferrule(&["export", "--file", back.to_str().unwrap()], Some(&config));
+    assert!(ok, "{out}");
+    let fresh = dir.path().join("fresh");
+    let (ok, out) = ferrule(
+        &[
+            "import",
+            "--data-dir",
+            fresh.to_str().unwrap(),
+            "--file",
+            back.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let f = common::start(&fresh);
+    assert_eq!(
+        json(f.get("/api/2/connections/moved").await).await,
+        original
+    );
+    let thing = json(f.get("/api/2/things/org.moved:thing").await).await;
+    assert_eq!(thing["attributes"]["a"], 1);
+    let stored = f.get("/api/2/mappers/moved/module").await;
+    assert_eq!(stored.bytes().await.unwrap().to_vec(), module);
 }
 
 /// The `client` of every entry of `clientStatus`, and the `liveStatus`.

@@ -31,4 +31,5 @@ pub mod monitoring;
 pub mod runtime;
 pub mod server;
 pub mod store;
+pub mod transfer;
 pub mod twin;

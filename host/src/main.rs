@@ -24,6 +24,26 @@ enum Commands {
     /// Tools for WebAssembly mapper modules.
     #[command(subcommand)]
     Mapper(MapperCommand),
+    /// Write every connection, thing and mapper module of the store `serve` would use with the
+    /// same configuration (the data directory, or the cluster's database with [cluster]) to a
+    /// JSON file. Credentials are written decrypted; the file is readable by its owner only.
+    Export(TransferArgs),
+    /// Write the connections, things and mapper modules of an export into the store `serve`
+    /// would use with the same configuration; what has the same id is replaced.
+    Import(TransferArgs),
+}
+
+#[derive(clap::Args)]
+struct TransferArgs {
+    /// The export file
+    #[arg(long, value_name = "FILE")]
+    file: PathBuf,
+    /// The data directory of the embedded store [default: ./ferrule-data]
+    #[arg(long, env = "FERRULE_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A TOML configuration file, as for `serve`
+    #[arg(long, env = "FERRULE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -98,6 +118,8 @@ fn main() -> std::process::ExitCode {
     let args = match cli.command {
         Commands::Serve(args) => args,
         Commands::Mapper(MapperCommand::Test(args)) => return mapper_test(args),
+        Commands::Export(args) => return transfer(args, true),
+        Commands::Import(args) => return transfer(args, false),
     };
     let overrides = Overrides {
         bind: args.bind,
@@ -118,6 +140,52 @@ fn main() -> std::process::ExitCode {
         println!("ferrule: listening on http://{}", server.local_addr()?);
         server.run().await
     });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ferrule: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `ferrule export` (`out`) and `ferrule import`.
+fn transfer(args: TransferArgs, out: bool) -> std::process::ExitCode {
+    use ferrule_host::transfer;
+    let overrides = Overrides {
+        bind: None,
+        data_dir: args.data_dir,
+        config_file: args.config,
+        devops_password: None,
+    };
+    let run = async {
+        let config = Config::resolve(overrides)?;
+        if out {
+            let snapshot = transfer::export(&config).await?;
+            transfer::write_file(&args.file, &snapshot)?;
+            println!(
+                "ferrule: exported {} connections, {} things and {} mapper modules to {}",
+                snapshot.connections.len(),
+                snapshot.things.len(),
+                snapshot.modules.len(),
+                args.file.display()
+            );
+        } else {
+            let snapshot = transfer::read_file(&args.file)?;
+            let done = transfer::import(&config, snapshot).await?;
+            println!(
+                "ferrule: imported {} connections, {} things and {} mapper modules from {}",
+                done.connections,
+                done.things,
+                done.modules,
+                args.file.display()
+            );
+        }
+        anyhow::Ok(())
+    };
+    let result = tokio::runtime::Runtime::new()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

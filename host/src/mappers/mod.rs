@@ -305,6 +305,35 @@ fn store_module(dir: &Path, id: &str, bytes: &[u8], meta: &[u8]) -> std::io::Res
     })
 }
 
+/// Writes a module's files in a registry directory (`ferrule import` into a data directory).
+pub fn write_module_files(dir: &Path, id: &str, bytes: &[u8], meta: &[u8]) -> std::io::Result<()> {
+    store_module(dir, id, bytes, meta)
+}
+
+/// The modules of a registry directory, with their metadata, without compiling them
+/// (`ferrule export` of a data directory). A module without readable metadata is an error.
+pub fn read_module_files(dir: &Path) -> anyhow::Result<Vec<(MapperMeta, Vec<u8>)>> {
+    let mut out = Vec::new();
+    let files = match std::fs::read_dir(dir) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", dir.display())),
+    };
+    for file in files {
+        let path = file?.path();
+        if path.extension().is_none_or(|e| e != "wasm") {
+            continue;
+        }
+        let bytes = std::fs::read(&path)?;
+        let meta_path = path.with_extension("json");
+        let meta: MapperMeta = serde_json::from_slice(&std::fs::read(&meta_path)?)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", meta_path.display()))?;
+        out.push((meta, bytes));
+    }
+    out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+    Ok(out)
+}
+
 /// Removes the precompiled artifacts of the module with `sha256` (of any engine build).
 fn remove_artifacts(cache: &Path, sha256: &str) {
     let Ok(files) = std::fs::read_dir(cache) else {
