@@ -638,6 +638,76 @@ async fn mqtt_client(
     (client, seen, acked)
 }
 
+#[tokio::test]
+async fn acknowledgements_issued_on_one_instance_settle_messages_consumed_on_another() {
+    let cluster = Cluster::start("acks", 3).await;
+    let n1 = cluster.node(1);
+    let u = common::unique("acks", '-');
+    let id = format!("acks-{u}");
+    // Three clients share the subscription; the target runs with client 0 on one instance, so
+    // two thirds of the messages are consumed where their event is not published, and wait for
+    // the acknowledgement of a target on another instance.
+    let connection = json!({
+        "connectionType": "mqtt-5", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "clientCount": 3,
+        "sources": [{"addresses": [format!("$share/{u}/ferrule-cluster/{u}/in")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"],
+                     "acknowledgementRequests": {"includes": ["twin-persisted", "{{connection:id}}:published"],
+                                                 "timeout": "60s"}}],
+        "targets": [{"address": format!("ferrule-cluster/{u}/out"), "qos": 1,
+                     "topics": ["_/_/things/twin/events"],
+                     "issuedAcknowledgementLabel": "{{connection:id}}:published",
+                     "authorizationContext": ["ditto:outbound"]}]
+    });
+    let resp = n1
+        .put_json(&format!("/api/2/connections/{id}"), &connection)
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    wait_for_clients(n1, &id, &names(&["n1", "n2", "n3"])).await;
+    let (client, seen, _) = mqtt_client(
+        1883,
+        &format!("{u}-test"),
+        &format!("ferrule-cluster/{u}/out"),
+    )
+    .await;
+    // More than the 3 × 100 messages the clients may hold unsettled: without the
+    // acknowledgements of the other instance, consumption stops.
+    const N: usize = 1_500;
+    let started = Instant::now();
+    for seq in 0..N {
+        client
+            .publish(
+                format!("ferrule-cluster/{u}/in"),
+                QoS::AtLeastOnce,
+                false,
+                device_message(&format!("{u}-{}", seq % 20), seq),
+            )
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().len() < N {
+        if Instant::now() > deadline {
+            cluster.print_logs();
+            panic!("{} of {N} events after 30 s", seen.lock().unwrap().len());
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "{N} messages over 3 instances, acknowledged across them, in {} ms",
+        started.elapsed().as_millis()
+    );
+    // Every message was settled: none is held by a client, none comes again.
+    let metrics = json(n1.get(&format!("/api/2/connections/{id}/metrics")).await).await;
+    let acknowledged = &metrics["connectionMetrics"]["outbound"]["acknowledged"];
+    assert_eq!(acknowledged["failure"]["PT1H"], 0, "{metrics}");
+}
+
 /// What happens to the instance that runs the client.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {

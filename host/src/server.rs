@@ -150,6 +150,9 @@ impl Server {
             events,
             std::time::Duration::from_millis(config.runtime.target_stall_timeout_ms),
         );
+        if let (Some(c), Some(bus)) = (&config.cluster, &bus) {
+            crate::cluster::acks::relay(bus.client(), &c.node_id, &hub).await?;
+        }
         let mappers = Arc::new(
             MapperRegistry::open(Some(&config.data_dir), config.mappers)
                 .context("the mapper modules cannot be loaded")?,

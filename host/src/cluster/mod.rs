@@ -10,7 +10,9 @@
 //! - [`coordinator`]: instances, leases and fencing epochs; where each client runs.
 //! - [`placement`]: the placement every instance computes alike.
 //! - [`bus`]: the questions instances ask each other.
+//! - [`acks`]: acknowledgements issued on one instance for a signal waiting on another.
 
+pub mod acks;
 pub mod bus;
 pub mod coordinator;
 pub mod events;

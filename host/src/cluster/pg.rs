@@ -31,6 +31,19 @@ fn storage(e: impl std::fmt::Display) -> StoreError {
     StoreError::Storage(e.to_string())
 }
 
+/// A failed statement of a conditional write: a deadlock or serialization failure means another
+/// instance wrote the same rows at the same time (a conflict: read again and retry).
+fn raced(e: sqlx::Error) -> StoreError {
+    let code = e
+        .as_database_error()
+        .and_then(|d| d.code())
+        .map(|c| c.to_string());
+    match code.as_deref() {
+        Some("40P01") | Some("40001") => StoreError::Conflict(e.to_string()),
+        _ => storage(e),
+    }
+}
+
 /// Opens a pool on the cluster's database and migrates its schema. The instance's sessions
 /// are named `ferrule:<node_id>` (`application_name`), so peers see in `pg_stat_activity`
 /// whether it is still connected.
@@ -165,6 +178,13 @@ impl ConnectionStore for PgStore {
     }
 }
 
+fn change_id(c: &ThingChange) -> &str {
+    match c {
+        ThingChange::Put(t) => t.id(),
+        ThingChange::Delete(id) => id,
+    }
+}
+
 fn thing_from(id: &str, doc: &str) -> Result<StoredThing, StoreError> {
     serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(format!("thing '{id}': {e}")))
 }
@@ -226,8 +246,11 @@ impl ThingStore for PgStore {
     /// based on; the first thing another instance changed meanwhile rolls all of it back.
     fn write_things_checked(
         &self,
-        changes: Vec<(ThingChange, Option<u64>)>,
+        mut changes: Vec<(ThingChange, Option<u64>)>,
     ) -> StoreFuture<'_, ()> {
+        // Rows are written (and locked) in the order of their ids: two instances writing the
+        // same things never wait for each other in a cycle.
+        changes.sort_by(|a, b| change_id(&a.0).cmp(change_id(&b.0)));
         Box::pin(async move {
             let mut tx = self.pool.begin().await.map_err(storage)?;
             for (change, before) in changes {
@@ -243,7 +266,7 @@ impl ThingStore for PgStore {
                         .bind(old as i64)
                         .execute(&mut *tx)
                         .await
-                        .map_err(storage)?
+                        .map_err(raced)?
                         .rows_affected();
                         (t.id().to_string(), n)
                     }
@@ -258,7 +281,7 @@ impl ThingStore for PgStore {
                         .bind(doc)
                         .execute(&mut *tx)
                         .await
-                        .map_err(storage)?
+                        .map_err(raced)?
                         .rows_affected();
                         (t.id().to_string(), n)
                     }
@@ -268,7 +291,7 @@ impl ThingStore for PgStore {
                             .bind(old as i64)
                             .execute(&mut *tx)
                             .await
-                            .map_err(storage)?
+                            .map_err(raced)?
                             .rows_affected();
                         (id, n)
                     }
@@ -278,7 +301,7 @@ impl ThingStore for PgStore {
                     return Err(StoreError::Conflict(id));
                 }
             }
-            tx.commit().await.map_err(storage)
+            tx.commit().await.map_err(raced)
         })
     }
 }

@@ -25,6 +25,10 @@ pub const AUTH_CONTEXT_HEADER: &str = "ditto-auth-context";
 /// so a target's acknowledgement finds its signal by this id, never by a value a device chose.
 pub const SIGNAL_ID_HEADER: &str = "ditto-signal-id";
 
+/// The internal header with the instance (cluster mode: its `node_id`) where a signal waits:
+/// an acknowledgement issued on another instance is sent there.
+pub const SIGNAL_NODE_HEADER: &str = "ditto-signal-node";
+
 /// Whether a header is internal to Ferrule: `ditto-` headers, which are never published (in
 /// transport headers, envelopes or the acknowledgements inside them) and never taken from a
 /// device, except `ditto-weak-ack`, which Ditto shows outside.
@@ -47,10 +51,23 @@ pub fn remove_internal(headers: &mut Headers) -> bool {
     !internal.is_empty()
 }
 
-/// The id a signal got from [`InboundHub`] while it waits, from its internal header.
-pub fn signal_id(headers: &Headers) -> Option<u64> {
-    headers.get_str(SIGNAL_ID_HEADER)?.parse().ok()
+/// Where a waiting signal is: the id [`InboundHub`] gave it and, in cluster mode, the instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalId {
+    pub id: u64,
+    pub node: Option<String>,
 }
+
+/// The id a signal got from [`InboundHub`] while it waits, from its internal headers.
+pub fn signal_id(headers: &Headers) -> Option<SignalId> {
+    Some(SignalId {
+        id: headers.get_str(SIGNAL_ID_HEADER)?.parse().ok()?,
+        node: headers.get_str(SIGNAL_NODE_HEADER).map(|n| n.to_string()),
+    })
+}
+
+/// Sends an acknowledgement to the signal `id` waiting on instance `node` (cluster mode).
+pub type Forward = Arc<dyn Fn(&str, u64, Ack) + Send + Sync>;
 
 /// Who sent an inbound signal.
 #[derive(Debug, Clone)]
@@ -109,6 +126,8 @@ pub struct InboundHub {
     twin: TwinService,
     router: Arc<Router>,
     waiting: Mutex<Waiting>,
+    /// Cluster mode: this instance's `node_id` and how acknowledgements reach other instances.
+    cluster: std::sync::OnceLock<(String, Forward)>,
 }
 
 /// Signals that wait for acknowledgements from others or for a live response.
@@ -191,11 +210,29 @@ impl InboundHub {
             twin,
             router,
             waiting: Mutex::default(),
+            cluster: std::sync::OnceLock::new(),
         }
     }
 
-    /// An acknowledgement a target issued for the signal Ferrule gave `signal_id`.
-    pub fn acknowledge(&self, signal_id: u64, ack: Ack) {
+    /// Cluster mode: signals that wait are marked with `node`, and an acknowledgement for a
+    /// signal waiting on another instance goes there through `forward`.
+    pub fn join_cluster(&self, node: &str, forward: Forward) {
+        let _ = self.cluster.set((node.to_string(), forward));
+    }
+
+    /// An acknowledgement a target issued for `signal`, wherever it waits.
+    pub fn acknowledge(&self, signal: SignalId, ack: Ack) {
+        if let (Some(node), Some((me, forward))) = (&signal.node, self.cluster.get())
+            && node != me
+        {
+            forward(node, signal.id, ack);
+            return;
+        }
+        self.acknowledge_here(signal.id, ack);
+    }
+
+    /// An acknowledgement for the signal Ferrule gave `signal_id` on this instance.
+    pub fn acknowledge_here(&self, signal_id: u64, ack: Ack) {
         let waiter = lock(&self.waiting)
             .by_id
             .get_mut(&signal_id)
@@ -288,6 +325,11 @@ impl InboundHub {
         signal
             .headers
             .insert(SIGNAL_ID_HEADER, serde_json::Value::from(id.to_string()));
+        if let Some((node, _)) = self.cluster.get() {
+            signal
+                .headers
+                .insert(SIGNAL_NODE_HEADER, serde_json::Value::from(node.as_str()));
+        }
         Some(Registration {
             hub: self.clone(),
             id,

@@ -28,7 +28,7 @@ pub enum StoreError {
     Encryption(String),
     /// A conditional write found another revision than it expected: someone else (another
     /// instance of a cluster) changed the record meanwhile. Nothing was written.
-    #[error("connection '{0}' was changed by another writer")]
+    #[error("'{0}' was changed by another writer")]
     Conflict(String),
 }
 

@@ -143,8 +143,8 @@ fn write(things: &Things) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc
 }
 
 /// How often a batch is applied again after another instance sharing the store changed one of
-/// its things first.
-const CONFLICT_TRIES: usize = 5;
+/// its things first (each time, some instance's write went through).
+const CONFLICT_TRIES: usize = 20;
 
 async fn run(
     store: Arc<dyn ThingStore>,

@@ -4,7 +4,7 @@
 use super::{BoxFuture, CONCURRENCY, ClientSlot, Context, MAP_BATCH};
 use crate::connections::lock;
 use crate::hub::acks::Ack;
-use crate::hub::inbound::{remove_internal, signal_id};
+use crate::hub::inbound::{SignalId, remove_internal, signal_id};
 use crate::hub::resolve::{SignalResolver, resolve_address};
 use crate::hub::routing::{CompiledTopic, OnSkip, Route, Routed, Skipped};
 use crate::mapping::pipeline::Mapped;
@@ -274,7 +274,7 @@ fn prepare_routed(
             ctx,
             address_key,
             target.issued_ack.as_ref(),
-            id,
+            id.clone(),
             Issued::Weak,
         );
         ctx.log(
@@ -352,7 +352,7 @@ fn prepare_routed(
             let ctx = ctx.clone();
             let (address, address_key) = (address.clone(), address_key.clone());
             let (correlation, entity) = (correlation.clone(), entity.clone());
-            let label = target.issued_ack.clone();
+            let (label, id) = (target.issued_ack.clone(), id.clone());
             publishes.push(Box::pin(async move {
                 let result = confirmation.await;
                 ctx.count(
@@ -421,7 +421,7 @@ pub(super) fn issue_ack(
     ctx: &Context,
     address_key: &str,
     label: Option<&String>,
-    signal: Option<u64>,
+    signal: Option<SignalId>,
     issued: Issued,
 ) {
     let Some(label) = label else {
