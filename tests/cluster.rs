@@ -725,6 +725,136 @@ async fn a_killed_instances_client_runs_on_another_within_10_s_and_loses_nothing
 }
 
 #[tokio::test]
+async fn a_killed_instances_amqp_client_runs_on_another_and_loses_nothing() {
+    takeover_with(Fault::Kill, Protocol::Amqp).await;
+}
+
+#[tokio::test]
+async fn a_stopped_instances_amqp_client_runs_on_another_and_loses_nothing() {
+    takeover_with(Fault::Stop, Protocol::Amqp).await;
+}
+
+/// A durable source queue, a topic exchange for the events and a queue bound to it, on the
+/// local RabbitMQ, expiring 5 minutes after their last use: (source, exchange, events).
+async fn amqp_queues(u: &str) -> (String, String, String) {
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    let connection = amqp().await;
+    let channel = connection.create_channel().await.unwrap();
+    let (input, exchange, output) = (format!("{u}.in"), format!("{u}.x"), format!("{u}.out"));
+    for queue in [&input, &output] {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-expires".into(), AMQPValue::LongInt(300_000));
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(queue.as_str().into(), durable, arguments)
+            .await
+            .unwrap();
+    }
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            lapin::ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            output.as_str().into(),
+            exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    (input, exchange, output)
+}
+
+async fn amqp() -> lapin::Connection {
+    lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("RabbitMQ on 127.0.0.1:5672 must be reachable")
+}
+
+/// The `seq` of every event arriving on `queue`.
+async fn amqp_consumer(queue: &str) -> Seen {
+    use futures_util::StreamExt;
+    let connection = amqp().await;
+    let channel = connection.create_channel().await.unwrap();
+    let no_ack = lapin::options::BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let mut consumer = channel
+        .basic_consume(
+            queue.into(),
+            "cluster-test".into(),
+            no_ack,
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let seen: Seen = Arc::default();
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let _connection = connection;
+        while let Some(Ok(delivery)) = consumer.next().await {
+            if let Ok(v) = serde_json::from_slice::<Value>(&delivery.data)
+                && let Some(seq) = v["value"]["attributes"]["seq"].as_u64()
+            {
+                sink.lock()
+                    .unwrap()
+                    .entry(seq)
+                    .and_modify(|e: &mut (usize, Instant)| e.0 += 1)
+                    .or_insert((1, Instant::now()));
+            }
+        }
+    });
+    seen
+}
+
+/// Publishes the device messages to `queue` (persistent, with publisher confirms).
+async fn amqp_publish(queue: String, u: String, acked: Arc<Mutex<usize>>) -> Vec<Instant> {
+    let connection = amqp().await;
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let mut published = Vec::with_capacity(N);
+    for seq in 0..N {
+        let confirm = channel
+            .basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                lapin::options::BasicPublishOptions::default(),
+                device_message(&u, seq).as_bytes(),
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap();
+        assert!(confirm.await.unwrap().is_ack(), "RabbitMQ confirms");
+        *acked.lock().unwrap() += 1;
+        published.push(Instant::now());
+        sleep(Duration::from_millis(2)).await;
+    }
+    published
+}
+
+#[tokio::test]
 async fn a_gracefully_stopped_instance_hands_its_client_over() {
     takeover(Fault::Term).await;
 }
@@ -744,28 +874,70 @@ fn signal(pid: u32, signal: &str) {
     assert!(ok, "kill -{signal} {pid}");
 }
 
+/// The brokers of a takeover test.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Protocol {
+    Mqtt,
+    Amqp,
+}
+
+type Seen = Arc<Mutex<HashMap<u64, (usize, Instant)>>>;
+
+/// Messages in a takeover test.
+const N: usize = 2_000;
+
+/// Publishes the `N` device messages, one every ~2 ms, each until its broker acknowledged it;
+/// returns when each was acknowledged.
+type Publisher = tokio::task::JoinHandle<Vec<Instant>>;
+
 async fn takeover(fault: Fault) {
-    let mut cluster = Cluster::start(&format!("{fault:?}").to_lowercase(), 3).await;
-    // A broker of the test's own that queues without limit for a client that is away (the
-    // local one keeps 1,000 messages per session, Mosquitto's default).
-    let broker = common::Mosquitto::start().await;
-    let u = common::unique("kill", '-');
-    let id = format!("kill-{u}");
+    takeover_with(fault, Protocol::Mqtt).await;
+}
+
+async fn takeover_with(fault: Fault, protocol: Protocol) {
+    let mut cluster = Cluster::start(&format!("{fault:?}_{protocol:?}").to_lowercase(), 3).await;
+    let u = common::unique("takeover", '-');
+    let id = format!("takeover-{u}");
     let path = format!("/api/2/connections/{id}");
-    // Settled only after the twin change is durable and the event is published; a persistent
-    // session keeps what is not settled for whoever takes the client over.
-    let connection = json!({
-        "connectionType": "mqtt", "connectionStatus": "open",
-        "uri": format!("tcp://127.0.0.1:{}", broker.port),
-        "specificConfig": {"clientId": format!("ferrule-{u}"), "cleanSession": "false"},
-        "sources": [{"addresses": [format!("ferrule-cluster/{u}/in")], "qos": 1,
-                     "authorizationContext": ["ditto:inbound"],
-                     "acknowledgementRequests": {"includes": ["twin-persisted", "{{connection:id}}:published"]}}],
-        "targets": [{"address": format!("ferrule-cluster/{u}/out"), "qos": 1,
-                     "topics": ["_/_/things/twin/events"],
-                     "issuedAcknowledgementLabel": "{{connection:id}}:published",
-                     "authorizationContext": ["ditto:outbound"]}]
-    });
+    // Settled only after the twin change is durable and the event is published; the broker
+    // keeps what is not settled for whoever takes the client over (a persistent MQTT session
+    // on a Mosquitto of the test's own with unlimited queues, or a durable RabbitMQ queue).
+    let broker = common::Mosquitto::start().await;
+    let source_acks = json!({"includes": ["twin-persisted", "{{connection:id}}:published"]});
+    let (connection, queues) = match protocol {
+        Protocol::Mqtt => (
+            json!({
+                "connectionType": "mqtt", "connectionStatus": "open",
+                "uri": format!("tcp://127.0.0.1:{}", broker.port),
+                "specificConfig": {"clientId": format!("ferrule-{u}"), "cleanSession": "false"},
+                "sources": [{"addresses": [format!("ferrule-cluster/{u}/in")], "qos": 1,
+                             "authorizationContext": ["ditto:inbound"],
+                             "acknowledgementRequests": source_acks}],
+                "targets": [{"address": format!("ferrule-cluster/{u}/out"), "qos": 1,
+                             "topics": ["_/_/things/twin/events"],
+                             "issuedAcknowledgementLabel": "{{connection:id}}:published",
+                             "authorizationContext": ["ditto:outbound"]}]
+            }),
+            None,
+        ),
+        Protocol::Amqp => {
+            let q = amqp_queues(&u.replace('-', ".")).await;
+            (
+                json!({
+                    "connectionType": "amqp-091", "connectionStatus": "open",
+                    "uri": "amqp://guest:guest@127.0.0.1:5672/%2f",
+                    "sources": [{"addresses": [q.0], "authorizationContext": ["ditto:inbound"],
+                                 "acknowledgementRequests": source_acks}],
+                    "targets": [{"address": format!("{}/events", q.1),
+                                 "topics": ["_/_/things/twin/events"],
+                                 "issuedAcknowledgementLabel": "{{connection:id}}:published",
+                                 "headerMapping": {"delivery-mode": "2"},
+                                 "authorizationContext": ["ditto:outbound"]}]
+                }),
+                Some(q),
+            )
+        }
+    };
     let resp = cluster.node(1).put_json(&path, &connection).await;
     assert_eq!(
         resp.status(),
@@ -773,48 +945,44 @@ async fn takeover(fault: Fault) {
         "{}",
         resp.text().await.unwrap()
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let owner = loop {
-        let (clients, status) = clients(cluster.node(2), &id).await;
-        if status["liveStatus"] == "open" && clients.len() == 1 {
-            break clients[0].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the client did not open: {status}"
-        );
-        sleep(Duration::from_millis(100)).await;
-    };
+    let owner = owner_of(cluster.node(2), &id).await;
     let victim: usize = owner.trim_start_matches('n').parse().unwrap();
     let survivor = if victim == 1 { 2 } else { 1 };
 
-    let (client, seen, acked) = mqtt_client(
-        broker.port,
-        &format!("{u}-test"),
-        &format!("ferrule-cluster/{u}/out"),
-    )
-    .await;
-    const N: usize = 2_000;
-    let publisher = {
-        let client = client.clone();
-        let u = u.clone();
-        tokio::spawn(async move {
-            let mut published = Vec::with_capacity(N);
-            for seq in 0..N {
-                client
-                    .publish(
-                        format!("ferrule-cluster/{u}/in"),
-                        QoS::AtLeastOnce,
-                        false,
-                        device_message(&u, seq),
-                    )
-                    .await
-                    .unwrap();
-                published.push(Instant::now());
-                sleep(Duration::from_millis(2)).await;
-            }
-            published
-        })
+    let (publisher, seen, acked): (Publisher, Seen, Arc<Mutex<usize>>) = match &queues {
+        None => {
+            let (client, seen, acked) = mqtt_client(
+                broker.port,
+                &format!("{u}-test"),
+                &format!("ferrule-cluster/{u}/out"),
+            )
+            .await;
+            let u = u.clone();
+            let publisher = tokio::spawn(async move {
+                let mut published = Vec::with_capacity(N);
+                for seq in 0..N {
+                    client
+                        .publish(
+                            format!("ferrule-cluster/{u}/in"),
+                            QoS::AtLeastOnce,
+                            false,
+                            device_message(&u, seq),
+                        )
+                        .await
+                        .unwrap();
+                    published.push(Instant::now());
+                    sleep(Duration::from_millis(2)).await;
+                }
+                published
+            });
+            (publisher, seen, acked)
+        }
+        Some((input, _, output)) => {
+            let seen = amqp_consumer(output).await;
+            let acked = Arc::new(Mutex::new(0));
+            let publisher = tokio::spawn(amqp_publish(input.clone(), u.clone(), acked.clone()));
+            (publisher, seen, acked)
+        }
     };
     while seen.lock().unwrap().len() < N / 4 {
         assert!(!publisher.is_finished() || seen.lock().unwrap().len() >= N / 4);
@@ -888,7 +1056,7 @@ async fn takeover(fault: Fault) {
         .collect();
     let duplicates: usize = seen.values().map(|(n, _)| n - 1).sum();
     println!(
-        "{fault:?} of {owner}: client open elsewhere after {} ms, events again after {} ms; \
+        "{fault:?} ({protocol:?}) of {owner}: client open elsewhere after {} ms, events again after {} ms; \
          {} acknowledged, {} lost, {duplicates} duplicates",
         taken_over.as_millis(),
         resumed.as_millis(),
