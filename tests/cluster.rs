@@ -644,9 +644,9 @@ async fn acknowledgements_issued_on_one_instance_settle_messages_consumed_on_ano
     let n1 = cluster.node(1);
     let u = common::unique("acks", '-');
     let id = format!("acks-{u}");
-    // Three clients share the subscription; the target runs with client 0 on one instance, so
-    // two thirds of the messages are consumed where their event is not published, and wait for
-    // the acknowledgement of a target on another instance.
+    // Three clients share the subscription, and each publishes the events of a third of the
+    // things: most messages are consumed on one instance and their event published on another,
+    // whose acknowledgement the message waits for.
     let connection = json!({
         "connectionType": "mqtt-5", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
         "clientCount": 3,
@@ -668,7 +668,14 @@ async fn acknowledgements_issued_on_one_instance_settle_messages_consumed_on_ano
         "{}",
         resp.text().await.unwrap()
     );
-    wait_for_clients(n1, &id, &names(&["n1", "n2", "n3"])).await;
+    let status = wait_for_clients(n1, &id, &names(&["n1", "n2", "n3"])).await;
+    let publishers: BTreeSet<&str> = status["targetStatus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["client"].as_str())
+        .collect();
+    assert_eq!(publishers.len(), 3, "every instance publishes: {status}");
     let (client, seen, _) = mqtt_client(
         1883,
         &format!("{u}-test"),

@@ -29,6 +29,7 @@ async fn scenario(name: &str, topics: impl Fn(usize) -> String) {
             sink: tx,
             on_skip: None,
             on_stall: None,
+            partition: None,
         });
         receivers.push(rx);
     }

@@ -106,6 +106,27 @@ pub struct Route {
     /// Told when the route stalled (its queue had no room for the stall bound): `true`, and
     /// when it takes signals again: `false`.
     pub on_stall: Option<Box<dyn Fn(bool) + Send + Sync>>,
+    /// `(index, count)`: the route takes only the signals of the things whose
+    /// [`partition_of`] modulo `count` is `index` (cluster mode: each client of a connection
+    /// publishes a share of the things, each thing always through the same client). `None`:
+    /// every signal.
+    pub partition: Option<(usize, usize)>,
+}
+
+/// The partition key of a signal: a stable hash (FNV-1a) of its entity, the same in every
+/// instance and build. Signals about no thing (connection announcements) have key 0.
+pub fn partition_of(signal: &DittoMessage) -> u64 {
+    if signal.topic.group == ferrule_protocol::Group::Connections {
+        return 0;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let namespace = signal.topic.namespace.as_bytes();
+    let name = signal.topic.name.as_bytes();
+    for byte in namespace.iter().chain(b":").chain(name) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 /// A route as the router keeps it.
@@ -217,11 +238,18 @@ impl Router {
         };
         // The document filters see: built once per signal, and only when a filter needs it.
         let doc = std::sync::OnceLock::new();
+        let mut key = None;
         for entry in self.snapshot() {
             let route = &entry.route;
             if kind == TopicKind::ConnectionAnnouncements
                 && signal.topic.name != route.connection_id
             {
+                continue;
+            }
+            if let Some((index, count)) = route.partition
+                && *key.get_or_insert_with(|| partition_of(&signal)) % count as u64 != index as u64
+            {
+                // Another client of the connection publishes this thing's signals.
                 continue;
             }
             let mut subscribed = false;
@@ -364,8 +392,56 @@ mod tests {
             sink: tx,
             on_skip: None,
             on_stall: None,
+            partition: None,
         });
         rx
+    }
+
+    #[tokio::test]
+    async fn partitioned_routes_take_each_thing_once_and_always_the_same_one() {
+        let twin = TwinService::start(Arc::new(MemoryStore::default()))
+            .await
+            .unwrap();
+        let router = Router::new(twin, Duration::from_secs(5));
+        let mut shares: Vec<mpsc::Receiver<Routed>> = (0..3)
+            .map(|i| {
+                let (tx, rx) = mpsc::channel(1000);
+                router.add(Route {
+                    connection_id: "c".into(),
+                    target: 0,
+                    topics: vec![CompiledTopic::compile("_/_/things/twin/events").unwrap()],
+                    sink: tx,
+                    on_skip: None,
+                    on_stall: None,
+                    partition: Some((i, 3)),
+                });
+                rx
+            })
+            .collect();
+        for round in 0..2 {
+            for t in 0..90 {
+                let e = event(
+                    &format!("org.p/t{t}/things/twin/events/modified"),
+                    "/attributes/round",
+                    json!(round),
+                );
+                router.dispatch(e).await;
+            }
+        }
+        let mut owner = std::collections::HashMap::new();
+        let mut total = 0;
+        for (i, rx) in shares.iter_mut().enumerate() {
+            let mut taken = 0;
+            while let Ok(r) = rx.try_recv() {
+                taken += 1;
+                total += 1;
+                let first = *owner.entry(r.signal.topic.name.clone()).or_insert(i);
+                assert_eq!(first, i, "a thing's events always go through one client");
+            }
+            assert!((30..=150).contains(&taken), "share {i} took {taken} of 180");
+        }
+        assert_eq!(owner.len(), 90, "every thing was published");
+        assert_eq!(total, 180, "each event once");
     }
 
     #[tokio::test]
@@ -499,6 +575,7 @@ mod tests {
             sink: tx,
             on_skip: None,
             on_stall: Some(Box::new(move |s| seen.lock().unwrap().push(s))),
+            partition: None,
         });
         (rx, stalls)
     }

@@ -42,6 +42,7 @@ fn subscribe(hub: &Hub, connection: &str, topic: &str) -> mpsc::Receiver<Routed>
         sink: tx,
         on_skip: None,
         on_stall: None,
+        partition: None,
     });
     rx
 }

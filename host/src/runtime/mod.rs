@@ -521,6 +521,14 @@ impl Runtime {
             processor: processor::Processor::new(
                 self.config.processors(connection.processor_pool_size),
             ),
+            // Cluster mode runs one client per supervisor; with several, each publishes its
+            // share of the things.
+            partition: match (self.node.get(), clients.indexes.as_slice()) {
+                (Some(_), [slot]) if connection.client_count > 1 => {
+                    Some((*slot, connection.client_count as usize))
+                }
+                _ => None,
+            },
         });
         let announces = connection.targets.iter().any(|t| {
             t.topics

@@ -52,6 +52,8 @@ impl Recovery {
 pub struct Clients {
     pub indexes: Vec<usize>,
     pub names: Vec<String>,
+    /// Cluster mode: every client publishes (its share of the things).
+    pub all_publish: bool,
 }
 
 impl Clients {
@@ -64,7 +66,11 @@ impl Clients {
                 None => format!("ferrule-{}", i + 1),
             })
             .collect();
-        Clients { indexes, names }
+        Clients {
+            indexes,
+            names,
+            all_publish: node.is_some(),
+        }
     }
 
     /// Clients `0..count` of a single node.
@@ -72,8 +78,12 @@ impl Clients {
         Clients::of((0..count).collect(), None)
     }
 
-    /// The name of the client that publishes (index 0), when these clients include it.
+    /// The name of the client that publishes (index 0, or in cluster mode each), when these
+    /// clients include it.
     pub fn publisher(&self) -> Option<&str> {
+        if self.all_publish {
+            return self.names.first().map(String::as_str);
+        }
         self.indexes
             .iter()
             .position(|&i| i == 0)

@@ -88,6 +88,9 @@ pub struct Context {
     pub logs: Arc<Mutex<ConnectionLogs>>,
     pub status: Arc<Mutex<LiveStatus>>,
     pub processor: super::processor::Processor,
+    /// Cluster mode, `(client index, clientCount)`: this client publishes the targets' signals
+    /// of its share of the things. `None`: client 0 publishes everything.
+    pub partition: Option<(usize, usize)>,
 }
 
 impl Context {
@@ -197,7 +200,8 @@ impl Session {
         }
     }
 
-    /// Starts consuming (and, for client 0, publishing) with a connected client.
+    /// Starts consuming (and, for client 0 or a client with a partition, publishing) with a
+    /// connected client.
     fn attach(&mut self, ctx: &Arc<Context>, index: usize, connected: Connected) {
         let client = Arc::new(ClientSlot::new(connected.client));
         self.clients.push(client.clone());
@@ -211,7 +215,7 @@ impl Session {
         // arrives at once, and an event routed before its target's route existed would be lost,
         // with the acknowledgement its source requested (the broker's redelivery of those
         // messages then waits for the acknowledgement timeout).
-        if index == 0 {
+        if index == 0 || ctx.partition.is_some() {
             self.start_publishers(ctx, &client);
         }
         self.tasks.push(tokio::spawn(inbound::consume(

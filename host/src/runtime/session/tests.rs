@@ -123,6 +123,7 @@ impl Harness {
             hub,
             logs: Arc::new(Mutex::new(logs)),
             processor: Processor::new(2),
+            partition: None,
         });
         let (deliveries, rx) = mpsc::channel(1000);
         let (events, events_rx) = mpsc::channel(1);
