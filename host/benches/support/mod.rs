@@ -239,12 +239,18 @@ pub struct Ferrule {
 
 impl Ferrule {
     pub fn start() -> Ferrule {
+        Ferrule::start_with(&[])
+    }
+
+    /// [`Ferrule::start`] with more environment variables (e.g. `FERRULE_CLUSTER__NODE_ID`).
+    pub fn start_with(env: &[(&str, String)]) -> Ferrule {
         let dir = tempfile::tempdir().unwrap();
         let mut child = Command::new(ferrule_binary())
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .env("FERRULE_DEVOPS_PASSWORD", DEVOPS_PASSWORD)
             .env("FERRULE_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
