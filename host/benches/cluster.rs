@@ -322,7 +322,7 @@ async fn throughput(
             inflight: None,
         },
         &format!("{run}-sub"),
-        &[output.clone()],
+        std::slice::from_ref(&output),
         QoS::AtLeastOnce,
         move |e| {
             if let Event::Incoming(Packet::Publish(p)) = e {
