@@ -715,6 +715,132 @@ async fn acknowledgements_issued_on_one_instance_settle_messages_consumed_on_ano
     assert_eq!(acknowledged["failure"]["PT1H"], 0, "{metrics}");
 }
 
+#[tokio::test]
+async fn live_messages_and_their_responses_cross_instances() {
+    let cluster = Cluster::start("live", 3).await;
+    let n1 = cluster.node(1);
+    let u = common::unique("live", '-');
+    let id = format!("live-{u}");
+    // Three clients share the source; each publishes the live messages of a third of the
+    // things to the device; the device's responses come back through any client and go to the
+    // instance where the message waits, whose reply target publishes them.
+    let connection = json!({
+        "connectionType": "mqtt-5", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "clientCount": 3,
+        "sources": [{"addresses": [format!("$share/{u}/ferrule-cluster/{u}/in")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"],
+                     "acknowledgementRequests": {"includes": ["live-response"]},
+                     "replyTarget": {"address": format!("ferrule-cluster/{u}/replies"),
+                                     "expectedResponseTypes": ["response", "error"]}}],
+        "targets": [{"address": format!("ferrule-cluster/{u}/device/{{{{ thing:name }}}}"),
+                     "qos": 1, "topics": ["_/_/things/live/messages"],
+                     "authorizationContext": ["ditto:outbound"]}]
+    });
+    let resp = n1
+        .put_json(&format!("/api/2/connections/{id}"), &connection)
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    wait_for_clients(n1, &id, &names(&["n1", "n2", "n3"])).await;
+
+    let mut o = MqttOptions::new(format!("{u}-device"), "127.0.0.1", 1883);
+    o.set_clean_session(true);
+    let (device, mut eventloop) = AsyncClient::new(o, 1000);
+    device
+        .subscribe(format!("ferrule-cluster/{u}/device/#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    device
+        .subscribe(format!("ferrule-cluster/{u}/replies"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let replies: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+    let (answer, r) = (device.clone(), replies.clone());
+    let (input, reply_topic) = (
+        format!("ferrule-cluster/{u}/in"),
+        format!("ferrule-cluster/{u}/replies"),
+    );
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut ready, mut subacks) = (Some(ready_tx), 0);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    subacks += 1;
+                    if subacks == 2 {
+                        ready.take().map(|r| r.send(()));
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let Ok(mut m) = serde_json::from_slice::<Value>(&p.payload) else {
+                        continue;
+                    };
+                    if p.topic == reply_topic {
+                        let c = m["headers"]["correlation-id"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string();
+                        r.lock().unwrap().insert(c, m);
+                    } else {
+                        // The device answers the live message.
+                        m["status"] = json!(200);
+                        m["value"] = json!({"answered": true});
+                        let answer = answer.clone();
+                        let input = input.clone();
+                        tokio::spawn(async move {
+                            answer
+                                .publish(input, QoS::AtLeastOnce, false, m.to_string())
+                                .await
+                                .unwrap();
+                        });
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => panic!("the test's MQTT client failed: {e}"),
+            }
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(10), ready_rx)
+        .await
+        .unwrap()
+        .unwrap();
+    const M: usize = 30;
+    for i in 0..M {
+        let message = json!({
+            "topic": format!("org.live/{u}-{i}/things/live/messages/heatUp"),
+            "headers": {"correlation-id": format!("c-{i}"), "timeout": "10s",
+                        "content-type": "application/json"},
+            "path": "/inbox/messages/heatUp",
+            "value": {"i": i}
+        });
+        device
+            .publish(
+                format!("ferrule-cluster/{u}/in"),
+                QoS::AtLeastOnce,
+                false,
+                message.to_string(),
+            )
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while replies.lock().unwrap().len() < M {
+        if Instant::now() > deadline {
+            cluster.print_logs();
+            panic!("replies: {:?}", replies.lock().unwrap());
+        }
+        sleep(Duration::from_millis(50)).await;
+    }
+    for (c, reply) in replies.lock().unwrap().iter() {
+        assert_eq!(reply["status"], 200, "{c}: {reply}");
+        assert_eq!(reply["value"], json!({"answered": true}), "{c}: {reply}");
+    }
+}
+
 /// What happens to the instance that runs the client.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Fault {

@@ -151,7 +151,7 @@ impl Server {
             std::time::Duration::from_millis(config.runtime.target_stall_timeout_ms),
         );
         if let (Some(c), Some(bus)) = (&config.cluster, &bus) {
-            crate::cluster::acks::relay(bus.client(), &c.node_id, &hub).await?;
+            crate::cluster::signals::relay(bus.client(), &c.node_id, &hub).await?;
         }
         let mappers = Arc::new(
             MapperRegistry::open(Some(&config.data_dir), config.mappers)

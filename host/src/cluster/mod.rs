@@ -10,14 +10,14 @@
 //! - [`coordinator`]: instances, leases and fencing epochs; where each client runs.
 //! - [`placement`]: the placement every instance computes alike.
 //! - [`bus`]: the questions instances ask each other.
-//! - [`acks`]: acknowledgements issued on one instance for a signal waiting on another.
+//! - [`signals`]: acknowledgements, live signals and live responses between instances.
 
-pub mod acks;
 pub mod bus;
 pub mod coordinator;
 pub mod events;
 pub mod pg;
 pub mod placement;
+pub mod signals;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

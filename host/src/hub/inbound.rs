@@ -69,6 +69,28 @@ pub fn signal_id(headers: &Headers) -> Option<SignalId> {
 /// Sends an acknowledgement to the signal `id` waiting on instance `node` (cluster mode).
 pub type Forward = Arc<dyn Fn(&str, u64, Ack) + Send + Sync>;
 
+/// A live response or a device's acknowledgement for which no signal waits on this instance.
+#[derive(Debug, Clone)]
+pub enum Unclaimed {
+    Response(Box<DittoMessage>),
+    Ack(Ack),
+}
+
+/// Hands what no signal here waits for to the other instances.
+pub type ToOthers = Arc<dyn Fn(&str, Unclaimed) + Send + Sync>;
+
+/// Cluster mode: how this instance's inbound hub reaches the other instances.
+pub struct ClusterLink {
+    pub node: String,
+    /// An acknowledgement a target issued for a signal waiting on another instance.
+    pub ack: Forward,
+    /// A live signal consumed here, for the targets the other instances run.
+    pub live: Arc<dyn Fn(&DittoMessage) + Send + Sync>,
+    /// A live response or device acknowledgement (by correlation id) that no signal here waits
+    /// for: the instance where one waits takes it.
+    pub unclaimed: ToOthers,
+}
+
 /// Who sent an inbound signal.
 #[derive(Debug, Clone)]
 pub struct Origin {
@@ -126,8 +148,8 @@ pub struct InboundHub {
     twin: TwinService,
     router: Arc<Router>,
     waiting: Mutex<Waiting>,
-    /// Cluster mode: this instance's `node_id` and how acknowledgements reach other instances.
-    cluster: std::sync::OnceLock<(String, Forward)>,
+    /// Cluster mode: this instance's `node_id` and how signals reach other instances.
+    cluster: std::sync::OnceLock<ClusterLink>,
 }
 
 /// Signals that wait for acknowledgements from others or for a live response.
@@ -214,21 +236,28 @@ impl InboundHub {
         }
     }
 
-    /// Cluster mode: signals that wait are marked with `node`, and an acknowledgement for a
-    /// signal waiting on another instance goes there through `forward`.
-    pub fn join_cluster(&self, node: &str, forward: Forward) {
-        let _ = self.cluster.set((node.to_string(), forward));
+    /// Cluster mode: signals that wait are marked with the instance's node, and what is for
+    /// another instance goes there through `link`.
+    pub fn join_cluster(&self, link: ClusterLink) {
+        let _ = self.cluster.set(link);
     }
 
     /// An acknowledgement a target issued for `signal`, wherever it waits.
     pub fn acknowledge(&self, signal: SignalId, ack: Ack) {
-        if let (Some(node), Some((me, forward))) = (&signal.node, self.cluster.get())
-            && node != me
+        if let (Some(node), Some(link)) = (&signal.node, self.cluster.get())
+            && *node != link.node
         {
-            forward(node, signal.id, ack);
+            (link.ack)(node, signal.id, ack);
             return;
         }
         self.acknowledge_here(signal.id, ack);
+    }
+
+    /// Cluster mode: a live signal consumed here also goes to the other instances' targets.
+    fn share_live(&self, signal: &DittoMessage) {
+        if let Some(link) = self.cluster.get() {
+            (link.live)(signal);
+        }
     }
 
     /// An acknowledgement for the signal Ferrule gave `signal_id` on this instance.
@@ -246,27 +275,58 @@ impl InboundHub {
     /// it acknowledges).
     pub fn acknowledge_correlated(&self, correlation_id: &str, mut ack: Ack) {
         remove_internal(&mut ack.headers);
+        if let Some(ack) = self.acknowledge_correlated_here(correlation_id, ack)
+            && let Some(link) = self.cluster.get()
+        {
+            (link.unclaimed)(correlation_id, Unclaimed::Ack(ack));
+        }
+    }
+
+    /// A device's acknowledgement for a signal waiting here; given back when none waits for it.
+    pub fn acknowledge_correlated_here(&self, correlation_id: &str, ack: Ack) -> Option<Ack> {
         let waiter = {
             let mut waiting = lock(&self.waiting);
             let id = waiting.by_correlation.get(correlation_id).copied();
             id.and_then(|id| waiting.by_id.get_mut(&id))
                 .and_then(|w| w.acks.remove(&ack.label))
         };
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(ack);
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(ack);
+                None
+            }
+            None => Some(ack),
         }
     }
 
-    /// A live response a source received, to the live signal with its correlation id.
+    /// A live response a source received, to the live signal with its correlation id (on
+    /// another instance when none waits here).
     fn respond(&self, correlation_id: &str, response: DittoMessage) {
+        if let Some(response) = self.respond_here(correlation_id, response)
+            && let Some(link) = self.cluster.get()
+        {
+            (link.unclaimed)(correlation_id, Unclaimed::Response(Box::new(response)));
+        }
+    }
+
+    /// A live response to a signal waiting here; given back when none waits for it.
+    pub fn respond_here(
+        &self,
+        correlation_id: &str,
+        response: DittoMessage,
+    ) -> Option<DittoMessage> {
         let waiter = {
             let mut waiting = lock(&self.waiting);
             let id = waiting.by_correlation.get(correlation_id).copied();
             id.and_then(|id| waiting.by_id.get_mut(&id))
                 .and_then(|w| w.live.take())
         };
-        if let Some(waiter) = waiter {
-            let _ = waiter.send(response);
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(response);
+                None
+            }
+            None => Some(response),
         }
     }
 
@@ -325,10 +385,11 @@ impl InboundHub {
         signal
             .headers
             .insert(SIGNAL_ID_HEADER, serde_json::Value::from(id.to_string()));
-        if let Some((node, _)) = self.cluster.get() {
-            signal
-                .headers
-                .insert(SIGNAL_NODE_HEADER, serde_json::Value::from(node.as_str()));
+        if let Some(link) = self.cluster.get() {
+            signal.headers.insert(
+                SIGNAL_NODE_HEADER,
+                serde_json::Value::from(link.node.as_str()),
+            );
         }
         Some(Registration {
             hub: self.clone(),
@@ -455,6 +516,7 @@ impl InboundHub {
                 );
                 let signal = Arc::new(signal);
                 self.router.dispatch(signal.clone()).await;
+                self.share_live(&signal);
                 let requested = origin.requested_acks.clone();
                 Box::pin(async move {
                     let mut registration = registration;
@@ -494,6 +556,7 @@ impl InboundHub {
                 })
             }
             (Some(Channel::Live), Criterion::Events, None) => {
+                self.share_live(&signal);
                 self.router.dispatch(Arc::new(signal)).await;
                 ready(Inbound {
                     responses: Vec::new(),
