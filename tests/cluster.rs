@@ -109,12 +109,20 @@ impl Cluster {
 
     /// `n` instances on `db` and `nats`.
     fn on(db: Database, nats: Nats, n: usize) -> Cluster {
+        let sections = (1..=n)
+            .map(|i| cluster_section(&format!("n{i}"), &db, &nats))
+            .collect();
+        Cluster::with_sections(db, nats, sections)
+    }
+
+    /// An instance for each `[cluster]` section.
+    fn with_sections(db: Database, nats: Nats, sections: Vec<String>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let nodes = (1..=n)
+        let nodes = (1..=sections.len())
             .map(|i| {
                 let config = format!(
                     "{}[runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n",
-                    cluster_section(&format!("n{i}"), &db, &nats)
+                    sections[i - 1]
                 );
                 let own = dir.path().join(format!("n{i}"));
                 std::fs::create_dir_all(&own).unwrap();
@@ -627,7 +635,8 @@ async fn mqtt_client(
                     }
                 }
                 Ok(_) => {}
-                Err(e) => panic!("the test's MQTT client failed: {e}"),
+                // The broker went away at the end of the test; a failure before shows in the counts.
+                Err(_) => return,
             }
         }
     });
@@ -839,6 +848,216 @@ async fn live_messages_and_their_responses_cross_instances() {
         assert_eq!(reply["status"], 200, "{c}: {reply}");
         assert_eq!(reply["value"], json!({"answered": true}), "{c}: {reply}");
     }
+}
+
+/// A TCP proxy on loopback that can stop relaying while it keeps every connection open, as a
+/// network that silently drops everything does (no reset: the peers only see silence).
+struct Valve {
+    port: u16,
+    open: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Valve {
+    async fn start(upstream: u16) -> Valve {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (open, watching) = tokio::sync::watch::channel(true);
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            while let Ok((inbound, _)) = listener.accept().await {
+                let mut gate = watching.clone();
+                conns.spawn(async move {
+                    let _ = gate.wait_for(|open| *open).await;
+                    let Ok(outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    tokio::join!(pump(ri, wo, gate.clone()), pump(ro, wi, gate));
+                });
+            }
+        });
+        Valve { port, open, task }
+    }
+
+    fn cut(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn mend(&self) {
+        self.open.send_replace(true);
+    }
+}
+
+impl Drop for Valve {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` while the valve is open; while it is shut, reads nothing.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut gate: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        if gate.wait_for(|open| *open).await.is_err() {
+            return;
+        }
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if gate.wait_for(|open| *open).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+// Multi-threaded: the valves relay while the test waits for the instances to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_cut_off_from_the_cluster_stops_its_client_and_another_takes_over() {
+    let (db, nats) = (Database::create("partition"), Nats::start().await);
+    // Each instance reaches PostgreSQL and NATS through valves of its own; the brokers
+    // directly, so the cut-off instance still holds its broker connection.
+    let mut valves = Vec::new();
+    let mut sections = Vec::new();
+    for i in 1..=3 {
+        let (pg, bus) = (Valve::start(5432).await, Valve::start(nats.port).await);
+        sections.push(format!(
+            "[cluster]\nnode_id = \"n{i}\"\n\
+             postgres_url = \"postgres://postgres@127.0.0.1:{}/{}\"\n\
+             nats_url = \"nats://127.0.0.1:{}\"\n",
+            pg.port, db.name, bus.port
+        ));
+        valves.push((pg, bus));
+    }
+    let cluster = Cluster::with_sections(db, nats, sections);
+    let broker = common::Mosquitto::start().await;
+    let u = common::unique("partition", '-');
+    let id = format!("partition-{u}");
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open",
+        "uri": format!("tcp://127.0.0.1:{}", broker.port),
+        "specificConfig": {"clientId": format!("ferrule-{u}"), "cleanSession": "false"},
+        "sources": [{"addresses": [format!("ferrule-cluster/{u}/in")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"],
+                     "acknowledgementRequests": {"includes": ["twin-persisted", "{{connection:id}}:published"]}}],
+        "targets": [{"address": format!("ferrule-cluster/{u}/out"), "qos": 1,
+                     "topics": ["_/_/things/twin/events"],
+                     "issuedAcknowledgementLabel": "{{connection:id}}:published",
+                     "authorizationContext": ["ditto:outbound"]}]
+    });
+    let resp = cluster
+        .node(1)
+        .put_json(&format!("/api/2/connections/{id}"), &connection)
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let owner = owner_of(cluster.node(2), &id).await;
+    let victim: usize = owner.trim_start_matches('n').parse().unwrap();
+    let survivor = if victim == 1 { 2 } else { 1 };
+    let (client, seen, _) = mqtt_client(
+        broker.port,
+        &format!("{u}-test"),
+        &format!("ferrule-cluster/{u}/out"),
+    )
+    .await;
+    let publisher = {
+        let u = u.clone();
+        tokio::spawn(async move {
+            for seq in 0..N {
+                client
+                    .publish(
+                        format!("ferrule-cluster/{u}/in"),
+                        QoS::AtLeastOnce,
+                        false,
+                        device_message(&u, seq),
+                    )
+                    .await
+                    .unwrap();
+                sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    while seen.lock().unwrap().len() < N / 4 {
+        sleep(Duration::from_millis(10)).await;
+    }
+    let (pg, bus) = &valves[victim - 1];
+    pg.cut();
+    bus.cut();
+    let cut = Instant::now();
+    let cut_at = chrono::Utc::now();
+    let deadline = cut + Duration::from_secs(30);
+    let taken_over = loop {
+        let (clients, status) = clients(cluster.node(survivor), &id).await;
+        if status["liveStatus"] == "open" && clients.len() == 1 && clients[0] != owner {
+            break cut.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no instance took the client over: {status}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    };
+    // The cut-off instance stopped its client on its own, without the database: when, by the
+    // time of its log line.
+    let zombie = cluster.node(victim);
+    let stopped = loop {
+        let output = zombie.output();
+        if let Some(line) = output
+            .lines()
+            .find(|l| l.contains("every client of this instance stops"))
+        {
+            let at = line.split_whitespace().next().unwrap();
+            let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+            break (at.with_timezone(&chrono::Utc) - cut_at).to_std().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cut-off instance did not stop its client"
+        );
+        sleep(Duration::from_millis(50)).await;
+    };
+    publisher.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().len() < N && Instant::now() < deadline {
+        sleep(Duration::from_millis(100)).await;
+    }
+    let lost: Vec<usize> = (0..N)
+        .filter(|s| !seen.lock().unwrap().contains_key(&(*s as u64)))
+        .collect();
+    let duplicates: usize = seen.lock().unwrap().values().map(|(n, _)| n - 1).sum();
+    // Back on the network, it joins again without taking the client back at once.
+    pg.mend();
+    bus.mend();
+    sleep(Duration::from_secs(2)).await;
+    let (clients_after, status) = clients(cluster.node(survivor), &id).await;
+    println!(
+        "cut of {owner}: its client stopped after {} ms, open elsewhere after {} ms; {} lost, \
+         {duplicates} duplicates; after the mend: {clients_after:?}",
+        stopped.as_millis(),
+        taken_over.as_millis(),
+        lost.len()
+    );
+    if !lost.is_empty() {
+        cluster.print_logs();
+    }
+    assert!(
+        taken_over < Duration::from_secs(10),
+        "taken over after {taken_over:?}"
+    );
+    assert!(
+        stopped < Duration::from_secs(5),
+        "the cut-off instance must stop within the lease time: {stopped:?}"
+    );
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert_eq!(clients_after.len(), 1, "{status}");
 }
 
 /// What happens to the instance that runs the client.

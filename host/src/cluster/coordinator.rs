@@ -161,10 +161,20 @@ impl Coordinator {
             if *left.borrow() {
                 return;
             }
-            if let Err(e) = self.scan(&mut state).await {
-                tracing::warn!(error = %e, "the cluster scan failed");
-            }
             let fence = self.ttl.saturating_sub(Duration::from_secs(1));
+            // A database that stops answering (a network cut) must not hold the scan past the
+            // moment this instance has to stop its clients.
+            let deadline = match state.last_renewal {
+                Some(t) if !state.held.is_empty() => t + fence,
+                _ => Instant::now() + self.ttl,
+            };
+            match tokio::time::timeout_at(deadline.into(), self.scan(&mut state)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "the cluster scan failed"),
+                Err(_) => tracing::warn!(
+                    "the cluster scan did not finish in time: the database does not answer"
+                ),
+            }
             let lapsed = state.last_renewal.is_none_or(|t| t.elapsed() > fence);
             if lapsed && !state.held.is_empty() {
                 tracing::warn!(
