@@ -87,8 +87,9 @@ impl TwinService {
         ))
     }
 
-    /// Another instance sharing the store changed thing `id` to `revision`: the twin reads it
-    /// again before it applies more commands (unless it has that revision already).
+    /// Another instance sharing the store changed thing `id` to `revision`: unless the twin has
+    /// that revision already, it reads the thing again before it applies a command to it (reads
+    /// from memory see the older revision until then).
     pub fn refresh(&self, id: String, revision: u64) {
         let _ = self.refreshes.send((id, revision));
     }
@@ -157,11 +158,14 @@ async fn run(
     // things (a command's change is the one copy of a thing it makes).
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut last_batch = 0;
+    // Things other instances changed to a newer revision than the one in memory: read again
+    // only when a command of this instance needs them.
+    let mut stale: HashMap<String, u64> = HashMap::new();
     loop {
         let received = tokio::select! {
             biased;
             Some((id, revision)) = refreshes.recv() => {
-                refresh(&store, &things, &id, revision).await;
+                mark_stale(&things, &mut stale, id, revision);
                 continue;
             }
             n = requests.recv_many(&mut batch, MAX_BATCH) => n,
@@ -182,9 +186,16 @@ async fn run(
             }
         }
         last_batch = batch.len();
-        // What other instances changed meanwhile, before this batch is applied.
+        // What other instances changed meanwhile, read again where this batch needs it.
         while let Ok((id, revision)) = refreshes.try_recv() {
-            refresh(&store, &things, &id, revision).await;
+            mark_stale(&things, &mut stale, id, revision);
+        }
+        if !stale.is_empty() {
+            for request in &batch {
+                if let Some(revision) = stale.remove(&request.command.thing_id) {
+                    refresh(&store, &things, &request.command.thing_id, revision).await;
+                }
+            }
         }
         let mut tries = 0;
         let outcomes = loop {
@@ -285,6 +296,18 @@ fn roll_back(things: &Things, before: Before) {
             None => things.remove(&id),
         };
     }
+}
+
+/// Notes that another instance changed thing `id` to `revision`, unless memory has it.
+fn mark_stale(things: &Things, stale: &mut HashMap<String, u64>, id: String, revision: u64) {
+    if read(things)
+        .get(&id)
+        .is_some_and(|t| t.revision >= revision)
+    {
+        return;
+    }
+    let known = stale.entry(id).or_insert(revision);
+    *known = (*known).max(revision);
 }
 
 /// Reads a thing again from the store when the one in memory is older than `revision`
