@@ -213,6 +213,10 @@ impl Server {
         .await
         .context("the stored connections cannot be loaded")?;
         tracing::info!(connections = connections.count(), "connections loaded");
+        if let (Some(c), Some(coordinator), Some(bus)) = (&config.cluster, &coordinator, &bus) {
+            crate::cluster::twins::serve(bus.client(), &c.node_id, coordinator.clone(), &hub.twin)
+                .await?;
+        }
         let cluster = match (coordinator, bus) {
             (Some(coordinator), Some(bus)) => {
                 Some(Arc::new(crate::cluster::Cluster { coordinator, bus }))

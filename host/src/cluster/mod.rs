@@ -11,6 +11,7 @@
 //! - [`placement`]: the placement every instance computes alike.
 //! - [`bus`]: the questions instances ask each other.
 //! - [`signals`]: acknowledgements, live signals and live responses between instances.
+//! - [`twins`]: the commands of a thing are applied by the instance that owns it.
 
 pub mod bus;
 pub mod coordinator;
@@ -18,6 +19,7 @@ pub mod events;
 pub mod pg;
 pub mod placement;
 pub mod signals;
+pub mod twins;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

@@ -44,7 +44,7 @@ impl StoredThing {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Action {
     Create,
     Retrieve,
@@ -77,7 +77,7 @@ impl Action {
 }
 
 /// One twin command.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TwinCommand {
     pub thing_id: String,
     pub action: Action,

@@ -46,12 +46,29 @@ struct Request {
     reply: oneshot::Sender<DittoMessage>,
 }
 
+/// A response to come.
+pub type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = DittoMessage> + Send>>;
+
+/// Cluster mode: which instance applies the commands of a thing, and how a command gets there.
+pub trait Affinity: Send + Sync + 'static {
+    /// The instance that applies the commands of `thing`, when it is not this one.
+    fn owner_elsewhere(&self, thing: &str) -> Option<String>;
+    /// Sends `command` to `node`'s twin, in the order of the calls; its response, or `None` when
+    /// the instance did not answer in time (the command is then applied here).
+    fn send(
+        &self,
+        node: String,
+        command: TwinCommand,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<DittoMessage>> + Send>>;
+}
+
 /// A handle to the twin; cheap to clone.
 #[derive(Clone)]
 pub struct TwinService {
     requests: mpsc::Sender<Request>,
     refreshes: mpsc::UnboundedSender<(String, u64)>,
     things: Things,
+    affinity: Arc<std::sync::OnceLock<Arc<dyn Affinity>>>,
 }
 
 impl TwinService {
@@ -82,6 +99,7 @@ impl TwinService {
                 requests,
                 refreshes,
                 things,
+                affinity: Arc::default(),
             },
             events,
         ))
@@ -107,10 +125,34 @@ impl TwinService {
         self.submit(command).await.await
     }
 
+    /// Cluster mode: commands of things another instance owns are applied there.
+    pub fn apply_by(&self, affinity: Arc<dyn Affinity>) {
+        let _ = self.affinity.set(affinity);
+    }
+
     /// Queues a command and returns the future of its response. Commands are applied in the
     /// order they were queued, so a caller that submits in order and awaits later keeps the
-    /// order of its commands while many are in flight.
-    pub async fn submit(
+    /// order of its commands while many are in flight. In cluster mode a command of a thing
+    /// another instance owns is sent there (in order too), and applied here when that instance
+    /// does not answer.
+    pub async fn submit(&self, command: TwinCommand) -> Pending {
+        if let Some(affinity) = self.affinity.get()
+            && let Some(owner) = affinity.owner_elsewhere(&command.thing_id)
+        {
+            let sent = affinity.send(owner, command.clone());
+            let this = self.clone();
+            return Box::pin(async move {
+                match sent.await {
+                    Some(response) => response,
+                    None => this.submit_here(command).await.await,
+                }
+            });
+        }
+        Box::pin(self.submit_here(command).await)
+    }
+
+    /// Queues a command for this instance's twin.
+    pub async fn submit_here(
         &self,
         command: TwinCommand,
     ) -> impl std::future::Future<Output = DittoMessage> + Send + 'static {

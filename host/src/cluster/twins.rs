@@ -1,0 +1,172 @@
+//! Thing affinity: in a cluster, the commands of a thing are applied by one instance, its owner
+//! (a rendezvous hash of the thing id over the live instances), as Ditto's things service
+//! shards things. The instance that consumed a command sends it to the owner over core NATS and
+//! waits for the response; the owner applies it in the order it arrived. So a thing's changes
+//! do not race between instances (no stale copy, no conditional write lost), and consuming
+//! scales with the instances. When the owner does not answer within [`TIMEOUT`] (it died, the
+//! instances disagree on who is alive), the command is applied where it was consumed: the
+//! conditional writes keep that correct.
+
+use super::coordinator::Coordinator;
+use super::placement;
+use crate::twin::TwinCommand;
+use crate::twin::service::{Affinity, TwinService};
+use ferrule_protocol::DittoMessage;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a command waits for its owner before it is applied here.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+fn commands_of(node: &str) -> String {
+    format!("ferrule.cluster.twin.{node}")
+}
+
+fn replies_of(node: &str) -> String {
+    format!("ferrule.cluster.twin-replies.{node}")
+}
+
+type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<DittoMessage>>>>;
+
+pub struct Owners {
+    node: String,
+    coordinator: Arc<Coordinator>,
+    next: AtomicU64,
+    waiting: Waiting,
+    outgoing: mpsc::UnboundedSender<(String, Vec<u8>)>,
+}
+
+impl Affinity for Owners {
+    fn owner_elsewhere(&self, thing: &str) -> Option<String> {
+        let live = self.coordinator.live_nodes();
+        if live.len() < 2 {
+            return None;
+        }
+        let owner = placement::assign(thing, 1, &live).pop()?;
+        (owner != self.node).then_some(owner)
+    }
+
+    fn send(
+        &self,
+        node: String,
+        command: TwinCommand,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<DittoMessage>> + Send>> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, tx);
+        let body = json!({"id": id, "from": self.node, "command": command});
+        let bytes = serde_json::to_vec(&body).expect("JSON serialises");
+        let _ = self.outgoing.send((commands_of(&node), bytes));
+        let waiting = self.waiting.clone();
+        Box::pin(async move {
+            let answer = tokio::time::timeout(TIMEOUT, rx).await;
+            waiting
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+            match answer {
+                Ok(Ok(response)) => Some(response),
+                _ => {
+                    tracing::debug!(owner = %node, "the owner of a thing did not answer; applied here");
+                    None
+                }
+            }
+        })
+    }
+}
+
+/// Applies the commands other instances send this one, and lets this instance's twin send the
+/// commands of things others own.
+pub async fn serve(
+    client: async_nats::Client,
+    node: &str,
+    coordinator: Arc<Coordinator>,
+    twin: &TwinService,
+) -> anyhow::Result<()> {
+    let subscribe = |subject: String| {
+        let client = client.clone();
+        async move {
+            client
+                .subscribe(subject)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot subscribe on NATS: {e}"))
+        }
+    };
+    let mut commands = subscribe(commands_of(node)).await?;
+    let mut replies = subscribe(replies_of(node)).await?;
+    // One task sends, in order: commands keep the order they were submitted in.
+    let (outgoing, mut rx) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
+    let sender = client.clone();
+    tokio::spawn(async move {
+        while let Some((subject, bytes)) = rx.recv().await {
+            if let Err(e) = sender.publish(subject, bytes.into()).await {
+                tracing::warn!(error = %e, "a twin command or response was not sent");
+            }
+        }
+    });
+    let waiting: Waiting = Arc::default();
+    let w = waiting.clone();
+    tokio::spawn(async move {
+        while let Some(message) = replies.next().await {
+            let Ok(Value::Object(mut m)) = serde_json::from_slice(&message.payload) else {
+                continue;
+            };
+            let (Some(id), Some(Value::Object(r))) =
+                (m.get("id").and_then(Value::as_u64), m.remove("response"))
+            else {
+                continue;
+            };
+            if let (Ok(response), Some(tx)) = (
+                DittoMessage::from_json(r),
+                w.lock().unwrap_or_else(|e| e.into_inner()).remove(&id),
+            ) {
+                let _ = tx.send(response);
+            }
+        }
+    });
+    let (here, answers) = (twin.clone(), outgoing.clone());
+    tokio::spawn(async move {
+        while let Some(message) = commands.next().await {
+            let Ok(Value::Object(mut m)) = serde_json::from_slice(&message.payload) else {
+                continue;
+            };
+            let (Some(id), Some(from)) = (
+                m.get("id").and_then(Value::as_u64),
+                m.get("from").and_then(Value::as_str).map(str::to_string),
+            ) else {
+                continue;
+            };
+            let Some(Ok(command)) = m
+                .remove("command")
+                .map(serde_json::from_value::<TwinCommand>)
+            else {
+                continue;
+            };
+            // Queued here in arrival order; answered when applied.
+            let response = here.submit_here(command).await;
+            let answers = answers.clone();
+            tokio::spawn(async move {
+                let response = response.await;
+                let body = json!({"id": id, "response": response.to_json()});
+                let bytes = serde_json::to_vec(&body).expect("JSON serialises");
+                let _ = answers.send((replies_of(&from), bytes));
+            });
+        }
+    });
+    twin.apply_by(Arc::new(Owners {
+        node: node.to_string(),
+        coordinator,
+        next: AtomicU64::new(0),
+        waiting,
+        outgoing,
+    }));
+    Ok(())
+}
