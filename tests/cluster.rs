@@ -22,6 +22,7 @@ struct Database {
 
 fn psql(sql: &str) -> std::process::Output {
     Command::new("psql")
+        .env("PGPASSWORD", "postgres")
         .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v"])
         .arg("ON_ERROR_STOP=1")
         .arg("-c")
@@ -43,7 +44,7 @@ impl Database {
     }
 
     fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+        format!("postgres://postgres:postgres@127.0.0.1:5432/{}", self.name)
     }
 }
 
@@ -932,7 +933,7 @@ async fn an_instance_cut_off_from_the_cluster_stops_its_client_and_another_takes
         let (pg, bus) = (Valve::start(5432).await, Valve::start(nats.port).await);
         sections.push(format!(
             "[cluster]\nnode_id = \"n{i}\"\n\
-             postgres_url = \"postgres://postgres@127.0.0.1:{}/{}\"\n\
+             postgres_url = \"postgres://postgres:postgres@127.0.0.1:{}/{}\"\n\
              nats_url = \"nats://127.0.0.1:{}\"\n",
             pg.port, db.name, bus.port
         ));

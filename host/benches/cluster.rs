@@ -2,7 +2,8 @@
 //! against the embedded mode under that quota, and failover times over repeated `kill -9`.
 //!
 //! `cargo bench -p ferrule-host --bench cluster [-- OPTIONS]` (release build; needs `psql` and a
-//! PostgreSQL on 127.0.0.1:5432 that user `postgres` may create databases in, `nats-server`,
+//! PostgreSQL on 127.0.0.1:5432 where user `postgres` (password `postgres`, as `scripts/brokers`
+//! sets it up) may create databases, `nats-server`,
 //! `mosquitto`, and a writable cgroup v1 `cpu` controller at /sys/fs/cgroup/cpu for the quota):
 //!
 //! - `--instances 1,2,3,4` (default): the cluster sizes measured.
@@ -120,7 +121,7 @@ impl Database {
         Database(name)
     }
     fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.0)
+        format!("postgres://postgres:postgres@127.0.0.1:5432/{}", self.0)
     }
 }
 
