@@ -330,6 +330,42 @@ async fn wait_for_clients(f: &Ferrule, id: &str, expected: &BTreeSet<String>) ->
     }
 }
 
+/// Creates connection `id` through `f`; panics unless it is created.
+async fn create(f: &Ferrule, id: &str, connection: &Value) {
+    let resp = f
+        .put_json(&format!("/api/2/connections/{id}"), connection)
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+}
+
+/// Publishes the `N` device messages of run `u` to `ferrule-cluster/<u>/in` at QoS 1, one every
+/// ~2 ms; returns when each was handed to the client.
+fn mqtt_publish(client: AsyncClient, u: &str) -> Publisher {
+    let u = u.to_string();
+    tokio::spawn(async move {
+        let mut published = Vec::with_capacity(N);
+        for seq in 0..N {
+            client
+                .publish(
+                    format!("ferrule-cluster/{u}/in"),
+                    QoS::AtLeastOnce,
+                    false,
+                    device_message(&u, seq),
+                )
+                .await
+                .unwrap();
+            published.push(Instant::now());
+            sleep(Duration::from_millis(2)).await;
+        }
+        published
+    })
+}
+
 /// The instance that runs the one client of `id`, once it is open.
 async fn owner_of(f: &Ferrule, id: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -471,17 +507,16 @@ async fn connections_are_shared_and_their_clients_spread_over_the_instances() {
     )
     .await;
     let events_id = format!("events-{u}");
-    let resp = n1
-        .put_json(
-            &format!("/api/2/connections/{events_id}"),
-            &json!({"connectionType": "mqtt", "connectionStatus": "open",
+    create(
+        n1,
+        &events_id,
+        &json!({"connectionType": "mqtt", "connectionStatus": "open",
                     "uri": "tcp://127.0.0.1:1883",
                     "targets": [{"address": format!("ferrule-cluster/{u}/events"), "qos": 1,
                                  "topics": ["_/_/things/twin/events"],
                                  "authorizationContext": ["ditto:outbound"]}]}),
-        )
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    )
+    .await;
     let publisher = owner_of(n2, &events_id).await;
     let thing = format!("/api/2/things/org.cluster:{u}");
     for (seq, f) in [n3, n1, n2].into_iter().enumerate() {
@@ -669,15 +704,7 @@ async fn acknowledgements_issued_on_one_instance_settle_messages_consumed_on_ano
                      "issuedAcknowledgementLabel": "{{connection:id}}:published",
                      "authorizationContext": ["ditto:outbound"]}]
     });
-    let resp = n1
-        .put_json(&format!("/api/2/connections/{id}"), &connection)
-        .await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::CREATED,
-        "{}",
-        resp.text().await.unwrap()
-    );
+    create(n1, &id, &connection).await;
     let status = wait_for_clients(n1, &id, &names(&["n1", "n2", "n3"])).await;
     let publishers: BTreeSet<&str> = status["targetStatus"]
         .as_array()
@@ -746,15 +773,7 @@ async fn live_messages_and_their_responses_cross_instances() {
                      "qos": 1, "topics": ["_/_/things/live/messages"],
                      "authorizationContext": ["ditto:outbound"]}]
     });
-    let resp = n1
-        .put_json(&format!("/api/2/connections/{id}"), &connection)
-        .await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::CREATED,
-        "{}",
-        resp.text().await.unwrap()
-    );
+    create(n1, &id, &connection).await;
     wait_for_clients(n1, &id, &names(&["n1", "n2", "n3"])).await;
 
     let mut o = MqttOptions::new(format!("{u}-device"), "127.0.0.1", 1883);
@@ -955,11 +974,7 @@ async fn an_instance_cut_off_from_the_cluster_stops_its_client_and_another_takes
                      "issuedAcknowledgementLabel": "{{connection:id}}:published",
                      "authorizationContext": ["ditto:outbound"]}]
     });
-    let resp = cluster
-        .node(1)
-        .put_json(&format!("/api/2/connections/{id}"), &connection)
-        .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    create(cluster.node(1), &id, &connection).await;
     let owner = owner_of(cluster.node(2), &id).await;
     let victim: usize = owner.trim_start_matches('n').parse().unwrap();
     let survivor = if victim == 1 { 2 } else { 1 };
@@ -969,23 +984,7 @@ async fn an_instance_cut_off_from_the_cluster_stops_its_client_and_another_takes
         &format!("ferrule-cluster/{u}/out"),
     )
     .await;
-    let publisher = {
-        let u = u.clone();
-        tokio::spawn(async move {
-            for seq in 0..N {
-                client
-                    .publish(
-                        format!("ferrule-cluster/{u}/in"),
-                        QoS::AtLeastOnce,
-                        false,
-                        device_message(&u, seq),
-                    )
-                    .await
-                    .unwrap();
-                sleep(Duration::from_millis(2)).await;
-            }
-        })
-    };
+    let publisher = mqtt_publish(client, &u);
     while seen.lock().unwrap().len() < N / 4 {
         sleep(Duration::from_millis(10)).await;
     }
@@ -1251,7 +1250,6 @@ async fn takeover_with(fault: Fault, protocol: Protocol) {
     let mut cluster = Cluster::start(&format!("{fault:?}_{protocol:?}").to_lowercase(), 3).await;
     let u = common::unique("takeover", '-');
     let id = format!("takeover-{u}");
-    let path = format!("/api/2/connections/{id}");
     // Settled only after the twin change is durable and the event is published; the broker
     // keeps what is not settled for whoever takes the client over (a persistent MQTT session
     // on a Mosquitto of the test's own with unlimited queues, or a durable RabbitMQ queue).
@@ -1291,13 +1289,7 @@ async fn takeover_with(fault: Fault, protocol: Protocol) {
             )
         }
     };
-    let resp = cluster.node(1).put_json(&path, &connection).await;
-    assert_eq!(
-        resp.status(),
-        StatusCode::CREATED,
-        "{}",
-        resp.text().await.unwrap()
-    );
+    create(cluster.node(1), &id, &connection).await;
     let owner = owner_of(cluster.node(2), &id).await;
     let victim: usize = owner.trim_start_matches('n').parse().unwrap();
     let survivor = if victim == 1 { 2 } else { 1 };
@@ -1310,25 +1302,7 @@ async fn takeover_with(fault: Fault, protocol: Protocol) {
                 &format!("ferrule-cluster/{u}/out"),
             )
             .await;
-            let u = u.clone();
-            let publisher = tokio::spawn(async move {
-                let mut published = Vec::with_capacity(N);
-                for seq in 0..N {
-                    client
-                        .publish(
-                            format!("ferrule-cluster/{u}/in"),
-                            QoS::AtLeastOnce,
-                            false,
-                            device_message(&u, seq),
-                        )
-                        .await
-                        .unwrap();
-                    published.push(Instant::now());
-                    sleep(Duration::from_millis(2)).await;
-                }
-                published
-            });
-            (publisher, seen, acked)
+            (mqtt_publish(client, &u), seen, acked)
         }
         Some((input, _, output)) => {
             let seen = amqp_consumer(output).await;

@@ -64,11 +64,7 @@ impl Bus {
     /// Answers the other instances' questions with `answer`.
     pub async fn serve(&self, answer: Answerer) -> anyhow::Result<()> {
         use futures_util::StreamExt;
-        let mut questions = self
-            .client
-            .subscribe(SUBJECT)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot subscribe on NATS: {e}"))?;
+        let mut questions = super::nats::subscribe(&self.client, SUBJECT).await?;
         let client = self.client.clone();
         let node = self.node.clone();
         tokio::spawn(async move {

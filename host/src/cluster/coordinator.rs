@@ -38,7 +38,9 @@ pub struct Coordinator {
     node: String,
     ttl: Duration,
     runtime: Arc<Runtime>,
-    live: Mutex<Vec<String>>,
+    /// The live instances at the last scan, shared with every reader (the owner of a thing is
+    /// looked up per command).
+    live: Mutex<Arc<[String]>>,
     /// Set by [`Coordinator::leave`]: the scans end.
     left: tokio::sync::watch::Sender<bool>,
 }
@@ -113,13 +115,13 @@ impl Coordinator {
             node,
             ttl,
             runtime,
-            live: Mutex::new(Vec::new()),
+            live: Mutex::new(Arc::from(Vec::new())),
             left: tokio::sync::watch::channel(false).0,
         }))
     }
 
     /// The instances alive at the last scan, this one included.
-    pub fn live_nodes(&self) -> Vec<String> {
+    pub fn live_nodes(&self) -> Arc<[String]> {
         self.live.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -286,7 +288,7 @@ impl Coordinator {
             }
             live.push(node);
         }
-        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = live.clone();
+        *self.live.lock().unwrap_or_else(|e| e.into_inner()) = Arc::from(live.clone());
 
         // 3. Placement: claims and moves.
         let desired = self.runtime.desired_slots();

@@ -4,10 +4,10 @@
 //! every instance's twin, whichever instance runs it. Like Ditto's, these events are not
 //! replayed: an event sent while an instance is cut off from NATS does not reach it.
 
+use super::nats;
 use crate::twin::{Events, TwinService};
 use ferrule_protocol::DittoMessage;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -22,17 +22,14 @@ pub async fn relay(
     mut local: Events,
 ) -> anyhow::Result<Events> {
     let (tx, events) = mpsc::channel(crate::twin::service::EVENT_QUEUE);
-    let mut remote = client
-        .subscribe(SUBJECT)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot subscribe to the cluster's events on NATS: {e}"))?;
+    let mut remote = nats::subscribe(&client, SUBJECT).await?;
     let to_hub = tx.clone();
     let from = node.clone();
     tokio::spawn(async move {
         while let Some(event) = local.recv().await {
-            let body = json!({"from": from, "event": event.to_json()});
-            let bytes = serde_json::to_vec(&body).expect("JSON serialises");
-            if let Err(e) = client.publish(SUBJECT, bytes.into()).await {
+            // The event's JSON as written for brokers; the sender in a header.
+            let bytes = event.to_json_string().into_bytes();
+            if let Err(e) = nats::publish(&client, SUBJECT.into(), bytes, Some(&from)).await {
                 tracing::warn!(error = %e, "a twin event did not reach the other instances");
             }
             if to_hub.send(event).await.is_err() {
@@ -42,16 +39,13 @@ pub async fn relay(
     });
     tokio::spawn(async move {
         while let Some(message) = remote.next().await {
-            let Ok(Value::Object(mut body)) = serde_json::from_slice(&message.payload) else {
-                continue;
-            };
-            if body.get("from").and_then(Value::as_str) == Some(node.as_str()) {
+            if nats::sent_by(&message, &node) {
                 continue;
             }
-            let Some(Value::Object(event)) = body.remove("event") else {
+            let Ok(text) = std::str::from_utf8(&message.payload) else {
                 continue;
             };
-            let Ok(event) = DittoMessage::from_json(event) else {
+            let Ok(event) = DittoMessage::from_json_str(text) else {
                 continue;
             };
             let thing = format!("{}:{}", event.topic.namespace, event.topic.name);

@@ -16,6 +16,7 @@
 pub mod bus;
 pub mod coordinator;
 pub mod events;
+pub mod nats;
 pub mod pg;
 pub mod placement;
 pub mod signals;

@@ -21,6 +21,16 @@ fn score(connection: &str, slot: usize, node: &str) -> u64 {
     u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
+/// The best-ranked of `nodes` for `key` (slot 0): where a thing's commands are applied. The
+/// same as `assign(key, 1, nodes)[0]`, without allocating.
+pub fn preferred<'a>(key: &str, nodes: &'a [String]) -> Option<&'a String> {
+    nodes
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, n)| (score(key, 0, n), *i))
+        .map(|(_, n)| n)
+}
+
 /// The preferred instance of each of the `slots` clients of `connection`, among `nodes`;
 /// empty when there is no instance.
 pub fn assign(connection: &str, slots: usize, nodes: &[String]) -> Vec<String> {
@@ -71,6 +81,20 @@ mod tests {
         assert!((2..=3).contains(&on_first), "{owners:?}");
         assert_eq!(assign("c", 3, &nodes(1)), vec!["n1"; 3]);
         assert!(assign("c", 3, &[]).is_empty());
+    }
+
+    #[test]
+    fn the_preferred_instance_is_the_first_placement() {
+        for c in 0..100 {
+            let key = format!("org.t:thing-{c}");
+            for n in 1..5 {
+                assert_eq!(
+                    preferred(&key, &nodes(n)),
+                    Some(&assign(&key, 1, &nodes(n))[0])
+                );
+            }
+        }
+        assert_eq!(preferred("k", &[]), None);
     }
 
     #[test]

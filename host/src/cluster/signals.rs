@@ -11,6 +11,7 @@
 //!   for go to every other instance (`ferrule.cluster.unclaimed`); the one where the signal
 //!   waits takes it.
 
+use super::nats;
 use crate::hub::Hub;
 use crate::hub::acks::Ack;
 use crate::hub::inbound::{ClusterLink, Unclaimed};
@@ -18,7 +19,6 @@ use ferrule_protocol::{DittoMessage, Headers};
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 const LIVE: &str = "ferrule.cluster.live";
 const UNCLAIMED: &str = "ferrule.cluster.unclaimed";
@@ -52,18 +52,9 @@ fn object(payload: &[u8]) -> Option<Map<String, Value>> {
 /// Links this instance's hub to the others: receives what they send it and sends them what is
 /// theirs.
 pub async fn relay(client: async_nats::Client, node: &str, hub: &Arc<Hub>) -> anyhow::Result<()> {
-    let subscribe = |subject: String| {
-        let client = client.clone();
-        async move {
-            client
-                .subscribe(subject)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot subscribe on NATS: {e}"))
-        }
-    };
-    let mut acks = subscribe(acks_of(node)).await?;
-    let mut live = subscribe(LIVE.to_string()).await?;
-    let mut unclaimed = subscribe(UNCLAIMED.to_string()).await?;
+    let mut acks = nats::subscribe(&client, acks_of(node)).await?;
+    let mut live = nats::subscribe(&client, LIVE).await?;
+    let mut unclaimed = nats::subscribe(&client, UNCLAIMED).await?;
     let me = node.to_string();
 
     let h = hub.clone();
@@ -80,14 +71,11 @@ pub async fn relay(client: async_nats::Client, node: &str, hub: &Arc<Hub>) -> an
     let (h, from_me) = (hub.clone(), me.clone());
     tokio::spawn(async move {
         while let Some(message) = live.next().await {
-            let Some(mut m) = object(&message.payload) else {
-                continue;
-            };
-            if m.get("from").and_then(Value::as_str) == Some(from_me.as_str()) {
+            if nats::sent_by(&message, &from_me) {
                 continue;
             }
-            if let Some(Value::Object(signal)) = m.remove("signal")
-                && let Ok(signal) = DittoMessage::from_json(signal)
+            if let Ok(text) = std::str::from_utf8(&message.payload)
+                && let Ok(signal) = DittoMessage::from_json_str(text)
             {
                 h.router.dispatch(Arc::new(signal)).await;
             }
@@ -96,12 +84,12 @@ pub async fn relay(client: async_nats::Client, node: &str, hub: &Arc<Hub>) -> an
     let (h, from_me) = (hub.clone(), me.clone());
     tokio::spawn(async move {
         while let Some(message) = unclaimed.next().await {
+            if nats::sent_by(&message, &from_me) {
+                continue;
+            }
             let Some(mut m) = object(&message.payload) else {
                 continue;
             };
-            if m.get("from").and_then(Value::as_str) == Some(from_me.as_str()) {
-                continue;
-            }
             let Some(correlation) = m
                 .get("correlation")
                 .and_then(Value::as_str)
@@ -127,40 +115,28 @@ pub async fn relay(client: async_nats::Client, node: &str, hub: &Arc<Hub>) -> an
     });
 
     // One task sends, in the order the signals were handed over.
-    let (tx, mut rx) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
-    tokio::spawn(async move {
-        while let Some((subject, bytes)) = rx.recv().await {
-            if let Err(e) = client.publish(subject, bytes.into()).await {
-                tracing::warn!(error = %e, "a signal did not reach the other instances");
-            }
-        }
-    });
-    let send = move |subject: String, body: Value| {
-        let bytes = serde_json::to_vec(&body).expect("JSON serialises");
-        let _ = tx.send((subject, bytes));
-    };
+    let send = nats::sender(client, "a signal");
     let (s1, s2, s3) = (send.clone(), send.clone(), send);
     let (m1, m2) = (me.clone(), me.clone());
+    let json = |body: Value| serde_json::to_vec(&body).expect("JSON serialises");
     hub.inbound.join_cluster(ClusterLink {
         node: me,
         ack: Arc::new(move |node: &str, id: u64, ack: Ack| {
             let mut body = ack_json(&ack);
             body["id"] = json!(id);
-            s1(acks_of(node), body);
+            let _ = s1.send((acks_of(node), json(body), None));
         }),
         live: Arc::new(move |signal: &DittoMessage| {
-            s2(
-                LIVE.to_string(),
-                json!({"from": m1, "signal": signal.to_json()}),
-            );
+            let bytes = signal.to_json_string().into_bytes();
+            let _ = s2.send((LIVE.to_string(), bytes, Some(m1.clone())));
         }),
         unclaimed: Arc::new(move |correlation: &str, what: Unclaimed| {
-            let mut body = json!({"from": m2, "correlation": correlation});
+            let mut body = json!({"correlation": correlation});
             match what {
                 Unclaimed::Response(r) => body["response"] = Value::Object(r.to_json()),
                 Unclaimed::Ack(a) => body["ack"] = ack_json(&a),
             }
-            s3(UNCLAIMED.to_string(), body);
+            let _ = s3.send((UNCLAIMED.to_string(), json(body), Some(m2.clone())));
         }),
     });
     Ok(())

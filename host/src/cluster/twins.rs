@@ -8,12 +8,13 @@
 //! conditional writes keep that correct.
 
 use super::coordinator::Coordinator;
+use super::nats;
 use super::placement;
 use crate::twin::TwinCommand;
 use crate::twin::service::{Affinity, TwinService};
 use ferrule_protocol::DittoMessage;
 use futures_util::StreamExt;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,12 +34,20 @@ fn replies_of(node: &str) -> String {
 
 type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<DittoMessage>>>>;
 
+/// A command sent to its owner.
+#[derive(serde::Serialize)]
+struct Forwarded<'a> {
+    id: u64,
+    from: &'a str,
+    command: &'a TwinCommand,
+}
+
 pub struct Owners {
     node: String,
     coordinator: Arc<Coordinator>,
     next: AtomicU64,
     waiting: Waiting,
-    outgoing: mpsc::UnboundedSender<(String, Vec<u8>)>,
+    outgoing: mpsc::UnboundedSender<nats::Outgoing>,
 }
 
 impl Affinity for Owners {
@@ -47,8 +56,8 @@ impl Affinity for Owners {
         if live.len() < 2 {
             return None;
         }
-        let owner = placement::assign(thing, 1, &live).pop()?;
-        (owner != self.node).then_some(owner)
+        let owner = placement::preferred(thing, &live)?;
+        (*owner != self.node).then(|| owner.clone())
     }
 
     fn send(
@@ -62,9 +71,13 @@ impl Affinity for Owners {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx);
-        let body = json!({"id": id, "from": self.node, "command": command});
-        let bytes = serde_json::to_vec(&body).expect("JSON serialises");
-        let _ = self.outgoing.send((commands_of(&node), bytes));
+        let bytes = serde_json::to_vec(&Forwarded {
+            id,
+            from: &self.node,
+            command: &command,
+        })
+        .expect("JSON serialises");
+        let _ = self.outgoing.send((commands_of(&node), bytes, None));
         let waiting = self.waiting.clone();
         Box::pin(async move {
             let answer = tokio::time::timeout(TIMEOUT, rx).await;
@@ -91,27 +104,10 @@ pub async fn serve(
     coordinator: Arc<Coordinator>,
     twin: &TwinService,
 ) -> anyhow::Result<()> {
-    let subscribe = |subject: String| {
-        let client = client.clone();
-        async move {
-            client
-                .subscribe(subject)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot subscribe on NATS: {e}"))
-        }
-    };
-    let mut commands = subscribe(commands_of(node)).await?;
-    let mut replies = subscribe(replies_of(node)).await?;
+    let mut commands = nats::subscribe(&client, commands_of(node)).await?;
+    let mut replies = nats::subscribe(&client, replies_of(node)).await?;
     // One task sends, in order: commands keep the order they were submitted in.
-    let (outgoing, mut rx) = mpsc::unbounded_channel::<(String, Vec<u8>)>();
-    let sender = client.clone();
-    tokio::spawn(async move {
-        while let Some((subject, bytes)) = rx.recv().await {
-            if let Err(e) = sender.publish(subject, bytes.into()).await {
-                tracing::warn!(error = %e, "a twin command or response was not sent");
-            }
-        }
-    });
+    let outgoing = nats::sender(client, "a twin command or response");
     let waiting: Waiting = Arc::default();
     let w = waiting.clone();
     tokio::spawn(async move {
@@ -155,9 +151,10 @@ pub async fn serve(
             let answers = answers.clone();
             tokio::spawn(async move {
                 let response = response.await;
-                let body = json!({"id": id, "response": response.to_json()});
-                let bytes = serde_json::to_vec(&body).expect("JSON serialises");
-                let _ = answers.send((replies_of(&from), bytes));
+                // Written straight from the response, without a JSON tree in between.
+                let bytes = format!(r#"{{"id":{id},"response":{}}}"#, response.to_json_string())
+                    .into_bytes();
+                let _ = answers.send((replies_of(&from), bytes, None));
             });
         }
     });

@@ -322,11 +322,19 @@ impl ConnectionService {
         if written(record.id(), put)?.is_none() {
             return Ok(None);
         }
-        let mut logs = ConnectionLogs::new(self.log_limits)
-            .publish_to(self.log_publisher.clone(), record.id());
-        logs.enable(now);
+        let logs = self.new_logs(record.id(), true, now);
         tracing::info!(connection = record.id(), "connection created");
         Ok(Some(self.activate(Entry::new(record, logs)).await))
+    }
+
+    /// The logs of a connection new to this instance, enabled from `now` when `enabled`.
+    fn new_logs(&self, id: &str, enabled: bool, now: chrono::DateTime<Utc>) -> ConnectionLogs {
+        let mut logs =
+            ConnectionLogs::new(self.log_limits).publish_to(self.log_publisher.clone(), id);
+        if enabled {
+            logs.enable(now);
+        }
+        logs
     }
 
     /// Makes the live view of `id` what the store holds (another process may have changed it)
@@ -353,11 +361,8 @@ impl ConnectionService {
                 self.activate(old.next(record)).await;
             }
             (Some(record), None) => {
-                let mut logs = ConnectionLogs::new(self.log_limits)
-                    .publish_to(self.log_publisher.clone(), record.id());
-                if record.connection.connection_status == ConnectivityStatus::Open {
-                    logs.enable(now);
-                }
+                let open = record.connection.connection_status == ConnectivityStatus::Open;
+                let logs = self.new_logs(id, open, now);
                 tracing::info!(connection = id, "connection created elsewhere");
                 self.activate(Entry::new(record, logs)).await;
             }
