@@ -613,6 +613,44 @@ async fn a_module_uploaded_on_one_instance_is_on_every_instance() {
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     everywhere([n1, n2, n3], Some(2), &second).await;
 
+    // Rolled back on a third: version 1 is current everywhere, and every instance keeps
+    // both versions (version 2's bytes came from the database to those that did not upload it).
+    let resp = n3
+        .req(reqwest::Method::POST, "/api/2/mappers/shared/rollback")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    everywhere([n1, n2, n3], Some(1), &first).await;
+    for f in [n1, n2, n3] {
+        let list = json(f.get("/api/2/mappers/shared/versions").await).await;
+        let numbers: Vec<_> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].clone())
+            .collect();
+        assert_eq!(numbers, [json!(2), json!(1)], "{}: {list}", f.base);
+        let kept = f.get("/api/2/mappers/shared/versions/2/module").await;
+        assert_eq!(kept.bytes().await.unwrap().to_vec(), second, "{}", f.base);
+    }
+    // A version deleted on one instance is gone on the others.
+    assert_eq!(
+        n1.delete("/api/2/mappers/shared/versions/2").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for f in [n2, n3] {
+        while f.get("/api/2/mappers/shared/versions/2").await.status() != StatusCode::NOT_FOUND {
+            assert!(
+                Instant::now() < deadline,
+                "{} still keeps version 2",
+                f.base
+            );
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     // Deleted on a third: gone everywhere.
     assert_eq!(
         n3.delete("/api/2/mappers/shared").await.status(),

@@ -82,6 +82,233 @@ async fn upload_list_read_replace_and_delete_a_module() {
 }
 
 /// The files of the data directory's `cache/wasm` (precompiled artifacts).
+/// One message through a `WebAssembly` mapping definition naming `module` (no `site` option:
+/// behave maps it, strict refuses it).
+async fn try_module(f: &Ferrule, module: &str) -> Value {
+    let body = json!({
+        "mappingDefinition": {"mappingEngine": "WebAssembly",
+                              "options": {"module": module, "feature": "v"}},
+        "inbound": {"headers": {"device_id": "org.v:d"}, "textPayload": "5"}
+    });
+    json(f.post_json("/api/2/mappings/test", &body).await).await
+}
+
+fn version_numbers(list: &Value) -> Vec<u64> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect()
+}
+
+/// Issue 20, versions: every upload of new bytes is a kept, immutable version; a definition
+/// pins one with `id@N` (and keeps it while newer ones come); a rollback is one request; the
+/// newest `keep_versions` are kept besides the current and the pinned ones; numbers are never
+/// given twice; all of it survives a restart.
+#[tokio::test]
+async fn versions_are_kept_pinned_rolled_back_and_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[mappers]\nkeep_versions = 2\n";
+    let f = common::start_with_config(dir.path(), config);
+    assert_eq!(
+        upload(&f, "m", guests::bytes(guests::BEHAVE))
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        upload(&f, "m", guests::bytes(guests::STRICT))
+            .await
+            .status(),
+        StatusCode::NO_CONTENT
+    );
+    let list = json(f.get("/api/2/mappers/m/versions").await).await;
+    assert_eq!(version_numbers(&list), vec![2, 1], "newest first: {list}");
+    assert_eq!(list[0]["current"], true);
+    assert_eq!(list[1]["current"], false);
+    assert_eq!(list[1]["size"], guests::bytes(guests::BEHAVE).len());
+    assert_eq!(list[1]["usedBy"], json!([]));
+    assert!(list[1]["created"].as_str().unwrap() <= list[0]["created"].as_str().unwrap());
+    let one = json(f.get("/api/2/mappers/m/versions/1").await).await;
+    assert_eq!(one, list[1]);
+    let bytes = f.get("/api/2/mappers/m/versions/1/module").await;
+    assert_eq!(bytes.headers()["content-type"], "application/wasm");
+    assert_eq!(
+        bytes.bytes().await.unwrap().to_vec(),
+        guests::bytes(guests::BEHAVE)
+    );
+    for missing in ["9", "x"] {
+        let resp = f.get(&format!("/api/2/mappers/m/versions/{missing}")).await;
+        assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+        assert_eq!(json(resp).await["error"], "mappers:version.notfound");
+    }
+
+    // Pinned and current, side by side: version 1 (behave) maps without `site`, the current
+    // version 2 (strict) refuses it.
+    let pinned = try_module(&f, "m@1").await;
+    assert_eq!(
+        pinned["outputs"][0]["path"], "/features/v/properties/value",
+        "{pinned}"
+    );
+    let latest = try_module(&f, "m@latest").await;
+    assert!(
+        latest.to_string().contains("missing field `site`"),
+        "{latest}"
+    );
+    assert_eq!(
+        try_module(&f, "m").await["error"]["description"],
+        latest["error"]["description"]
+    );
+    let unknown = try_module(&f, "m@9").await;
+    assert!(
+        unknown.to_string().contains("has no version 9"),
+        "{unknown}"
+    );
+    let bad = try_module(&f, "m@v1").await;
+    assert!(bad.to_string().contains("names no version"), "{bad}");
+
+    // A connection pins version 1; one that follows the current version is refused by it.
+    let create = |id: &'static str, module: &'static str| {
+        let f = &f;
+        async move {
+            f.put_json(
+                &format!("/api/2/connections/{id}"),
+                &wasm_connection(json!({"module": module, "feature": "v"})),
+            )
+            .await
+        }
+    };
+    assert_eq!(create("pin", "m@1").await.status(), StatusCode::CREATED);
+    assert_eq!(
+        create("follow", "m").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    // Rollback: version 1 is current again, and the follower is accepted.
+    let resp = f
+        .req(Method::POST, "/api/2/mappers/m/rollback")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let meta = json(resp).await;
+    assert_eq!(meta["version"], 1);
+    assert_eq!(meta["latestVersion"], 2);
+    assert_eq!(meta["sha256"], list[1]["sha256"]);
+    assert_eq!(create("follow", "m").await.status(), StatusCode::CREATED);
+    // No version before 1.
+    let resp = f
+        .req(Method::POST, "/api/2/mappers/m/rollback")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json(resp).await["error"], "mappers:version.notfound");
+    // Back to 2 would break the follower: refused, naming it and not the pinned connection.
+    for resp in [
+        f.req(Method::POST, "/api/2/mappers/m/rollback?version=2")
+            .send()
+            .await
+            .unwrap(),
+        upload(&f, "m", guests::bytes(guests::STRICT)).await,
+    ] {
+        assert_eq!(resp.status(), StatusCode::CONFLICT);
+        let e = json(resp).await;
+        assert_eq!(e["error"], "mappers:module.incompatible");
+        assert!(e["message"].as_str().unwrap().contains("[follow]"), "{e}");
+    }
+    assert_eq!(json(f.get("/api/2/mappers/m").await).await["version"], 1);
+    let list = json(f.get("/api/2/mappers/m/versions").await).await;
+    assert_eq!(list[1]["usedBy"], json!(["follow", "pin"]), "{list}");
+    assert_eq!(list[0]["usedBy"], json!([]), "{list}");
+
+    // The current version and a pinned one cannot be deleted; another can, and its number is
+    // never given again.
+    let resp = f.delete("/api/2/mappers/m/versions/1").await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert_eq!(json(resp).await["error"], "mappers:version.inuse");
+    assert_eq!(
+        f.delete("/api/2/mappers/m/versions/2").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        f.get("/api/2/mappers/m/versions/2").await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        f.delete("/api/2/connections/follow").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let resp = f.delete("/api/2/mappers/m/versions/1").await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT, "current and pinned");
+    // Three more uploads, keep_versions 2: version 3 goes, the pinned version 1 stays.
+    for (n, guest) in [
+        (3, guests::JSON_RESHAPER),
+        (4, guests::TELEMETRY_DECODER),
+        (5, guests::CLOUDEVENTS_OUT),
+    ] {
+        let resp = upload(&f, "m", guests::bytes(guest)).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        assert_eq!(json(f.get("/api/2/mappers/m").await).await["version"], n);
+    }
+    let list = json(f.get("/api/2/mappers/m/versions").await).await;
+    assert_eq!(version_numbers(&list), vec![5, 4, 1], "{list}");
+    assert_eq!(list[2]["usedBy"], json!(["pin"]));
+    let kept = |data: &std::path::Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(data.join("mappers/m.versions"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        kept(&f.data_dir),
+        ["1.json", "1.wasm", "4.json", "4.wasm", "5.json", "5.wasm"]
+    );
+    assert_eq!(
+        artifacts(&f.data_dir).len(),
+        3,
+        "{:?}",
+        artifacts(&f.data_dir)
+    );
+
+    // After a restart: the same versions, the pin still maps, numbers go on from 5.
+    let data = f.data_dir.clone();
+    drop(f);
+    let f = common::start_with_config(dir.path(), config);
+    assert_eq!(f.data_dir, data);
+    let list = json(f.get("/api/2/mappers/m/versions").await).await;
+    assert_eq!(version_numbers(&list), vec![5, 4, 1], "{list}");
+    let pinned = try_module(&f, "m@1").await;
+    assert_eq!(
+        pinned["outputs"][0]["path"], "/features/v/properties/value",
+        "{pinned}"
+    );
+    let resp = upload(&f, "m", guests::bytes(guests::STRICT)).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let meta = json(f.get("/api/2/mappers/m").await).await;
+    assert_eq!(
+        (meta["version"].as_u64(), meta["latestVersion"].as_u64()),
+        (Some(6), Some(6))
+    );
+    // The module goes with all its versions once nothing names it.
+    assert_eq!(
+        f.delete("/api/2/mappers/m").await.status(),
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        f.delete("/api/2/connections/pin").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        f.delete("/api/2/mappers/m").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert!(!data.join("mappers/m.versions").exists());
+    assert_eq!(artifacts(&data), Vec::<String>::new());
+}
+
 fn artifacts(data: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(data.join("cache/wasm"))
         .map(|d| {
@@ -107,13 +334,19 @@ async fn replaced_and_deleted_modules_leave_no_artifacts_behind() {
     let cached = artifacts(&f.data_dir);
     assert_eq!(cached.len(), 1, "{cached:?}");
     assert!(cached[0].starts_with(&sha(&first)), "{cached:?}");
-    // Replaced by other bytes: the old artifact stays while `same-bytes` has those bytes.
+    // Replaced by other bytes: the old artifact stays while a kept version has those bytes.
     let resp = upload(&f, "m", guests::bytes(guests::JSON_RESHAPER)).await;
     assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     let second = json(f.get("/api/2/mappers/m").await).await;
     assert_eq!(artifacts(&f.data_dir).len(), 2);
     assert_eq!(
         f.delete("/api/2/mappers/same-bytes").await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(artifacts(&f.data_dir).len(), 2, "m keeps version 1");
+    // Version 1 deleted: its artifact goes.
+    assert_eq!(
+        f.delete("/api/2/mappers/m/versions/1").await.status(),
         StatusCode::NO_CONTENT
     );
     let cached = artifacts(&f.data_dir);
@@ -1072,11 +1305,23 @@ async fn replacing_a_module_swaps_it_in_a_running_connection() {
     let path = format!("/api/2/things/org.swap:{u}/features/n/properties/value");
     for i in 1..=60u32 {
         publish(&dev, format!("{base}/{u}"), i.to_string()).await;
-        if i % 20 == 0 {
-            // behave and strict alternate: other bytes each time, both take these options.
-            let next = [guests::STRICT, guests::BEHAVE][(i / 20 - 1) as usize % 2];
-            let resp = upload(&f, "swap", guests::bytes(next)).await;
-            assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        // behave and strict swap under traffic, both take these options: a new version (2),
+        // a rollback (to 1), and the bytes of a kept version uploaded again (2 again).
+        match i {
+            20 | 60 => {
+                let resp = upload(&f, "swap", guests::bytes(guests::STRICT)).await;
+                assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+            }
+            40 => {
+                let resp = f
+                    .req(Method::POST, "/api/2/mappers/swap/rollback")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+                assert_eq!(json(resp).await["version"], 1);
+            }
+            _ => {}
         }
     }
     // Every message was mapped once, in order: the last value is the last one sent.
@@ -1093,11 +1338,75 @@ async fn replacing_a_module_swaps_it_in_a_running_connection() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let meta = json(f.get("/api/2/mappers/swap").await).await;
-    assert_eq!(meta["version"], 4);
+    assert_eq!(meta["version"], 2);
+    assert_eq!(meta["latestVersion"], 2);
     assert!(
         meta["statistics"]["instancesStarted"].as_u64().unwrap() >= 2,
         "{meta}"
     );
+}
+
+/// A running connection that pins a version keeps it while new versions are uploaded: strict
+/// (version 2) would refuse its options, and no message fails or is lost.
+#[tokio::test]
+async fn a_pinned_connection_keeps_its_version_under_traffic() {
+    let (_d, f) = common::live_server();
+    let u = common::unique("pin", '-');
+    let module = format!("pin-{u}");
+    upload(&f, &module, guests::bytes(guests::BEHAVE)).await;
+    let thing = format!("org.pin:{u}");
+    let resp = f
+        .put_json(
+            &format!("/api/2/things/{thing}"),
+            &json!({"features": {"n": {"properties": {"value": 0}}}}),
+        )
+        .await;
+    assert!(resp.status().is_success());
+    let base = format!("ferrule-pin/{u}");
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "mappingDefinitions": {"in": {"mappingEngine": "WebAssembly",
+            "options": {"module": format!("{module}@1"), "namespace": "org.pin", "feature": "n"}}},
+        "sources": [{"addresses": [format!("{base}/+")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"], "payloadMapping": ["in"]}]
+    });
+    let id = format!("pin-conn-{u}");
+    assert_eq!(
+        f.put_json(&format!("/api/2/connections/{id}"), &connection)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    wait_for_live_status(&f, &id, "open").await;
+    let dev = device(&format!("{u}-dev"));
+    for i in 1..=40u32 {
+        publish(&dev, format!("{base}/{u}"), i.to_string()).await;
+        if i == 20 {
+            // Nothing follows the current version: strict is accepted without force.
+            let resp = upload(&f, &module, guests::bytes(guests::STRICT)).await;
+            assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        }
+    }
+    wait_for_twin(
+        &f,
+        &format!("/api/2/things/{thing}/features/n/properties/value"),
+        json!(40),
+    )
+    .await;
+    let m = json(f.get(&format!("/api/2/connections/{id}/metrics")).await).await;
+    let mapped = &m["connectionMetrics"]["inbound"]["mapped"];
+    assert_eq!(mapped["success"]["PT1M"], 40, "{m}");
+    assert_eq!(mapped["failure"]["PT1M"], 0, "{m}");
+    let meta = json(f.get(&format!("/api/2/mappers/{module}")).await).await;
+    assert_eq!(meta["version"], 2);
+    // The pinned version's calls count in the module's statistics.
+    assert!(
+        meta["statistics"]["calls"].as_u64().unwrap() >= 40,
+        "{meta}"
+    );
+    let list = json(f.get(&format!("/api/2/mappers/{module}/versions")).await).await;
+    assert_eq!(list[1]["usedBy"], json!([id]), "{list}");
+    assert_eq!(list[0]["usedBy"], json!([]), "{list}");
 }
 
 /// Issue 20, defect 1: a new version that refuses the options of a connection that uses the

@@ -122,9 +122,18 @@ pub struct ModuleSlot {
 
 impl ModuleSlot {
     pub fn new(module: CompiledModule, number: u64) -> Arc<ModuleSlot> {
+        ModuleSlot::sharing(module, number, Arc::default())
+    }
+
+    /// A slot that counts its calls in `stats` (a pinned version counts in its module's).
+    pub fn sharing(
+        module: CompiledModule,
+        number: u64,
+        stats: Arc<MapperStats>,
+    ) -> Arc<ModuleSlot> {
         Arc::new(ModuleSlot {
             current: RwLock::new(Arc::new(Version { number, module })),
-            stats: Arc::default(),
+            stats,
         })
     }
 

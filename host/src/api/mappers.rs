@@ -1,5 +1,5 @@
 //! `/api/2/mappers`: uploading, listing, reading, trying and deleting WebAssembly mapper
-//! modules.
+//! modules, and their kept versions (listing, reading, deleting, rolling back).
 
 use super::{AppState, Handlers, Path, Verb, media_type, no_handler, on, read_body};
 use crate::error::DittoError;
@@ -32,6 +32,35 @@ pub(super) fn item(verb: Verb) -> Handlers {
 pub(super) fn module_route(verb: Verb) -> Handlers {
     match verb {
         Verb::Get => on(verb, module),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn versions_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, list_versions),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn version_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, retrieve_version),
+        Verb::Delete => on(verb, remove_version),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn version_module_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, version_module),
+        other => no_handler(other),
+    }
+}
+
+pub(super) fn rollback_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Post => on(verb, rollback),
         other => no_handler(other),
     }
 }
@@ -71,19 +100,66 @@ fn definitions_using(state: &AppState, id: &str) -> Vec<(String, serde_json::Map
     out
 }
 
-/// The connections whose mapping definitions name the module `id`.
+/// The connections whose mapping definitions name the module `id`: every one (`version`
+/// `None`), or those that use version `version` of it (`current`: the current version's
+/// number), following the current version or pinning it.
+fn users_of(state: &AppState, id: &str, version: Option<(u64, u64)>) -> Vec<String> {
+    state
+        .connections
+        .list()
+        .iter()
+        .filter(|e| {
+            mappers::definitions_naming(&e.record.connection, id).any(|o| {
+                let used = mappers::module_ref(o).and_then(|r| r.version);
+                match version {
+                    None => true,
+                    Some((n, current)) => used.unwrap_or(current) == n,
+                }
+            })
+        })
+        .map(|e| e.record.connection.id.clone())
+        .collect()
+}
+
 fn users(state: &AppState, id: &str) -> Vec<String> {
+    users_of(state, id, None)
+}
+
+/// The connections that pin version `version` of `id`.
+fn pinned_by(state: &AppState, id: &str, version: u64) -> Vec<String> {
     state
         .connections
         .list()
         .iter()
         .filter(|e| {
             mappers::definitions_naming(&e.record.connection, id)
-                .next()
-                .is_some()
+                .any(|o| mappers::module_ref(o).and_then(|r| r.version) == Some(version))
         })
         .map(|e| e.record.connection.id.clone())
         .collect()
+}
+
+/// A kept version as the API shows it: `created` is its upload time.
+fn describe_version(state: &AppState, entry: &Entry, version: &MapperMeta) -> Value {
+    let mut v = serde_json::to_value(version).expect("metadata serialises");
+    if let Some(o) = v.as_object_mut() {
+        o.remove("modified");
+        o.remove("latestVersion");
+    }
+    let current = entry.meta.version;
+    v["current"] = json!(version.version == current);
+    v["usedBy"] = json!(users_of(
+        state,
+        &entry.meta.id,
+        Some((version.version, current))
+    ));
+    v
+}
+
+/// The `{version}` of a path: a whole number, else 404 as an unknown version.
+fn version_number(id: &str, text: &str) -> Result<u64, DittoError> {
+    text.parse::<u64>()
+        .map_err(|_| mappers::version_not_found(id, text))
 }
 
 fn describe(state: &AppState, entry: &Entry) -> Value {
@@ -111,8 +187,109 @@ async fn retrieve(State(state): State<Arc<AppState>>, Path(id): Path<String>) ->
 }
 
 async fn module(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.mappers.module_bytes(&id).await {
+    match state.mappers.module_bytes(&id, None).await {
         Ok(bytes) => ([(header::CONTENT_TYPE, WASM)], bytes).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `GET /api/2/mappers/{id}/versions`: the kept versions, newest first.
+async fn list_versions(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match state.mappers.get(&id) {
+        Some(entry) => {
+            let all: Vec<Value> = entry
+                .versions
+                .values()
+                .rev()
+                .map(|v| describe_version(&state, &entry, v))
+                .collect();
+            json_response(StatusCode::OK, &Value::Array(all))
+        }
+        None => mappers::not_found(&id).into_response(),
+    }
+}
+
+async fn retrieve_version(
+    State(state): State<Arc<AppState>>,
+    Path((id, version)): Path<(String, String)>,
+) -> Response {
+    let result = (|| {
+        let entry = state
+            .mappers
+            .get(&id)
+            .ok_or_else(|| mappers::not_found(&id))?;
+        let n = version_number(&id, &version)?;
+        let kept = entry
+            .versions
+            .get(&n)
+            .ok_or_else(|| mappers::version_not_found(&id, n))?;
+        Ok::<_, DittoError>(describe_version(&state, &entry, kept))
+    })();
+    match result {
+        Ok(v) => json_response(StatusCode::OK, &v),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn version_module(
+    State(state): State<Arc<AppState>>,
+    Path((id, version)): Path<(String, String)>,
+) -> Response {
+    let bytes = match version_number(&id, &version) {
+        Ok(n) => state.mappers.module_bytes(&id, Some(n)).await,
+        Err(e) => Err(e),
+    };
+    match bytes {
+        Ok(bytes) => ([(header::CONTENT_TYPE, WASM)], bytes).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn remove_version(
+    State(state): State<Arc<AppState>>,
+    Path((id, version)): Path<(String, String)>,
+) -> Response {
+    let result = async {
+        let n = version_number(&id, &version)?;
+        let pins = pinned_by(&state, &id, n);
+        state.mappers.delete_version(&id, n, &pins).await
+    }
+    .await;
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /api/2/mappers/{id}/rollback[?version=N][&force=true]`: a kept version (the newest
+/// before the current one without `version`) becomes current; 200 with the module's metadata.
+async fn rollback(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let params = super::connections::query(raw);
+    let force = super::connections::flag(&params, "force");
+    let result = async {
+        let version = params
+            .get("version")
+            .map(|v| version_number(&id, v))
+            .transpose()?;
+        let users = definitions_using(&state, &id);
+        let meta = state.mappers.rollback(&id, version, users, force).await?;
+        tracing::info!(mapper = %id, version = meta.version, "mapper module rolled back");
+        Ok::<_, DittoError>(meta)
+    }
+    .await;
+    match result {
+        Ok(meta) => {
+            let entry = state.mappers.get(&id);
+            let body = match &entry {
+                Some(entry) if entry.meta == meta => describe(&state, entry),
+                _ => serde_json::to_value(&meta).expect("metadata serialises"),
+            };
+            json_response(StatusCode::OK, &body)
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -187,6 +187,30 @@ pub const ROUTES: &[Route] = {
             handler: mappers::module_route,
         },
         Route {
+            path: "/api/2/mappers/{id}/versions",
+            methods: &[Get],
+            access: Devops,
+            handler: mappers::versions_route,
+        },
+        Route {
+            path: "/api/2/mappers/{id}/versions/{version}",
+            methods: &[Get, Delete],
+            access: Devops,
+            handler: mappers::version_route,
+        },
+        Route {
+            path: "/api/2/mappers/{id}/versions/{version}/module",
+            methods: &[Get],
+            access: Devops,
+            handler: mappers::version_module_route,
+        },
+        Route {
+            path: "/api/2/mappers/{id}/rollback",
+            methods: &[Post],
+            access: Devops,
+            handler: mappers::rollback_route,
+        },
+        Route {
             path: "/api/2/mappers/{id}/test",
             methods: &[Post],
             access: Devops,

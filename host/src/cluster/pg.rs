@@ -374,6 +374,18 @@ impl SharedModules for PgStore {
             if written == 0 {
                 return Err(StoreError::Conflict(meta.id));
             }
+            let kept = crate::mappers::versions::version_meta(&meta);
+            sqlx::query(
+                "INSERT INTO module_versions (id, version, meta, bytes) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (id, version) DO NOTHING",
+            )
+            .bind(&meta.id)
+            .bind(meta.version as i64)
+            .bind(serde_json::to_string(&kept).map_err(storage)?)
+            .bind(&bytes)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
             notify_on(&mut tx, MODULES_CHANNEL, &meta.id).await?;
             tx.commit().await.map_err(storage)
         })
@@ -392,6 +404,57 @@ impl SharedModules for PgStore {
             if deleted == 0 {
                 return Err(StoreError::Conflict(id));
             }
+            sqlx::query("DELETE FROM module_versions WHERE id = $1")
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(storage)?;
+            notify_on(&mut tx, MODULES_CHANNEL, &id).await?;
+            tx.commit().await.map_err(storage)
+        })
+    }
+
+    fn load_versions(&self, id: String) -> StoreFuture<'_, Vec<MapperMeta>> {
+        Box::pin(async move {
+            let rows: Vec<(String,)> =
+                sqlx::query_as("SELECT meta FROM module_versions WHERE id = $1 ORDER BY version")
+                    .bind(&id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(storage)?;
+            rows.into_iter()
+                .map(|(meta,)| module_from(&meta, Vec::new()).map(|(m, _)| m))
+                .collect()
+        })
+    }
+
+    fn load_version(&self, id: String, version: u64) -> StoreFuture<'_, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let row: Option<(Vec<u8>,)> =
+                sqlx::query_as("SELECT bytes FROM module_versions WHERE id = $1 AND version = $2")
+                    .bind(&id)
+                    .bind(version as i64)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(storage)?;
+            Ok(row.map(|(bytes,)| bytes))
+        })
+    }
+
+    fn delete_versions(&self, id: String, versions: Vec<u64>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let numbers: Vec<i64> = versions.iter().map(|n| *n as i64).collect();
+            let mut tx = self.pool.begin().await.map_err(storage)?;
+            // The current version stays, whatever another instance made current meanwhile.
+            sqlx::query(
+                "DELETE FROM module_versions WHERE id = $1 AND version = ANY($2) \
+                 AND version <> COALESCE((SELECT version FROM modules WHERE id = $1), 0)",
+            )
+            .bind(&id)
+            .bind(&numbers)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage)?;
             notify_on(&mut tx, MODULES_CHANNEL, &id).await?;
             tx.commit().await.map_err(storage)
         })

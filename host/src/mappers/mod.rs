@@ -1,8 +1,10 @@
 //! Uploaded WebAssembly mapper modules: stored in the data directory (`mappers/<id>.wasm` and
 //! `<id>.json`), compiled once at upload, precompiled artifacts cached in `cache/wasm/`, and
-//! handed to the connections that name them in a `WebAssembly` mapping definition. In cluster
-//! mode the modules are stored once in the database ([`shared`]); each instance follows it,
-//! compiles what changed and swaps it into its running connections.
+//! handed to the connections that name them in a `WebAssembly` mapping definition. Every upload
+//! of new bytes is a new version, and the last `keep_versions` are kept ([`versions`]): a
+//! definition may pin one, and a rollback makes one current again. In cluster mode the modules
+//! are stored once in the database ([`shared`]); each instance follows it, compiles what
+//! changed and swaps it into its running connections.
 
 use crate::error::DittoError;
 use crate::model::Connection;
@@ -14,12 +16,13 @@ use ferrule_wasm::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock, RwLock};
 
 pub mod shared;
 pub mod trial;
+pub mod versions;
 
 use shared::SharedModules;
 
@@ -42,6 +45,9 @@ pub struct MapperConfig {
     pub max_function_bytes: u32,
     /// All function bodies of an uploaded module together, in bytes.
     pub max_code_bytes: u64,
+    /// How many of a module's newest versions are kept for pinning and rollback (at least 1);
+    /// the current version and every pinned one are kept besides.
+    pub keep_versions: usize,
 }
 
 impl Default for MapperConfig {
@@ -54,6 +60,7 @@ impl Default for MapperConfig {
             max_functions: CodeLimits::default().max_functions,
             max_function_bytes: CodeLimits::default().max_function_bytes,
             max_code_bytes: CodeLimits::default().max_code_bytes,
+            keep_versions: 10,
         }
     }
 }
@@ -73,26 +80,43 @@ impl MapperConfig {
     }
 }
 
-/// What the API shows of a module.
+/// What the API shows of a module (and, with `created` the upload time, of one version).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MapperMeta {
     pub id: String,
-    /// 1 for the first upload, +1 per replacement.
+    /// The current version: 1 for the first upload, the highest so far + 1 for new bytes.
     pub version: u64,
     pub sha256: String,
     pub size: usize,
+    /// The first upload of the module.
     pub created: DateTime<Utc>,
+    /// The last change of the current version (an upload or a rollback).
     pub modified: DateTime<Utc>,
     /// The version of the `ferrule:mapper` world the module was built against.
     pub wit_version: String,
     pub imports: Vec<String>,
+    /// The highest version ever uploaded: version numbers are never given twice, also after
+    /// a rollback or a deleted version.
+    #[serde(default)]
+    pub latest_version: u64,
+}
+
+impl MapperMeta {
+    /// The number the next upload of new bytes gets.
+    fn next_version(&self, kept: &BTreeMap<u64, MapperMeta>) -> u64 {
+        let highest = kept.keys().next_back().copied().unwrap_or(0);
+        self.latest_version.max(self.version).max(highest) + 1
+    }
 }
 
 #[derive(Clone)]
 pub struct Entry {
     pub meta: MapperMeta,
+    /// Follows the current version.
     pub slot: Arc<ModuleSlot>,
+    /// The kept versions (the current one among them), `created` their upload times.
+    pub versions: BTreeMap<u64, MapperMeta>,
 }
 
 pub struct MapperRegistry {
@@ -100,6 +124,8 @@ pub struct MapperRegistry {
     /// `None`: modules live in memory only (tests).
     dir: Option<PathBuf>,
     entries: RwLock<BTreeMap<String, Entry>>,
+    /// The versions that mapping definitions pin, compiled when first named.
+    pinned: RwLock<HashMap<(String, u64), Arc<ModuleSlot>>>,
     /// Uploads and deletes one at a time, so a replacement never races another.
     writes: tokio::sync::Mutex<()>,
     pub config: MapperConfig,
@@ -137,6 +163,26 @@ pub fn not_found(id: &str) -> DittoError {
     .with_description(
         "Check if the ID of your requested mapper was correct; GET /api/2/mappers lists them.",
     )
+}
+
+pub fn version_not_found(id: &str, version: impl std::fmt::Display) -> DittoError {
+    DittoError::new(
+        StatusCode::NOT_FOUND,
+        "mappers:version.notfound",
+        format!("The mapper with ID '{id}' has no version {version}."),
+    )
+    .with_description(format!(
+        "GET /api/2/mappers/{id}/versions lists the versions that are kept."
+    ))
+}
+
+fn version_in_use(id: &str, version: u64, why: String) -> DittoError {
+    DittoError::new(
+        StatusCode::CONFLICT,
+        "mappers:version.inuse",
+        format!("Version {version} of the mapper with ID '{id}' is in use and cannot be deleted."),
+    )
+    .with_description(why)
 }
 
 fn id_invalid(id: &str) -> DittoError {
@@ -231,7 +277,8 @@ fn refusals_of(
     )))
 }
 
-/// The options of `connection`'s `WebAssembly` mapping definitions that name the module `id`.
+/// The options of `connection`'s `WebAssembly` mapping definitions that name the module `id`
+/// (following its current version or pinning one).
 pub fn definitions_naming<'a>(
     connection: &'a Connection,
     id: &'a str,
@@ -240,8 +287,33 @@ pub fn definitions_naming<'a>(
         .mapping_definitions
         .values()
         .filter(|d| d.mapping_engine == "WebAssembly")
-        .filter(move |d| d.options.get("module").and_then(|m| m.as_str()) == Some(id))
+        .filter(move |d| module_ref(&d.options).is_some_and(|r| r.id == id))
         .map(|d| &d.options)
+}
+
+/// What a `WebAssembly` mapping definition's options name (`None`: no valid `module`).
+pub fn module_ref(options: &Map<String, Value>) -> Option<versions::ModuleRef<'_>> {
+    options
+        .get("module")
+        .and_then(Value::as_str)
+        .and_then(|m| versions::parse_ref(m).ok())
+}
+
+/// The users (connection id, options) that follow the current version.
+fn followers(users: &[(String, Map<String, Value>)]) -> Vec<(String, Map<String, Value>)> {
+    users
+        .iter()
+        .filter(|(_, o)| module_ref(o).is_some_and(|r| r.version.is_none()))
+        .cloned()
+        .collect()
+}
+
+/// The versions the users pin.
+fn pins(users: &[(String, Map<String, Value>)]) -> BTreeSet<u64> {
+    users
+        .iter()
+        .filter_map(|(_, o)| module_ref(o).and_then(|r| r.version))
+        .collect()
 }
 
 /// Runs file work (or compiling) on a blocking thread: never on an async worker.
@@ -356,12 +428,17 @@ impl MapperRegistry {
     /// A registry over `data_dir` (or in memory when `None`), loading the stored modules from
     /// their precompiled artifacts where those fit this engine.
     pub fn open(data_dir: Option<&Path>, config: MapperConfig) -> anyhow::Result<MapperRegistry> {
+        anyhow::ensure!(
+            config.keep_versions >= 1,
+            "[mappers] keep_versions must be at least 1"
+        );
         let engine = WasmEngine::new(config.ceilings())
             .map_err(|e| anyhow::anyhow!("{}: {}", e.message, e.description))?;
         let registry = MapperRegistry {
             engine,
             dir: data_dir.map(|d| d.join(MAPPERS_DIR)),
             entries: RwLock::new(BTreeMap::new()),
+            pinned: RwLock::new(HashMap::new()),
             writes: tokio::sync::Mutex::new(()),
             config,
             shared: OnceLock::new(),
@@ -421,6 +498,7 @@ impl MapperRegistry {
                     modified: now,
                     wit_version: module.wit_version.clone(),
                     imports: module.imports.clone(),
+                    latest_version: 1,
                 });
             if meta.sha256 != module.sha256 {
                 // The module was replaced and the process stopped before the metadata was.
@@ -429,10 +507,86 @@ impl MapperRegistry {
                 meta.size = module.size;
                 meta.modified = now;
             }
+            let mut kept = versions::read_metas(dir, &id)?;
+            if kept
+                .get(&meta.version)
+                .is_none_or(|k| k.sha256 != meta.sha256)
+            {
+                // Stored before versions were kept (the current one is the first kept), or
+                // imported over a kept version of the same number (the current one wins).
+                let first = versions::version_meta(&meta);
+                match versions::write(dir, &first, &bytes) {
+                    Ok(()) => {
+                        kept.insert(first.version, first);
+                    }
+                    Err(e) => {
+                        tracing::warn!(mapper = %id, error = %e, "the current version cannot be kept")
+                    }
+                }
+            }
+            meta.latest_version = meta.next_version(&kept) - 1;
             let slot = ModuleSlot::new(module, meta.version);
-            entries.insert(id, Entry { meta, slot });
+            entries.insert(
+                id,
+                Entry {
+                    meta,
+                    slot,
+                    versions: kept,
+                },
+            );
         }
         Ok(())
+    }
+
+    /// Compiles `bytes`, or loads their precompiled artifact.
+    fn compile(&self, bytes: &[u8]) -> Result<CompiledModule, ModuleError> {
+        match self.cache_dir() {
+            Some(cache) => self.engine.load(bytes, &cache),
+            None => self.engine.compile(bytes),
+        }
+    }
+
+    /// The module a mapping definition's `module` option names: the slot that follows the
+    /// current version (`id`, `id@latest`), or that of a pinned version (`id@N`, compiled or
+    /// loaded from its precompiled artifact when first named: call it on a blocking thread).
+    pub fn resolve(&self, reference: &str) -> Result<Arc<ModuleSlot>, String> {
+        let r = versions::parse_ref(reference)?;
+        let entry = self.get(r.id).ok_or_else(|| {
+            format!(
+                "The mapper module <{}> is not uploaded (PUT /api/2/mappers/{}).",
+                r.id, r.id
+            )
+        })?;
+        let Some(n) = r.version else {
+            return Ok(entry.slot);
+        };
+        let key = (r.id.to_string(), n);
+        if let Some(slot) = self.pinned.read().unwrap().get(&key) {
+            return Ok(slot.clone());
+        }
+        let (Some(dir), true) = (&self.dir, entry.versions.contains_key(&n)) else {
+            return Err(format!(
+                "The mapper module <{}> has no version {n}: GET /api/2/mappers/{}/versions lists the kept ones.",
+                r.id, r.id
+            ));
+        };
+        let bytes = versions::read_bytes(dir, r.id, n).map_err(|e| {
+            format!(
+                "Version {n} of the mapper module <{}> cannot be read: {e}",
+                r.id
+            )
+        })?;
+        let module = self
+            .compile(&bytes)
+            .map_err(|e| format!("{} {}", e.message, e.description))?;
+        let slot = ModuleSlot::sharing(module, n, entry.slot.stats.clone());
+        Ok(self
+            .pinned
+            .write()
+            .unwrap()
+            .entry(key)
+            .or_insert(slot)
+            .clone())
     }
 
     pub fn get(&self, id: &str) -> Option<Entry> {
@@ -443,16 +597,31 @@ impl MapperRegistry {
         self.entries.read().unwrap().values().cloned().collect()
     }
 
-    /// The stored bytes of a module (read on a blocking thread).
-    pub async fn module_bytes(&self, id: &str) -> Result<Vec<u8>, DittoError> {
-        self.get(id).ok_or_else(|| not_found(id))?;
-        match &self.dir {
-            Some(dir) => {
-                let path = dir.join(format!("{id}.wasm"));
-                blocking(move || std::fs::read(path).map_err(storage)).await
-            }
-            None => Err(DittoError::internal("This registry keeps no module bytes.")),
+    /// The stored bytes of a module's current version, or of a kept version (read on a
+    /// blocking thread).
+    pub async fn module_bytes(
+        &self,
+        id: &str,
+        version: Option<u64>,
+    ) -> Result<Vec<u8>, DittoError> {
+        let entry = self.get(id).ok_or_else(|| not_found(id))?;
+        if let Some(n) = version
+            && !entry.versions.contains_key(&n)
+        {
+            return Err(version_not_found(id, n));
         }
+        let Some(dir) = self.dir.clone() else {
+            return Err(DittoError::internal("This registry keeps no module bytes."));
+        };
+        let key = id.to_string();
+        blocking(move || {
+            match version {
+                Some(n) => versions::read_bytes(&dir, &key, n),
+                None => std::fs::read(dir.join(format!("{key}.wasm"))),
+            }
+            .map_err(storage)
+        })
+        .await
     }
 
     /// Validates and compiles `bytes`, stores them and makes them the current version of `id`;
@@ -460,9 +629,10 @@ impl MapperRegistry {
     /// (fsync of up to `max_module_bytes`) run on a blocking thread. `Ok(true)`: a new module.
     ///
     /// A replacement is configured first with the options of every mapping definition that
-    /// uses the module (`users`: connection id and options): when the new version refuses one,
-    /// nothing changes and the answer is 409 naming the connections and the reasons, unless
-    /// `force`. The same bytes again change nothing (the version stays).
+    /// follows the current version (`users`: connection id and options of every definition
+    /// naming the module): when the new version refuses one, nothing changes and the answer is
+    /// 409 naming the connections and the reasons, unless `force`. The same bytes again change
+    /// nothing (the version stays); the bytes of a kept version make it current again.
     pub async fn put(
         self: &Arc<Self>,
         id: &str,
@@ -475,32 +645,41 @@ impl MapperRegistry {
         }
         let _write = self.writes.lock().await;
         let previous = self.get(id);
-        if let Some(previous) = &previous
-            && previous.meta.sha256 == ferrule_wasm::sha256(&bytes)
-        {
-            return Ok((false, previous.meta.clone()));
+        if let Some(previous) = &previous {
+            let sha256 = ferrule_wasm::sha256(&bytes);
+            if previous.meta.sha256 == sha256 {
+                return Ok((false, previous.meta.clone()));
+            }
+            if let Some(kept) = previous.versions.values().find(|v| v.sha256 == sha256) {
+                let version = kept.version;
+                let meta = self
+                    .make_current(id, previous, version, bytes, &users, force)
+                    .await?;
+                return Ok((false, meta));
+            }
         }
         let this = self.clone();
         let (key, earlier) = (id.to_string(), previous.as_ref().map(|p| p.meta.clone()));
+        let next = previous
+            .as_ref()
+            .map_or(1, |p| p.meta.next_version(&p.versions));
+        let follow = followers(&users);
         let (module, meta, bytes) = blocking(move || {
-            let module = match this.cache_dir() {
-                Some(cache) => this.engine.load(&bytes, &cache),
-                None => this.engine.compile(&bytes),
-            };
-            let module: CompiledModule = module.map_err(module_invalid)?;
+            let module = this.compile(&bytes).map_err(module_invalid)?;
             if !force {
-                refusals_of(&this.engine, &key, &module, &users)?;
+                refusals_of(&this.engine, &key, &module, &follow)?;
             }
             let now = Utc::now();
             let meta = MapperMeta {
                 id: key.clone(),
-                version: earlier.as_ref().map_or(1, |p| p.version + 1),
+                version: next,
                 sha256: module.sha256.clone(),
                 size: module.size,
                 created: earlier.as_ref().map_or(now, |p| p.created),
                 modified: now,
                 wit_version: module.wit_version.clone(),
                 imports: module.imports.clone(),
+                latest_version: next,
             };
             Ok((module, meta, bytes))
         })
@@ -513,11 +692,94 @@ impl MapperRegistry {
                 .map_err(shared_error(id))?;
         }
         self.install(id, module, meta.clone(), bytes).await?;
+        self.prune(id, &users).await;
         Ok((previous.is_none(), meta))
     }
 
-    /// Stores a compiled module in the data directory and makes it the current version of
-    /// `id` (swapped into the connections that use it).
+    /// Makes the kept `version` of `id` (its `bytes`) current again, configured first with the
+    /// followers' options as an upload is. The caller holds `writes`.
+    async fn make_current(
+        self: &Arc<Self>,
+        id: &str,
+        previous: &Entry,
+        version: u64,
+        bytes: Vec<u8>,
+        users: &[(String, Map<String, Value>)],
+        force: bool,
+    ) -> Result<MapperMeta, DittoError> {
+        let kept = previous
+            .versions
+            .get(&version)
+            .cloned()
+            .ok_or_else(|| version_not_found(id, version))?;
+        let (this, key, follow) = (self.clone(), id.to_string(), followers(users));
+        let (module, bytes) = blocking(move || {
+            let module = this.compile(&bytes).map_err(module_invalid)?;
+            if !force {
+                refusals_of(&this.engine, &key, &module, &follow)?;
+            }
+            Ok((module, bytes))
+        })
+        .await?;
+        let meta = MapperMeta {
+            created: previous.meta.created,
+            modified: Utc::now(),
+            latest_version: previous.meta.next_version(&previous.versions) - 1,
+            ..kept
+        };
+        if let Some(shared) = self.shared.get() {
+            shared
+                .put_module(meta.clone(), bytes.clone(), Some(previous.meta.version))
+                .await
+                .map_err(shared_error(id))?;
+        }
+        self.install(id, module, meta.clone(), bytes).await?;
+        Ok(meta)
+    }
+
+    /// Rollback: makes the kept `version` of `id` current (`None`: the newest version before
+    /// the current one). `users` and `force` as for [`Self::put`].
+    pub async fn rollback(
+        self: &Arc<Self>,
+        id: &str,
+        version: Option<u64>,
+        users: Vec<(String, Map<String, Value>)>,
+        force: bool,
+    ) -> Result<MapperMeta, DittoError> {
+        let _write = self.writes.lock().await;
+        let entry = self.get(id).ok_or_else(|| not_found(id))?;
+        let current = entry.meta.version;
+        let target = match version {
+            Some(n) => n,
+            None => entry
+                .versions
+                .range(..current)
+                .next_back()
+                .map(|(n, _)| *n)
+                .ok_or_else(|| {
+                    DittoError::new(
+                        StatusCode::NOT_FOUND,
+                        "mappers:version.notfound",
+                        format!("The mapper with ID '{id}' keeps no version before {current}."),
+                    )
+                    .with_description(format!(
+                        "Name the version to make current with ?version=N; GET /api/2/mappers/{id}/versions lists them."
+                    ))
+                })?,
+        };
+        if !entry.versions.contains_key(&target) {
+            return Err(version_not_found(id, target));
+        }
+        if target == current {
+            return Ok(entry.meta);
+        }
+        let bytes = self.module_bytes(id, Some(target)).await?;
+        self.make_current(id, &entry, target, bytes, &users, force)
+            .await
+    }
+
+    /// Stores a compiled module in the data directory, as a kept version too when it is new,
+    /// and makes it the current version of `id` (swapped into the connections that follow it).
     async fn install(
         &self,
         id: &str,
@@ -525,29 +787,136 @@ impl MapperRegistry {
         meta: MapperMeta,
         bytes: Vec<u8>,
     ) -> Result<(), DittoError> {
+        let new_version = self
+            .get(id)
+            .is_none_or(|e| !e.versions.contains_key(&meta.version));
+        let kept = versions::version_meta(&meta);
         if let Some(dir) = self.dir.clone() {
             let (key, json) = (
                 id.to_string(),
                 serde_json::to_vec_pretty(&meta).expect("metadata serialises"),
             );
-            blocking(move || store_module(&dir, &key, &bytes, &json).map_err(storage)).await?;
+            let kept = kept.clone();
+            blocking(move || {
+                if new_version {
+                    versions::write(&dir, &kept, &bytes).map_err(storage)?;
+                }
+                store_module(&dir, &key, &bytes, &json).map_err(storage)
+            })
+            .await?;
         }
-        let previous = {
-            let mut entries = self.entries.write().unwrap();
-            match entries.get_mut(id) {
-                Some(entry) => {
-                    entry.slot.replace(module, meta.version);
-                    Some(std::mem::replace(&mut entry.meta, meta.clone()))
-                }
-                None => {
-                    let slot = ModuleSlot::new(module, meta.version);
-                    entries.insert(id.to_string(), Entry { meta, slot });
-                    None
-                }
+        let mut entries = self.entries.write().unwrap();
+        match entries.get_mut(id) {
+            Some(entry) => {
+                entry.slot.replace(module, meta.version);
+                entry.versions.entry(meta.version).or_insert(kept);
+                entry.meta = meta;
             }
+            None => {
+                let slot = ModuleSlot::new(module, meta.version);
+                let versions = BTreeMap::from([(meta.version, kept)]);
+                entries.insert(
+                    id.to_string(),
+                    Entry {
+                        meta,
+                        slot,
+                        versions,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the versions of `id` past `keep_versions` that are neither current nor pinned by
+    /// `users`. A failure is logged: the versions stay until the next upload.
+    async fn prune(&self, id: &str, users: &[(String, Map<String, Value>)]) {
+        let Some(entry) = self.get(id) else {
+            return;
         };
-        if let Some(previous) = previous {
-            self.forget_artifacts(previous.sha256).await;
+        let gone = versions::to_prune(
+            &entry.versions,
+            self.config.keep_versions,
+            entry.meta.version,
+            &pins(users),
+        );
+        if gone.is_empty() {
+            return;
+        }
+        if let Some(shared) = self.shared.get()
+            && let Err(e) = shared.delete_versions(id.to_string(), gone.clone()).await
+        {
+            tracing::warn!(mapper = id, error = %e, "old versions cannot be dropped now");
+            return;
+        }
+        if let Err(e) = self.drop_versions(id, &gone).await {
+            tracing::warn!(mapper = id, error = %e.message, "old versions cannot be dropped now");
+        }
+    }
+
+    /// Deletes the kept `version` of `id`; `pinned_by` are the connections that pin it (409
+    /// when there are any, or when it is the current version).
+    pub async fn delete_version(
+        &self,
+        id: &str,
+        version: u64,
+        pinned_by: &[String],
+    ) -> Result<(), DittoError> {
+        let _write = self.writes.lock().await;
+        let entry = self.get(id).ok_or_else(|| not_found(id))?;
+        if !entry.versions.contains_key(&version) {
+            return Err(version_not_found(id, version));
+        }
+        if entry.meta.version == version {
+            return Err(version_in_use(
+                id,
+                version,
+                "It is the current version: upload another or roll back to one first.".into(),
+            ));
+        }
+        if !pinned_by.is_empty() {
+            return Err(version_in_use(
+                id,
+                version,
+                format!(
+                    "The connections [{}] pin it: change their mapping definitions first.",
+                    pinned_by.join(", ")
+                ),
+            ));
+        }
+        if let Some(shared) = self.shared.get() {
+            shared
+                .delete_versions(id.to_string(), vec![version])
+                .await
+                .map_err(shared_error(id))?;
+        }
+        self.drop_versions(id, &[version]).await
+    }
+
+    /// Removes kept versions of `id` here: files, entries, pinned slots, unused artifacts.
+    async fn drop_versions(&self, id: &str, gone: &[u64]) -> Result<(), DittoError> {
+        if let Some(dir) = self.dir.clone() {
+            let (key, gone) = (id.to_string(), gone.to_vec());
+            blocking(move || {
+                for n in gone {
+                    versions::remove(&dir, &key, n).map_err(storage)?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        let mut shas = Vec::new();
+        if let Some(entry) = self.entries.write().unwrap().get_mut(id) {
+            for n in gone {
+                shas.extend(entry.versions.remove(n).map(|v| v.sha256));
+            }
+        }
+        self.pinned
+            .write()
+            .unwrap()
+            .retain(|(m, n), _| m != id || !gone.contains(n));
+        for sha in shas {
+            self.forget_artifacts(sha).await;
         }
         Ok(())
     }
@@ -617,14 +986,57 @@ impl MapperRegistry {
                     version = meta.version,
                     "module changed elsewhere"
                 );
-                self.install(id, module, meta, bytes).await
+                self.install(id, module, meta, bytes).await?;
+                self.follow_versions(id).await
             }
+            (Some(_), _) => self.follow_versions(id).await,
             (None, Some(_)) => {
                 tracing::info!(mapper = id, "module deleted elsewhere");
                 self.remove_local(id).await
             }
-            _ => Ok(()),
+            (None, None) => Ok(()),
         }
+    }
+
+    /// Keeps the versions of `id` the cluster keeps (the current one always). The caller
+    /// holds `writes`.
+    async fn follow_versions(&self, id: &str) -> Result<(), DittoError> {
+        let (Some(shared), Some(entry)) = (self.shared.get(), self.get(id)) else {
+            return Ok(());
+        };
+        let stored: BTreeMap<u64, MapperMeta> = shared
+            .load_versions(id.to_string())
+            .await
+            .map_err(shared_error(id))?
+            .into_iter()
+            .map(|m| (m.version, m))
+            .collect();
+        let gone: Vec<u64> = entry
+            .versions
+            .keys()
+            .filter(|n| !stored.contains_key(n) && **n != entry.meta.version)
+            .copied()
+            .collect();
+        for (n, meta) in stored {
+            if entry.versions.contains_key(&n) {
+                continue;
+            }
+            let Some(bytes) = shared
+                .load_version(id.to_string(), n)
+                .await
+                .map_err(shared_error(id))?
+            else {
+                continue;
+            };
+            if let Some(dir) = self.dir.clone() {
+                let kept = meta.clone();
+                blocking(move || versions::write(&dir, &kept, &bytes).map_err(storage)).await?;
+            }
+            if let Some(entry) = self.entries.write().unwrap().get_mut(id) {
+                entry.versions.insert(n, meta);
+            }
+        }
+        self.drop_versions(id, &gone).await
     }
 
     /// Removes a module; `users` are the connections that name it (409 when there are any).
@@ -653,40 +1065,45 @@ impl MapperRegistry {
         self.remove_local(id).await
     }
 
-    /// Removes a module's files and entry here. The caller holds `writes`.
+    /// Removes a module's files, kept versions and entry here. The caller holds `writes`.
     async fn remove_local(&self, id: &str) -> Result<(), DittoError> {
-        if let Some(dir) = &self.dir {
-            let files: Vec<_> = ["wasm", "json"]
-                .iter()
-                .map(|ext| dir.join(format!("{id}.{ext}")))
-                .collect();
+        if let Some(dir) = self.dir.clone() {
+            let key = id.to_string();
             blocking(move || {
-                for file in files {
-                    match std::fs::remove_file(file) {
+                for ext in ["wasm", "json"] {
+                    match std::fs::remove_file(dir.join(format!("{key}.{ext}"))) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => return Err(storage(e)),
                     }
                 }
-                Ok(())
+                versions::remove_all(&dir, &key).map_err(storage)
             })
             .await?;
         }
         let removed = self.entries.write().unwrap().remove(id);
+        self.pinned.write().unwrap().retain(|(m, _), _| m != id);
         if let Some(removed) = removed {
-            self.forget_artifacts(removed.meta.sha256).await;
+            let shas: BTreeSet<String> = removed
+                .versions
+                .into_values()
+                .map(|v| v.sha256)
+                .chain([removed.meta.sha256])
+                .collect();
+            for sha in shas {
+                self.forget_artifacts(sha).await;
+            }
         }
         Ok(())
     }
 
-    /// Removes the precompiled artifacts of `sha256` unless a module still has those bytes.
+    /// Removes the precompiled artifacts of `sha256` unless a kept version still has those
+    /// bytes.
     async fn forget_artifacts(&self, sha256: String) {
-        let in_use = self
-            .entries
-            .read()
-            .unwrap()
-            .values()
-            .any(|e| e.meta.sha256 == sha256);
+        let in_use =
+            self.entries.read().unwrap().values().any(|e| {
+                e.meta.sha256 == sha256 || e.versions.values().any(|v| v.sha256 == sha256)
+            });
         if let (false, Some(cache)) = (in_use, self.cache_dir()) {
             let _ = blocking(move || {
                 remove_artifacts(&cache, &sha256);

@@ -203,10 +203,10 @@ pub fn run_definition(
     if engine == "WebAssembly"
         && let Some(registry) = &context.wasm
         && let Some(id) = options.get("module").and_then(Value::as_str)
-        && let Some(entry) = registry.get(id)
+        && let Ok(named) = registry.resolve(id)
     {
         // A slot of its own: trials do not count in the module's figures.
-        let slot = ModuleSlot::new(entry.slot.current().module.clone(), 0);
+        let slot = ModuleSlot::new(named.current().module.clone(), 0);
         let id = id.to_string();
         return Ok(run(registry.engine(), &id, slot, options, trial));
     }

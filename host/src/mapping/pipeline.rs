@@ -97,15 +97,10 @@ pub(crate) fn build_engine(
                 return Err("The mapping engine <WebAssembly> is not available here.".into());
             };
             let definition = ferrule_wasm::Definition::parse(options, registry.engine())?;
-            let entry = registry.get(&definition.module).ok_or_else(|| {
-                format!(
-                    "The mapper module <{}> is not uploaded (PUT /api/2/mappers/{}).",
-                    definition.module, definition.module
-                )
-            })?;
+            let slot = registry.resolve(&definition.module)?;
             ferrule_wasm::WasmMapper::new(
                 registry.engine(),
-                entry.slot,
+                slot,
                 definition,
                 context.log_sink.clone(),
             )
