@@ -19,7 +19,7 @@ async fn documented_operations(f: &common::Ferrule) -> Vec<(Method, String, Stri
             path.replace("{id}", "org.acme:t")
                 .replace("{path}", "features/f/properties/p")
         } else {
-            path.replace("{id}", "some-id")
+            path.replace("{id}", "some-id").replace("{version}", "1")
         };
         assert!(
             !sample.contains('{'),

@@ -801,7 +801,15 @@ impl MapperRegistry {
                 if new_version {
                     versions::write(&dir, &kept, &bytes).map_err(storage)?;
                 }
-                store_module(&dir, &key, &bytes, &json).map_err(storage)
+                store_module(&dir, &key, &bytes, &json)
+                    .inspect_err(|_| {
+                        if new_version {
+                            // Not current, so not kept either.
+                            let _ = versions::remove(&dir, &key, kept.version);
+                            let _ = std::fs::remove_dir(versions::dir_of(&dir, &key));
+                        }
+                    })
+                    .map_err(storage)
             })
             .await?;
         }

@@ -76,7 +76,15 @@ fn file_of(dir: &Path, id: &str, version: u64, ext: &str) -> PathBuf {
 }
 
 /// Stores a version's bytes and metadata (both fsynced before either is renamed into place).
+/// A failure leaves no file behind, and no empty versions directory.
 pub fn write(dir: &Path, meta: &MapperMeta, bytes: &[u8]) -> std::io::Result<()> {
+    write_files(dir, meta, bytes).inspect_err(|_| {
+        // Only removed when empty: the other kept versions stay.
+        let _ = std::fs::remove_dir(dir_of(dir, &meta.id));
+    })
+}
+
+fn write_files(dir: &Path, meta: &MapperMeta, bytes: &[u8]) -> std::io::Result<()> {
     let versions = dir_of(dir, &meta.id);
     std::fs::create_dir_all(&versions)?;
     let json = serde_json::to_vec_pretty(meta).expect("metadata serialises");
