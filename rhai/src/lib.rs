@@ -5,6 +5,10 @@
 //! * `outgoingScript` defines `fn mapFromDittoProtocolMsg(namespace, name, group, channel,
 //!   criterion, action, path, headers, value, status, extra)` returning an external message map
 //!   `#{headers, textPayload, bytePayload, contentType}`, an array of them, or `()`.
+//! * Either script may define the wrapper instead, as in Ditto's JavaScript engine, to get the
+//!   whole message: `fn mapToDittoProtocolMsgWrapper(externalMsg)` (a map `#{headers,
+//!   textPayload, bytePayload, contentType}`) and `fn mapFromDittoProtocolMsgWrapper(msg)` (the
+//!   Ditto Protocol message as a map, with `revision` and `timestamp`); defined, it is called.
 //! * An empty script behaves like Ditto's default mapper (Ditto Protocol JSON in and out).
 //! * Helpers (the JavaScript `Ditto` object): `ditto_message(namespace, name, group, channel,
 //!   criterion, action, path, headers, value[, status, extra])`, `external_message(headers, text,
@@ -38,6 +42,16 @@ const INCOMING_FN: &str = "mapToDittoProtocolMsg";
 const INCOMING_ARITY: usize = 4;
 const OUTGOING_FN: &str = "mapFromDittoProtocolMsg";
 const OUTGOING_ARITY: usize = 11;
+const INCOMING_WRAPPER: &str = "mapToDittoProtocolMsgWrapper";
+const OUTGOING_WRAPPER: &str = "mapFromDittoProtocolMsgWrapper";
+
+/// A compiled script and the function a call runs.
+struct Script {
+    ast: AST,
+    source: String,
+    /// The script defines the wrapper (one argument: the whole message), which is called.
+    wrapped: bool,
+}
 
 /// Limits of the Rhai engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,8 +114,8 @@ const TIMEOUT_TOKEN: &str = "ferrule:timeout";
 /// The Rhai mapper of one mapping definition.
 pub struct RhaiMapper {
     engine: Engine,
-    incoming: Option<(AST, String)>,
-    outgoing: Option<(AST, String)>,
+    incoming: Option<Script>,
+    outgoing: Option<Script>,
     limits: RhaiLimits,
 }
 
@@ -330,29 +344,35 @@ fn register_readers(engine: &mut Engine) {
     }
 }
 
-/// Compiles a non-empty script and checks that it defines the entry point.
+/// Compiles a non-empty script and checks that it defines the entry point (or its wrapper).
 fn compile(
     engine: &Engine,
     name: &str,
     script: String,
-    entry: &str,
-    arity: usize,
-) -> Result<Option<(AST, String)>, ProtocolError> {
+    (entry, arity): (&str, usize),
+    wrapper: &str,
+) -> Result<Option<Script>, ProtocolError> {
     if script.trim().is_empty() {
         return Ok(None);
     }
     let ast = engine
         .compile(&script)
         .map_err(|e| parse_error(name, &e, &script))?;
-    if !ast
-        .iter_functions()
-        .any(|f| f.name == entry && f.params.len() == arity)
-    {
+    let defines = |f: &str, n: usize| {
+        ast.iter_functions()
+            .any(|d| d.name == f && d.params.len() == n)
+    };
+    let wrapped = defines(wrapper, 1);
+    if !wrapped && !defines(entry, arity) {
         return Err(config_failed(format!(
-            "The {name} does not define the function <{entry}> with {arity} parameters."
+            "The {name} does not define the function <{entry}> with {arity} parameters (or <{wrapper}> with one)."
         )));
     }
-    Ok(Some((ast, script)))
+    Ok(Some(Script {
+        ast,
+        source: script,
+        wrapped,
+    }))
 }
 
 impl RhaiMapper {
@@ -377,15 +397,15 @@ impl RhaiMapper {
             &engine,
             "incomingScript",
             incoming,
-            INCOMING_FN,
-            INCOMING_ARITY,
+            (INCOMING_FN, INCOMING_ARITY),
+            INCOMING_WRAPPER,
         )?;
         let outgoing = compile(
             &engine,
             "outgoingScript",
             outgoing,
-            OUTGOING_FN,
-            OUTGOING_ARITY,
+            (OUTGOING_FN, OUTGOING_ARITY),
+            OUTGOING_WRAPPER,
         )?;
         Ok(RhaiMapper {
             engine,
@@ -397,7 +417,7 @@ impl RhaiMapper {
 
     fn call(
         &self,
-        (ast, script): &(AST, String),
+        script: &Script,
         entry: &str,
         args: Vec<Dynamic>,
         description: &str,
@@ -405,8 +425,14 @@ impl RhaiMapper {
         let _guard = DeadlineGuard::arm(self.limits.timeout);
         let mut scope = Scope::new();
         self.engine
-            .call_fn_with_options::<Dynamic>(CallFnOptions::new(), &mut scope, ast, entry, args)
-            .map_err(|e| mapping_failed(self.render(&e, script), description))
+            .call_fn_with_options::<Dynamic>(
+                CallFnOptions::new(),
+                &mut scope,
+                &script.ast,
+                entry,
+                args,
+            )
+            .map_err(|e| mapping_failed(self.render(&e, &script.source), description))
     }
 
     fn render(&self, e: &EvalAltResult, script: &str) -> String {
@@ -630,7 +656,17 @@ impl Mapper for RhaiMapper {
             bytes,
             opt_string(&content_type),
         ];
-        let out = self.call(incoming, INCOMING_FN, args, &description)?;
+        let out = if incoming.wrapped {
+            let whole: RMap = ["headers", "textPayload", "bytePayload", "contentType"]
+                .into_iter()
+                .map(Into::into)
+                .zip(args)
+                .collect();
+            let args = vec![Dynamic::from_map(whole)];
+            self.call(incoming, INCOMING_WRAPPER, args, &description)?
+        } else {
+            self.call(incoming, INCOMING_FN, args, &description)?
+        };
         let mut mapped = Vec::new();
         for d in results(out) {
             match dynamic_to_json(&d)? {
@@ -655,6 +691,11 @@ impl Mapper for RhaiMapper {
             ext.content_type = Some(DITTO_CONTENT_TYPE.to_string());
             return Ok(vec![ext]);
         };
+        if outgoing.wrapped {
+            let whole = json_to_dynamic(&Json::Object(message.to_json()));
+            let out = self.call(outgoing, OUTGOING_WRAPPER, vec![whole], OUT_DESCRIPTION)?;
+            return results(out).into_iter().map(outbound_message).collect();
+        }
         // Split the topic as Ditto's outgoing wrapper does.
         let topic = message.topic.to_string();
         let parts: Vec<&str> = topic.split('/').collect();
