@@ -516,3 +516,75 @@ function mapFromDittoProtocolMsg(namespace, name, group, channel, criterion, act
         Some(&AMQPValue::LongString("created".into()))
     );
 }
+
+/// A WebAssembly mapper's log lines reach the connection logs with their level and the
+/// correlation id of the message it was mapping (issue 20: the SDK README documents them).
+#[tokio::test]
+async fn mapper_log_lines_carry_the_correlation_id_of_their_message() {
+    use ferrule_test_guests as guests;
+    let (_d, f) = server();
+    let rabbit = Rabbit::new().await;
+    let u = unique("maplog");
+    let queue = format!("{u}.in");
+    rabbit.queue(&queue, FieldTable::default()).await;
+    let resp = f
+        .req(reqwest::Method::PUT, "/api/2/mappers/maplog")
+        .header("content-type", "application/wasm")
+        .body(guests::bytes(guests::BEHAVE))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+    let connection = json!({
+        "connectionType": "amqp-091", "connectionStatus": "open",
+        "uri": "amqp://guest:guest@127.0.0.1:5672/%2f",
+        "mappingDefinitions": {"w": {"mappingEngine": "WebAssembly", "options": {"module": "maplog"}}},
+        "sources": [{"addresses": [queue.clone()], "authorizationContext": ["ditto:inbound"],
+                     "payloadMapping": ["w"]}]
+    });
+    let id = format!("maplog-{}", u.replace('.', "-"));
+    assert_eq!(
+        f.put_json(&format!("/api/2/connections/{id}"), &connection)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    wait_for_live_status(&f, &id, "open").await;
+    // behave writes `line 0` and `line 1` at level warn for `log:2`.
+    rabbit
+        .channel
+        .basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            b"log:2",
+            BasicProperties::default()
+                .with_correlation_id("dev-7".into())
+                .with_content_type("text/plain".into()),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let logs = json(f.get(&format!("/api/2/connections/{id}/logs")).await).await;
+        let lines: Vec<&Value> = logs["connectionLogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["message"].as_str().unwrap().starts_with("Mapper: line"))
+            .collect();
+        if lines.len() == 2 {
+            for line in &lines {
+                assert_eq!(line["correlationId"], "dev-7", "{logs}");
+                assert_eq!(line["type"], "mapped", "{logs}");
+                // warn and error are failure entries, debug and info success entries.
+                assert_eq!(line["level"], "failure", "{logs}");
+            }
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

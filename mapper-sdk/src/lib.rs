@@ -104,5 +104,7 @@ pub mod prelude {
     pub use crate::ditto::{CommandAction, EventAction, MessageBuilder, ThingId};
     pub use crate::log;
     pub use crate::payload::{ByteReader, Scalar};
-    pub use crate::{DittoMessage, ExternalMessage, Headers, Mapper, MappingError, Topic};
+    pub use crate::{
+        Channel, Criterion, DittoMessage, ExternalMessage, Headers, Mapper, MappingError, Topic,
+    };
 }

@@ -6,7 +6,7 @@ use crate::convert;
 use crate::engine::{CompiledModule, EPOCH_TICK, WasmEngine};
 use crate::sandbox::State;
 use crate::stats::{MapperStats, Outcome};
-use ferrule_protocol::{DittoMessage, ExternalMessage, Mapper, ProtocolError};
+use ferrule_protocol::{DittoMessage, ExternalMessage, Headers, Mapper, ProtocolError};
 use serde_json::{Map, Value};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -19,8 +19,9 @@ pub const OPTION_TIMEOUT: &str = "timeoutMs";
 /// The option setting an instance's memory cap, in MiB.
 pub const OPTION_MEMORY: &str = "memoryLimitMiB";
 
-/// Receives what a mapper writes with the `log` import.
-pub type LogSink = Arc<dyn Fn(Level, &str) + Send + Sync>;
+/// Receives what a mapper writes with the `log` import, with the correlation id of the message
+/// it was mapping (`None` while configuring, or when the message has none).
+pub type LogSink = Arc<dyn Fn(Level, &str, Option<&str>) + Send + Sync>;
 
 /// Limits of one mapping definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,7 +228,7 @@ impl WasmMapper {
         let configured = bindings
             .ferrule_mapper_mapping()
             .call_configure(&mut store, &self.definition.options);
-        self.flush_logs(&mut store);
+        self.flush_logs(&mut store, None);
         match configured {
             Ok(Ok(())) => Ok(Warm {
                 store,
@@ -247,7 +248,8 @@ impl WasmMapper {
         }
     }
 
-    fn flush_logs(&self, store: &mut Store<State>) {
+    /// Hands the call's log lines to the sink; `headers`: those of the message mapped.
+    fn flush_logs(&self, store: &mut Store<State>, headers: Option<&Headers>) {
         let state = store.data_mut();
         if state.logs.is_empty() && state.logs_dropped == 0 {
             return;
@@ -256,13 +258,15 @@ impl WasmMapper {
         let dropped = std::mem::take(&mut state.logs_dropped);
         match &self.sink {
             Some(sink) => {
+                let correlation = headers.and_then(Headers::correlation_id);
                 for (level, line) in &logs {
-                    sink(*level, line);
+                    sink(*level, line, correlation.as_deref());
                 }
                 if dropped > 0 {
                     sink(
                         Level::Warn,
                         &format!("{dropped} more log lines of this call were dropped"),
+                        correlation.as_deref(),
                     );
                 }
             }
@@ -366,6 +370,7 @@ impl WasmMapper {
     /// instance, any other outcome returns it to the pool.
     fn call<T>(
         &self,
+        headers: &Headers,
         call: impl FnOnce(
             &bindings::Mapper,
             &mut Store<State>,
@@ -397,7 +402,7 @@ impl WasmMapper {
         let result = call(&warm.bindings, &mut warm.store);
         drop(busy);
         let elapsed = started.elapsed();
-        self.flush_logs(&mut warm.store);
+        self.flush_logs(&mut warm.store, Some(headers));
         let stats = &self.slot.stats;
         match result {
             Ok(Ok(value)) => {
@@ -430,7 +435,7 @@ impl WasmMapper {
 impl Mapper for WasmMapper {
     fn map_inbound(&self, message: &ExternalMessage) -> Result<Vec<DittoMessage>, ProtocolError> {
         let input = convert::external_to_wit(message);
-        let outputs = self.call(|bindings, store| {
+        let outputs = self.call(&message.headers, |bindings, store| {
             bindings
                 .ferrule_mapper_mapping()
                 .call_map_inbound(store, &input)
@@ -440,7 +445,7 @@ impl Mapper for WasmMapper {
 
     fn map_outbound(&self, message: &DittoMessage) -> Result<Vec<ExternalMessage>, ProtocolError> {
         let input = convert::ditto_to_wit(message);
-        let outputs = self.call(|bindings, store| {
+        let outputs = self.call(&message.headers, |bindings, store| {
             bindings
                 .ferrule_mapper_mapping()
                 .call_map_outbound(store, &input)

@@ -331,9 +331,12 @@ fn limits_above_the_ceilings_and_missing_modules_are_refused() {
 #[test]
 fn log_lines_reach_the_sink_bounded_per_call() {
     let lines: Arc<Mutex<Vec<(Level, String)>>> = Arc::default();
-    let seen = lines.clone();
-    let sink: LogSink =
-        Arc::new(move |level, line| seen.lock().unwrap().push((level, line.into())));
+    let correlations: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let (seen, ids) = (lines.clone(), correlations.clone());
+    let sink: LogSink = Arc::new(move |level, line, correlation| {
+        seen.lock().unwrap().push((level, line.into()));
+        ids.lock().unwrap().push(correlation.map(String::from));
+    });
     let m = mapper_with(
         behave(),
         json!({"module": "behave", "feature": "f"}),
@@ -349,6 +352,21 @@ fn log_lines_reach_the_sink_bounded_per_call() {
     assert_eq!(
         lines.lock().unwrap()[2],
         (Level::Warn, "line 2".to_string())
+    );
+    // Each line carries the correlation id of the message mapped (none while configuring).
+    assert_eq!(correlations.lock().unwrap()[0], None);
+    assert!(
+        correlations.lock().unwrap()[1..]
+            .iter()
+            .all(Option::is_none)
+    );
+    correlations.lock().unwrap().clear();
+    let mut with_id = message("log:2");
+    with_id.headers.insert("correlation-id", "device-42");
+    m.map_inbound(&with_id).unwrap();
+    assert_eq!(
+        correlations.lock().unwrap().as_slice(),
+        &[Some("device-42".to_string()), Some("device-42".to_string())]
     );
     lines.lock().unwrap().clear();
     m.map_inbound(&message("log:500")).unwrap();

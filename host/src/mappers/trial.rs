@@ -122,7 +122,7 @@ pub fn run(
     options.insert("module".into(), module_id.into());
     let logs: Arc<Mutex<Vec<Value>>> = Arc::default();
     let seen = logs.clone();
-    let sink: LogSink = Arc::new(move |level, line| {
+    let sink: LogSink = Arc::new(move |level, line, _| {
         seen.lock()
             .unwrap()
             .push(json!({"level": level_name(level), "message": line}));

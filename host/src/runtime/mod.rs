@@ -481,9 +481,9 @@ impl Runtime {
             });
         };
         let sink_logs = logs.clone();
-        let sink: ferrule_wasm::LogSink = Arc::new(move |level, line| {
+        let sink: ferrule_wasm::LogSink = Arc::new(move |level, line, correlation| {
             lock(&sink_logs).log(LogEntry {
-                correlation_id: "<not-provided>".into(),
+                correlation_id: correlation.unwrap_or("<not-provided>").into(),
                 timestamp: Utc::now(),
                 category: Category::Connection,
                 log_type: "mapped",
