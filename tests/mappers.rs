@@ -825,6 +825,80 @@ async fn modules_survive_a_restart_and_load_from_the_precompiled_cache() {
     assert_eq!(after, modified, "the artifact was used, not rewritten");
 }
 
+/// `ferrule mapper new` (issue 20): the project builds, passes its own tests, compiles to a
+/// component and passes its cases in the host's sandbox, as it is.
+#[test]
+fn a_new_mapper_project_builds_tests_and_maps_as_it_is() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("demo");
+    let ferrule = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args(["mapper", "new", "demo-mapper", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A second time into the same directory: refused, nothing overwritten.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args(["mapper", "new", "demo-mapper", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+
+    // Built outside this workspace's lock, from the crates cargo has here (no network); the
+    // target directory is kept between runs.
+    let target = concat!(env!("CARGO_TARGET_TMPDIR"), "/mapper-new");
+    let cargo = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(args)
+            .arg("--offline")
+            .env("CARGO_TARGET_DIR", target)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cargo {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let tests = cargo(&["test"]);
+    assert!(tests.contains("test result: ok. 2 passed"), "{tests}");
+    cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
+    let module = format!("{target}/wasm32-wasip2/release/demo_mapper.wasm");
+    let out = ferrule(&[
+        "mapper",
+        "test",
+        "--module",
+        &module,
+        "--options",
+        r#"{"namespace": "org.acme"}"#,
+        "--cases",
+        "cases.jsonl",
+    ]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("4 passed, 0 failed"), "{report}");
+}
+
 #[test]
 fn the_command_line_tries_a_module() {
     let dir = tempfile::tempdir().unwrap();

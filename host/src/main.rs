@@ -53,6 +53,26 @@ enum MapperCommand {
     /// (JSON), or run a file of cases and print a line per case. Nothing is published. Exits 1
     /// when the module is refused, the mapping fails or a case fails.
     Test(MapperTestArgs),
+    /// Create a mapper project that builds and tests as it is: a Rust crate on the mapper SDK
+    /// with a mapper, its native tests, a file of cases for `ferrule mapper test --cases` and a
+    /// README with the commands to build, try and upload it.
+    New(MapperNewArgs),
+}
+
+#[derive(clap::Args)]
+struct MapperNewArgs {
+    /// The project's name: its cargo package and the mapper id to upload it as
+    name: String,
+    /// The language (Python and JavaScript are not available yet)
+    #[arg(long, default_value = "rust", value_name = "LANG")]
+    lang: String,
+    /// The directory to create [default: ./NAME]
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// The mapper-sdk directory of a Ferrule checkout [default: the one this binary was built
+    /// from]
+    #[arg(long, value_name = "DIR")]
+    sdk: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -118,6 +138,7 @@ fn main() -> std::process::ExitCode {
     let args = match cli.command {
         Commands::Serve(args) => args,
         Commands::Mapper(MapperCommand::Test(args)) => return mapper_test(args),
+        Commands::Mapper(MapperCommand::New(args)) => return mapper_new(args),
         Commands::Export(args) => return transfer(args, true),
         Commands::Import(args) => return transfer(args, false),
     };
@@ -190,6 +211,32 @@ fn transfer(args: TransferArgs, out: bool) -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ferrule: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn mapper_new(args: MapperNewArgs) -> std::process::ExitCode {
+    use ferrule_host::mappers::scaffold;
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let Some(sdk) = args.sdk.or_else(scaffold::default_sdk) else {
+        eprintln!(
+            "ferrule: this binary's checkout has no mapper SDK any more: give --sdk with the \
+             mapper-sdk directory of a Ferrule checkout"
+        );
+        return std::process::ExitCode::FAILURE;
+    };
+    match scaffold::create(&args.name, &args.lang, &dir, &sdk) {
+        Ok(files) => {
+            println!("ferrule: created {} ({} files)", dir.display(), files.len());
+            println!(
+                "next: cd {} && cargo test && cargo build --target wasm32-wasip2 --release (README.md has the rest)",
+                dir.display()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ferrule: {e}");
             std::process::ExitCode::FAILURE
         }
     }
