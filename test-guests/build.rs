@@ -20,7 +20,7 @@ const GUESTS: &[(&str, &str, &str)] = &[
     (
         "file-open",
         "FILE_OPEN",
-        "A mapper that reads a file: imports wasi:filesystem, refused at upload.",
+        "A mapper that reads a file: imports wasi:filesystem, loads, and finds no file (no directory is preopened).",
     ),
     (
         "other-world",

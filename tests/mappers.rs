@@ -434,11 +434,27 @@ async fn bad_uploads_are_refused_with_the_reason() {
         "{e}"
     );
 
-    let e = json(upload(&f, "m", guests::bytes(guests::FILE_OPEN)).await).await;
-    assert_eq!(e["status"], 400);
+    // A module that imports wasi:filesystem loads, and finds no file.
+    let resp = upload(&f, "file-open", guests::bytes(guests::FILE_OPEN)).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let answer = json(
+        f.post_json(
+            "/api/2/mappers/file-open/test",
+            &json!({"inbound": {"textPayload": "x"}}),
+        )
+        .await,
+    )
+    .await;
     assert!(
-        e["message"].as_str().unwrap().contains("wasi:filesystem"),
-        "{e}"
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No such file or directory"),
+        "{answer}"
+    );
+    assert_eq!(
+        f.delete("/api/2/mappers/file-open").await.status(),
+        StatusCode::NO_CONTENT
     );
 
     let resp = upload(&f, "m", vec![0u8; 300_000]).await;

@@ -22,9 +22,20 @@ const MAPPING_EXPORT: &str = "ferrule:mapper/mapping@";
 /// The world's own imports: `host` and the type-only `types`.
 const HOST_IMPORT: &str = "ferrule:mapper/";
 
-/// WASI interfaces a mapper may import (they are linked to an empty context: no environment,
-/// no arguments, empty stdin, stdout discarded, stderr kept for error reports).
-const GRANTED: &[&str] = &["wasi:io/", "wasi:cli/", "wasi:random/", "wasi:clocks/"];
+/// WASI interfaces a mapper may import. They are linked to an empty context: no environment,
+/// no arguments, empty stdin, stdout discarded, stderr kept for error reports, no preopened
+/// directory (so no file can be opened), and a network that refuses every socket and name
+/// lookup. `wasi:filesystem` and `wasi:sockets` are granted on those terms because the
+/// toolchains of other languages import them whatever the mapper does (componentize-py's
+/// CPython, StarlingMonkey): a mapper that tries to use them gets an error, not a file.
+const GRANTED: &[&str] = &[
+    "wasi:io/",
+    "wasi:cli/",
+    "wasi:random/",
+    "wasi:clocks/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+];
 
 /// Host-wide limits; a mapping definition may ask for less, never for more.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,9 +374,10 @@ impl WasmEngine {
                 return Err(ModuleError::new(
                     format!("The module imports <{name}>, which mappers are not given."),
                     "A mapper runs without file system, network or other host access: it may \
-                     import ferrule:mapper/host and the WASI interfaces wasi:io, wasi:cli, \
-                     wasi:random and wasi:clocks. Remove the code that needs the others \
-                     (e.g. std::fs, std::net).",
+                     import ferrule:mapper/host and the WASI 0.2 interfaces wasi:io, wasi:cli, \
+                     wasi:random, wasi:clocks, wasi:filesystem (without any directory) and \
+                     wasi:sockets (refusing every socket). Remove the code that needs the others \
+                     (e.g. an HTTP client).",
                 ));
             }
             imports.push(name.to_string());

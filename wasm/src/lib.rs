@@ -14,8 +14,9 @@
 //!   code), checked before compiling.
 //!
 //! A mapper gets no file system, network, environment or arguments: its WASI imports are
-//! linked to an empty context, and a component that imports `wasi:filesystem` or
-//! `wasi:sockets` is refused when it is compiled.
+//! linked to an empty context (no preopened directory, every socket and name lookup refused),
+//! and a component that imports anything else (`wasi:http`, say) is refused when it is
+//! compiled.
 
 mod bindings;
 pub mod budget;

@@ -1,4 +1,5 @@
-//! A mapper that reads a file: the host refuses it at upload (it imports wasi:filesystem).
+//! A mapper that reads a file: it imports wasi:filesystem, which the host links without any
+//! directory, so the read fails and the mapping fails with the reason.
 
 wit_bindgen::generate!({ path: "../../../wit", world: "ferrule:mapper/mapper" });
 
