@@ -1,5 +1,6 @@
 //! Mappings per second on one core: the Ditto mapper on a ~200-byte Ditto Protocol message, and
-//! the same JSON reshape (a device JSON → one twin modify) in JavaScript and in Rhai; the
+//! the same JSON reshape (a device JSON → one twin modify) in JavaScript, in Rhai and in Python
+//! (a componentize-py component: its size, compile and start are printed too); the
 //! `json-reshaper` mapper of `mappers/` as a WebAssembly component through the whole host path
 //! (`WasmMapper`: conversions, a warm instance, the epoch deadline) and the same Rust code
 //! compiled natively; and on its own, the host building (and dropping) the `serde_json` tree of
@@ -270,6 +271,9 @@ fn mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
     measure("Ditto (parse Ditto Protocol JSON)", &DittoMapper, &ditto);
     measure("JavaScript (QuickJS, JSON reshape)", &js, &device);
     measure("Rhai (JSON reshape)", &rhai, &device);
+    if selected("Python") {
+        python_row(&device);
+    }
 
     let reshaper_options = json!({
         "namespace": "org.acme", "thingIdPointer": "/device",
@@ -327,6 +331,67 @@ fn mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
         let native_us = compare(&wasm, &native, &device);
         value_tree(&wasm, &device, native_us);
     }
+}
+
+/// The same reshape in Python (`mapper-sdk-py/examples/reshape`), built with componentize-py
+/// (which must be installed: `pip install componentize-py==0.17.2`), through the whole host
+/// path: its size, the compile at upload, the start of an instance (with `configure`), and the
+/// rate of a warm instance.
+fn python_row(device: &ExternalMessage) {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("reshape.wasm");
+    let sdk = repo.join("mapper-sdk-py");
+    let built = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; \
+             sys.exit(script())",
+        ])
+        .arg("-d")
+        .arg(repo.join("wit"))
+        .args(["-w", "mapper", "componentize", "-p"])
+        .arg(&sdk)
+        .arg("-p")
+        .arg(sdk.join("examples/reshape"))
+        .arg("reshape_app")
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        built.status.success(),
+        "componentize-py failed (pip install componentize-py==0.17.2): {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    let mut ceilings = ferrule_wasm::Ceilings::default();
+    ceilings.code.max_function_bytes = 1 << 20;
+    let engine = ferrule_wasm::WasmEngine::new(ceilings).unwrap();
+    let started = Instant::now();
+    let module = engine
+        .compile(&bytes)
+        .expect("the Python component compiles");
+    let compile = started.elapsed();
+    let slot = ferrule_wasm::ModuleSlot::new(module, 1);
+    let options = json!({"module": "reshape"});
+    let definition =
+        ferrule_wasm::Definition::parse(options.as_object().unwrap(), &engine).unwrap();
+    let started = Instant::now();
+    let python = ferrule_wasm::WasmMapper::new(&engine, slot, definition, None)
+        .expect("the component configures");
+    let start = started.elapsed();
+    println!(
+        "Python component: {:.1} MB, compiled in {:.2} s, an instance started and configured in {:.1} ms",
+        bytes.len() as f64 / 1e6,
+        compile.as_secs_f64(),
+        start.as_secs_f64() * 1e3
+    );
+    measure(
+        "Python (componentize-py component, JSON reshape)",
+        &python,
+        device,
+    );
 }
 
 /// The SDK mapper compiled natively, behind the host's trait.

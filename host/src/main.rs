@@ -108,6 +108,10 @@ struct MapperTestArgs {
     /// an expected output matches when it has the members it lists
     #[arg(long, value_name = "FILE")]
     cases: Option<PathBuf>,
+    /// A TOML configuration file, as for `serve`: its [mappers] limits apply (a Python mapper
+    /// needs larger ones than the defaults)
+    #[arg(long, env = "FERRULE_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -244,13 +248,27 @@ fn mapper_new(args: MapperNewArgs) -> std::process::ExitCode {
 
 fn mapper_test(args: MapperTestArgs) -> std::process::ExitCode {
     use ferrule_host::mappers::trial;
-    let subject = match trial::Subject::load(args.module.as_deref(), args.definition.as_deref()) {
-        Ok(s) => s,
+    let overrides = Overrides {
+        bind: None,
+        data_dir: None,
+        config_file: args.config.clone(),
+        devops_password: None,
+    };
+    let ceilings = match Config::resolve(overrides) {
+        Ok(config) => config.mappers.ceilings(),
         Err(e) => {
-            eprintln!("ferrule: {e}");
+            eprintln!("ferrule: {e:#}");
             return std::process::ExitCode::FAILURE;
         }
     };
+    let subject =
+        match trial::Subject::load(args.module.as_deref(), args.definition.as_deref(), ceilings) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ferrule: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
     if let Some(cases) = &args.cases {
         let result = std::fs::read_to_string(cases)
             .map_err(|e| format!("cannot read {}: {e}", cases.display()))

@@ -233,16 +233,18 @@ pub enum Subject {
 }
 
 impl Subject {
-    /// A module file, or a mapping definition file (`{"mappingEngine": .., "options": {..}}`).
+    /// A module file, or a mapping definition file (`{"mappingEngine": .., "options": {..}}`);
+    /// a module is compiled within `ceilings` (the host's `[mappers]`).
     pub fn load(
         module: Option<&std::path::Path>,
         definition: Option<&std::path::Path>,
+        ceilings: ferrule_wasm::Ceilings,
     ) -> Result<Subject, String> {
         match (module, definition) {
             (Some(module), None) => {
                 let bytes = std::fs::read(module)
                     .map_err(|e| format!("cannot read {}: {e}", module.display()))?;
-                let engine = WasmEngine::new(ferrule_wasm::Ceilings::default())
+                let engine = WasmEngine::new(ceilings)
                     .map_err(|e| format!("{}: {}", e.message, e.description))?;
                 let compiled = engine
                     .compile(&bytes)

@@ -1,0 +1,247 @@
+//! Mappers written in Python (issue 20): the example of `mapper-sdk-py` built into a component
+//! with componentize-py (installed by `scripts/test`), tried with `ferrule mapper test`, uploaded
+//! and mapping real MQTT traffic into the twin; and a Python mapper that tries to read a file
+//! and open a socket gets neither.
+
+mod common;
+
+use common::{Ferrule, json, wait_for_live_status};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// What a Python mapper needs of `[mappers]`: its CPython is ~36 MB, and its largest function
+/// (the interpreter's loop) ~740 KB.
+const PYTHON_LIMITS: &str =
+    "[mappers]\nmax_module_bytes = 67108864\nmax_function_bytes = 1048576\n";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds `app` (a module on `paths`) into a component with componentize-py.
+fn componentize(paths: &[PathBuf], app: &str, out: &Path) {
+    let mut cmd = std::process::Command::new("python3");
+    cmd.args([
+        "-c",
+        "import sys; from componentize_py import script; sys.argv[0] = 'componentize-py'; \
+         sys.exit(script())",
+    ])
+    .arg("-d")
+    .arg(repo().join("wit"))
+    .args(["-w", "mapper", "componentize"]);
+    for p in paths {
+        cmd.arg("-p").arg(p);
+    }
+    let result = cmd.arg(app).arg("-o").arg(out).output().unwrap();
+    assert!(
+        result.status.success(),
+        "componentize-py failed (scripts/test installs it: pip install componentize-py): {}{}",
+        String::from_utf8_lossy(&result.stdout),
+        String::from_utf8_lossy(&result.stderr)
+    );
+}
+
+fn example(dir: &Path) -> PathBuf {
+    let out = dir.join("kv.wasm");
+    let sdk = repo().join("mapper-sdk-py");
+    componentize(&[sdk.clone(), sdk.join("examples/kv")], "app", &out);
+    out
+}
+
+async fn upload(f: &Ferrule, id: &str, bytes: Vec<u8>) -> reqwest::Response {
+    f.req(Method::PUT, &format!("/api/2/mappers/{id}"))
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_python_example_maps_mqtt_messages_into_the_twin() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = example(dir.path());
+
+    // Tried locally with the host's limits, from a configuration file.
+    let config = dir.path().join("python.toml");
+    std::fs::write(&config, PYTHON_LIMITS).unwrap();
+    let cases = dir.path().join("cases.jsonl");
+    std::fs::write(
+        &cases,
+        concat!(
+            r#"{"name": "values", "inbound": {"headers": {"device_id": "s1"}, "textPayload": "t=21.5;h=40"}, "expect": [{"topic": "org.py/s1/things/twin/commands/merge", "path": "/features/measurements/properties", "value": {"t": 21.5, "h": 40.0}}]}"#,
+            "\n",
+            r#"{"name": "not a number", "inbound": {"headers": {"device_id": "s1"}, "textPayload": "t=warm"}, "expectError": "is not a number"}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args(["mapper", "test", "--module"])
+        .arg(&module)
+        .arg("--config")
+        .arg(&config)
+        .args(["--options", r#"{"namespace": "org.py"}"#, "--cases"])
+        .arg(&cases)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("2 passed, 0 failed"), "{report}");
+
+    // With the default limits it is refused, naming the setting to raise.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args(["mapper", "test", "--module"])
+        .arg(&module)
+        .args(["--options", r#"{"namespace": "org.py"}"#, "--cases"])
+        .arg(&cases)
+        .env_remove("FERRULE_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("[mappers] max_"), "{stderr}");
+    let bytes = std::fs::read(&module).unwrap();
+
+    // Uploaded to a host with the limits a Python mapper needs, it maps device messages.
+    let f = common::start_with_config(
+        dir.path(),
+        &format!(
+            "{PYTHON_LIMITS}[runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n"
+        ),
+    );
+    assert_eq!(upload(&f, "kv", bytes).await.status(), StatusCode::CREATED);
+    let u = common::unique("py", '-');
+    let thing = format!("org.py:{u}");
+    let resp = f
+        .put_json(&format!("/api/2/things/{thing}"), &json!({}))
+        .await;
+    assert!(resp.status().is_success());
+    let base = format!("ferrule-py/{u}");
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "mappingDefinitions": {"kv": {"mappingEngine": "WebAssembly",
+            "options": {"module": "kv", "namespace": "org.py", "feature": "env"}}},
+        "sources": [{"addresses": [format!("{base}/+")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"], "payloadMapping": ["kv"]}]
+    });
+    assert_eq!(
+        f.put_json("/api/2/connections/py-conn", &connection)
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    wait_for_live_status(&f, "py-conn", "open").await;
+    let mut o = rumqttc::MqttOptions::new(format!("{u}-dev"), "127.0.0.1", 1883);
+    o.set_clean_session(true);
+    let (dev, mut eventloop) = rumqttc::AsyncClient::new(o, 100);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    for i in 1..=20 {
+        dev.publish(
+            format!("{base}/{u}"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            format!("t={i};h=40"),
+        )
+        .await
+        .unwrap();
+    }
+    let path = format!("/api/2/things/{thing}/features/env/properties");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let resp = f.get(&path).await;
+        let got: Value = if resp.status() == StatusCode::OK {
+            json(resp).await
+        } else {
+            Value::Null
+        };
+        if got == json!({"t": 20.0, "h": 40.0}) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: {got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = json(f.get("/api/2/connections/py-conn/metrics").await).await;
+    let mapped = &m["connectionMetrics"]["inbound"]["mapped"];
+    assert_eq!(mapped["success"]["PT1M"], 20, "{m}");
+    assert_eq!(mapped["failure"]["PT1M"], 0, "{m}");
+    let logs = json(f.get("/api/2/connections/py-conn/logs").await).await;
+    assert!(
+        logs.to_string()
+            .contains(&format!("Mapper: 2 values for {thing}")),
+        "the mapper's log lines: {logs}"
+    );
+}
+
+/// A Python mapper imports wasi:filesystem and wasi:sockets (CPython does); the host gives it
+/// no directory and refuses every socket.
+#[tokio::test]
+async fn a_python_mapper_reads_no_file_and_opens_no_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("nosy.py"),
+        r#"
+import socket
+import ferrule_mapper as fm
+
+class Nosy(fm.Mapper):
+    def map_inbound(self, message):
+        what = fm.text(message)
+        if what == "file":
+            with open("/etc/passwd") as f:
+                return [fm.ThingId("x", "y").modify("/attributes/leak", f.read()).build()]
+        if what == "socket":
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.connect(("127.0.0.1", 1883))
+            return [fm.ThingId("x", "y").modify("/attributes/leak", "connected").build()]
+        return []
+
+Mapping = fm.export(Nosy)
+"#,
+    )
+    .unwrap();
+    let module = dir.path().join("nosy.wasm");
+    componentize(&[repo().join("mapper-sdk-py"), src], "nosy", &module);
+    let f = common::start_with_config(dir.path(), PYTHON_LIMITS);
+    assert_eq!(
+        upload(&f, "nosy", std::fs::read(&module).unwrap())
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
+    let meta = json(f.get("/api/2/mappers/nosy").await).await;
+    let imports = meta["imports"].to_string();
+    assert!(
+        imports.contains("wasi:filesystem/") && imports.contains("wasi:sockets/"),
+        "{meta}"
+    );
+    for (what, expected) in [
+        (
+            "file",
+            "FileNotFoundError: [Errno 44] No such file or directory",
+        ),
+        ("socket", "PermissionError"),
+    ] {
+        let answer = json(
+            f.post_json(
+                "/api/2/mappers/nosy/test",
+                &json!({"inbound": {"textPayload": what}}),
+            )
+            .await,
+        )
+        .await;
+        let error = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(error.contains(expected), "{what}: {answer}");
+        assert!(answer["outputs"].is_null(), "{what}: {answer}");
+    }
+}
