@@ -1,6 +1,7 @@
 //! Mappings per second on one core: the Ditto mapper on a ~200-byte Ditto Protocol message, and
-//! the same JSON reshape (a device JSON → one twin modify) in JavaScript, in Rhai and in Python
-//! (a componentize-py component: its size, compile and start are printed too); the
+//! the same JSON reshape (a device JSON → one twin modify) in JavaScript (QuickJS, and a
+//! componentize-js component), in Rhai and in Python (a componentize-py component; for the
+//! components their size, compile and start are printed too); the
 //! `json-reshaper` mapper of `mappers/` as a WebAssembly component through the whole host path
 //! (`WasmMapper`: conversions, a warm instance, the epoch deadline) and the same Rust code
 //! compiled natively; and on its own, the host building (and dropping) the `serde_json` tree of
@@ -274,6 +275,9 @@ fn mapToDittoProtocolMsg(headers, textPayload, bytePayload, contentType) {
     if selected("Python") {
         python_row(&device);
     }
+    if selected("JavaScript (componentize-js") {
+        javascript_row(&device);
+    }
 
     let reshaper_options = json!({
         "namespace": "org.acme", "thingIdPointer": "/device",
@@ -364,34 +368,62 @@ fn python_row(device: &ExternalMessage) {
         "componentize-py failed (pip install componentize-py==0.17.2): {}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let bytes = std::fs::read(&out).unwrap();
+    component_row(
+        "Python (componentize-py component, JSON reshape)",
+        &std::fs::read(&out).unwrap(),
+        device,
+    );
+}
+
+/// The same reshape as a JavaScript component (`mapper-sdk-js/examples/reshape`), built with
+/// componentize-js (`npm ci` in `mapper-sdk-js` first): size, compile, start and rate, as for
+/// Python.
+fn javascript_row(device: &ExternalMessage) {
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../mapper-sdk-js");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("reshape.wasm");
+    let built = std::process::Command::new("node")
+        .arg(sdk.join("build.mjs"))
+        .arg(sdk.join("examples/reshape/app.js"))
+        .arg(&out)
+        .output()
+        .expect("node runs");
+    assert!(
+        built.status.success(),
+        "componentize-js failed (npm ci in mapper-sdk-js): {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    component_row(
+        "JavaScript (componentize-js component, JSON reshape)",
+        &std::fs::read(&out).unwrap(),
+        device,
+    );
+}
+
+/// Compiles `bytes` (with room for a language runtime's large functions), starts and
+/// configures an instance, prints the three, and measures the map rate of a warm instance.
+fn component_row(name: &str, bytes: &[u8], device: &ExternalMessage) {
     let mut ceilings = ferrule_wasm::Ceilings::default();
     ceilings.code.max_function_bytes = 1 << 20;
     let engine = ferrule_wasm::WasmEngine::new(ceilings).unwrap();
     let started = Instant::now();
-    let module = engine
-        .compile(&bytes)
-        .expect("the Python component compiles");
+    let module = engine.compile(bytes).expect("the component compiles");
     let compile = started.elapsed();
     let slot = ferrule_wasm::ModuleSlot::new(module, 1);
     let options = json!({"module": "reshape"});
     let definition =
         ferrule_wasm::Definition::parse(options.as_object().unwrap(), &engine).unwrap();
     let started = Instant::now();
-    let python = ferrule_wasm::WasmMapper::new(&engine, slot, definition, None)
+    let mapper = ferrule_wasm::WasmMapper::new(&engine, slot, definition, None)
         .expect("the component configures");
     let start = started.elapsed();
     println!(
-        "Python component: {:.1} MB, compiled in {:.2} s, an instance started and configured in {:.1} ms",
+        "{name}: {:.1} MB, compiled in {:.2} s, an instance started and configured in {:.1} ms",
         bytes.len() as f64 / 1e6,
         compile.as_secs_f64(),
         start.as_secs_f64() * 1e3
     );
-    measure(
-        "Python (componentize-py component, JSON reshape)",
-        &python,
-        device,
-    );
+    measure(name, &mapper, device);
 }
 
 /// The SDK mapper compiled natively, behind the host's trait.
