@@ -16,11 +16,14 @@ if (!app || !out) {
 const here = path.dirname(fileURLToPath(import.meta.url));
 const wit = path.join(here, '..', 'wit');
 // componentize-js reads the imported files below its working directory: work from the
-// directory that holds both the app and this package.
+// directory that holds both the app and this package (the examples import ../../ferrule-mapper.js),
+// or, when that is the file system's root, from the app's own directory (a project of
+// `ferrule mapper new` has its copy of ferrule-mapper.js beside the app).
 const source = path.resolve(app);
 const target = path.resolve(out);
 let root = here;
 while (path.relative(root, source).startsWith('..')) root = path.dirname(root);
+if (root === path.parse(root).root) root = path.dirname(source);
 process.chdir(root);
 const { component } = await componentize({
   sourcePath: path.relative(root, source),

@@ -245,3 +245,63 @@ Mapping = fm.export(Nosy)
         assert!(answer["outputs"].is_null(), "{what}: {answer}");
     }
 }
+
+/// `ferrule mapper new --lang python`: the project's tests pass, it builds, and its cases pass
+/// in the host's sandbox with the limits it brings (`python.toml`), as it is.
+#[test]
+fn a_new_python_project_tests_builds_and_maps_as_it_is() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("py-demo");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args(["mapper", "new", "py-demo", "--lang", "python", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program)
+            .args(args)
+            .current_dir(&dir)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{program} {args:?}: {text}");
+        text
+    };
+    let tests = run("python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
+    assert!(tests.contains("2 passed"), "{tests}");
+    // build.sh calls componentize-py as pip installs it; the test calls it the same way as the
+    // other tests here (python3 -c), so a shell without pip's scripts on PATH works too.
+    let build = std::fs::read_to_string(dir.join("build.sh")).unwrap();
+    assert!(build.contains("componentize-py -d"), "{build}");
+    componentize(
+        &[repo().join("mapper-sdk-py"), dir.clone()],
+        "app",
+        &dir.join("py_demo.wasm"),
+    );
+    let report = run(
+        env!("CARGO_BIN_EXE_ferrule"),
+        &[
+            "mapper",
+            "test",
+            "--config",
+            "python.toml",
+            "--module",
+            "py_demo.wasm",
+            "--options",
+            r#"{"namespace": "org.acme"}"#,
+            "--cases",
+            "cases.jsonl",
+        ],
+    );
+    assert!(report.contains("4 passed, 0 failed"), "{report}");
+}

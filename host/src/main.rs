@@ -63,14 +63,14 @@ enum MapperCommand {
 struct MapperNewArgs {
     /// The project's name: its cargo package and the mapper id to upload it as
     name: String,
-    /// The language (Python and JavaScript are not available yet)
+    /// The language: rust, python (componentize-py) or js (componentize-js)
     #[arg(long, default_value = "rust", value_name = "LANG")]
     lang: String,
     /// The directory to create [default: ./NAME]
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// The mapper-sdk directory of a Ferrule checkout [default: the one this binary was built
-    /// from]
+    /// The SDK directory of a Ferrule checkout for the language (mapper-sdk, mapper-sdk-py,
+    /// mapper-sdk-js) [default: the one of the checkout this binary was built from]
     #[arg(long, value_name = "DIR")]
     sdk: Option<PathBuf>,
 }
@@ -223,7 +223,7 @@ fn transfer(args: TransferArgs, out: bool) -> std::process::ExitCode {
 fn mapper_new(args: MapperNewArgs) -> std::process::ExitCode {
     use ferrule_host::mappers::scaffold;
     let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
-    let Some(sdk) = args.sdk.or_else(scaffold::default_sdk) else {
+    let Some(sdk) = args.sdk.or_else(|| scaffold::default_sdk(&args.lang)) else {
         eprintln!(
             "ferrule: this binary's checkout has no mapper SDK any more: give --sdk with the \
              mapper-sdk directory of a Ferrule checkout"
@@ -233,8 +233,13 @@ fn mapper_new(args: MapperNewArgs) -> std::process::ExitCode {
     match scaffold::create(&args.name, &args.lang, &dir, &sdk) {
         Ok(files) => {
             println!("ferrule: created {} ({} files)", dir.display(), files.len());
+            let next = match args.lang.as_str() {
+                "python" => "python3 -m pytest && ./build.sh",
+                "js" => "npm test && npm run build",
+                _ => "cargo test && cargo build --target wasm32-wasip2 --release",
+            };
             println!(
-                "next: cd {} && cargo test && cargo build --target wasm32-wasip2 --release (README.md has the rest)",
+                "next: cd {} && {next} (README.md has the rest)",
                 dir.display()
             );
             std::process::ExitCode::SUCCESS

@@ -407,12 +407,12 @@ impl WasmMapper {
         match result {
             Ok(Ok(value)) => {
                 stats.record(Outcome::Succeeded, elapsed);
-                self.idle.lock().unwrap().push(warm);
+                self.keep(warm);
                 Ok(value)
             }
             Ok(Err(e)) => {
                 stats.record(Outcome::GuestError, elapsed);
-                self.idle.lock().unwrap().push(warm);
+                self.keep(warm);
                 Err(ProtocolError::mapping_failed(
                     e.message,
                     e.description.unwrap_or_else(|| {
@@ -429,6 +429,21 @@ impl WasmMapper {
                 Err(error)
             }
         }
+    }
+}
+
+impl WasmMapper {
+    /// Returns an instance to the pool after a call, or retires it when its memory has grown
+    /// past three quarters of the cap: a guest that leaks (componentize-py's CPython keeps
+    /// ~0.6 KB per call) is replaced by a fresh instance before a call fails for memory.
+    fn keep(&self, warm: Warm) {
+        let limiter = &warm.store.data().limiter;
+        if limiter.memory_size > limiter.memory_limit / 4 * 3 {
+            self.slot.stats.instance_retired();
+            tracing::debug!(module = %self.definition.module, memory = limiter.memory_size, "instance retired");
+            return;
+        }
+        self.idle.lock().unwrap().push(warm);
     }
 }
 

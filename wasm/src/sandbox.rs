@@ -46,6 +46,7 @@ impl State {
             limiter: Limiter {
                 memory_limit,
                 memory_refused: false,
+                memory_size: 0,
             },
             logs: Vec::new(),
             logs_dropped: 0,
@@ -88,6 +89,8 @@ impl bindings::ferrule::mapper::types::Host for State {}
 pub struct Limiter {
     pub memory_limit: usize,
     pub memory_refused: bool,
+    /// The largest linear memory granted so far (of any of the instance's memories).
+    pub memory_size: usize,
 }
 
 impl ResourceLimiter for Limiter {
@@ -98,7 +101,9 @@ impl ResourceLimiter for Limiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.memory_limit && maximum.is_none_or(|m| desired <= m);
-        if !allowed {
+        if allowed {
+            self.memory_size = self.memory_size.max(desired);
+        } else {
             self.memory_refused = true;
         }
         Ok(allowed)

@@ -17,6 +17,7 @@ pub struct MapperStats {
     nanos: AtomicU64,
     max_nanos: AtomicU64,
     instances: AtomicU64,
+    retired: AtomicU64,
 }
 
 /// How a call ended.
@@ -54,6 +55,16 @@ impl MapperStats {
         self.instances.fetch_add(1, Relaxed);
     }
 
+    pub fn instance_retired(&self) {
+        self.retired.fetch_add(1, Relaxed);
+    }
+
+    /// Instances retired after a call because their memory had grown past three quarters of
+    /// the cap (a guest that leaks is replaced before a call fails for memory).
+    pub fn retired(&self) -> u64 {
+        self.retired.load(Relaxed)
+    }
+
     pub fn calls(&self) -> u64 {
         self.calls.load(Relaxed)
     }
@@ -76,7 +87,7 @@ impl MapperStats {
     }
 
     /// The figures as JSON: `calls`, `succeeded`, `failures` by kind, `instancesStarted`,
-    /// `meanCallMicros`, `maxCallMicros`.
+    /// `instancesRetired`, `meanCallMicros`, `maxCallMicros`.
     pub fn to_json(&self) -> Value {
         let calls = self.calls();
         let nanos = self.nanos.load(Relaxed);
@@ -91,6 +102,7 @@ impl MapperStats {
                 "configuration": self.count(Outcome::Configuration),
             },
             "instancesStarted": self.instances(),
+            "instancesRetired": self.retired(),
             "meanCallMicros": if calls == 0 { 0.0 } else { nanos as f64 / calls as f64 / 1000.0 },
             "maxCallMicros": self.max_nanos.load(Relaxed) as f64 / 1000.0,
         })

@@ -212,6 +212,32 @@ fn a_memory_bomb_is_stopped_at_the_cap_and_the_next_message_maps() {
     assert_eq!(calls(&out[0]), 1);
 }
 
+/// A guest that keeps memory on every call (as componentize-py's CPython does) is retired once
+/// its memory passes three quarters of the cap: 200 calls that each keep 256 KiB under a 16 MiB
+/// cap (50 MiB in all) all map, on several instances, and none fails for memory.
+#[test]
+fn a_leaking_guest_is_replaced_before_a_call_fails_for_memory() {
+    let m = mapper(json!({"module": "behave", "memoryLimitMiB": 16}));
+    let mut served = Vec::new();
+    for _ in 0..200 {
+        let out = m.map_inbound(&message("leak:256")).unwrap();
+        served.push(calls(&out[0]));
+    }
+    assert_eq!(m.stats().count(Outcome::OutOfMemory), 0);
+    let retired = m.stats().retired();
+    assert!(
+        retired >= 3,
+        "50 MiB kept needs at least 4 instances of 12 MiB: {retired}"
+    );
+    assert_eq!(m.stats().instances(), retired + 1);
+    // Each fresh instance counts its calls from 1 again.
+    assert_eq!(
+        served.iter().filter(|n| **n == 1).count() as u64,
+        retired + 1
+    );
+    assert!(served.iter().all(|n| *n <= 48), "{served:?}");
+}
+
 #[test]
 fn a_trap_fails_one_message_with_the_panic_message_and_the_instance_is_replaced() {
     let m = mapper(json!({"module": "behave"}));

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static FEATURE: Mutex<String> = Mutex::new(String::new());
 static NAMESPACE: Mutex<String> = Mutex::new(String::new());
 static CALLS: AtomicU64 = AtomicU64::new(0);
+static LEAKED: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 struct Behave;
 
@@ -117,6 +118,12 @@ impl Guest for Behave {
             "recurse" => Ok(vec![modify(thing, &recurse(0).to_string(), calls)?]),
             "error" => Err(error("asked to fail")),
             "drop" => Ok(Vec::new()),
+            t if t.starts_with("leak:") => {
+                // Keeps N KiB for the instance's lifetime, as a leaking runtime would.
+                let kib: usize = t[5..].parse().map_err(|_| error("bad size"))?;
+                LEAKED.lock().unwrap().push(vec![1u8; kib << 10]);
+                Ok(vec![modify(thing, "0", calls)?])
+            }
             t if t.starts_with("outputs:") => {
                 let n: usize = t[8..].parse().map_err(|_| error("bad count"))?;
                 (0..n).map(|i| modify(thing, &i.to_string(), calls)).collect()
