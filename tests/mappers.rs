@@ -915,6 +915,105 @@ fn a_new_mapper_project_builds_tests_and_maps_as_it_is() {
     assert!(report.contains("4 passed, 0 failed"), "{report}");
 }
 
+/// `ferrule mapper watch` (issue 20): the project's component is uploaded at start, and again
+/// after a change of its source; the new version maps as the changed source says.
+#[tokio::test]
+async fn watch_uploads_the_project_at_start_and_after_each_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start(dir.path());
+    let project = dir.path().join("watched");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args(["mapper", "new", "watched", "--dir"])
+        .arg(&project)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same target directory as the `mapper new` test: the SDK's build is shared.
+    let target = concat!(env!("CARGO_TARGET_TMPDIR"), "/mapper-new");
+    /// Stops the watch however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let watch = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
+        .args([
+            "mapper",
+            "watch",
+            "--id",
+            "watched",
+            "--interval-ms",
+            "200",
+            "--dir",
+        ])
+        .arg(&project)
+        .args(["--url", &f.base])
+        .env("FERRULE_DEVOPS_PASSWORD", &f.password)
+        .env("CARGO_TARGET_DIR", target)
+        .env("CARGO_NET_OFFLINE", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let watch = Stop(watch);
+    let version = |v: u64| {
+        let f = &f;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(180);
+            loop {
+                let resp = f.get("/api/2/mappers/watched").await;
+                if resp.status() == StatusCode::OK && json(resp).await["version"] == v {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no version {v} uploaded"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let try_it = || {
+        let f = &f;
+        async move {
+            json(
+                f.post_json(
+                    "/api/2/mappers/watched/test",
+                    &json!({"options": {"namespace": "org.acme"},
+                            "inbound": {"headers": {"device_id": "s1"}, "textPayload": "{\"t\": 1}"}}),
+                )
+                .await,
+            )
+            .await
+        }
+    };
+    version(1).await;
+    assert_eq!(
+        try_it().await["outputs"][0]["path"],
+        "/features/environment/properties"
+    );
+    let lib = project.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(
+        &lib,
+        source.replace("\"environment\".into()", "\"climate\".into()"),
+    )
+    .unwrap();
+    version(2).await;
+    let answer = try_it().await;
+    drop(watch);
+    assert_eq!(
+        answer["outputs"][0]["path"], "/features/climate/properties",
+        "{answer}"
+    );
+}
+
 #[test]
 fn the_command_line_tries_a_module() {
     let dir = tempfile::tempdir().unwrap();

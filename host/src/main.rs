@@ -57,6 +57,42 @@ enum MapperCommand {
     /// with a mapper, its native tests, a file of cases for `ferrule mapper test --cases` and a
     /// README with the commands to build, try and upload it.
     New(MapperNewArgs),
+    /// Build a mapper project and upload its component to a running Ferrule, then again after
+    /// every change of its files (polled), until stopped: running connections that use the
+    /// module switch to each new version. Rust (Cargo.toml), JavaScript (package.json's build
+    /// script) and Python (build.sh) projects build themselves; --build runs another command.
+    Watch(MapperWatchArgs),
+}
+
+#[derive(clap::Args)]
+struct MapperWatchArgs {
+    /// The mapper id to upload as
+    #[arg(long)]
+    id: String,
+    /// The project's directory
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// The Ferrule service
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The devops user
+    #[arg(long, default_value = "devops")]
+    user: String,
+    /// The devops password
+    #[arg(long, env = "FERRULE_DEVOPS_PASSWORD", hide_env_values = true)]
+    password: String,
+    /// A shell command that builds the component, instead of the project's own build
+    #[arg(long, value_name = "COMMAND")]
+    build: Option<String>,
+    /// The component the build writes [default: what cargo reports, else the newest .wasm in DIR]
+    #[arg(long, value_name = "FILE")]
+    module: Option<PathBuf>,
+    /// How often the files are looked at, in milliseconds
+    #[arg(long, default_value_t = 500)]
+    interval_ms: u64,
+    /// Build and upload once, then exit (1 when either failed)
+    #[arg(long)]
+    once: bool,
 }
 
 #[derive(clap::Args)]
@@ -143,6 +179,7 @@ fn main() -> std::process::ExitCode {
         Commands::Serve(args) => args,
         Commands::Mapper(MapperCommand::Test(args)) => return mapper_test(args),
         Commands::Mapper(MapperCommand::New(args)) => return mapper_new(args),
+        Commands::Mapper(MapperCommand::Watch(args)) => return mapper_watch(args),
         Commands::Export(args) => return transfer(args, true),
         Commands::Import(args) => return transfer(args, false),
     };
@@ -218,6 +255,48 @@ fn transfer(args: TransferArgs, out: bool) -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn mapper_watch(args: MapperWatchArgs) -> std::process::ExitCode {
+    let watch = ferrule_host::mappers::watch::Watch {
+        dir: args.dir,
+        id: args.id,
+        url: args.url,
+        user: args.user,
+        password: args.password,
+        build: args.build,
+        module: args.module,
+        interval: std::time::Duration::from_millis(args.interval_ms.max(50)),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ferrule: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if args.once {
+        return match runtime.block_on(watch.once()) {
+            Ok(line) => {
+                println!("ferrule: {line}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ferrule: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    println!(
+        "ferrule: watching {} for {} (Ctrl-C stops)",
+        watch.dir.display(),
+        watch.id
+    );
+    runtime.block_on(watch.run());
+    std::process::ExitCode::SUCCESS
 }
 
 fn mapper_new(args: MapperNewArgs) -> std::process::ExitCode {

@@ -24,6 +24,7 @@ pub mod scaffold;
 pub mod shared;
 pub mod trial;
 pub mod versions;
+pub mod watch;
 
 use shared::SharedModules;
 
