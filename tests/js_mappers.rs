@@ -4,13 +4,9 @@
 
 mod common;
 
-use common::{json, wait_for_live_status};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 fn sdk() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../mapper-sdk-js")
@@ -52,20 +48,7 @@ async fn the_javascript_example_maps_mqtt_messages_into_the_twin() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
-        .args(["mapper", "test", "--module"])
-        .arg(&module)
-        .args(["--options", r#"{"namespace": "org.js"}"#, "--cases"])
-        .arg(&cases)
-        .env_remove("FERRULE_CONFIG")
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report = common::mapper_test_cases(&module, r#"{"namespace": "org.js"}"#, &cases, None);
     assert!(report.contains("3 passed, 0 failed"), "{report}");
 
     let (_d, f) = common::live_server();
@@ -77,68 +60,7 @@ async fn the_javascript_example_maps_mqtt_messages_into_the_twin() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
-    let u = common::unique("js", '-');
-    let thing = format!("org.js:{u}");
-    assert!(
-        f.put_json(&format!("/api/2/things/{thing}"), &json!({}))
-            .await
-            .status()
-            .is_success()
-    );
-    let base = format!("ferrule-js/{u}");
-    let connection = json!({
-        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
-        "mappingDefinitions": {"kv": {"mappingEngine": "WebAssembly",
-            "options": {"module": "kv-js", "namespace": "org.js", "feature": "env"}}},
-        "sources": [{"addresses": [format!("{base}/+")], "qos": 1,
-                     "authorizationContext": ["ditto:inbound"], "payloadMapping": ["kv"]}]
-    });
-    assert_eq!(
-        f.put_json("/api/2/connections/js-conn", &connection)
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
-    wait_for_live_status(&f, "js-conn", "open").await;
-    let mut o = rumqttc::MqttOptions::new(format!("{u}-dev"), "127.0.0.1", 1883);
-    o.set_clean_session(true);
-    let (dev, mut eventloop) = rumqttc::AsyncClient::new(o, 100);
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-    for i in 1..=20 {
-        dev.publish(
-            format!("{base}/{u}"),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            format!("t={i};h=40"),
-        )
-        .await
-        .unwrap();
-    }
-    let path = format!("/api/2/things/{thing}/features/env/properties");
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let resp = f.get(&path).await;
-        let got: Value = if resp.status() == StatusCode::OK {
-            json(resp).await
-        } else {
-            Value::Null
-        };
-        if got == json!({"t": 20, "h": 40}) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{path}: {got}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let m = json(f.get("/api/2/connections/js-conn/metrics").await).await;
-    let mapped = &m["connectionMetrics"]["inbound"]["mapped"];
-    assert_eq!(mapped["success"]["PT1M"], 20, "{m}");
-    assert_eq!(mapped["failure"]["PT1M"], 0, "{m}");
-    let logs = json(f.get("/api/2/connections/js-conn/logs").await).await;
-    assert!(
-        logs.to_string()
-            .contains(&format!("Mapper: 2 values for {thing}")),
-        "the mapper's log lines: {logs}"
-    );
+    common::kv_module_maps_mqtt_traffic(&f, "kv-js", "org.js", json!({"t": 20, "h": 40})).await;
 }
 
 /// `ferrule mapper new --lang js`: the project's tests pass, it builds with its npm script, and

@@ -5,13 +5,10 @@
 
 mod common;
 
-use common::{Ferrule, json, wait_for_live_status};
+use common::{Ferrule, json};
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(10);
 
 /// What a Python mapper needs of `[mappers]`: its CPython is ~36 MB, and its largest function
 /// (the interpreter's loop) ~740 KB.
@@ -80,21 +77,8 @@ async fn the_python_example_maps_mqtt_messages_into_the_twin() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
-        .args(["mapper", "test", "--module"])
-        .arg(&module)
-        .arg("--config")
-        .arg(&config)
-        .args(["--options", r#"{"namespace": "org.py"}"#, "--cases"])
-        .arg(&cases)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report =
+        common::mapper_test_cases(&module, r#"{"namespace": "org.py"}"#, &cases, Some(&config));
     assert!(report.contains("2 passed, 0 failed"), "{report}");
 
     // With the default limits it is refused, naming the setting to raise.
@@ -119,66 +103,7 @@ async fn the_python_example_maps_mqtt_messages_into_the_twin() {
         ),
     );
     assert_eq!(upload(&f, "kv", bytes).await.status(), StatusCode::CREATED);
-    let u = common::unique("py", '-');
-    let thing = format!("org.py:{u}");
-    let resp = f
-        .put_json(&format!("/api/2/things/{thing}"), &json!({}))
-        .await;
-    assert!(resp.status().is_success());
-    let base = format!("ferrule-py/{u}");
-    let connection = json!({
-        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
-        "mappingDefinitions": {"kv": {"mappingEngine": "WebAssembly",
-            "options": {"module": "kv", "namespace": "org.py", "feature": "env"}}},
-        "sources": [{"addresses": [format!("{base}/+")], "qos": 1,
-                     "authorizationContext": ["ditto:inbound"], "payloadMapping": ["kv"]}]
-    });
-    assert_eq!(
-        f.put_json("/api/2/connections/py-conn", &connection)
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
-    wait_for_live_status(&f, "py-conn", "open").await;
-    let mut o = rumqttc::MqttOptions::new(format!("{u}-dev"), "127.0.0.1", 1883);
-    o.set_clean_session(true);
-    let (dev, mut eventloop) = rumqttc::AsyncClient::new(o, 100);
-    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-    for i in 1..=20 {
-        dev.publish(
-            format!("{base}/{u}"),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            format!("t={i};h=40"),
-        )
-        .await
-        .unwrap();
-    }
-    let path = format!("/api/2/things/{thing}/features/env/properties");
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let resp = f.get(&path).await;
-        let got: Value = if resp.status() == StatusCode::OK {
-            json(resp).await
-        } else {
-            Value::Null
-        };
-        if got == json!({"t": 20.0, "h": 40.0}) {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{path}: {got}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let m = json(f.get("/api/2/connections/py-conn/metrics").await).await;
-    let mapped = &m["connectionMetrics"]["inbound"]["mapped"];
-    assert_eq!(mapped["success"]["PT1M"], 20, "{m}");
-    assert_eq!(mapped["failure"]["PT1M"], 0, "{m}");
-    let logs = json(f.get("/api/2/connections/py-conn/logs").await).await;
-    assert!(
-        logs.to_string()
-            .contains(&format!("Mapper: 2 values for {thing}")),
-        "the mapper's log lines: {logs}"
-    );
+    common::kv_module_maps_mqtt_traffic(&f, "kv", "org.py", json!({"t": 20.0, "h": 40.0})).await;
 }
 
 /// A Python mapper imports wasi:filesystem and wasi:sockets (CPython does); the host gives it

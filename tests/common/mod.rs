@@ -461,3 +461,107 @@ impl Drop for Mosquitto {
         }
     }
 }
+
+/// The `kv` example mapper of `mapper-sdk-py` and `mapper-sdk-js`, uploaded to `f` as
+/// `module`, maps a device's MQTT traffic: a connection whose source maps with it (namespace
+/// `ns`, feature `env`), 20 messages `t=<i>;h=40` at QoS 1, the twin ends at `expected`
+/// (`{"t": 20, "h": 40}` as the language writes numbers), 20 mapped and none failed, and the
+/// mapper's log line is in the connection logs.
+pub async fn kv_module_maps_mqtt_traffic(
+    f: &Ferrule,
+    module: &str,
+    ns: &str,
+    expected: serde_json::Value,
+) {
+    use serde_json::json;
+    let u = unique(ns, '-');
+    let thing = format!("{ns}:{u}");
+    assert!(
+        f.put_json(&format!("/api/2/things/{thing}"), &json!({}))
+            .await
+            .status()
+            .is_success()
+    );
+    let base = format!("ferrule-{ns}/{u}");
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "mappingDefinitions": {"kv": {"mappingEngine": "WebAssembly",
+            "options": {"module": module, "namespace": ns, "feature": "env"}}},
+        "sources": [{"addresses": [format!("{base}/+")], "qos": 1,
+                     "authorizationContext": ["ditto:inbound"], "payloadMapping": ["kv"]}]
+    });
+    let id = format!("{module}-conn");
+    assert_eq!(
+        f.put_json(&format!("/api/2/connections/{id}"), &connection)
+            .await
+            .status(),
+        reqwest::StatusCode::CREATED
+    );
+    wait_for_live_status(f, &id, "open").await;
+    let mut o = rumqttc::MqttOptions::new(format!("{u}-dev"), "127.0.0.1", 1883);
+    o.set_clean_session(true);
+    let (dev, mut eventloop) = rumqttc::AsyncClient::new(o, 100);
+    tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    for i in 1..=20 {
+        dev.publish(
+            format!("{base}/{u}"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            format!("t={i};h=40"),
+        )
+        .await
+        .unwrap();
+    }
+    let path = format!("/api/2/things/{thing}/features/env/properties");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = f.get(&path).await;
+        let got = if resp.status() == reqwest::StatusCode::OK {
+            json(resp).await
+        } else {
+            serde_json::Value::Null
+        };
+        if got == expected {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{path}: {got}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let m = json(f.get(&format!("/api/2/connections/{id}/metrics")).await).await;
+    let mapped = &m["connectionMetrics"]["inbound"]["mapped"];
+    assert_eq!(mapped["success"]["PT1M"], 20, "{m}");
+    assert_eq!(mapped["failure"]["PT1M"], 0, "{m}");
+    let logs = json(f.get(&format!("/api/2/connections/{id}/logs")).await).await;
+    assert!(
+        logs.to_string()
+            .contains(&format!("Mapper: 2 values for {thing}")),
+        "the mapper's log lines: {logs}"
+    );
+}
+
+/// `ferrule mapper test --module MODULE --options OPTIONS --cases CASES [--config CONFIG]`:
+/// the report, asserting it passed.
+pub fn mapper_test_cases(
+    module: &Path,
+    options: &str,
+    cases: &Path,
+    config: Option<&Path>,
+) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrule"));
+    cmd.args(["mapper", "test", "--module"])
+        .arg(module)
+        .args(["--options", options, "--cases"])
+        .arg(cases)
+        .env_remove("FERRULE_CONFIG");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    let out = cmd.output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    report
+}
