@@ -69,30 +69,8 @@ async fn the_javascript_example_maps_mqtt_messages_into_the_twin() {
 fn a_new_javascript_project_tests_builds_and_maps_as_it_is() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("js-demo");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
-        .args(["mapper", "new", "js-demo", "--lang", "js", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = |program: &str, args: &[&str]| {
-        let out = std::process::Command::new(program)
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{program} {args:?}: {text}");
-        text
-    };
+    common::mapper_new("js-demo", "js", &dir);
+    let run = |program: &str, args: &[&str]| common::run_ok(&dir, program, args, &[]);
     let tests = run("npm", &["test"]);
     assert!(tests.contains("# pass 2"), "{tests}");
     run("npm", &["run", "build"]);

@@ -847,23 +847,7 @@ async fn modules_survive_a_restart_and_load_from_the_precompiled_cache() {
 fn a_new_mapper_project_builds_tests_and_maps_as_it_is() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("demo");
-    let ferrule = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap()
-    };
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
-        .args(["mapper", "new", "demo-mapper", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::mapper_new("demo-mapper", "rust", &dir);
     // A second time into the same directory: refused, nothing overwritten.
     let again = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
         .args(["mapper", "new", "demo-mapper", "--dir"])
@@ -877,40 +861,18 @@ fn a_new_mapper_project_builds_tests_and_maps_as_it_is() {
     // target directory is kept between runs.
     let target = concat!(env!("CARGO_TARGET_TMPDIR"), "/mapper-new");
     let cargo = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO"))
-            .args(args)
-            .arg("--offline")
-            .env("CARGO_TARGET_DIR", target)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cargo {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let args = [args, &["--offline"]].concat();
+        common::run_ok(&dir, env!("CARGO"), &args, &[("CARGO_TARGET_DIR", target)])
     };
     let tests = cargo(&["test"]);
     assert!(tests.contains("test result: ok. 2 passed"), "{tests}");
     cargo(&["build", "--release", "--target", "wasm32-wasip2"]);
     let module = format!("{target}/wasm32-wasip2/release/demo_mapper.wasm");
-    let out = ferrule(&[
-        "mapper",
-        "test",
-        "--module",
-        &module,
-        "--options",
+    let report = common::mapper_test_cases(
+        std::path::Path::new(&module),
         r#"{"namespace": "org.acme"}"#,
-        "--cases",
-        "cases.jsonl",
-    ]);
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{report}{}",
-        String::from_utf8_lossy(&out.stderr)
+        &dir.join("cases.jsonl"),
+        None,
     );
     assert!(report.contains("4 passed, 0 failed"), "{report}");
 }
@@ -922,16 +884,7 @@ async fn watch_uploads_the_project_at_start_and_after_each_change() {
     let dir = tempfile::tempdir().unwrap();
     let f = common::start(dir.path());
     let project = dir.path().join("watched");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
-        .args(["mapper", "new", "watched", "--dir"])
-        .arg(&project)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::mapper_new("watched", "rust", &project);
     // The same target directory as the `mapper new` test: the SDK's build is shared.
     let target = concat!(env!("CARGO_TARGET_TMPDIR"), "/mapper-new");
     /// Stops the watch however the test ends.

@@ -177,30 +177,9 @@ Mapping = fm.export(Nosy)
 fn a_new_python_project_tests_builds_and_maps_as_it_is() {
     let root = tempfile::tempdir().unwrap();
     let dir = root.path().join("py-demo");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ferrule"))
-        .args(["mapper", "new", "py-demo", "--lang", "python", "--dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::mapper_new("py-demo", "python", &dir);
     let run = |program: &str, args: &[&str]| {
-        let out = std::process::Command::new(program)
-            .args(args)
-            .current_dir(&dir)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{program} {args:?}: {text}");
-        text
+        common::run_ok(&dir, program, args, &[("PYTHONDONTWRITEBYTECODE", "1")])
     };
     let tests = run("python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider"]);
     assert!(tests.contains("2 passed"), "{tests}");

@@ -565,3 +565,31 @@ pub fn mapper_test_cases(
     );
     report
 }
+
+/// Runs `program args` in `dir` with `env` set; its stdout and stderr, asserting it succeeded.
+pub fn run_ok(dir: &Path, program: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap_or_else(|e| panic!("{program} cannot run: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{program} {args:?}: {text}");
+    text
+}
+
+/// `ferrule mapper new NAME --lang LANG --dir DIR`, asserting it succeeded.
+pub fn mapper_new(name: &str, lang: &str, dir: &Path) {
+    let dir = dir.to_str().expect("a UTF-8 path");
+    run_ok(
+        Path::new("."),
+        env!("CARGO_BIN_EXE_ferrule"),
+        &["mapper", "new", name, "--lang", lang, "--dir", dir],
+        &[],
+    );
+}
