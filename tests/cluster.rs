@@ -121,8 +121,10 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let nodes = (1..=sections.len())
             .map(|i| {
+                // Two versions of a module kept, so that pruning shows across instances.
                 let config = format!(
-                    "{}[runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n",
+                    "{}[runtime]\nmin_backoff_ms = 200\nmax_backoff_ms = 1000\nconnect_timeout_ms = 3000\n\
+                     [mappers]\nkeep_versions = 2\n",
                     sections[i - 1]
                 );
                 let own = dir.path().join(format!("n{i}"));
@@ -647,6 +649,40 @@ async fn a_module_uploaded_on_one_instance_is_on_every_instance() {
                 "{} still keeps version 2",
                 f.base
             );
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    // Three more versions uploaded on one instance (keep_versions 2): versions 1 and 3 are
+    // pruned in the database and on every instance.
+    for guest in [
+        guests::JSON_RESHAPER,
+        guests::TELEMETRY_DECODER,
+        guests::CLOUDEVENTS_OUT,
+    ] {
+        let resp = upload(n2, guests::bytes(guest)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    }
+    everywhere(
+        [n1, n2, n3],
+        Some(5),
+        &guests::bytes(guests::CLOUDEVENTS_OUT),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    for f in [n1, n2, n3] {
+        loop {
+            let list = json(f.get("/api/2/mappers/shared/versions").await).await;
+            let numbers: Vec<_> = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v["version"].as_u64().unwrap())
+                .collect();
+            if numbers == [5, 4] {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} keeps {numbers:?}", f.base);
             sleep(Duration::from_millis(10)).await;
         }
     }
