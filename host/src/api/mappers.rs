@@ -100,43 +100,33 @@ fn definitions_using(state: &AppState, id: &str) -> Vec<(String, serde_json::Map
     out
 }
 
-/// The connections whose mapping definitions name the module `id`: every one (`version`
-/// `None`), or those that use version `version` of it (`current`: the current version's
-/// number), following the current version or pinning it.
-fn users_of(state: &AppState, id: &str, version: Option<(u64, u64)>) -> Vec<String> {
-    state
-        .connections
-        .list()
-        .iter()
-        .filter(|e| {
-            mappers::definitions_naming(&e.record.connection, id).any(|o| {
-                let used = mappers::module_ref(o).and_then(|r| r.version);
-                match version {
-                    None => true,
-                    Some((n, current)) => used.unwrap_or(current) == n,
-                }
-            })
-        })
-        .map(|e| e.record.connection.id.clone())
-        .collect()
-}
-
-fn users(state: &AppState, id: &str) -> Vec<String> {
-    users_of(state, id, None)
-}
-
-/// The connections that pin version `version` of `id`.
-fn pinned_by(state: &AppState, id: &str, version: u64) -> Vec<String> {
+/// The connections with a mapping definition that names the module `id` with a version
+/// reference `uses` accepts (`None`: it follows the current version, `Some(n)`: it pins `n`).
+fn connections_using(
+    state: &AppState,
+    id: &str,
+    uses: impl Fn(Option<u64>) -> bool,
+) -> Vec<String> {
     state
         .connections
         .list()
         .iter()
         .filter(|e| {
             mappers::definitions_naming(&e.record.connection, id)
-                .any(|o| mappers::module_ref(o).and_then(|r| r.version) == Some(version))
+                .any(|o| uses(mappers::module_ref(o).and_then(|r| r.version)))
         })
         .map(|e| e.record.connection.id.clone())
         .collect()
+}
+
+/// Every connection that names the module `id`, following it or pinning a version.
+fn users(state: &AppState, id: &str) -> Vec<String> {
+    connections_using(state, id, |_| true)
+}
+
+/// The connections that pin version `version` of `id`.
+fn pinned_by(state: &AppState, id: &str, version: u64) -> Vec<String> {
+    connections_using(state, id, |v| v == Some(version))
 }
 
 /// A kept version as the API shows it: `created` is its upload time.
@@ -148,11 +138,10 @@ fn describe_version(state: &AppState, entry: &Entry, version: &MapperMeta) -> Va
     }
     let current = entry.meta.version;
     v["current"] = json!(version.version == current);
-    v["usedBy"] = json!(users_of(
-        state,
-        &entry.meta.id,
-        Some((version.version, current))
-    ));
+    // The current version is used by the connections that follow the module, too.
+    v["usedBy"] = json!(connections_using(state, &entry.meta.id, |v| {
+        v.unwrap_or(current) == version.version
+    }));
     v
 }
 

@@ -357,13 +357,14 @@ fn commit(dir: &Path, files: &[(PathBuf, PathBuf)]) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Writes a module's bytes and metadata as `<id>.wasm` and `<id>.json`: both are written and
-/// fsynced as temporary files first, so a failure (a full disk) leaves the stored module as it
-/// was and no temporary file behind.
-fn store_module(dir: &Path, id: &str, bytes: &[u8], meta: &[u8]) -> std::io::Result<()> {
+/// Writes a module's bytes and metadata as `<stem>.wasm` and `<stem>.json` in `dir` (a module's
+/// current version, or one kept version): both are written and fsynced as temporary files
+/// first, so a failure (a full disk) leaves what was stored as it was and no temporary file
+/// behind.
+fn store_module(dir: &Path, stem: &str, bytes: &[u8], meta: &[u8]) -> std::io::Result<()> {
     let (wasm, json) = (
-        dir.join(format!("{id}.wasm")),
-        dir.join(format!("{id}.json")),
+        dir.join(format!("{stem}.wasm")),
+        dir.join(format!("{stem}.json")),
     );
     let wasm_tmp = write_temporary(&wasm, bytes)?;
     let json_tmp = match write_temporary(&json, meta) {
@@ -377,6 +378,18 @@ fn store_module(dir: &Path, id: &str, bytes: &[u8], meta: &[u8]) -> std::io::Res
         let _ = std::fs::remove_file(&wasm_tmp);
         let _ = std::fs::remove_file(&json_tmp);
     })
+}
+
+/// Compiles `bytes` with `engine`, or loads their precompiled artifact from `cache`.
+fn compile_in(
+    engine: &WasmEngine,
+    cache: Option<&Path>,
+    bytes: &[u8],
+) -> Result<CompiledModule, ModuleError> {
+    match cache {
+        Some(cache) => engine.load(bytes, cache),
+        None => engine.compile(bytes),
+    }
 }
 
 /// Writes a module's files in a registry directory (`ferrule import` into a data directory).
@@ -542,10 +555,7 @@ impl MapperRegistry {
 
     /// Compiles `bytes`, or loads their precompiled artifact.
     fn compile(&self, bytes: &[u8]) -> Result<CompiledModule, ModuleError> {
-        match self.cache_dir() {
-            Some(cache) => self.engine.load(bytes, &cache),
-            None => self.engine.compile(bytes),
-        }
+        compile_in(&self.engine, self.cache_dir().as_deref(), bytes)
     }
 
     /// The module a mapping definition's `module` option names: the slot that follows the
@@ -790,6 +800,9 @@ impl MapperRegistry {
         bytes: Vec<u8>,
     ) -> Result<(), DittoError> {
         let new_version = self
+            .entries
+            .read()
+            .unwrap()
             .get(id)
             .is_none_or(|e| !e.versions.contains_key(&meta.version));
         let kept = versions::version_meta(&meta);
@@ -984,10 +997,7 @@ impl MapperRegistry {
             {
                 let (engine, cache) = (self.engine.clone(), self.cache_dir());
                 let (module, bytes) = blocking(move || {
-                    let module = match cache {
-                        Some(cache) => engine.load(&bytes, &cache),
-                        None => engine.compile(&bytes),
-                    };
+                    let module = compile_in(&engine, cache.as_deref(), &bytes);
                     Ok((module.map_err(module_invalid)?, bytes))
                 })
                 .await?;

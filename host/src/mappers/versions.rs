@@ -5,7 +5,7 @@
 //! version current again. The newest `keep_versions` are kept, and always the current one and
 //! every pinned one.
 
-use super::{MapperMeta, commit, write_temporary};
+use super::{MapperMeta, store_module};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -88,26 +88,7 @@ fn write_files(dir: &Path, meta: &MapperMeta, bytes: &[u8]) -> std::io::Result<(
     let versions = dir_of(dir, &meta.id);
     std::fs::create_dir_all(&versions)?;
     let json = serde_json::to_vec_pretty(meta).expect("metadata serialises");
-    let (wasm, meta_file) = (
-        file_of(dir, &meta.id, meta.version, "wasm"),
-        file_of(dir, &meta.id, meta.version, "json"),
-    );
-    let wasm_tmp = write_temporary(&wasm, bytes)?;
-    let json_tmp = match write_temporary(&meta_file, &json) {
-        Ok(t) => t,
-        Err(e) => {
-            let _ = std::fs::remove_file(&wasm_tmp);
-            return Err(e);
-        }
-    };
-    commit(
-        &versions,
-        &[(wasm_tmp.clone(), wasm), (json_tmp.clone(), meta_file)],
-    )
-    .inspect_err(|_| {
-        let _ = std::fs::remove_file(&wasm_tmp);
-        let _ = std::fs::remove_file(&json_tmp);
-    })
+    store_module(&versions, &meta.version.to_string(), bytes, &json)
 }
 
 /// The metadata of `id`'s kept versions (none when it has no versions directory). A version
