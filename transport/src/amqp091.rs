@@ -1050,7 +1050,12 @@ impl BrokerClient for Amqp091Client {
         if self.closing.load(Ordering::SeqCst) || self.publishes.send(cmd).is_err() {
             return decided(Err(closed()));
         }
-        Box::pin(async move { result.await.unwrap_or_else(|_| Err(closed())) })
+        Box::pin(async move {
+            result
+                .await
+                .unwrap_or_else(|_| Err(closed()))
+                .map(|()| None)
+        })
     }
 
     fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {

@@ -1506,7 +1506,7 @@ impl BrokerClient for Client {
         Box::pin(async move {
             let outcome = reply_rx.await.map_err(|_| closed())??;
             match outcome.await {
-                Ok(Outcome::Accepted(_)) => Ok(()),
+                Ok(Outcome::Accepted(_)) => Ok(None),
                 Ok(Outcome::Rejected(r)) => Err(TransportError::new(
                     ErrorKind::Rejected,
                     format!(

@@ -1,5 +1,5 @@
-//! Broker clients behind one interface: MQTT 3.1.1 and 5 (`mqtt`), AMQP 0.9.1 (`amqp091`) and
-//! AMQP 1.0 (`amqp10`).
+//! Broker clients behind one interface: MQTT 3.1.1 and 5 (`mqtt`), AMQP 0.9.1 (`amqp091`),
+//! AMQP 1.0 (`amqp10`) and HTTP push (`http`).
 //!
 //! A transport knows brokers and nothing of Ditto: it connects with a [`ClientConfig`],
 //! consumes from the sources' addresses and hands every message to the host as a [`Delivery`]
@@ -12,6 +12,7 @@ pub mod amqp10;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzz;
+pub mod http;
 pub mod mqtt;
 mod relay;
 mod specific;
@@ -33,6 +34,7 @@ pub enum Protocol {
     Mqtt5,
     Amqp091,
     Amqp10,
+    HttpPush,
 }
 
 /// What a client needs to know of its connection.
@@ -49,6 +51,8 @@ pub struct ClientConfig {
     pub ca: Option<String>,
     /// Client certificate and PKCS#8 key (PEM), from `credentials` of type `client-cert`.
     pub client_cert: Option<(String, String)>,
+    /// The connection's `credentials` as given (HTTP push reads `hmac` and OAuth ones).
+    pub credentials: Option<serde_json::Value>,
     /// The connection's `specificConfig`.
     pub specific_config: IndexMap<String, String>,
     pub sources: Vec<SourceSpec>,
@@ -203,10 +207,21 @@ pub enum ClientEvent {
     },
 }
 
+/// What the peer answered to a published message, where the protocol has answers (an HTTP
+/// response, whatever its status).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: ferrule_protocol::Headers,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
 /// A publish's confirmation: resolves when the broker confirmed the message (publisher confirm,
 /// PUBACK for QoS ≥ 1, accepted outcome), at once where the protocol has no confirmation (MQTT
 /// QoS 0: once it was written), or with the error that kept it from being sent or accepted.
-pub type Confirmation = BoxFuture<'static, Result<(), TransportError>>;
+/// HTTP push confirms with the server's [`Reply`]; the brokers with `None`.
+pub type Confirmation = BoxFuture<'static, Result<Option<Reply>, TransportError>>;
 
 /// A running client.
 pub trait BrokerClient: Send + Sync {
@@ -223,7 +238,7 @@ pub trait BrokerClient: Send + Sync {
 }
 
 /// A confirmation that is already decided (a message refused before it was queued).
-pub fn decided(result: Result<(), TransportError>) -> Confirmation {
+pub fn decided(result: Result<Option<Reply>, TransportError>) -> Confirmation {
     Box::pin(std::future::ready(result))
 }
 
@@ -254,6 +269,7 @@ pub fn check_config(config: &ClientConfig) -> Result<(), TransportError> {
         Protocol::Mqtt3 | Protocol::Mqtt5 => mqtt::check_config(config),
         Protocol::Amqp091 => amqp091::check_config(config),
         Protocol::Amqp10 => amqp10::check_config(config),
+        Protocol::HttpPush => http::check_config(config),
     }
 }
 
@@ -263,5 +279,6 @@ pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, Tra
         Protocol::Mqtt3 | Protocol::Mqtt5 => mqtt::connect(config),
         Protocol::Amqp091 => amqp091::connect(config),
         Protocol::Amqp10 => amqp10::connect(config),
+        Protocol::HttpPush => http::connect(config),
     }
 }

@@ -1179,7 +1179,12 @@ impl BrokerClient for MqttClient {
         if self.cmd_tx.send(PublishCmd { out, waiter }).is_err() {
             return decided(Err(closed()));
         }
-        Box::pin(async move { result.await.unwrap_or_else(|_| Err(closed())) })
+        Box::pin(async move {
+            result
+                .await
+                .unwrap_or_else(|_| Err(closed()))
+                .map(|()| None)
+        })
     }
 
     fn close(mut self: Box<Self>) -> BoxFuture<'static, ()> {
@@ -1293,6 +1298,7 @@ mod tests {
             validate_certificates: true,
             ca: None,
             client_cert: None,
+            credentials: None,
             specific_config: specific
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -50,7 +50,7 @@ pub(crate) fn parse_duration(
         .ok_or_else(|| invalid(key, raw))
 }
 
-fn duration(text: &str, bare: std::time::Duration) -> Option<std::time::Duration> {
+pub(crate) fn duration(text: &str, bare: std::time::Duration) -> Option<std::time::Duration> {
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(text.len());
@@ -114,6 +114,7 @@ mod tests {
             validate_certificates: true,
             ca: None,
             client_cert: None,
+            credentials: None,
             specific_config: [(key.to_string(), value.to_string())].into_iter().collect(),
             sources: vec![],
             targets: vec![],

@@ -165,6 +165,7 @@ fn config(id: &str, sources: Vec<SourceSpec>, targets: Vec<TargetSpec>) -> Clien
         validate_certificates: true,
         ca: None,
         client_cert: None,
+        credentials: None,
         specific_config: Default::default(),
         sources,
         targets,

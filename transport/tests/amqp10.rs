@@ -45,6 +45,7 @@ fn config(sources: Vec<SourceSpec>, targets: Vec<TargetSpec>) -> ClientConfig {
         validate_certificates: true,
         ca: None,
         client_cert: None,
+        credentials: None,
         specific_config: Default::default(),
         sources,
         targets,

@@ -696,7 +696,7 @@ fn config(case: &Case, port: u16, dry_run: bool) -> ClientConfig {
     let (source, target) = match case.protocol {
         Protocol::Mqtt3 | Protocol::Mqtt5 => ("hostile/in", "hostile/out"),
         Protocol::Amqp091 => ("hostile", "hostile/out"),
-        Protocol::Amqp10 => ("hostile", "hostile-out"),
+        Protocol::Amqp10 | Protocol::HttpPush => ("hostile", "hostile-out"),
     };
     ClientConfig {
         connection_id: "hostile".into(),
@@ -706,6 +706,7 @@ fn config(case: &Case, port: u16, dry_run: bool) -> ClientConfig {
         validate_certificates: true,
         ca: None,
         client_cert: None,
+        credentials: None,
         specific_config: Default::default(),
         sources: vec![SourceSpec {
             index: 0,

@@ -106,6 +106,7 @@ async fn run(protocol: Protocol, qos: u8, broker_config: &str, n: usize) {
         validate_certificates: true,
         ca: None,
         client_cert: None,
+        credentials: None,
         specific_config: [("cleanSession".to_string(), "false".to_string())]
             .into_iter()
             .collect(),

@@ -51,6 +51,7 @@ fn config(protocol: Protocol, id: &str) -> ClientConfig {
         validate_certificates: true,
         ca: None,
         client_cert: None,
+        credentials: None,
         specific_config: Default::default(),
         sources: vec![],
         targets: vec![],
@@ -866,7 +867,7 @@ async fn a_publish_is_confirmed_while_a_backlog_waits_for_the_host() {
     )
     .await;
     assert!(
-        matches!(confirmed, Ok(Ok(()))),
+        matches!(confirmed, Ok(Ok(None))),
         "the publish was confirmed while the host held its delivery: {confirmed:?}"
     );
     let mut texts = vec![first.message.text.clone().unwrap()];

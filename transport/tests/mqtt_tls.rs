@@ -44,6 +44,7 @@ fn config(protocol: Protocol, id: &str, uri: &str) -> ClientConfig {
         validate_certificates: true,
         ca: Some(read("ca.pem")),
         client_cert: None,
+        credentials: None,
         specific_config: Default::default(),
         sources: vec![],
         targets: vec![],

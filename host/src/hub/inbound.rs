@@ -301,7 +301,7 @@ impl InboundHub {
 
     /// A live response a source received, to the live signal with its correlation id (on
     /// another instance when none waits here).
-    fn respond(&self, correlation_id: &str, response: DittoMessage) {
+    pub fn respond(&self, correlation_id: &str, response: DittoMessage) {
         if let Some(response) = self.respond_here(correlation_id, response)
             && let Some(link) = self.cluster.get()
         {

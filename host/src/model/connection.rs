@@ -75,6 +75,7 @@ impl ConnectionType {
                 | ConnectionType::Amqp10
                 | ConnectionType::Mqtt
                 | ConnectionType::Mqtt5
+                | ConnectionType::HttpPush
         )
     }
 }

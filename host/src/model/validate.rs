@@ -73,15 +73,20 @@ impl ValidationLimits {
         Ok(())
     }
 
-    /// The `specificConfig` key of the size limit of `protocol`, with this host's default.
-    pub fn transport_default(&self, protocol: ferrule_transport::Protocol) -> (&'static str, u32) {
+    /// The `specificConfig` key of the size limit of `protocol`, with this host's default
+    /// (HTTP push has none: its responses are read up to a fixed size).
+    pub fn transport_default(
+        &self,
+        protocol: ferrule_transport::Protocol,
+    ) -> Option<(&'static str, u32)> {
         use ferrule_transport::{Protocol, amqp10, amqp091, mqtt};
         match protocol {
             Protocol::Mqtt3 | Protocol::Mqtt5 => {
-                (mqtt::MAXIMUM_PACKET_SIZE, self.mqtt_maximum_packet_size)
+                Some((mqtt::MAXIMUM_PACKET_SIZE, self.mqtt_maximum_packet_size))
             }
-            Protocol::Amqp091 => (amqp091::FRAME_MAX, self.amqp091_frame_max),
-            Protocol::Amqp10 => (amqp10::MAX_FRAME_SIZE, self.amqp10_max_frame_size),
+            Protocol::Amqp091 => Some((amqp091::FRAME_MAX, self.amqp091_frame_max)),
+            Protocol::Amqp10 => Some((amqp10::MAX_FRAME_SIZE, self.amqp10_max_frame_size)),
+            Protocol::HttpPush => None,
         }
     }
 }
@@ -309,7 +314,7 @@ fn connection_rules(c: &Connection, limits: &ValidationLimits) -> Result<(), Dit
             c.connection_type.as_str()
         ))
         .with_description(
-            "Ferrule connects to brokers of the types amqp-091, amqp-10, mqtt and mqtt-5.",
+            "Ferrule connects to brokers of the types amqp-091, amqp-10, mqtt and mqtt-5, and to HTTP servers (http-push).",
         ));
     }
     if c.sources.len() > limits.max_sources {
@@ -488,26 +493,78 @@ fn credentials_rules(c: &Connection) -> Result<(), DittoError> {
             Ok(())
         }
         Some("hmac") => hmac_rules(c, credentials),
-        // Ditto's `CredentialsValidationVisitor.performOauthCredentialsChecks`.
-        Some(_) => Err(invalid(
+        Some(kind) => oauth_rules(c, kind, credentials),
+    }
+}
+
+/// Ditto's `CredentialsValidationVisitor.performOauthCredentialsChecks` and
+/// `HttpPushValidator`'s HTTPS rule for the token endpoint of client credentials.
+fn oauth_rules(
+    c: &Connection,
+    kind: &str,
+    credentials: &serde_json::Map<String, serde_json::Value>,
+) -> Result<(), DittoError> {
+    if c.connection_type != ConnectionType::HttpPush {
+        return Err(invalid(
             "OAuth client credentials are only supported for HTTP connection type.",
         )
-        .with_description("Only HTTP connections support OAuth client credentials.")),
+        .with_description("Only HTTP connections support OAuth client credentials."));
     }
+    let text = |field: &str| credentials.get(field).and_then(|v| v.as_str());
+    let mut required = vec!["tokenEndpoint", "clientId", "requestedScopes"];
+    if kind == "oauth-password" {
+        required.extend(["username", "password"]);
+    } else {
+        required.push("clientSecret");
+    }
+    for field in required {
+        if text(field).is_none() {
+            return Err(DittoError::json_field_missing(&format!(
+                "/credentials/{field}"
+            )));
+        }
+    }
+    let endpoint = text("tokenEndpoint").unwrap_or_default();
+    let parsed = url::Url::parse(endpoint).map_err(|e| {
+        invalid(format!("Invalid token endpoint '{endpoint}' provided: {e}"))
+            .with_description("Provide a valid URL as token endpoint.")
+    })?;
+    let scopes = text("requestedScopes").unwrap_or_default();
+    let scope_char = |ch: char| matches!(ch, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E');
+    if scopes.is_empty()
+        || scopes
+            .split(' ')
+            .any(|s| s.is_empty() || !s.chars().all(scope_char))
+    {
+        return Err(
+            invalid(format!("Invalid format of requested scopes: {scopes}"))
+                .with_description("Provide scopes as space separated list (RFC6749 section 3.3)."),
+        );
+    }
+    if kind == "oauth-client-credentials" && parsed.scheme() != "https" {
+        return Err(invalid(
+            "The OAuth2 token endpoint must be accessed via HTTPS in order not to transmit the client secret in plain text.",
+        ));
+    }
+    Ok(())
 }
 
 /// The HMAC algorithms of Ditto's default configuration (`http-push.hmac-algorithms`).
 const HMAC_ALGORITHMS: [&str; 3] = ["aws4-hmac-sha256", "az-monitor-2016-04-01", "az-sasl"];
 
 /// Ditto's `CredentialsValidationVisitor.hmac`: HMAC credentials on HTTP and AMQP 1.0 only, not
-/// with a user in the URI, with a known algorithm. Ferrule has no HTTP connections and does not
-/// sign AMQP 1.0 logins (Azure's `az-sasl`), so what Ditto would accept is refused as
-/// unsupported rather than ignored.
+/// with a user in the URI, with a known algorithm. HTTP push signs its requests with them (the
+/// parameters are read by the transport's check); Ferrule does not sign AMQP 1.0 logins
+/// (Azure's `az-sasl`), so what Ditto would accept there is refused as unsupported rather than
+/// ignored.
 fn hmac_rules(
     c: &Connection,
     credentials: &serde_json::Map<String, serde_json::Value>,
 ) -> Result<(), DittoError> {
-    if c.connection_type != ConnectionType::Amqp10 {
+    if !matches!(
+        c.connection_type,
+        ConnectionType::Amqp10 | ConnectionType::HttpPush
+    ) {
         return Err(
             invalid("HMAC credentials are not supported for the connection type.")
                 .with_description("Only HTTP and AMQP 1.0 connections support HMAC credentials."),
@@ -531,6 +588,9 @@ fn hmac_rules(
                 HMAC_ALGORITHMS.join(", ")
             )),
         );
+    }
+    if c.connection_type == ConnectionType::HttpPush {
+        return Ok(());
     }
     Err(invalid(format!(
         "HMAC credentials ({algorithm}) are not supported by Ferrule."
@@ -634,6 +694,9 @@ fn ssh_tunnel_rules(c: &Connection) -> Result<(), DittoError> {
 
 /// The per-protocol validators (`Mqtt3Validator`, `Mqtt5Validator`, ...).
 fn protocol_rules(c: &Connection) -> Result<(), DittoError> {
+    if c.connection_type == ConnectionType::HttpPush {
+        return http_push_rules(c);
+    }
     if !c.connection_type.is_mqtt() {
         return Ok(());
     }
@@ -653,6 +716,38 @@ fn protocol_rules(c: &Connection) -> Result<(), DittoError> {
             target.address, c.id
         );
         mqtt_target_rules(target, &name, mqtt3)?;
+    }
+    Ok(())
+}
+
+/// Ditto's `HttpPushValidator`: no sources; target addresses `<METHOD>:<path>`.
+fn http_push_rules(c: &Connection) -> Result<(), DittoError> {
+    if !c.sources.is_empty() {
+        return Err(invalid(
+            "A connection of type 'http-push' may not have any source.",
+        ));
+    }
+    let methods = ferrule_transport::http::METHODS.join(", ");
+    for target in &c.targets {
+        let prefix = format!(
+            "Target of address '{}' of connection '{}':",
+            target.address, c.id
+        );
+        match target.address.split_once(':') {
+            None => {
+                return Err(invalid(format!(
+                    "{prefix} Target address has invalid format. Expect '<VERB>:/<path>', for example 'POST:/api'."
+                ))
+                .with_description(format!("Supported methods are: {methods}")));
+            }
+            Some((method, _)) if !ferrule_transport::http::METHODS.contains(&method) => {
+                return Err(
+                    invalid(format!("{prefix} The method '{method}' is not supported"))
+                        .with_description(format!("Supported methods are: {methods}")),
+                );
+            }
+            Some(_) => {}
+        }
     }
     Ok(())
 }

@@ -117,6 +117,7 @@ fn protocol(t: ConnectionType) -> Option<Protocol> {
         ConnectionType::Mqtt5 => Some(Protocol::Mqtt5),
         ConnectionType::Amqp091 => Some(Protocol::Amqp091),
         ConnectionType::Amqp10 => Some(Protocol::Amqp10),
+        ConnectionType::HttpPush => Some(Protocol::HttpPush),
         _ => None,
     }
 }
@@ -235,10 +236,11 @@ impl Runtime {
         let protocol = protocol(c.connection_type)?;
         // The host's size limit where the connection sets none.
         let mut specific_config = c.specific_config.clone();
-        let (key, default) = self.limits.transport_default(protocol);
-        specific_config
-            .entry(key.to_string())
-            .or_insert_with(|| default.to_string());
+        if let Some((key, default)) = self.limits.transport_default(protocol) {
+            specific_config
+                .entry(key.to_string())
+                .or_insert_with(|| default.to_string());
+        }
         Some(ClientConfig {
             connection_id: c.id.clone(),
             client_index: index,
@@ -247,6 +249,7 @@ impl Runtime {
             validate_certificates: c.validate_certificates,
             ca: c.ca.clone(),
             client_cert,
+            credentials: c.credentials.clone().map(serde_json::Value::Object),
             specific_config,
             sources: c
                 .sources

@@ -26,6 +26,7 @@
 
 mod inbound;
 mod outbound;
+mod reply;
 #[cfg(test)]
 mod tests;
 

@@ -251,6 +251,7 @@ fn prepare_routed(
     );
     ctx.count(Direction::Outbound, address_key, MetricType::Filtered, true);
     let id = signal_id(&routed.signal.headers);
+    let original = routed.signal.clone();
     let signal = outbound_signal(&routed);
     let signal = &*signal;
     let correlation = signal.headers.correlation_id();
@@ -354,25 +355,59 @@ fn prepare_routed(
             let (address, address_key) = (address.clone(), address_key.clone());
             let (correlation, entity) = (correlation.clone(), entity.clone());
             let (label, id) = (target.issued_ack.clone(), id.clone());
+            let original = original.clone();
             publishes.push(Box::pin(async move {
                 let result = confirmation.await;
+                // A peer that answers (HTTP) confirms with a success status only.
+                let success = match &result {
+                    Ok(reply) => reply
+                        .as_ref()
+                        .is_none_or(|r| (200..300).contains(&r.status)),
+                    Err(_) => false,
+                };
                 ctx.count(
                     Direction::Outbound,
                     &address_key,
                     MetricType::Published,
-                    result.is_ok(),
+                    success,
                 );
                 let issued = match result {
-                    Ok(()) => {
-                        ctx.log_success(
-                            Category::Target,
-                            "published",
-                            &address,
-                            correlation.as_deref(),
-                            entity.as_deref(),
-                            || "Message was published.".into(),
-                        );
-                        Issued::Published
+                    Ok(reply) => {
+                        if success {
+                            ctx.log_success(
+                                Category::Target,
+                                "published",
+                                &address,
+                                correlation.as_deref(),
+                                entity.as_deref(),
+                                || "Message was published.".into(),
+                            );
+                        }
+                        match reply {
+                            Some(reply) => {
+                                if !success {
+                                    ctx.log(
+                                        Category::Target,
+                                        "published",
+                                        false,
+                                        &address,
+                                        correlation.clone(),
+                                        entity,
+                                        format!(
+                                            "Got non success status code: {} and body: {}",
+                                            reply.status,
+                                            String::from_utf8_lossy(&reply.body)
+                                                .chars()
+                                                .take(1_000)
+                                                .collect::<String>()
+                                        ),
+                                    );
+                                }
+                                answer_reply(&ctx, &original, label.as_deref(), &reply);
+                                Issued::Replied(reply)
+                            }
+                            None => Issued::Published,
+                        }
                     }
                     Err(e) => {
                         let text = format!("Message could not be published: {}", e.message);
@@ -401,10 +436,34 @@ fn prepare_routed(
     publishes
 }
 
+/// Passes on what the peer's response answers: a live response to its sender, an
+/// acknowledgement the peer sent as Ditto Protocol to the signal that waits for it.
+fn answer_reply(
+    ctx: &Context,
+    signal: &DittoMessage,
+    label: Option<&str>,
+    reply: &ferrule_transport::Reply,
+) {
+    let Some(correlation) = signal.headers.correlation_id() else {
+        return;
+    };
+    match super::reply::answer(signal, label, reply) {
+        Some(super::reply::Answer::Response(response)) => {
+            ctx.hub.inbound.respond(&correlation, *response)
+        }
+        Some(super::reply::Answer::Ack(ack)) => {
+            ctx.hub.inbound.acknowledge_correlated(&correlation, ack)
+        }
+        None => {}
+    }
+}
+
 /// What became of a signal at a target, as the acknowledgement the target issues for it.
 pub(super) enum Issued {
     /// Published, and confirmed as the target's QoS asks: 200.
     Published,
+    /// Published, and the peer answered (HTTP push): the response's status, headers and body.
+    Replied(ferrule_transport::Reply),
     /// Not published on purpose (filtered out, dropped by the mappers, no address for it): 200
     /// with `ditto-weak-ack: true`, so a source waiting for it settles at once and never
     /// redelivers (Ditto's weak acknowledgement).
@@ -434,6 +493,11 @@ pub(super) fn issue_ack(
     let mut headers = Headers::new();
     let (status, payload) = match issued {
         Issued::Published => (200, None),
+        Issued::Replied(reply) => {
+            let ack = super::reply::ack(label, &reply);
+            headers = ack.headers;
+            (ack.status, ack.payload)
+        }
         Issued::Weak => {
             headers.insert("ditto-weak-ack", true);
             (200, None)

@@ -76,7 +76,7 @@ impl BrokerClient for FakeClient {
             }
             b.confirms.acquire().await.unwrap().forget();
             b.outstanding.fetch_sub(1, Ordering::SeqCst);
-            Ok(())
+            Ok(None)
         })
     }
 
