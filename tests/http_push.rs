@@ -146,6 +146,27 @@ async fn put_thing(f: &Ferrule, id: &str, body: Value) {
     assert!(resp.status().is_success(), "{}", resp.status());
 }
 
+/// Polls the connection's logs until a failure entry's message passes `wanted`.
+async fn wait_for_failure_log(f: &Ferrule, id: &str, wanted: impl Fn(&str) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let logs = json(f.get(&format!("/api/2/connections/{id}/logs")).await).await;
+        let logged = logs["connectionLogs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["level"] == "failure" && e["message"].as_str().is_some_and(&wanted));
+        if logged {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no such failure logged: {logs}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test]
 async fn twin_events_are_pushed_as_requests_with_path_headers_body_and_basic_auth() {
     let (_d, f) = common::live_server();
@@ -433,22 +454,10 @@ async fn failures_of_the_server_show_in_metrics_logs_and_status() {
     .await;
     put_thing(&f, &format!("{ns}:a"), json!({})).await;
     assert_eq!(next(&mut received).await.path, "/busy");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let logs = json(f.get("/api/2/connections/push-fail/logs").await).await;
-        let logged = logs["connectionLogs"].as_array().unwrap().iter().any(|e| {
-            e["level"] == "failure"
-                && e["message"] == "Got non success status code: 503 and body: busy"
-        });
-        if logged {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no failure logged: {logs}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_failure_log(&f, "push-fail", |m| {
+        m == "Got non success status code: 503 and body: busy"
+    })
+    .await;
     let metrics = json(f.get("/api/2/connections/push-fail/metrics").await).await;
     assert_eq!(
         metrics["connectionMetrics"]["outbound"]["published"]["failure"]["PT1M"], 1,
@@ -463,24 +472,10 @@ async fn failures_of_the_server_show_in_metrics_logs_and_status() {
     wait_for_live_status(&f, "push-fail", "open").await;
     put_thing(&f, &format!("{ns}:b"), json!({})).await;
     assert_eq!(next(&mut received).await.path, "/slow");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let logs = json(f.get("/api/2/connections/push-fail/logs").await).await;
-        let timed_out = logs["connectionLogs"].as_array().unwrap().iter().any(|e| {
-            e["level"] == "failure"
-                && e["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("Request timed out: http://127.0.0.1"))
-        });
-        if timed_out {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no timeout logged: {logs}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_failure_log(&f, "push-fail", |m| {
+        m.contains("Request timed out: http://127.0.0.1")
+    })
+    .await;
     wait_for_live_status(&f, "push-fail", "open").await;
 
     // A server that is not there: a connection test says so, opening fails.

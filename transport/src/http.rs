@@ -482,6 +482,20 @@ async fn run(sender: Arc<Sender>, mut jobs: mpsc::UnboundedReceiver<Job>) {
     while tasks.join_next().await.is_some() {}
 }
 
+/// The TLS configuration of an `https` connection (`ca`, client certificate,
+/// `validateCertificates`).
+fn tls_config(config: &ClientConfig) -> Result<Arc<rustls::ClientConfig>, TransportError> {
+    let ca = config.ca.as_deref().filter(|c| !c.trim().is_empty());
+    crate::tls::client_config(
+        ca,
+        config
+            .client_cert
+            .as_ref()
+            .map(|(c, k)| (c.as_str(), k.as_str())),
+        config.validate_certificates,
+    )
+}
+
 fn build_http(
     config: &ClientConfig,
     settings: &Settings,
@@ -492,15 +506,7 @@ fn build_http(
         .connect_timeout(config.connect_timeout.min(MAX_IDLE_TIMEOUT))
         .user_agent(concat!("ferrule/", env!("CARGO_PKG_VERSION")));
     if config.uri.starts_with("https:") {
-        let ca = config.ca.as_deref().filter(|c| !c.trim().is_empty());
-        let tls = crate::tls::client_config(
-            ca,
-            config
-                .client_cert
-                .as_ref()
-                .map(|(c, k)| (c.as_str(), k.as_str())),
-            config.validate_certificates,
-        )?;
+        let tls = tls_config(config)?;
         // reqwest takes a `rustls::ClientConfig` by value (it checks the type at run time).
         builder = builder.use_preconfigured_tls((*tls).clone());
     }
@@ -532,15 +538,7 @@ async fn check_reachable(config: &ClientConfig, base: &url::Url) -> Result<(), T
         Ok(Ok(s)) => s,
     };
     if config.dry_run && base.scheme() == "https" {
-        let ca = config.ca.as_deref().filter(|c| !c.trim().is_empty());
-        let tls = crate::tls::client_config(
-            ca,
-            config
-                .client_cert
-                .as_ref()
-                .map(|(c, k)| (c.as_str(), k.as_str())),
-            config.validate_certificates,
-        )?;
+        let tls = tls_config(config)?;
         let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
             misconfigured(format!("The host '{host}' is not a valid TLS name: {e}"))
         })?;
