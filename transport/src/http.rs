@@ -130,17 +130,34 @@ enum Auth {
     Bearer(oauth::TokenCache),
 }
 
-fn auth_of(config: &ClientConfig, http: &reqwest::Client) -> Result<Auth, TransportError> {
+/// The credentials as read from the connection (checked at create, used at connect).
+enum Credentials {
+    None,
+    Sign(sign::Signer),
+    OAuth(oauth::OAuth),
+}
+
+fn credentials_of(config: &ClientConfig) -> Result<Credentials, TransportError> {
     let Some(credentials) = config.credentials.as_ref().and_then(|c| c.as_object()) else {
-        return Ok(Auth::None);
+        return Ok(Credentials::None);
     };
     match credentials.get("type").and_then(|t| t.as_str()) {
-        Some("hmac") => Ok(Auth::Sign(sign::Signer::from_credentials(credentials)?)),
-        Some("oauth-client-credentials" | "oauth-password") => Ok(Auth::Bearer(
-            oauth::TokenCache::new(oauth::OAuth::from_credentials(credentials)?, http.clone()),
+        Some("hmac") => Ok(Credentials::Sign(sign::Signer::from_credentials(
+            credentials,
+        )?)),
+        Some("oauth-client-credentials" | "oauth-password") => Ok(Credentials::OAuth(
+            oauth::OAuth::from_credentials(credentials)?,
         )),
-        _ => Ok(Auth::None),
+        _ => Ok(Credentials::None),
     }
+}
+
+fn auth_of(config: &ClientConfig, http: &reqwest::Client) -> Result<Auth, TransportError> {
+    Ok(match credentials_of(config)? {
+        Credentials::None => Auth::None,
+        Credentials::Sign(signer) => Auth::Sign(signer),
+        Credentials::OAuth(flow) => Auth::Bearer(oauth::TokenCache::new(flow, http.clone())),
+    })
 }
 
 /// The URI without user and password (they go into `Authorization: Basic`), and the basic
@@ -165,7 +182,7 @@ fn base_uri(config: &ClientConfig) -> Result<(url::Url, Option<(String, String)>
 pub fn check_config(config: &ClientConfig) -> Result<(), TransportError> {
     settings(config)?;
     base_uri(config)?;
-    auth_of(config, &reqwest::Client::new())?;
+    credentials_of(config)?;
     Ok(())
 }
 
