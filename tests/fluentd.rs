@@ -18,12 +18,30 @@ struct Receiver {
 
 impl Receiver {
     fn start(port: u16) -> Receiver {
+        Receiver::start_with(port, &[])
+    }
+
+    /// A receiver that speaks TLS with the test server certificate (for 127.0.0.1 and
+    /// localhost, signed by the test CA; see [`common::tls_file`]).
+    fn start_tls(port: u16) -> Receiver {
+        Receiver::start_with(
+            port,
+            &[
+                "--tls",
+                &common::tls_file("server.pem"),
+                &common::tls_file("server.key"),
+            ],
+        )
+    }
+
+    fn start_with(port: u16, options: &[&str]) -> Receiver {
         let mut child = Command::new("python3")
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/../tests/fluent_receiver.py"
             ))
             .arg(port.to_string())
+            .args(options)
             .stdout(Stdio::piped())
             .spawn()
             .expect("python3 runs the receiver");
@@ -42,6 +60,22 @@ impl Receiver {
             child,
             lines: std::sync::Mutex::new(lines),
         }
+    }
+
+    /// The next line the receiver prints that satisfies `check`.
+    fn wait_for_line(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            let Ok(line) = self.lines.lock().unwrap().recv_timeout(left) else {
+                break;
+            };
+            if check(&line) {
+                return line;
+            }
+            seen.push(line);
+        }
+        panic!("no {what}; seen: {seen:#?}");
     }
 
     /// The next record whose fields contain `wanted`.
@@ -187,4 +221,57 @@ async fn connection_logs_reach_fluentd_also_after_it_was_down() {
     tokio::task::spawn_blocking(move || receiver.wait_for(&wanted))
         .await
         .unwrap();
+}
+
+/// Fluency's `sslEnabled`: records reach a receiver that speaks TLS, verified against the
+/// configured CA; without that CA the certificate is refused (the receiver sees the handshake
+/// fail) and nothing is sent in the clear.
+#[tokio::test]
+async fn connection_logs_reach_fluentd_over_tls() {
+    let port = common::free_port();
+    let receiver = tokio::task::spawn_blocking(move || Receiver::start_tls(port))
+        .await
+        .unwrap();
+    let receiver = std::sync::Arc::new(receiver);
+    let config = |ca: &str| {
+        format!(
+            "[log_publisher]\nenabled = true\nhost = \"127.0.0.1\"\nport = {port}\n\
+             flush_interval_ms = 50\nssl_enabled = true\nmax_retries = 1\n{ca}"
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let f = common::start_with_config(
+        dir.path(),
+        &config(&format!("ca_file = {:?}\n", common::tls_file("ca.pem"))),
+    );
+    let id = common::unique("fluent-tls", '-');
+    let mut connection = common::mqtt_connection();
+    connection["connectionStatus"] = json!("open");
+    connection["sources"][0]["addresses"] = json!([format!("ferrule-fluent/{id}/+")]);
+    let resp = f
+        .put_json(&format!("/api/2/connections/{id}"), &connection)
+        .await;
+    assert_eq!(resp.status(), 201, "{}", json(resp).await);
+    wait_for_live_status(&f, &id, "open").await;
+    let r = receiver.clone();
+    let wanted = json!({"connectionId": id, "category": "connection", "message": "Connected"});
+    let line = tokio::task::spawn_blocking(move || r.wait_for(&wanted))
+        .await
+        .unwrap();
+    assert_eq!(line["tag"], format!("connection:{id}"));
+
+    // Another instance that does not trust the test CA: the handshake fails.
+    let other = tempfile::tempdir().unwrap();
+    let g = common::start_with_config(other.path(), &config(""));
+    let id = common::unique("fluent-untrusted", '-');
+    let resp = g
+        .put_json(&format!("/api/2/connections/{id}"), &connection)
+        .await;
+    assert_eq!(resp.status(), 201, "{}", json(resp).await);
+    let r = receiver.clone();
+    tokio::task::spawn_blocking(move || {
+        r.wait_for_line("failed handshake", |l| l.get("handshake_failed").is_some())
+    })
+    .await
+    .unwrap();
 }

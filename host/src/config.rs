@@ -209,7 +209,13 @@ fn apply_env(
                 .map(|l| format!("{:?}", l.trim().to_ascii_lowercase()))
                 .collect();
             format!("[{}]", levels.join(", "))
-        } else if name == "CONNECTIVITY_MESSAGE_MAPPING_JS_MAX_EXECUTION_TIME" {
+        } else if [
+            "CONNECTIVITY_MESSAGE_MAPPING_JS_MAX_EXECUTION_TIME",
+            "CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_CONNECTION_TIMEOUT",
+            "CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_READ_TIMEOUT",
+        ]
+        .contains(&name.as_str())
+        {
             // Ditto gives a duration (`500ms`, `2s`); the key is in milliseconds.
             match crate::hub::acks::parse_timeout(&raw) {
                 Some(d) => d.as_millis().to_string(),
@@ -432,6 +438,15 @@ mod tests {
                 ),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST", "fluent.local"),
                 ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_PORT", "24225"),
+                ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_SSL_ENABLED", "true"),
+                (
+                    "CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_CONNECTION_TIMEOUT",
+                    "2s",
+                ),
+                (
+                    "CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_READ_TIMEOUT",
+                    "750ms",
+                ),
                 (
                     "CONNECTIVITY_MESSAGE_MAPPING_JS_MAX_SCRIPT_SIZE_BYTES",
                     "100000",
@@ -447,6 +462,9 @@ mod tests {
         assert!(c.log_publisher.log_headers_and_payload);
         assert_eq!(c.log_publisher.host, "fluent.local");
         assert_eq!(c.log_publisher.port, 24225);
+        assert!(c.log_publisher.ssl_enabled);
+        assert_eq!(c.log_publisher.connection_timeout_ms, 2_000);
+        assert_eq!(c.log_publisher.read_timeout_ms, 750);
         assert_eq!(c.javascript.max_script_size_bytes, 100_000);
         assert_eq!(c.javascript.max_script_execution_time_ms, 2_000);
 

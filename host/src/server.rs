@@ -195,14 +195,23 @@ impl Server {
             }
             _ => None,
         };
-        let log_publisher = config.log_publisher.enabled.then(|| {
-            tracing::info!(
-                host = %config.log_publisher.host,
-                port = config.log_publisher.port,
-                "connection logs are published to Fluentd"
-            );
-            crate::monitoring::fluentd::FluentPublisher::start(config.log_publisher.clone())
-        });
+        let log_publisher = match config.log_publisher.enabled {
+            true => {
+                tracing::info!(
+                    host = %config.log_publisher.host,
+                    port = config.log_publisher.port,
+                    tls = config.log_publisher.ssl_enabled,
+                    "connection logs are published to Fluentd"
+                );
+                Some(
+                    crate::monitoring::fluentd::FluentPublisher::start(
+                        config.log_publisher.clone(),
+                    )
+                    .map_err(anyhow::Error::msg)?,
+                )
+            }
+            false => None,
+        };
         let connections = ConnectionService::load(
             connection_store,
             config.limits,

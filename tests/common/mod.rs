@@ -593,3 +593,17 @@ pub fn mapper_new(name: &str, lang: &str, dir: &Path) {
         &[],
     );
 }
+
+/// A file of the test CA's directory (`scripts/tls-broker` makes it: `ca.pem`, `server.pem` and
+/// `server.key` for localhost and 127.0.0.1, ...), `$FERRULE_TLS_DIR` or
+/// `/var/lib/ferrule-test-tls`; panics (the test fails) when it is missing.
+pub fn tls_file(name: &str) -> String {
+    let dir =
+        std::env::var("FERRULE_TLS_DIR").unwrap_or_else(|_| "/var/lib/ferrule-test-tls".into());
+    let path = format!("{dir}/{name}");
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} is missing: scripts/brokers (scripts/tls-broker) makes the test certificates"
+    );
+    path
+}

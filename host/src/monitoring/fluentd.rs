@@ -49,6 +49,15 @@ pub struct PublisherConfig {
     /// `in_forward` answers it); without acks a batch written into a connection that died
     /// unnoticed is lost.
     pub require_ack: bool,
+    /// TLS to the receiver (Fluency's `sslEnabled`; Fluentd's `<transport tls>`), verified
+    /// against the system's certificate authorities and `ca_file`.
+    pub ssl_enabled: bool,
+    /// A PEM file of further certificate authorities to trust for TLS (a private CA).
+    pub ca_file: Option<String>,
+    /// How long connecting (and the TLS handshake) may take (Fluency's `connectionTimeout`).
+    pub connection_timeout_ms: u64,
+    /// How long the receiver may take to acknowledge a chunk (Fluency's `readTimeout`).
+    pub read_timeout_ms: u64,
 }
 
 impl Default for PublisherConfig {
@@ -65,6 +74,10 @@ impl Default for PublisherConfig {
             flush_interval_ms: 600,
             max_retries: 7,
             require_ack: true,
+            ssl_enabled: false,
+            ca_file: None,
+            connection_timeout_ms: 5000,
+            read_timeout_ms: 5000,
         }
     }
 }
@@ -80,7 +93,88 @@ pub const ENV: &[(&str, &str)] = &[
     ),
     ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_HOST", "host"),
     ("CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_PORT", "port"),
+    (
+        "CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_SSL_ENABLED",
+        "ssl_enabled",
+    ),
+    (
+        "CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_CONNECTION_TIMEOUT",
+        "connection_timeout_ms",
+    ),
+    (
+        "CONNECTIVITY_LOGGER_PUBLISHER_FLUENCY_READ_TIMEOUT",
+        "read_timeout_ms",
+    ),
 ];
+
+/// What the sending task connects with.
+struct Endpoint {
+    host: String,
+    port: u16,
+    /// With TLS: the connector and the name the certificate must carry.
+    tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+}
+
+impl Endpoint {
+    fn of(config: &PublisherConfig) -> Result<Endpoint, String> {
+        let tls = if config.ssl_enabled {
+            let ca =
+                match &config.ca_file {
+                    Some(path) => Some(std::fs::read_to_string(path).map_err(|e| {
+                        format!("[log_publisher] ca_file {path} cannot be read: {e}")
+                    })?),
+                    None => None,
+                };
+            let client = ferrule_transport::tls::client_config(ca.as_deref(), None, true)
+                .map_err(|e| format!("[log_publisher] TLS: {}", e.message))?;
+            let name = rustls::pki_types::ServerName::try_from(config.host.clone())
+                .map_err(|e| format!("[log_publisher] host {} for TLS: {e}", config.host))?;
+            Some((tokio_rustls::TlsConnector::from(client), name))
+        } else {
+            None
+        };
+        Ok(Endpoint {
+            host: config.host.clone(),
+            port: config.port,
+            tls,
+            connect_timeout: Duration::from_millis(config.connection_timeout_ms.max(10)),
+            read_timeout: Duration::from_millis(config.read_timeout_ms.max(10)),
+        })
+    }
+
+    /// A connection to the receiver: TCP, and TLS when configured, within the connect timeout.
+    async fn connect(&self) -> std::io::Result<Box<dyn Io>> {
+        let within =
+            |e: tokio::time::error::Elapsed| std::io::Error::new(std::io::ErrorKind::TimedOut, e);
+        let tcp = tokio::time::timeout(
+            self.connect_timeout,
+            TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(within)??;
+        match &self.tls {
+            None => Ok(Box::new(tcp)),
+            Some((connector, name)) => {
+                let tls = tokio::time::timeout(
+                    self.connect_timeout,
+                    connector.connect(name.clone(), tcp),
+                )
+                .await
+                .map_err(within)??;
+                Ok(Box::new(tls))
+            }
+        }
+    }
+}
+
+/// A connection to the receiver, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 
 struct Record {
     tag: String,
@@ -113,17 +207,19 @@ fn category_name(category: Category) -> &'static str {
 }
 
 impl FluentPublisher {
-    /// Starts the sending task on the current runtime.
-    pub fn start(config: PublisherConfig) -> Arc<FluentPublisher> {
+    /// Starts the sending task on the current runtime; a TLS configuration that cannot be
+    /// used (an unreadable `ca_file`, a host that is no TLS server name) is refused.
+    pub fn start(config: PublisherConfig) -> Result<Arc<FluentPublisher>, String> {
+        let endpoint = Endpoint::of(&config)?;
         let (queue, rx) = mpsc::channel(config.buffer_records.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
-        tokio::spawn(send_loop(config.clone(), rx, dropped.clone()));
-        Arc::new(FluentPublisher {
+        tokio::spawn(send_loop(config.clone(), endpoint, rx, dropped.clone()));
+        Ok(Arc::new(FluentPublisher {
             config,
             instance_id: format!("ferrule-{}", std::process::id()),
             queue,
             dropped,
-        })
+        }))
     }
 
     /// Records dropped so far (queue full, or the receiver away longer than the retries).
@@ -244,7 +340,7 @@ fn encode(
 }
 
 /// Reads one `{"ack": id}` answer and checks it names `id`.
-async fn read_ack(stream: &mut TcpStream, id: &str) -> std::io::Result<()> {
+async fn read_ack(stream: &mut Box<dyn Io>, id: &str) -> std::io::Result<()> {
     use tokio::io::AsyncReadExt;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 256];
@@ -292,33 +388,33 @@ fn parse_ack(buf: &[u8]) -> Option<String> {
     acked
 }
 
-/// Writes every message and waits for its ack.
+/// Writes every message and waits for its ack, each within `read_timeout`.
 async fn deliver(
-    stream: &mut TcpStream,
+    stream: &mut Box<dyn Io>,
     messages: &[(Option<String>, Vec<u8>)],
+    read_timeout: Duration,
 ) -> std::io::Result<()> {
     for (id, bytes) in messages {
         stream.write_all(bytes).await?;
         if let Some(id) = id {
-            tokio::time::timeout(ACK_TIMEOUT, read_ack(stream, id))
+            tokio::time::timeout(read_timeout, read_ack(stream, id))
                 .await
                 .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
         }
     }
-    Ok(())
+    stream.flush().await
 }
-
-const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 const BATCH: usize = 1000;
 
 async fn send_loop(
     config: PublisherConfig,
+    endpoint: Endpoint,
     mut rx: mpsc::Receiver<Record>,
     dropped: Arc<AtomicU64>,
 ) {
     let flush = Duration::from_millis(config.flush_interval_ms.max(1));
-    let mut stream: Option<TcpStream> = None;
+    let mut stream: Option<Box<dyn Io>> = None;
     let mut batch = Vec::with_capacity(BATCH);
     let mut chunk = 0u64;
     loop {
@@ -341,11 +437,11 @@ async fn send_loop(
         let mut sent = false;
         for attempt in 0..=config.max_retries {
             if stream.is_none() {
-                let connect = TcpStream::connect((config.host.as_str(), config.port));
-                match tokio::time::timeout(Duration::from_secs(5), connect).await {
-                    Ok(Ok(s)) => stream = Some(s),
-                    _ => tracing::debug!(
+                match endpoint.connect().await {
+                    Ok(s) => stream = Some(s),
+                    Err(e) => tracing::debug!(
                         attempt,
+                        error = %e,
                         "Fluentd at {}:{} is not reachable",
                         config.host,
                         config.port
@@ -353,7 +449,7 @@ async fn send_loop(
                 }
             }
             if let Some(s) = stream.as_mut() {
-                match deliver(s, &messages).await {
+                match deliver(s, &messages, endpoint.read_timeout).await {
                     Ok(()) => {
                         sent = true;
                         break;
@@ -597,7 +693,8 @@ mod tests {
             port: 1, // nothing listens: the sender keeps retrying its first batch
             max_retries: 100,
             ..PublisherConfig::default()
-        });
+        })
+        .unwrap();
         publisher.offer("c", &entry(Level::Success));
         assert_eq!(publisher.dropped(), 0, "success is not published");
         for _ in 0..5 {
@@ -618,6 +715,7 @@ mod tests {
         );
         let message = |config: PublisherConfig| {
             let record = FluentPublisher::start(config)
+                .unwrap()
                 .record("c", &failure)
                 .unwrap();
             record
@@ -639,5 +737,83 @@ mod tests {
             failure.message
         );
         assert!(failure.message.ends_with("Message payload: secret"));
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use super::*;
+
+    /// A receiver that takes TCP connections and reads, and never answers.
+    async fn mute_receiver() -> (u16, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    use tokio::io::AsyncReadExt;
+                    let mut buf = [0u8; 1024];
+                    while socket.read(&mut buf).await.is_ok_and(|n| n > 0) {}
+                });
+            }
+        });
+        (port, task)
+    }
+
+    fn config(port: u16) -> PublisherConfig {
+        PublisherConfig {
+            host: "127.0.0.1".into(),
+            port,
+            connection_timeout_ms: 200,
+            read_timeout_ms: 200,
+            ..PublisherConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unacknowledged_chunk_fails_after_the_read_timeout() {
+        let (port, task) = mute_receiver().await;
+        let endpoint = Endpoint::of(&config(port)).unwrap();
+        let mut stream = endpoint.connect().await.unwrap();
+        let messages = vec![(Some("chunk-1".to_string()), vec![0x90])];
+        let started = Instant::now();
+        let e = deliver(&mut stream, &messages, endpoint.read_timeout)
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_tls_handshake_that_gets_no_answer_fails_after_the_connection_timeout() {
+        let (port, task) = mute_receiver().await;
+        let endpoint = Endpoint::of(&PublisherConfig {
+            ssl_enabled: true,
+            ..config(port)
+        })
+        .unwrap();
+        let e = match endpoint.connect().await {
+            Ok(_) => panic!("a receiver that does not speak TLS was taken"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        task.abort();
+    }
+
+    #[test]
+    fn an_unreadable_ca_file_is_refused_at_start() {
+        let e = Endpoint::of(&PublisherConfig {
+            ssl_enabled: true,
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..PublisherConfig::default()
+        })
+        .err()
+        .unwrap();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
     }
 }
