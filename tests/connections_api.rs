@@ -1175,3 +1175,86 @@ async fn blocked_hosts_are_refused_at_create_and_allowed_ones_taken() {
     let resp = f.put_json("/api/2/connections/allowed", &c).await;
     assert_eq!(resp.status(), StatusCode::CREATED);
 }
+
+/// Ditto's `timeout` (query parameter or header) on the connection routes: refused when it is
+/// no duration or over a minute; a command that does not answer in time is answered with 408
+/// (a dry run against a broker that accepts TCP and never answers); `timeout=0` answers 202 and
+/// the command is carried out, while an error still comes back.
+#[tokio::test]
+async fn the_timeout_parameter_bounds_the_wait_for_an_answer() {
+    let (_d, f) = server();
+    let body = assert_error(
+        f.get("/api/2/connections?timeout=soon").await,
+        400,
+        "timeout.invalid",
+    )
+    .await;
+    assert_eq!(body["description"], "Please choose a valid timeout.");
+    let body = assert_error(
+        f.req(Method::GET, "/api/2/connections")
+            .header("timeout", "2m")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "gateway:timeout.invalid",
+    )
+    .await;
+    assert_eq!(
+        body["message"],
+        "The timeout <120000ms> is not inside its allowed bounds <0ms - 60000ms>"
+    );
+    assert_eq!(
+        f.get("/api/2/connections?timeout=10s").await.status(),
+        StatusCode::OK
+    );
+
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut c = mqtt_connection();
+    c["uri"] = json!(format!("tcp://127.0.0.1:{port}"));
+    let started = std::time::Instant::now();
+    let body = assert_error(
+        f.post_json("/api/2/connections?dry-run=true&timeout=500ms", &c)
+            .await,
+        408,
+        "command.timeout",
+    )
+    .await;
+    assert_eq!(
+        body["message"],
+        "The Command reached the specified timeout of 500ms."
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered after {:?}, not when the timeout ran out",
+        started.elapsed()
+    );
+    held.abort();
+
+    let resp = f
+        .put_json(
+            "/api/2/connections/fire-and-forget?timeout=0",
+            &mqtt_connection(),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(resp.text().await.unwrap(), "");
+    let stored = json(f.get("/api/2/connections/fire-and-forget").await).await;
+    assert_eq!(stored["id"], "fire-and-forget", "{stored}");
+    let mut bad = mqtt_connection();
+    bad["uri"] = json!("amqp://127.0.0.1:5672");
+    assert_error(
+        f.put_json("/api/2/connections/not-created?timeout=0", &bad)
+            .await,
+        400,
+        "connectivity:connection.uri.invalid",
+    )
+    .await;
+}

@@ -309,6 +309,43 @@ impl DittoError {
         )
     }
 
+    /// A `timeout` that is no duration (Ditto's `TimeoutInvalidException`).
+    pub fn timeout_unreadable(value: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "timeout.invalid",
+            format!("The timeout <{value}> is not a duration such as 10s, 250ms or 1m."),
+        )
+        .with_description("Please choose a valid timeout.")
+    }
+
+    /// A `timeout` over the maximum (Ditto's `GatewayTimeoutInvalidException`).
+    pub fn timeout_out_of_bounds(timeout: std::time::Duration, max: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "gateway:timeout.invalid",
+            format!(
+                "The timeout <{}ms> is not inside its allowed bounds <0ms - {}ms>",
+                timeout.as_millis(),
+                max.as_millis()
+            ),
+        )
+        .with_description("Choose a timeout inside the bounds.")
+    }
+
+    /// A command that did not answer within its `timeout` (Ditto's `CommandTimeoutException`).
+    pub fn command_timeout(timeout: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "command.timeout",
+            format!(
+                "The Command reached the specified timeout of {}ms.",
+                timeout.as_millis()
+            ),
+        )
+        .with_description("Try increasing the command timeout.")
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

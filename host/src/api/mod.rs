@@ -7,6 +7,7 @@ pub mod connections;
 pub mod mappers;
 pub mod piggyback;
 pub mod things;
+pub mod timeout;
 
 use crate::connections::ConnectionService;
 use crate::error::DittoError;
@@ -255,6 +256,9 @@ fn metrics_route(verb: Verb) -> Handlers {
     }
 }
 
+/// The connection routes, which take Ditto's `timeout` ([`timeout`]).
+const CONNECTIONS_PATH: &str = "/api/2/connections";
+
 pub fn router(
     state: Arc<AppState>,
     auth: Arc<auth::DevopsAuth>,
@@ -275,6 +279,9 @@ pub fn router(
             .fold(MethodRouter::new(), |all, &verb| {
                 all.merge((route.handler)(verb))
             });
+        if route.path.starts_with(CONNECTIONS_PATH) {
+            handlers = handlers.route_layer(axum::middleware::from_fn(timeout::command_timeout));
+        }
         if access == Access::Devops {
             handlers = handlers.route_layer(axum::middleware::from_fn_with_state(
                 auth.clone(),
