@@ -62,6 +62,38 @@ type Behaviour = Arc<dyn Fn(&Received) -> Answer + Send + Sync>;
 /// An HTTP/1.1 server on a free loopback port: every request goes to the returned receiver and
 /// is answered as `behaviour` says.
 async fn server(behaviour: Behaviour) -> (u16, mpsc::UnboundedReceiver<Received>) {
+    serve(behaviour, None).await
+}
+
+/// The same server over TLS, with the test server certificate (for 127.0.0.1 and localhost,
+/// signed by the test CA; see [`common::tls_file`]).
+async fn https_server(behaviour: Behaviour) -> (u16, mpsc::UnboundedReceiver<Received>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(common::tls_file("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(common::tls_file("server.key")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    serve(
+        behaviour,
+        Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+    )
+    .await
+}
+
+async fn serve(
+    behaviour: Behaviour,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (u16, mpsc::UnboundedReceiver<Received>) {
     use http_body_util::BodyExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -71,7 +103,7 @@ async fn server(behaviour: Behaviour) -> (u16, mpsc::UnboundedReceiver<Received>
             let Ok((stream, _)) = listener.accept().await else {
                 break;
             };
-            let (tx, behaviour) = (tx.clone(), behaviour.clone());
+            let (tx, behaviour, tls) = (tx.clone(), behaviour.clone(), tls.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(
                     move |req: hyper::Request<hyper::body::Incoming>| {
@@ -112,9 +144,22 @@ async fn server(behaviour: Behaviour) -> (u16, mpsc::UnboundedReceiver<Received>
                         }
                     },
                 );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match tls {
+                    None => {
+                        let _ = http
+                            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                            .await;
+                    }
+                    Some(acceptor) => {
+                        // A client that refuses the certificate ends the handshake.
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let _ = http
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                }
             });
         }
     });
@@ -340,6 +385,33 @@ async fn a_live_message_is_answered_with_the_servers_response() {
     assert_eq!(answer["value"], json!({"answer": "why?"}));
     assert_eq!(answer["headers"]["correlation-id"], format!("{u}-q1"));
     assert_eq!(answer["headers"]["x-served-by"], "test-server");
+
+    // As in Ditto, a live message waits for its response without asking for it: no
+    // `requested-acks`, no `response-required`, no `timeout` (the implicit `live-response`).
+    let message = json!({
+        "topic": format!("org.push/{u}/things/live/messages/ask"),
+        "headers": {"correlation-id": format!("{u}-q2"), "content-type": "text/plain"},
+        "path": "/inbox/messages/ask",
+        "value": "how"
+    });
+    device
+        .publish(
+            format!("ferrule-e2e/{u}/ask"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            message.to_string(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next(&mut received).await.json()["value"], "how");
+    let answer = timeout(WAIT, answers.recv())
+        .await
+        .expect("no answer to a message that did not ask for one explicitly")
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(answer["status"], 418, "{answer}");
+    assert_eq!(answer["value"], json!({"answer": "how?"}));
+    assert_eq!(answer["headers"]["correlation-id"], format!("{u}-q2"));
 }
 
 #[tokio::test]
@@ -615,4 +687,178 @@ async fn the_http_push_example_connection_passes_a_test_and_delivers() {
     );
     assert!(request.header("x-correlation-id").is_some());
     assert_eq!(request.json()["value"]["attributes"]["open"], false);
+}
+
+/// HTTPS: events reach a server whose certificate the connection's `ca` vouches for; a
+/// connection without that `ca` refuses the certificate, sends nothing, and says why.
+#[tokio::test]
+async fn events_are_pushed_over_https_to_a_server_the_ca_vouches_for() {
+    let (_d, f) = common::live_server();
+    let (port, mut received) = https_server(Arc::new(|_| Answer::new(204, "text/plain", ""))).await;
+    let ns = unique("tls").replace('-', "_");
+    let ca = std::fs::read_to_string(common::tls_file("ca.pem")).unwrap();
+    let connection = |ca: Option<&str>| {
+        let mut c = json!({
+            "connectionType": "http-push",
+            "connectionStatus": "open",
+            "uri": format!("https://localhost:{port}"),
+            "validateCertificates": true,
+            "targets": [{"address": "POST:/events/{{ thing:id }}",
+                         "topics": [format!("_/_/things/twin/events?namespaces={ns}")],
+                         "authorizationContext": ["ditto:outbound"]}]
+        });
+        if let Some(ca) = ca {
+            c["ca"] = json!(ca);
+        }
+        c
+    };
+    create(&f, "push-https", &connection(Some(&ca))).await;
+    create(&f, "push-https-untrusted", &connection(None)).await;
+    let thing = format!("{ns}:valve");
+    put_thing(&f, &thing, json!({"attributes": {"open": false}})).await;
+    let request = next(&mut received).await;
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.path, format!("/events/{thing}"));
+    assert_eq!(request.json()["value"]["attributes"]["open"], false);
+    wait_for_failure_log(&f, "push-https-untrusted", |m| {
+        m.to_ascii_lowercase().contains("certificate")
+    })
+    .await;
+    assert!(
+        timeout(Duration::from_millis(500), received.recv())
+            .await
+            .is_err(),
+        "the connection that does not trust the server sent nothing"
+    );
+}
+
+/// A source that requests the HTTP target's acknowledgement settles its message with the web
+/// server's answer: a 503 has the broker redeliver the message (RabbitMQ), and the 200 that
+/// answers the redelivery acknowledges it, so it leaves the queue; the server saw the change
+/// twice.
+#[tokio::test]
+async fn a_source_waits_for_the_web_servers_answer_and_redelivers_after_a_5xx() {
+    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::{AMQPValue, FieldTable};
+    let (_d, f) = common::live_server();
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = answered.clone();
+    // The first request of the modification (value 1) is answered 503, everything else 200.
+    let (port, mut received) = server(Arc::new(move |r: &Received| {
+        let first_of_modify = r.json()["value"] == 1
+            && counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        if first_of_modify {
+            Answer::new(503, "text/plain", "busy")
+        } else {
+            Answer::new(200, "application/json", r#"{"stored": true}"#)
+        }
+    }))
+    .await;
+    let u = unique("acked");
+    let ns = u.replace('-', "_");
+    let push = format!("push-ack-{u}");
+    create(
+        &f,
+        &push,
+        &json!({
+            "connectionType": "http-push",
+            "connectionStatus": "open",
+            "uri": format!("http://127.0.0.1:{port}"),
+            "targets": [{"address": "PUT:/store/{{ thing:id }}",
+                         "topics": [format!("_/_/things/twin/events?namespaces={ns}")],
+                         "authorizationContext": ["ditto:outbound"],
+                         "issuedAcknowledgementLabel": "{{connection:id}}:stored"}]
+        }),
+    )
+    .await;
+    let thing = format!("{ns}:meter");
+    put_thing(&f, &thing, json!({"attributes": {"n": 0}})).await;
+    let created = next(&mut received).await;
+    assert!(created.path.ends_with(&thing), "{created:?}");
+
+    let rabbit = lapin::Connection::connect(
+        "amqp://guest:guest@127.0.0.1:5672/%2f",
+        lapin::ConnectionProperties::default(),
+    )
+    .await
+    .expect("RabbitMQ on 127.0.0.1:5672 must be reachable");
+    let channel = rabbit.create_channel().await.unwrap();
+    let queue = format!("ferrule-push-ack-{u}");
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-expires".into(), AMQPValue::LongInt(120_000));
+    channel
+        .queue_declare(
+            queue.as_str().into(),
+            QueueDeclareOptions::default(),
+            arguments,
+        )
+        .await
+        .unwrap();
+    create(
+        &f,
+        &format!("push-ack-src-{u}"),
+        &json!({
+            "connectionType": "amqp-091",
+            "connectionStatus": "open",
+            "uri": "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "sources": [{"addresses": [queue.clone()],
+                         "authorizationContext": ["ditto:inbound"],
+                         "acknowledgementRequests": {"includes": [format!("{push}:stored")]}}]
+        }),
+    )
+    .await;
+    let command = json!({"topic": format!("{ns}/meter/things/twin/commands/modify"),
+        "headers": {"correlation-id": format!("{u}-1"), "timeout": "10s"},
+        "path": "/attributes/n", "value": 1});
+    channel
+        .basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            command.to_string().as_bytes(),
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let first = next(&mut received).await;
+    let second = next(&mut received).await;
+    for r in [&first, &second] {
+        assert_eq!(r.path, format!("/store/{thing}"));
+        assert_eq!(r.json()["value"], 1, "{r:?}");
+    }
+    // The second answer (200) acknowledges the message: it leaves the queue for good.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let declared = channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let metrics = json(
+            f.get(&format!("/api/2/connections/push-ack-src-{u}/metrics"))
+                .await,
+        )
+        .await;
+        let acknowledged = &metrics["connectionMetrics"]["inbound"]["acknowledged"];
+        if declared.message_count() == 0 && acknowledged["success"]["PT1M"] == 1 {
+            assert_eq!(acknowledged["failure"]["PT1M"], 1, "the 503: {metrics}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        timeout(Duration::from_millis(500), received.recv())
+            .await
+            .is_err(),
+        "no third request: the message was acknowledged"
+    );
 }

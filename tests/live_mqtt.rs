@@ -1096,3 +1096,116 @@ async fn enforcement_refuses_signals_for_other_things() {
         "{logs}"
     );
 }
+
+/// Response diversion (Ditto's `ResponseDiversionInterceptor`): the responses to the commands a
+/// diversion source consumes are published by the diversion target's target instead of the
+/// source's reply target; a response type the command did not ask to divert still goes to the
+/// reply target; a source the target does not authorize has its responses dropped, and its
+/// connection logs say why.
+#[tokio::test]
+async fn responses_are_diverted_to_another_connection() {
+    let (_d, f) = server();
+    let u = unique("divert");
+    let hook = format!("divert-hook-{u}");
+    let source = format!("divert-src-{u}");
+    let rogue = format!("divert-rogue-{u}");
+    let target_connection = json!({
+        "connectionType": "mqtt-5", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+        "targets": [{"address": format!("ferrule-e2e/{u}/diverted/{{{{ thing:name }}}}"),
+                     "topics": [], "qos": 1, "authorizationContext": ["ditto:outbound"]}],
+        "specificConfig": {"is-diversion-target": "true",
+                           "authorized-connections-as-sources": source.clone()}
+    });
+    let source_connection = |from: &str| {
+        json!({
+            "connectionType": "mqtt-5", "connectionStatus": "open", "uri": "tcp://127.0.0.1:1883",
+            "sources": [{"addresses": [format!("ferrule-e2e/{u}/{from}/commands")], "qos": 1,
+                         "authorizationContext": ["ditto:inbound"],
+                         "headerMapping": {"correlation-id": "{{ header:correlation-id }}",
+                                           "divert-response-to-connection": hook.clone(),
+                                           "divert-expected-response-types": "response"},
+                         "replyTarget": {"address": format!("ferrule-e2e/{u}/replies"),
+                                         "expectedResponseTypes": ["response", "error"]}}],
+            "specificConfig": {"is-diversion-source": "true"}
+        })
+    };
+    for (id, body) in [
+        (&hook, target_connection),
+        (&source, source_connection("src")),
+        (&rogue, source_connection("rogue")),
+    ] {
+        let resp = f.put_json(&format!("/api/2/connections/{id}"), &body).await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "{id}");
+        wait_for_live_status(&f, id, "open").await;
+    }
+    let (_w1, mut diverted) = mqtt5(
+        &format!("{u}-w"),
+        Some(&format!("ferrule-e2e/{u}/diverted/#")),
+    )
+    .await;
+    let (device, mut replies) =
+        mqtt5(&format!("{u}-d"), Some(&format!("ferrule-e2e/{u}/replies"))).await;
+    let create = |name: &str, correlation: &str| {
+        json!({"topic": format!("org.e2e/{name}/things/twin/commands/create"),
+               "headers": {"correlation-id": correlation}, "path": "/", "value": {}})
+    };
+    let src = format!("ferrule-e2e/{u}/src/commands");
+    publish(&device, &src, create(&format!("{u}-a"), "d-1")).await;
+    let response = next(&mut diverted).await;
+    assert_eq!(response["status"], 201, "{response}");
+    assert_eq!(response["headers"]["correlation-id"], "d-1", "{response}");
+    assert_eq!(
+        response["headers"]["diverted-response-from-connection"],
+        source.as_str(),
+        "{response}"
+    );
+    // Errors are not among the diverted types: the reply target has it, and nothing before it
+    // (the created response was diverted only).
+    publish(
+        &device,
+        &src,
+        json!({"topic": format!("org.e2e/{u}-a/things/twin/commands/retrieve"),
+               "headers": {"correlation-id": "d-2"}, "path": "/features/none"}),
+    )
+    .await;
+    let error = next(&mut replies).await;
+    assert_eq!(error["status"], 404, "{error}");
+    assert_eq!(error["headers"]["correlation-id"], "d-2", "{error}");
+
+    // The rogue source is not authorized: its response is dropped, and its logs say so.
+    publish(
+        &device,
+        &format!("ferrule-e2e/{u}/rogue/commands"),
+        create(&format!("{u}-b"), "r-1"),
+    )
+    .await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let logs = json(f.get(&format!("/api/2/connections/{rogue}/logs")).await).await;
+        let dropped = logs["connectionLogs"].as_array().unwrap().iter().any(|e| {
+            e["level"] == "failure"
+                && e["category"] == "response"
+                && e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("authorized-connections-as-sources")
+        });
+        if dropped {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{logs}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    publish(&device, &src, create(&format!("{u}-c"), "d-3")).await;
+    let response = next(&mut diverted).await;
+    assert_eq!(
+        response["headers"]["correlation-id"], "d-3",
+        "the rogue's response was not diverted: {response}"
+    );
+    assert!(
+        timeout(Duration::from_millis(300), replies.recv())
+            .await
+            .is_err(),
+        "diverted responses do not also go to the reply target"
+    );
+}

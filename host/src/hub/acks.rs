@@ -1,7 +1,7 @@
 //! Acknowledgements (spec §10): which labels a signal requests, the aggregation of the acks that
 //! come back, the timeout, and the settle decision for the consumed message.
 
-use ferrule_protocol::{Criterion, DittoMessage, Headers, ProtocolError, Topic};
+use ferrule_protocol::{Channel, Criterion, DittoMessage, Headers, ProtocolError, Topic};
 use indexmap::{IndexMap, IndexSet};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
@@ -84,29 +84,76 @@ pub fn requested_acks(headers: &Headers) -> Option<IndexSet<String>> {
     Some(labels)
 }
 
-/// The labels a consumed message requests, Ditto's way: the source's
-/// `acknowledgementRequests.includes` are added to the message's own `requested-acks` header,
-/// `{{connection:id}}` is resolved, and the source's `filter` (an `fn:filter` condition over the
-/// message's headers) can turn them all off. Without any, the message is settled at once.
+/// The labels a consumed message requests, Ditto's way (`InboundDispatchingSink`,
+/// `RequestedAcksFilter`, the `AbstractCommandAckRequestSetter`s):
+/// - the source's `acknowledgementRequests.includes` are added to the signal's own
+///   `requested-acks` header, unless that header is there and empty (the sender asked for
+///   none); the source's `filter` (an `fn:filter` condition over the message's headers) can
+///   turn them all off; `{{connection:id}}` is resolved;
+/// - a live command or message also requests `live-response` when a response is required: always
+///   when it requests nothing else, alongside other labels when it requests some; never when
+///   `response-required` is false; and never `twin-persisted`, which a live signal cannot get;
+/// - a twin command never requests `live-response`.
+///
+/// Without any label, the message is settled at once.
 pub fn requested_labels(
     requests: Option<&crate::model::connection::AcknowledgementRequests>,
-    headers: &Headers,
+    signal: &DittoMessage,
     connection_id: &str,
     resolver: &dyn ferrule_placeholders::Resolver,
 ) -> IndexSet<String> {
-    let mut labels = requested_acks(headers).unwrap_or_default();
+    let from_header = requested_acks(&signal.headers);
+    let explicitly_none = from_header.as_ref().is_some_and(IndexSet::is_empty);
+    let mut declared = from_header.is_some();
+    let mut labels = from_header.unwrap_or_default();
     if let Some(requests) = requests {
         if let Some(filter) = &requests.filter
             && !ferrule_placeholders::evaluate_condition(filter, resolver).unwrap_or(false)
         {
             return IndexSet::new();
         }
-        labels.extend(requests.includes.iter().cloned());
+        if !explicitly_none && !requests.includes.is_empty() {
+            labels.extend(requests.includes.iter().cloned());
+            declared = true;
+        }
     }
-    labels
+    let mut labels: IndexSet<String> = labels
         .into_iter()
         .map(|l| resolve_label(&l, connection_id))
-        .collect()
+        .collect();
+    let topic = &signal.topic;
+    let commanded = signal.status.is_none()
+        && matches!(topic.criterion, Criterion::Commands | Criterion::Messages);
+    match topic.channel {
+        Some(Channel::Live) if commanded => {
+            // Ditto decides on the implicit label before it filters out the labels a live
+            // signal cannot get.
+            let required = response_required(&signal.headers);
+            if required && (!declared || !labels.is_empty()) {
+                labels.insert(LIVE_RESPONSE.to_string());
+            } else if !required {
+                labels.shift_remove(LIVE_RESPONSE);
+            }
+            labels.shift_remove(TWIN_PERSISTED);
+        }
+        Some(Channel::Twin) if commanded => {
+            labels.shift_remove(LIVE_RESPONSE);
+        }
+        _ => {}
+    }
+    labels
+}
+
+/// Ditto's `response-required` header: as it says, and when it is absent, true unless the
+/// `timeout` is 0 (`AbstractCommandAckRequestSetter`).
+pub fn response_required(headers: &Headers) -> bool {
+    match headers.get_str("response-required") {
+        Some(v) => v != "false",
+        None => !headers
+            .get_str("timeout")
+            .and_then(|t| parse_timeout(&t))
+            .is_some_and(|t| t.is_zero()),
+    }
 }
 
 /// Ditto's answer to an acknowledgement a source sent without declaring its label.
@@ -342,6 +389,17 @@ mod tests {
         assert_eq!(requested_acks(&Headers::new()), None);
     }
 
+    /// A signal of `topic` with `headers`.
+    fn signal(topic: &str, headers: Value) -> DittoMessage {
+        DittoMessage::from_json_str(
+            &json!({"topic": topic, "path": "/", "headers": headers}).to_string(),
+        )
+        .unwrap()
+    }
+
+    const TWIN: &str = "org.acme/t/things/twin/commands/modify";
+    const LIVE: &str = "org.acme/t/things/live/messages/ask";
+
     #[test]
     fn requested_labels_from_source_and_headers() {
         use crate::model::connection::AcknowledgementRequests;
@@ -349,32 +407,96 @@ mod tests {
             includes: labels(&["{{connection:id}}:custom", "twin-persisted"]),
             filter: Some("fn:filter(header:mqtt.qos,'ne','0')".into()),
         };
-        let mut h = Headers::new();
-        h.insert("mqtt.qos", "1");
+        let s = signal(TWIN, json!({"mqtt.qos": "1"}));
         let r = ferrule_placeholders::MapResolver::builder()
             .header("mqtt.qos", "1")
             .build();
         assert_eq!(
-            requested_labels(Some(&requests), &h, "conn", &r),
+            requested_labels(Some(&requests), &s, "conn", &r),
             labels(&["conn:custom", "twin-persisted"])
         );
         let qos0 = ferrule_placeholders::MapResolver::builder()
             .header("mqtt.qos", "0")
             .build();
-        assert!(requested_labels(Some(&requests), &h, "conn", &qos0).is_empty());
-        h.insert("requested-acks", json!(["live-response"]));
+        assert!(requested_labels(Some(&requests), &s, "conn", &qos0).is_empty());
+        let s = signal(TWIN, json!({"requested-acks": ["conn:mine"]}));
         let no_filter = AcknowledgementRequests {
             includes: labels(&["twin-persisted"]),
             filter: None,
         };
         assert_eq!(
-            requested_labels(Some(&no_filter), &h, "conn", &r),
-            labels(&["live-response", "twin-persisted"])
+            requested_labels(Some(&no_filter), &s, "conn", &r),
+            labels(&["conn:mine", "twin-persisted"])
         );
         assert_eq!(
-            requested_labels(None, &Headers::new(), "conn", &r),
+            requested_labels(None, &signal(TWIN, json!({})), "conn", &r),
             IndexSet::new()
         );
+        // The sender asked for none: the source adds none.
+        let s = signal(TWIN, json!({"requested-acks": []}));
+        assert!(requested_labels(Some(&no_filter), &s, "conn", &r).is_empty());
+        // A twin command cannot be answered by a live response.
+        let s = signal(
+            TWIN,
+            json!({"requested-acks": ["live-response", "twin-persisted"]}),
+        );
+        assert_eq!(
+            requested_labels(None, &s, "conn", &r),
+            labels(&["twin-persisted"])
+        );
+    }
+
+    /// Ditto's `MessageCommandAckRequestSetter` / `ThingLiveCommandAckRequestSetter`: a live
+    /// command or message waits for its response unless it says it needs none.
+    #[test]
+    fn live_signals_request_their_response_as_ditto_does() {
+        use crate::model::connection::AcknowledgementRequests;
+        let r = ferrule_placeholders::MapResolver::builder().build();
+        let requested = |headers: Value, includes: &[&str]| {
+            let requests = AcknowledgementRequests {
+                includes: labels(includes),
+                filter: None,
+            };
+            requested_labels(Some(&requests), &signal(LIVE, headers), "conn", &r)
+        };
+        assert_eq!(requested(json!({}), &[]), labels(&["live-response"]));
+        assert_eq!(
+            requested(json!({"timeout": "10s"}), &[]),
+            labels(&["live-response"])
+        );
+        assert_eq!(
+            requested(json!({"response-required": false}), &[]),
+            IndexSet::new()
+        );
+        assert_eq!(requested(json!({"timeout": "0"}), &[]), IndexSet::new());
+        assert_eq!(
+            requested(json!({"requested-acks": []}), &[]),
+            IndexSet::new()
+        );
+        assert_eq!(
+            requested(json!({}), &["conn:seen"]),
+            labels(&["conn:seen", "live-response"])
+        );
+        assert_eq!(
+            requested(
+                json!({"requested-acks": ["live-response", "conn:seen"], "response-required": false}),
+                &[]
+            ),
+            labels(&["conn:seen"])
+        );
+        assert_eq!(
+            requested(json!({"requested-acks": ["twin-persisted"]}), &[]),
+            labels(&["live-response"]),
+            "a live signal is never persisted"
+        );
+        // A live response or event requests nothing of its own.
+        let response = DittoMessage::from_json_str(
+            &json!({"topic": LIVE, "path": "/", "status": 200, "headers": {}}).to_string(),
+        )
+        .unwrap();
+        assert!(requested_labels(None, &response, "conn", &r).is_empty());
+        let event = signal("org.acme/t/things/live/events/modified", json!({}));
+        assert!(requested_labels(None, &event, "conn", &r).is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use super::acks::{
     Ack, AckAggregator, Aggregated, LIVE_RESPONSE, Settle, TWIN_PERSISTED, parse_timeout,
+    response_required,
 };
 use super::routing::Router;
 use crate::model::connection::ResponseType;
@@ -114,7 +115,13 @@ pub struct Inbound {
 
 /// Whether a response is of a type the reply target expects.
 pub fn expected_response(response: &DittoMessage, expected: &IndexSet<ResponseType>) -> bool {
-    let kind = if response.topic.criterion == Criterion::Acks {
+    response_required(&response.headers) && expected.contains(&response_type(response))
+}
+
+/// A response's type as reply targets and diversions tell them apart: a failed acknowledgement
+/// is a `nack`, another failure an `error`.
+pub fn response_type(response: &DittoMessage) -> ResponseType {
+    if response.topic.criterion == Criterion::Acks {
         if response.status.is_some_and(|s| s >= 400) {
             ResponseType::Nack
         } else {
@@ -126,15 +133,7 @@ pub fn expected_response(response: &DittoMessage, expected: &IndexSet<ResponseTy
         ResponseType::Error
     } else {
         ResponseType::Response
-    };
-    response_required(&response.headers) && expected.contains(&kind)
-}
-
-/// Ditto's `response-required` header: true unless it says `false`.
-fn response_required(headers: &Headers) -> bool {
-    headers
-        .get_str("response-required")
-        .is_none_or(|v| v != "false")
+    }
 }
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

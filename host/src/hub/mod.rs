@@ -3,6 +3,7 @@
 //! or the live subscribers; acknowledgements are aggregated into settle decisions.
 
 pub mod acks;
+pub mod diversion;
 pub mod enforcement;
 pub mod inbound;
 pub mod resolve;
@@ -24,6 +25,8 @@ pub struct Hub {
     pub twin: TwinService,
     pub router: Arc<Router>,
     pub inbound: Arc<InboundHub>,
+    /// The open diversion targets' queues ([`diversion`]).
+    pub diversions: diversion::Diversions,
 }
 
 impl Hub {
@@ -37,6 +40,7 @@ impl Hub {
             twin: twin.clone(),
             router: router.clone(),
             inbound: Arc::new(InboundHub::new(twin.clone(), router.clone())),
+            diversions: diversion::Diversions::default(),
         });
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {

@@ -310,7 +310,7 @@ async fn a_zero_timeout_with_a_response_or_acks_required_is_refused_without_rede
     for (id, headers, acks) in [
         (
             "z-1",
-            json!({"correlation-id": "z-1", "timeout": "0"}),
+            json!({"correlation-id": "z-1", "timeout": "0", "response-required": true}),
             &[][..],
         ),
         (
@@ -340,6 +340,11 @@ async fn a_zero_timeout_with_a_response_or_acks_required_is_refused_without_rede
         "z-3",
         json!({"correlation-id": "z-3", "timeout": "0", "response-required": false}),
     );
+    let r = hub.inbound.handle(fire, &origin(&[])).await;
+    assert_eq!(r.settle, Settle::Accept);
+    // Without `response-required`, a zero timeout means none is required (Ditto's
+    // `AbstractCommandAckRequestSetter`): fire and forget.
+    let fire = create("z-4", json!({"correlation-id": "z-4", "timeout": "0"}));
     let r = hub.inbound.handle(fire, &origin(&[])).await;
     assert_eq!(r.settle, Settle::Accept);
 }

@@ -360,17 +360,64 @@ fn connection_rules(c: &Connection, limits: &ValidationLimits) -> Result<(), Dit
                 c.id
             )));
         }
-        if target.topics.is_empty() {
-            return Err(invalid(format!(
-                "Target of address '{}' of connection '{}' must subscribe to at least one topic.",
-                target.address, c.id
-            )));
-        }
     }
+    diversion_rules(c)?;
     ack_label_rules(c)?;
     uri_rules(c)?;
     credentials_rules(c)?;
     ssh_tunnel_rules(c)
+}
+
+/// Response diversion (Ditto's `ResponseDiversionValidator`, see [`crate::hub::diversion`]).
+/// A target without topics is taken (Ditto takes it; a diversion target's targets have none).
+fn diversion_rules(c: &Connection) -> Result<(), DittoError> {
+    use crate::hub::diversion::{self, DIVERT_TO, DIVERT_TYPES, Settings};
+    let settings = Settings::of(&c.specific_config);
+    for source in &c.sources {
+        if settings.is_source
+            && let Some(types) = source.header_mapping.get(DIVERT_TYPES)
+            && let Some(bad) =
+                diversion::comma_list(types).find(|t| diversion::response_type(t).is_none())
+        {
+            return Err(invalid(format!(
+                "Invalid response type in <{DIVERT_TYPES}>: {bad}. Valid types are: response, error, nack"
+            )));
+        }
+        let Some(to) = source.header_mapping.get(DIVERT_TO) else {
+            continue;
+        };
+        if to.trim().is_empty() {
+            return Err(invalid(format!(
+                "The {DIVERT_TO} in headerMapping must not be empty"
+            )));
+        }
+        if !is_valid_connection_id(to) {
+            return Err(invalid(format!(
+                "Invalid target connection ID format in {DIVERT_TO}: {to}"
+            )));
+        }
+        if *to == c.id {
+            return Err(invalid(format!(
+                "It is pointless to divert responses to the originating connection, it will \
+                 receive the responses by default. Remove the {DIVERT_TO} from the headerMapping \
+                 of connection: {}",
+                c.id
+            )));
+        }
+    }
+    if let Some(authorized) = &settings.target_of {
+        if let Some(bad) = authorized.iter().find(|id| !is_valid_connection_id(id)) {
+            return Err(DittoError::connection_id_invalid(bad));
+        }
+        if let Some(target) = c.targets.iter().find(|t| !t.topics.is_empty()) {
+            return Err(invalid(format!(
+                "Connection {} has topics configured in target <{}> but isDiversionTarget is \
+                 true. When isDiversionTarget is true, no topics must be configured in targets.",
+                c.id, target.address
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn ack_label_rules(c: &Connection) -> Result<(), DittoError> {
@@ -1020,6 +1067,70 @@ mod tests {
         check(mqtt()).unwrap();
     }
 
+    /// Ditto's `ResponseDiversionValidatorTest`, re-expressed.
+    #[test]
+    fn response_diversion_rules() {
+        let source = |mapping: Value, specific: Value| {
+            let mut v = mqtt();
+            v["sources"][0]["headerMapping"] = mapping;
+            v["specificConfig"] = specific;
+            v
+        };
+        let on = json!({"is-diversion-source": "true"});
+        check(source(
+            json!({"divert-response-to-connection": "webhook",
+                   "divert-expected-response-types": "response, error,nack"}),
+            on.clone(),
+        ))
+        .unwrap();
+        assert_eq!(
+            message(source(
+                json!({"divert-response-to-connection": "webhook",
+                       "divert-expected-response-types": "response,events"}),
+                on.clone(),
+            )),
+            "Invalid response type in <divert-expected-response-types>: events. Valid types \
+             are: response, error, nack"
+        );
+        assert!(
+            message(source(
+                json!({"divert-response-to-connection": " "}),
+                on.clone()
+            ))
+            .contains("must not be empty")
+        );
+        assert!(
+            message(source(
+                json!({"divert-response-to-connection": "no/such id"}),
+                json!({})
+            ))
+            .starts_with("Invalid target connection ID format")
+        );
+        assert!(
+            message(source(json!({"divert-response-to-connection": "m1"}), on))
+                .starts_with("It is pointless to divert responses to the originating connection")
+        );
+
+        let mut target = mqtt();
+        target["specificConfig"] = json!({"is-diversion-target": "true",
+            "authorized-connections-as-sources": "devices, other"});
+        assert!(
+            message(target.clone()).contains("no topics must be configured in targets"),
+            "a diversion target's targets take no topics"
+        );
+        target["targets"][0]["topics"] = json!([]);
+        check(target.clone()).unwrap();
+        target["specificConfig"]["authorized-connections-as-sources"] = json!("ok, not ok");
+        assert_eq!(
+            check(target).unwrap_err().error,
+            "connectivity:connection.id.invalid"
+        );
+        // Ditto takes a target without topics anywhere; it is given nothing.
+        let mut v = mqtt();
+        v["targets"][0]["topics"] = json!([]);
+        check(v).unwrap();
+    }
+
     #[test]
     fn ids() {
         assert!(is_valid_connection_id("a-b_c:d"));
@@ -1214,9 +1325,6 @@ mod tests {
         v["clientCount"] = json!(2);
         v["targets"][0]["topics"] = json!(["_/_/connections/announcements"]);
         assert!(message(v).contains("can only be used with client count 1"));
-        let mut v = mqtt();
-        v["targets"][0]["topics"] = json!([]);
-        assert!(message(v).contains("at least one topic"));
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum MetricType {
     Published,
     Acknowledged,
     Throttled,
+    /// A failure that fits no other type; Ditto counts an outbound mapper's exception here.
+    Other,
 }
 
 impl MetricType {
@@ -40,34 +42,38 @@ impl MetricType {
             MetricType::Published => "published",
             MetricType::Acknowledged => "acknowledged",
             MetricType::Throttled => "throttled",
+            MetricType::Other => "other",
         }
     }
 }
 
 /// The metric types reported for each direction, in Ditto's order.
-pub const INBOUND: [MetricType; 6] = [
+pub const INBOUND: [MetricType; 7] = [
     MetricType::Consumed,
     MetricType::Mapped,
     MetricType::Dropped,
     MetricType::Enforced,
     MetricType::Acknowledged,
     MetricType::Throttled,
+    MetricType::Other,
 ];
-pub const OUTBOUND: [MetricType; 6] = [
+pub const OUTBOUND: [MetricType; 7] = [
     MetricType::Dispatched,
     MetricType::Filtered,
     MetricType::Mapped,
     MetricType::Dropped,
     MetricType::Published,
     MetricType::Acknowledged,
+    MetricType::Other,
 ];
 /// The pseudo-address of responses published through reply targets.
 pub const RESPONSES: &str = "_responses";
-const RESPONSE_TYPES: [MetricType; 4] = [
+const RESPONSE_TYPES: [MetricType; 5] = [
     MetricType::Dispatched,
     MetricType::Mapped,
     MetricType::Dropped,
     MetricType::Published,
+    MetricType::Other,
 ];
 
 /// Looks up `(Direction, String)` keys with a borrowed address, without allocating.

@@ -65,8 +65,8 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
 const DIRECTIONS: usize = 2;
-/// `MetricType`'s variants; `Throttled` is its last.
-const TYPES: usize = MetricType::Throttled as usize + 1;
+/// `MetricType`'s variants; `Other` is its last.
+const TYPES: usize = MetricType::Other as usize + 1;
 const OUTCOMES: usize = 2;
 const MESSAGE_SLOTS: usize = DIRECTIONS * TYPES * OUTCOMES;
 
@@ -341,6 +341,7 @@ const ALL_TYPES: [MetricType; TYPES] = [
     MetricType::Published,
     MetricType::Acknowledged,
     MetricType::Throttled,
+    MetricType::Other,
 ];
 
 /// Whether the scraper asked for OpenMetrics.

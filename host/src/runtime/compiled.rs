@@ -45,6 +45,8 @@ pub struct CompiledTarget {
 pub struct Compiled {
     pub sources: Vec<CompiledSource>,
     pub targets: Vec<CompiledTarget>,
+    /// Response diversion (`specificConfig`).
+    pub diversion: crate::hub::diversion::Settings,
 }
 
 fn placeholder_error(e: ferrule_placeholders::PlaceholderError) -> DittoError {
@@ -131,6 +133,10 @@ impl Compiled {
                     .map(|l| resolve_label(l, &connection.id)),
             });
         }
-        Ok(Compiled { sources, targets })
+        Ok(Compiled {
+            sources,
+            targets,
+            diversion: crate::hub::diversion::Settings::of(&connection.specific_config),
+        })
     }
 }

@@ -398,7 +398,7 @@ async fn start_delivery(
             }
             let requested = requested_labels(
                 source.ack_requests.as_ref(),
-                &signal.headers,
+                &signal,
                 &ctx.connection.id,
                 &external,
             );
@@ -413,18 +413,17 @@ async fn start_delivery(
     }
     let (ctx, client, index) = (ctx.clone(), client.clone(), delivery.source);
     Box::pin(async move {
-        let source = &ctx.compiled.sources[index];
         let mut verdicts = Vec::new();
         for step in steps {
             match step {
                 Step::Verdict(v) => verdicts.push(v),
                 Step::Reply(response, headers) => {
-                    reply(&ctx, &client, source, &response, Some(&headers)).await;
+                    reply(&ctx, &client, index, &response, Some(&headers)).await;
                 }
                 Step::Outcome(outcome, requested) => {
                     let outcome = outcome.await;
                     for response in &outcome.responses {
-                        reply(&ctx, &client, source, response, None).await;
+                        reply(&ctx, &client, index, response, None).await;
                     }
                     let settle = match outcome.settle {
                         HubSettle::Accept => Settle::Accept,
@@ -466,14 +465,25 @@ async fn start_delivery(
     })
 }
 
-/// Publishes a response at the source's reply target, when it has one that expects this type.
+/// Publishes a response at the reply target of source `index`, when it has one that expects
+/// this type. A diversion source diverts it first when its command asked for that, and then
+/// publishes it only with `preserve-normal-response-via-source`.
 async fn reply(
     ctx: &Arc<Context>,
     client: &Arc<ClientSlot>,
-    source: &CompiledSource,
+    index: usize,
     response: &DittoMessage,
     external_headers: Option<&Headers>,
 ) {
+    if ctx.compiled.diversion.is_source
+        && let Some(to) = crate::hub::diversion::destination(response)
+    {
+        divert(ctx, index, &to, response).await;
+        if !ctx.compiled.diversion.preserve {
+            return;
+        }
+    }
+    let source = &ctx.compiled.sources[index];
     let Some(reply) = &source.reply else {
         return;
     };
@@ -516,9 +526,19 @@ async fn reply(
         source.pipeline.map_outbound(response, &resolver)
     };
     for mapped in mapped_all {
-        let Ok(messages) = mapped.result else {
-            ctx.count(Direction::Outbound, RESPONSES, MetricType::Mapped, false);
-            continue;
+        let messages = match mapped.result {
+            Ok(messages) => messages,
+            Err(e) => {
+                ctx.outbound_mapping_failed(
+                    Category::Response,
+                    RESPONSES,
+                    response.headers.correlation_id(),
+                    None,
+                    &mapped.mapper,
+                    &e,
+                );
+                continue;
+            }
         };
         ctx.count(Direction::Outbound, RESPONSES, MetricType::Mapped, true);
         for mut message in messages {
@@ -555,4 +575,63 @@ async fn reply(
             }
         }
     }
+}
+
+/// Diverts a response to connection `to`, with a log entry of what became of it.
+async fn divert(ctx: &Arc<Context>, index: usize, to: &str, response: &DittoMessage) {
+    use crate::hub::diversion::Diverted;
+    let response = external_view(response, None).into_owned();
+    let correlation = response.headers.correlation_id();
+    let entity = Some(response.topic.entity_id());
+    let outcome = ctx
+        .hub
+        .diversions
+        .divert(&ctx.connection.id, to, index, response)
+        .await;
+    let (success, message) = match outcome {
+        Diverted::Queued(target) => (
+            true,
+            format!("The response was diverted to target {target} of connection <{to}>."),
+        ),
+        Diverted::NotOpen => (
+            false,
+            format!(
+                "The response was not diverted: connection <{to}> is not an open diversion \
+                 target (specificConfig is-diversion-target) on this instance."
+            ),
+        ),
+        Diverted::NotAuthorized => (
+            false,
+            format!(
+                "The response was dropped: connection <{to}> does not list <{}> in its \
+                 authorized-connections-as-sources.",
+                ctx.connection.id
+            ),
+        ),
+        Diverted::NoTarget => (
+            false,
+            format!(
+                "The response was dropped: connection <{to}> has several targets and none for \
+                 source {index}."
+            ),
+        ),
+        Diverted::Full => (
+            false,
+            format!("The response was dropped: the queue of connection <{to}> stayed full."),
+        ),
+        Diverted::ToItself => (
+            false,
+            "The response was not diverted: a connection does not divert responses to itself."
+                .to_string(),
+        ),
+    };
+    ctx.log(
+        Category::Response,
+        "dispatched",
+        success,
+        RESPONSES,
+        correlation,
+        entity,
+        message,
+    );
 }

@@ -158,11 +158,47 @@ impl Context {
     }
 }
 
+impl Context {
+    /// An outbound mapper's failure (a target's signal or a reply target's response): as
+    /// Ditto's `OutboundMappingProcessorActor` does, a failure of type `other` in the metrics
+    /// and the logs.
+    fn outbound_mapping_failed(
+        &self,
+        category: Category,
+        address: &str,
+        correlation: Option<String>,
+        entity: Option<String>,
+        mapper: &str,
+        e: &ferrule_protocol::ProtocolError,
+    ) {
+        self.count(Direction::Outbound, address, MetricType::Other, false);
+        self.log(
+            category,
+            "other",
+            false,
+            address,
+            correlation,
+            entity,
+            format!(
+                "Got exception <{}> when mapping the signal with mapper <{mapper}>: {}{}",
+                e.error,
+                e.message,
+                e.description
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default()
+            ),
+        );
+    }
+}
+
 pub struct Session {
     clients: Vec<Arc<ClientSlot>>,
     tasks: Vec<JoinHandle<()>>,
     publishers: Vec<JoinHandle<()>>,
     routes: Vec<u64>,
+    /// The registrations of this diversion target's queues: `(connection id, id)`.
+    diversions: Vec<(String, u64)>,
     hub: Arc<Hub>,
     fail_tx: mpsc::Sender<TransportError>,
     pub failures: mpsc::Receiver<TransportError>,
@@ -195,6 +231,7 @@ impl Session {
             tasks: Vec::new(),
             publishers: Vec::new(),
             routes: Vec::new(),
+            diversions: Vec::new(),
             hub: ctx.hub.clone(),
             fail_tx,
             failures,
@@ -228,9 +265,12 @@ impl Session {
     }
 
     /// Registers a route and starts a publisher for each target.
+    /// A diversion target also registers the queues for the responses diverted to it.
     fn start_publishers(&mut self, ctx: &Arc<Context>, client: &Arc<ClientSlot>) {
+        let mut sinks = Vec::new();
         for t in 0..ctx.connection.targets.len() {
             let (tx, rx) = mpsc::channel(TARGET_QUEUE);
+            sinks.push(tx.clone());
             self.routes
                 .push(ctx.hub.router.add(outbound::route(ctx, t, tx)));
             self.publishers.push(tokio::spawn(outbound::publish_routed(
@@ -240,14 +280,29 @@ impl Session {
                 rx,
             )));
         }
+        if let Some(authorized) = &ctx.compiled.diversion.target_of {
+            let id = ctx
+                .hub
+                .diversions
+                .register(&ctx.connection.id, authorized.clone(), sinks);
+            self.diversions.push((ctx.connection.id.clone(), id));
+        }
+    }
+
+    /// Stops routing to this session's targets: routed signals and diverted responses.
+    fn stop_routing(&mut self) {
+        for id in self.routes.drain(..) {
+            self.hub.router.remove(id);
+        }
+        for (connection, id) in self.diversions.drain(..) {
+            self.hub.diversions.remove(&connection, id);
+        }
     }
 
     /// Stops routing, lets the publishers finish what was routed to them (at most `drain`),
     /// closes the clients and ends the tasks.
     pub async fn close_within(&mut self, drain: std::time::Duration) {
-        for id in self.routes.drain(..) {
-            self.hub.router.remove(id);
-        }
+        self.stop_routing();
         let publishers: Vec<_> = self.publishers.drain(..).collect();
         let aborts: Vec<_> = publishers.iter().map(|p| p.abort_handle()).collect();
         if tokio::time::timeout(drain, join_all(publishers))
@@ -261,9 +316,7 @@ impl Session {
 
     /// Stops routing, ends the tasks and closes the clients at once.
     pub async fn close(&mut self) {
-        for id in self.routes.drain(..) {
-            self.hub.router.remove(id);
-        }
+        self.stop_routing();
         for p in self.publishers.drain(..) {
             p.abort();
         }

@@ -300,24 +300,13 @@ fn prepare_routed(
         let messages = match mapped.result {
             Ok(m) => m,
             Err(e) => {
-                ctx.count(Direction::Outbound, address_key, MetricType::Mapped, false);
-                ctx.log(
+                ctx.outbound_mapping_failed(
                     Category::Target,
-                    "mapped",
-                    false,
                     address_key,
                     correlation.clone(),
                     entity.clone(),
-                    format!(
-                        "Got exception <{}> when mapping the signal with mapper <{}>: {}{}",
-                        e.error,
-                        mapped.mapper,
-                        e.message,
-                        e.description
-                            .as_deref()
-                            .map(|d| format!(" ({d})"))
-                            .unwrap_or_default()
-                    ),
+                    &mapped.mapper,
+                    &e,
                 );
                 mapping_failure = Some(e.message);
                 continue;

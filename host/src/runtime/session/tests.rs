@@ -513,3 +513,55 @@ async fn a_closed_session_takes_and_publishes_nothing() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(broker.published().len(), 1, "{:?}", broker.published());
 }
+
+/// An outbound mapper that throws is counted as Ditto counts it (`OutboundMappingProcessorActor`):
+/// a failure of type `other` at the target, not `mapped`, with a log entry of type `other`
+/// that names the mapper; nothing is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_mapper_exception_is_an_other_failure() {
+    let script = r#"function mapFromDittoProtocolMsg() { throw new Error("no way out"); }"#;
+    let broker = Broker::confirming();
+    let h = Harness::start(
+        connection(
+            events_target(json!({"payloadMapping": ["boom"]})),
+            json!({"boom": {"mappingEngine": "JavaScript",
+                "options": {"outgoingScript": script}}}),
+        ),
+        &broker,
+        Duration::from_secs(5),
+    )
+    .await;
+    create(&h, "t").await;
+    wait_until("the failure is counted", || {
+        h.count("outbound", "other", "failure") == 1
+    })
+    .await
+    .unwrap();
+    assert_eq!(h.count("outbound", "mapped", "failure"), 0);
+    assert_eq!(h.count("outbound", "mapped", "success"), 0);
+    let metrics = Value::Object(h.ctx.metrics.to_json(Utc::now()));
+    assert_eq!(
+        metrics["targetMetrics"]["addressMetrics"]["out"]["other"]["failure"]["PT1M"], 1,
+        "{metrics}"
+    );
+    assert_eq!(
+        metrics["connectionMetrics"]["inbound"]["other"]["failure"]["PT1M"], 0,
+        "inbound reports the type too: {metrics}"
+    );
+    let logs = lock(&h.ctx.logs).retrieve("c", Utc::now());
+    let entry = logs["connectionLogs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["type"] == "other")
+        .unwrap_or_else(|| panic!("no `other` entry: {logs}"));
+    assert_eq!(entry["level"], "failure");
+    assert_eq!(entry["category"], "target");
+    assert_eq!(entry["address"], "out");
+    let message = entry["message"].as_str().unwrap();
+    assert!(
+        message.contains("<boom>") && message.contains("no way out"),
+        "{message}"
+    );
+    assert!(broker.published().is_empty());
+}
