@@ -1,5 +1,5 @@
 //! Broker clients behind one interface: MQTT 3.1.1 and 5 (`mqtt`), AMQP 0.9.1 (`amqp091`),
-//! AMQP 1.0 (`amqp10`) and HTTP push (`http`).
+//! AMQP 1.0 (`amqp10`), HTTP push (`http`) and Kafka (`kafka`).
 //!
 //! A transport knows brokers and nothing of Ditto: it connects with a [`ClientConfig`],
 //! consumes from the sources' addresses and hands every message to the host as a [`Delivery`]
@@ -13,6 +13,7 @@ pub mod amqp10;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod http;
+pub mod kafka;
 pub mod mqtt;
 mod relay;
 mod specific;
@@ -35,6 +36,7 @@ pub enum Protocol {
     Amqp091,
     Amqp10,
     HttpPush,
+    Kafka,
 }
 
 /// What a client needs to know of its connection.
@@ -270,6 +272,7 @@ pub fn check_config(config: &ClientConfig) -> Result<(), TransportError> {
         Protocol::Amqp091 => amqp091::check_config(config),
         Protocol::Amqp10 => amqp10::check_config(config),
         Protocol::HttpPush => http::check_config(config),
+        Protocol::Kafka => kafka::check_config(config),
     }
 }
 
@@ -280,5 +283,6 @@ pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, Tra
         Protocol::Amqp091 => amqp091::connect(config),
         Protocol::Amqp10 => amqp10::connect(config),
         Protocol::HttpPush => http::connect(config),
+        Protocol::Kafka => kafka::connect(config),
     }
 }

@@ -1,5 +1,5 @@
 //! Hostile peers: small servers of the test's own that speak just enough of MQTT 3.1.1/5,
-//! AMQP 0.9.1 or AMQP 1.0 to misbehave (floods of valid or malformed packets, garbage, a
+//! AMQP 0.9.1, AMQP 1.0 or Kafka to misbehave (floods of valid or malformed packets, garbage, a
 //! declared huge packet or frame, one byte per 100 ms, a peer that accepts and never answers).
 //! Every case connects through `ferrule_transport::connect`, once as a client and once as a
 //! dry run, and checks that
@@ -686,9 +686,57 @@ fn amqp10_cases() -> Vec<Case> {
     cases
 }
 
+/// Kafka (librdkafka): the client's first request is answered with silence, garbage, a
+/// response that declares 2 GiB, or one byte per 100 ms; the attempt ends when the broker's
+/// metadata did not come within the connect timeout.
+fn kafka_cases() -> Vec<Case> {
+    let p = Protocol::Kafka;
+    vec![
+        case(
+            "Kafka: accepts and never answers",
+            p,
+            behaviour(|mut s| async move { drain(&mut s).await }),
+            FAILS,
+            "did not answer",
+        ),
+        case(
+            "Kafka: garbage flood",
+            p,
+            behaviour(|mut s| async move { flood(&mut s, &garbage()).await }),
+            FAILS,
+            "did not answer",
+        ),
+        case(
+            "Kafka: a response that declares 2 GiB, then a flood",
+            p,
+            behaviour(|mut s| async move {
+                let mut request = [0u8; 4];
+                let _ = s.read_exact(&mut request).await;
+                let _ = s.write_all(&0x7fff_fff0u32.to_be_bytes()).await;
+                flood(&mut s, &[0u8; 64]).await;
+            }),
+            FAILS,
+            "did not answer",
+        ),
+        case(
+            "Kafka: drip, one byte per 100 ms",
+            p,
+            behaviour(|mut s| async move {
+                let mut request = [0u8; 4];
+                let _ = s.read_exact(&mut request).await;
+                let mut bytes = 1024u32.to_be_bytes().to_vec();
+                bytes.extend_from_slice(&[0u8; 100]);
+                drip(&mut s, &bytes).await;
+            }),
+            FAILS,
+            "did not answer",
+        ),
+    ]
+}
+
 fn config(case: &Case, port: u16, dry_run: bool) -> ClientConfig {
     let scheme = match (case.protocol, case.tls) {
-        (Protocol::Mqtt3 | Protocol::Mqtt5, false) => "tcp",
+        (Protocol::Mqtt3 | Protocol::Mqtt5 | Protocol::Kafka, false) => "tcp",
         (Protocol::Mqtt3 | Protocol::Mqtt5, true) => "ssl",
         (_, false) => "amqp",
         (_, true) => "amqps",
@@ -696,8 +744,12 @@ fn config(case: &Case, port: u16, dry_run: bool) -> ClientConfig {
     let (source, target) = match case.protocol {
         Protocol::Mqtt3 | Protocol::Mqtt5 => ("hostile/in", "hostile/out"),
         Protocol::Amqp091 => ("hostile", "hostile/out"),
-        Protocol::Amqp10 | Protocol::HttpPush => ("hostile", "hostile-out"),
+        Protocol::Amqp10 | Protocol::HttpPush | Protocol::Kafka => ("hostile", "hostile-out"),
     };
+    let mut specific_config = indexmap::IndexMap::new();
+    if case.protocol == Protocol::Kafka {
+        specific_config.insert("bootstrapServers".into(), format!("127.0.0.1:{port}"));
+    }
     ClientConfig {
         connection_id: "hostile".into(),
         client_index: 0,
@@ -707,7 +759,7 @@ fn config(case: &Case, port: u16, dry_run: bool) -> ClientConfig {
         ca: None,
         client_cert: None,
         credentials: None,
-        specific_config: Default::default(),
+        specific_config,
         sources: vec![SourceSpec {
             index: 0,
             addresses: vec![source.into()],
@@ -851,6 +903,7 @@ fn hostile_peers_get_a_clear_error_with_bounded_memory_and_release_everything() 
     cases.extend(mqtt_cases(Protocol::Mqtt3));
     cases.extend(amqp091_cases());
     cases.extend(amqp10_cases());
+    cases.extend(kafka_cases());
     cases.retain(|c| c.name.contains(filter.as_str()));
     assert!(!cases.is_empty(), "no case matches HOSTILE_CASES={filter}");
     let failures = runtime.block_on(async {

@@ -76,6 +76,7 @@ impl ConnectionType {
                 | ConnectionType::Mqtt
                 | ConnectionType::Mqtt5
                 | ConnectionType::HttpPush
+                | ConnectionType::Kafka
         )
     }
 }

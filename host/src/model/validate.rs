@@ -74,7 +74,8 @@ impl ValidationLimits {
     }
 
     /// The `specificConfig` key of the size limit of `protocol`, with this host's default
-    /// (HTTP push has none: its responses are read up to a fixed size).
+    /// (HTTP push has none: its responses are read up to a fixed size; Kafka neither: librdkafka
+    /// bounds what it fetches, `fetch.max.bytes` 50 MiB).
     pub fn transport_default(
         &self,
         protocol: ferrule_transport::Protocol,
@@ -86,7 +87,7 @@ impl ValidationLimits {
             }
             Protocol::Amqp091 => Some((amqp091::FRAME_MAX, self.amqp091_frame_max)),
             Protocol::Amqp10 => Some((amqp10::MAX_FRAME_SIZE, self.amqp10_max_frame_size)),
-            Protocol::HttpPush => None,
+            Protocol::HttpPush | Protocol::Kafka => None,
         }
     }
 }
@@ -1269,10 +1270,10 @@ mod tests {
     #[test]
     fn unsupported_types_are_rejected() {
         let mut v = mqtt();
-        v["connectionType"] = json!("kafka");
+        v["connectionType"] = json!("hono");
         assert_eq!(
             message(v),
-            "The connection type 'kafka' is not supported by Ferrule."
+            "The connection type 'hono' is not supported by Ferrule."
         );
     }
 

@@ -62,7 +62,10 @@ fn templates(mapping: &HeaderMapping) -> Result<HeaderTemplates, DittoError> {
 fn target_header_mapping(connection: &Connection, mapping: &HeaderMapping) -> HeaderMapping {
     let with_headers = matches!(
         connection.connection_type,
-        ConnectionType::Amqp091 | ConnectionType::Amqp10 | ConnectionType::Mqtt5
+        ConnectionType::Amqp091
+            | ConnectionType::Amqp10
+            | ConnectionType::Mqtt5
+            | ConnectionType::Kafka
     );
     if mapping.is_empty() && with_headers {
         [

@@ -118,6 +118,7 @@ fn protocol(t: ConnectionType) -> Option<Protocol> {
         ConnectionType::Amqp091 => Some(Protocol::Amqp091),
         ConnectionType::Amqp10 => Some(Protocol::Amqp10),
         ConnectionType::HttpPush => Some(Protocol::HttpPush),
+        ConnectionType::Kafka => Some(Protocol::Kafka),
         _ => None,
     }
 }
