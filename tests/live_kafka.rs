@@ -1,5 +1,6 @@
-//! Kafka connections of the real binary against the Kafka-compatible broker that
-//! `scripts/kafka-broker` runs on 127.0.0.1:9092 (a test that cannot reach it fails). The test
+//! Kafka connections of the real binary against the Kafka-compatible brokers that
+//! `scripts/kafka-broker` runs on 127.0.0.1:9092 (and with TLS on 9093; a test that cannot
+//! reach them fails). The test
 //! side is an independent librdkafka client (the `rdkafka` crate); every test uses topics and
 //! consumer groups of its own.
 
@@ -19,6 +20,11 @@ use std::time::{Duration, Instant};
 use tokio::time::timeout;
 
 const BROKER: &str = "127.0.0.1:9092";
+/// The broker with TLS (the test CA's server certificate), topics of its own.
+const TLS_BROKER: &str = "127.0.0.1:9093";
+/// The broker that requires SASL SCRAM (users `ferrule-scram512`, `ferrule-scram256`, password
+/// `s3cret`), topics of its own.
+const SASL_BROKER: &str = "127.0.0.1:9094";
 const WAIT: Duration = Duration::from_secs(30);
 
 fn unique(test: &str) -> String {
@@ -32,9 +38,23 @@ fn client_config() -> ClientConfig {
     c
 }
 
+/// A client of the TLS broker that trusts the test CA.
+fn tls_client_config() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", TLS_BROKER)
+        .set("broker.address.family", "v4")
+        .set("security.protocol", "SSL")
+        .set("ssl.ca.location", common::tls_file("ca.pem"));
+    c
+}
+
 /// Creates topics of `partitions` partitions.
 async fn topics(names: &[&str], partitions: i32) {
-    let admin: AdminClient<DefaultClientContext> = client_config()
+    topics_at(client_config(), names, partitions).await
+}
+
+async fn topics_at(config: ClientConfig, names: &[&str], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = config
         .create()
         .expect("an admin client of the broker on 127.0.0.1:9092");
     let new: Vec<NewTopic> = names
@@ -51,10 +71,11 @@ async fn topics(names: &[&str], partitions: i32) {
 }
 
 fn producer() -> FutureProducer {
-    client_config()
-        .set("linger.ms", "0")
-        .create()
-        .expect("a producer")
+    producer_at(client_config())
+}
+
+fn producer_at(mut config: ClientConfig) -> FutureProducer {
+    config.set("linger.ms", "0").create().expect("a producer")
 }
 
 async fn produce(
@@ -85,7 +106,11 @@ async fn produce(
 
 /// A consumer of `topic` in a group of its own, from the earliest offset.
 fn consumer(topic: &str) -> StreamConsumer {
-    let c: StreamConsumer = client_config()
+    consumer_at(client_config(), topic)
+}
+
+fn consumer_at(mut config: ClientConfig, topic: &str) -> StreamConsumer {
+    let c: StreamConsumer = config
         .set("group.id", format!("test-{topic}"))
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "true")
@@ -376,6 +401,137 @@ async fn a_target_writes_to_its_partition_and_acknowledges_what_the_broker_took(
         m["connectionMetrics"]["outbound"]["published"]["success"]["PT1H"], 1,
         "{m}"
     );
+}
+
+/// `ssl://`: records travel both ways over TLS when the connection's `ca` vouches for the
+/// broker's certificate; without it the certificate is refused and the dry run says why.
+#[tokio::test]
+async fn records_travel_over_tls_to_a_broker_the_ca_vouches_for() {
+    let (_d, f) = common::live_server();
+    let u = unique("kafka-tls");
+    let (input, output) = (format!("{u}-in"), format!("{u}-out"));
+    topics_at(tls_client_config(), &[&input, &output], 1).await;
+    let ca = std::fs::read_to_string(common::tls_file("ca.pem")).unwrap();
+    let mut connection = kafka_connection(
+        json!([{"addresses": [input.clone()], "qos": 1,
+                "authorizationContext": ["ditto:inbound"]}]),
+        json!([{"address": format!("{output}/{{{{ thing:id }}}}"),
+                "topics": ["_/_/things/twin/events"],
+                "authorizationContext": ["ditto:outbound"]}]),
+    );
+    connection["uri"] = json!(format!("ssl://{TLS_BROKER}"));
+    connection["specificConfig"]["bootstrapServers"] = json!(TLS_BROKER);
+    connection["validateCertificates"] = json!(true);
+    let untrusted = connection.clone();
+    connection["ca"] = json!(ca);
+    let body = json(
+        f.post_json("/api/2/connections?dry-run=true", &untrusted)
+            .await,
+    )
+    .await;
+    assert_eq!(body["error"], "connectivity:connection.failed", "{body}");
+    assert!(
+        body["description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .contains("certificate")
+            || body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+                .contains("certificate"),
+        "the refusal names the certificate: {body}"
+    );
+    let id = format!("kafka-{u}");
+    create(&f, &id, &connection).await;
+    let events = consumer_at(tls_client_config(), &output);
+    let ns = u.replace('-', "_");
+    let command = json!({"topic": format!("{ns}/lock/things/twin/commands/create"),
+        "headers": {"correlation-id": "s-1"}, "path": "/", "value": {"attributes": {"locked": true}}});
+    produce(
+        &producer_at(tls_client_config()),
+        &input,
+        "lock",
+        &[],
+        &command,
+    )
+    .await;
+    let event = next(&events).await;
+    assert_eq!(
+        event.body["topic"],
+        format!("{ns}/lock/things/twin/events/created")
+    );
+    assert_eq!(event.key.as_deref(), Some(format!("{ns}:lock").as_str()));
+}
+
+/// SASL: a user of the broker logs in with SCRAM-SHA-512 or -256 (`saslMechanism`), and
+/// records travel; a wrong password is a 401 with the broker's refusal.
+#[tokio::test]
+async fn a_sasl_user_logs_in_with_scram_and_a_wrong_password_is_refused() {
+    let (_d, f) = common::live_server();
+    let u = unique("kafka-sasl");
+    let output = format!("{u}-out");
+    let mut admin = client_config();
+    admin
+        .set("bootstrap.servers", SASL_BROKER)
+        .set("security.protocol", "SASL_PLAINTEXT")
+        .set("sasl.mechanisms", "SCRAM-SHA-512")
+        .set("sasl.username", "ferrule-scram512")
+        .set("sasl.password", "s3cret");
+    topics_at(admin.clone(), &[&output], 1).await;
+    let connection = |user: &str, password: &str, mechanism: &str| {
+        let mut c = kafka_connection(
+            json!([]),
+            json!([{"address": format!("{output}/{{{{ thing:id }}}}"),
+                    "topics": ["_/_/things/twin/events"],
+                    "authorizationContext": ["ditto:outbound"]}]),
+        );
+        c["uri"] = json!(format!("tcp://{user}:{password}@{SASL_BROKER}"));
+        c["specificConfig"] = json!({"bootstrapServers": SASL_BROKER, "saslMechanism": mechanism});
+        c
+    };
+    let resp = f
+        .post_json(
+            "/api/2/connections?dry-run=true",
+            &connection("ferrule-scram256", "s3cret", "SCRAM-SHA-256"),
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK, "{}", json(resp).await);
+    let body = json(
+        f.post_json(
+            "/api/2/connections?dry-run=true",
+            &connection("ferrule-scram512", "wrong", "SCRAM-SHA-512"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(body["status"], 401, "{body}");
+    assert_eq!(
+        body["error"], "connectivity:connection.unauthorized",
+        "{body}"
+    );
+
+    let id = format!("kafka-{u}");
+    create(
+        &f,
+        &id,
+        &connection("ferrule-scram512", "s3cret", "scram-sha-512"),
+    )
+    .await;
+    let events = consumer_at(admin, &output);
+    let ns = u.replace('-', "_");
+    let thing = format!("{ns}:gate");
+    let resp = f
+        .put_json(
+            &format!("/api/2/things/{thing}"),
+            &json!({"attributes": {"open": true}}),
+        )
+        .await;
+    assert!(resp.status().is_success());
+    let event = next(&events).await;
+    assert_eq!(event.key.as_deref(), Some(thing.as_str()));
+    assert_eq!(event.body["value"]["attributes"]["open"], true);
 }
 
 /// A record whose requested acknowledgement fails with a status worth a redelivery (408: a

@@ -1,13 +1,14 @@
 //! Kafka, as Ditto's Kafka 2.x binding (`connectivity-protocol-bindings-kafka2`), on librdkafka
 //! (the `rdkafka` crate, built with its bundled librdkafka).
 //!
-//! - **URI and `specificConfig`.** `tcp://[user:password@]host:port`; the bootstrap servers
-//!   are the URI's host and port plus `bootstrapServers` (required, `host:port[,host:port]`).
-//!   With a user and password the client authenticates with SASL `PLAIN` (`saslMechanism`,
-//!   the only mechanism without TLS in this build). `groupId` (default: the connection id;
-//!   `{{ connection:id }}` is resolved) and `consumerOffsetReset` (`earliest`, `latest`; the
-//!   client's default is `latest`) apply to sources. `ssl://` is refused: this build of
-//!   librdkafka has no TLS.
+//! - **URI and `specificConfig`.** `tcp://` or `ssl://[user:password@]host:port`; the
+//!   bootstrap servers are the URI's host and port plus `bootstrapServers` (required,
+//!   `host:port[,host:port]`). With a user and password the client authenticates with SASL
+//!   (`saslMechanism`: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`). `ssl://` is TLS (OpenSSL in
+//!   librdkafka): the connection's `ca` (else the system's certificate authorities), its
+//!   client certificate, `validateCertificates` (also the host name check). `groupId`
+//!   (default: the connection id; `{{ connection:id }}` is resolved) and `consumerOffsetReset`
+//!   (`earliest`, `latest`; the client's default is `latest`) apply to sources.
 //! - **Sources.** Each address is a topic. Each source runs `consumerCount` consumers in one
 //!   consumer group; Kafka spreads the topics' partitions over them (and over the consumers of
 //!   every client). A record's headers become the message's headers, with `kafka.topic`,
@@ -61,8 +62,21 @@ struct Settings {
     bootstrap: String,
     group_id: String,
     offset_reset: Option<String>,
-    /// `security.protocol` and, with SASL, the mechanism, user and password.
+    /// With SASL: the mechanism, user and password.
     sasl: Option<(String, String, String)>,
+    /// With TLS (`ssl://`).
+    tls: Option<Tls>,
+}
+
+/// The TLS of a Kafka client.
+#[derive(Debug, Clone, PartialEq)]
+struct Tls {
+    /// The trusted certificates (PEM); `None`: the system's.
+    ca: Option<String>,
+    /// The client certificate and its key (PEM).
+    client: Option<(String, String)>,
+    /// Whether the broker's certificate and name are checked.
+    verify: bool,
 }
 
 const SASL_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-512", "SCRAM-SHA-256"];
@@ -88,11 +102,6 @@ fn bootstrap_servers_valid(servers: &str) -> bool {
 
 fn settings(config: &ClientConfig) -> Result<Settings, TransportError> {
     let uri = BrokerUri::parse(&config.uri)?;
-    if uri.secure {
-        return Err(misconfigured(
-            "Kafka over TLS (ssl://) is not supported by Ferrule yet: use tcp://",
-        ));
-    }
     let specific = &config.specific_config;
     let servers = specific.get("bootstrapServers");
     if !servers.is_some_and(|s| bootstrap_servers_valid(s)) {
@@ -119,12 +128,6 @@ fn settings(config: &ClientConfig) -> Result<Settings, TransportError> {
                      {}. Allowed mechanisms are: <[{}]>",
                     specific.get("saslMechanism").map_or("", String::as_str),
                     SASL_MECHANISMS.join(", ")
-                )));
-            }
-            if given != "PLAIN" {
-                return Err(misconfigured(format!(
-                    "SASL mechanism {given} needs TLS support, which Ferrule's Kafka client does \
-                     not have yet: use PLAIN"
                 )));
             }
             Some((given, user.clone(), password.clone()))
@@ -162,11 +165,17 @@ fn settings(config: &ClientConfig) -> Result<Settings, TransportError> {
         }
         _ => None,
     };
+    let tls = uri.secure.then(|| Tls {
+        ca: config.ca.clone().filter(|c| !c.trim().is_empty()),
+        client: config.client_cert.clone(),
+        verify: config.validate_certificates,
+    });
     Ok(Settings {
         bootstrap: bootstrap.join(","),
         group_id,
         offset_reset,
         sasl,
+        tls,
     })
 }
 
@@ -307,14 +316,33 @@ pub fn check_config(config: &ClientConfig) -> Result<(), TransportError> {
     Ok(())
 }
 
-/// Tells the host when every broker is gone.
+/// Tells the host when every broker is gone, and keeps the last error librdkafka reported
+/// (a failed TLS handshake, a refused login) for the message of a failed connect.
 struct Context {
     events: mpsc::Sender<ClientEvent>,
+    last_error: LastError,
+}
+
+type LastError = Arc<std::sync::Mutex<Option<String>>>;
+
+impl Context {
+    fn new(events: &mpsc::Sender<ClientEvent>, last_error: &LastError) -> Context {
+        Context {
+            events: events.clone(),
+            last_error: last_error.clone(),
+        }
+    }
 }
 
 impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+        let all_down = error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown);
+        if !all_down {
+            // What went wrong with a broker (a failed TLS handshake, a refused login), not the
+            // summary that follows it.
+            *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        }
+        if all_down {
             let _ = self
                 .events
                 .try_send(ClientEvent::Disconnected(TransportError::new(
@@ -334,16 +362,32 @@ fn base_config(settings: &Settings, client_id: String) -> KafkaConfig {
         // Loopback brokers are reached over IPv4 whatever `localhost` resolves to first.
         .set("broker.address.family", "v4")
         .set("socket.keepalive.enable", "true");
-    match &settings.sasl {
-        Some((mechanism, user, password)) => {
-            c.set("security.protocol", "SASL_PLAINTEXT")
-                .set("sasl.mechanisms", mechanism)
-                .set("sasl.username", user)
-                .set("sasl.password", password);
+    let protocol = match (&settings.sasl, &settings.tls) {
+        (Some(_), Some(_)) => "SASL_SSL",
+        (Some(_), None) => "SASL_PLAINTEXT",
+        (None, Some(_)) => "SSL",
+        (None, None) => "PLAINTEXT",
+    };
+    c.set("security.protocol", protocol);
+    if let Some((mechanism, user, password)) = &settings.sasl {
+        c.set("sasl.mechanisms", mechanism)
+            .set("sasl.username", user)
+            .set("sasl.password", password);
+    }
+    if let Some(Tls { ca, client, verify }) = &settings.tls {
+        match ca {
+            Some(pem) => c.set("ssl.ca.pem", pem),
+            // OpenSSL's default places and the usual paths of the system's authorities.
+            None => c.set("ssl.ca.location", "probe"),
+        };
+        if let Some((cert, key)) = client {
+            c.set("ssl.certificate.pem", cert).set("ssl.key.pem", key);
         }
-        None => {
-            c.set("security.protocol", "PLAINTEXT");
-        }
+        c.set("enable.ssl.certificate.verification", verify.to_string())
+            .set(
+                "ssl.endpoint.identification.algorithm",
+                if *verify { "https" } else { "none" },
+            );
     }
     c
 }
@@ -604,17 +648,29 @@ async fn consume(
 /// Checks that a broker answers within `timeout` (librdkafka connects lazily).
 async fn reach(
     producer: &FutureProducer<Context>,
+    last_error: &LastError,
     timeout: Duration,
     shown: &str,
 ) -> Result<(), TransportError> {
     let producer = producer.clone();
+    let last_error = last_error.clone();
     let shown = shown.to_string();
     tokio::task::spawn_blocking(move || {
         producer
             .client()
             .fetch_metadata(None, timeout)
             .map(|_| ())
-            .map_err(|e| kafka_error(&e, &format!("Kafka at {shown} did not answer")))
+            .map_err(|e| {
+                let mut error = kafka_error(&e, &format!("Kafka at {shown} did not answer"));
+                let last = last_error.lock();
+                if let Some(reason) = last.unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    error.message = format!("{} ({reason})", error.message);
+                    if reason.contains("SASL authentication error") {
+                        error.kind = ErrorKind::Unauthorized;
+                    }
+                }
+                error
+            })
     })
     .await
     .unwrap_or_else(|e| Err(TransportError::new(ErrorKind::Other, e.to_string())))
@@ -624,6 +680,7 @@ pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, Tra
     Box::pin(async move {
         let settings = settings(&config)?;
         let (events_tx, events) = mpsc::channel(8);
+        let last_error = LastError::default();
         let client_id = format!("{}-{}", config.connection_id, config.client_index);
         let mut producer_config = base_config(&settings, format!("{client_id}-producer"));
         producer_config
@@ -632,11 +689,15 @@ pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, Tra
             .set("delivery.timeout.ms", DELIVERY_TIMEOUT_MS)
             .set("request.timeout.ms", DELIVERY_TIMEOUT_MS);
         let producer: FutureProducer<Context> = producer_config
-            .create_with_context(Context {
-                events: events_tx.clone(),
-            })
+            .create_with_context(Context::new(&events_tx, &last_error))
             .map_err(|e| misconfigured(format!("the Kafka client cannot be created: {e}")))?;
-        reach(&producer, config.connect_timeout, &settings.bootstrap).await?;
+        reach(
+            &producer,
+            &last_error,
+            config.connect_timeout,
+            &settings.bootstrap,
+        )
+        .await?;
         let max_in_flight = usize::from(config.max_in_flight.max(1));
         let consumer_total: usize = config
             .sources
@@ -663,9 +724,7 @@ pub fn connect(config: ClientConfig) -> BoxFuture<'static, Result<Connected, Tra
                         c.set("auto.offset.reset", reset);
                     }
                     let consumer: StreamConsumer<Context> = c
-                        .create_with_context(Context {
-                            events: events_tx.clone(),
-                        })
+                        .create_with_context(Context::new(&events_tx, &last_error))
                         .map_err(|e| {
                             misconfigured(format!("the Kafka consumer cannot be created: {e}"))
                         })?;
@@ -788,10 +847,20 @@ mod tests {
                 .message
                 .contains("invalid value for SASL mechanisms: GSSAPI")
         );
+        let mut tls = config("ssl://h:9093", &base);
+        tls.ca = Some("-----BEGIN CERTIFICATE-----".into());
+        let s = settings(&tls).unwrap();
         assert_eq!(
-            settings(&config("ssl://h:9093", &base)).unwrap_err().kind,
-            ErrorKind::Misconfigured
+            s.tls,
+            Some(Tls {
+                ca: Some("-----BEGIN CERTIFICATE-----".into()),
+                client: None,
+                verify: true
+            })
         );
+        assert_eq!(s.sasl, None);
+        let s = with(&[("saslMechanism", "scram-sha-512")]).unwrap();
+        assert_eq!(s.sasl.unwrap().0, "SCRAM-SHA-512");
     }
 
     #[test]
