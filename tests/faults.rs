@@ -360,20 +360,6 @@ fn looped_connection(port: u16, u: &str) -> Value {
     })
 }
 
-async fn create(f: &Ferrule, id: &str, connection: &Value) {
-    let resp = f
-        .put_json(&format!("/api/2/connections/{id}"), connection)
-        .await;
-    let status = resp.status();
-    assert_eq!(
-        status,
-        StatusCode::CREATED,
-        "{}",
-        resp.text().await.unwrap()
-    );
-    common::wait_for_live_status(f, id, "open").await;
-}
-
 fn start(dir: &Path) -> Ferrule {
     common::start_with_config(dir, CONFIG)
 }
@@ -494,7 +480,7 @@ async fn mqtt_sigkill_mid_stream_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let mut f = start(dir.path());
     let u = common::unique("kill", '-');
-    create(&f, "loop", &looped_connection(broker.port, &u)).await;
+    common::create_open(&f, "loop", &looped_connection(broker.port, &u)).await;
     let consumer = Consumer::mqtt(broker.port, &format!("fault/{u}/out")).await;
 
     let restarted = Mutex::new(None);
@@ -513,7 +499,7 @@ async fn mqtt_broker_restart_mid_stream_loses_no_acknowledged_message() {
     let dir = tempfile::tempdir().unwrap();
     let f = start(dir.path());
     let u = common::unique("restart", '-');
-    create(&f, "loop", &looped_connection(broker.port, &u)).await;
+    common::create_open(&f, "loop", &looped_connection(broker.port, &u)).await;
     let consumer = Consumer::mqtt(broker.port, &format!("fault/{u}/out")).await;
 
     let via = mqtt_in(broker.port, &u);
@@ -536,7 +522,7 @@ async fn mqtt_dropped_connection_mid_stream_loses_no_acknowledged_message() {
     let f = start(dir.path());
     let u = common::unique("drop", '-');
     // Ferrule reaches the broker through the proxy; the publisher and consumer do not.
-    create(&f, "loop", &looped_connection(proxy.port, &u)).await;
+    common::create_open(&f, "loop", &looped_connection(proxy.port, &u)).await;
     let consumer = Consumer::mqtt(broker.port, &format!("fault/{u}/out")).await;
 
     let bport = broker.port;
@@ -627,7 +613,7 @@ async fn amqp_sigkill_mid_stream_loses_no_acknowledged_message() {
     let (input, exchange, output) = amqp_queues(5672, &u).await;
     let dir = tempfile::tempdir().unwrap();
     let mut f = start(dir.path());
-    create(&f, "amqp-loop", &amqp_connection(5672, &input, &exchange)).await;
+    common::create_open(&f, "amqp-loop", &amqp_connection(5672, &input, &exchange)).await;
     let consumer = Consumer::amqp(5672, &output).await;
 
     let restarted = Mutex::new(None);
@@ -652,7 +638,7 @@ async fn amqp_dropped_connection_mid_stream_loses_no_acknowledged_message() {
     let proxy = Proxy::start(0, 5672).await;
     let dir = tempfile::tempdir().unwrap();
     let f = start(dir.path());
-    create(
+    common::create_open(
         &f,
         "amqp-loop",
         &amqp_connection(proxy.port, &input, &exchange),
@@ -682,7 +668,7 @@ async fn amqp_broker_restart_mid_stream_loses_no_acknowledged_message() {
     let (input, exchange, output) = amqp_queues(rabbit.port, &u).await;
     let dir = tempfile::tempdir().unwrap();
     let f = start(dir.path());
-    create(
+    common::create_open(
         &f,
         "amqp-loop",
         &amqp_connection(rabbit.port, &input, &exchange),
@@ -831,7 +817,7 @@ async fn a_target_broker_down_holds_the_source_back_with_bounded_memory() {
     let f = start(dir.path());
     let u = common::unique("target-down", '-');
     let consumer = Consumer::mqtt(target_broker.port, &format!("fault/{u}/out")).await;
-    create(
+    common::create_open(
         &f,
         "dst",
         &json!({
@@ -845,7 +831,7 @@ async fn a_target_broker_down_holds_the_source_back_with_bounded_memory() {
         }),
     )
     .await;
-    create(
+    common::create_open(
         &f,
         "src",
         &json!({
@@ -973,7 +959,7 @@ async fn a_full_or_read_only_data_dir_refuses_changes_clearly_and_recovers() {
     let _mounted = Mounted(data.clone());
     let mut f = start(dir.path());
     let u = common::unique("disk", '-');
-    create(&f, "loop", &looped_connection(broker.port, &u)).await;
+    common::create_open(&f, "loop", &looped_connection(broker.port, &u)).await;
     let consumer = Consumer::mqtt(broker.port, &format!("fault/{u}/out")).await;
     assert!(
         f.put_json(

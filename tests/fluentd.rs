@@ -4,7 +4,6 @@
 
 mod common;
 
-use common::{json, wait_for_live_status};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -109,6 +108,17 @@ impl Drop for Receiver {
     }
 }
 
+/// Creates an open MQTT connection (source `ferrule-fluent/<id>/+`), which logs as it
+/// connects; its id.
+async fn open_connection(f: &common::Ferrule, prefix: &str) -> String {
+    let id = common::unique(prefix, '-');
+    let mut connection = common::mqtt_connection();
+    connection["connectionStatus"] = json!("open");
+    connection["sources"][0]["addresses"] = json!([format!("ferrule-fluent/{id}/+")]);
+    common::create_open(f, &id, &connection).await;
+    id
+}
+
 #[tokio::test]
 async fn connection_logs_reach_fluentd_also_after_it_was_down() {
     let port = common::free_port();
@@ -121,15 +131,7 @@ async fn connection_logs_reach_fluentd_also_after_it_was_down() {
              flush_interval_ms = 50\nadditional_log_context = {{ site = \"b1\" }}\n"
         ),
     );
-    let id = common::unique("fluent", '-');
-    let mut connection = common::mqtt_connection();
-    connection["connectionStatus"] = json!("open");
-    connection["sources"][0]["addresses"] = json!([format!("ferrule-fluent/{id}/+")]);
-    let resp = f
-        .put_json(&format!("/api/2/connections/{id}"), &connection)
-        .await;
-    assert_eq!(resp.status(), 201, "{}", json(resp).await);
-    wait_for_live_status(&f, &id, "open").await;
+    let id = open_connection(&f, "fluent").await;
 
     // Fluentd comes up only now: the records made meanwhile were kept and arrive.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -244,15 +246,7 @@ async fn connection_logs_reach_fluentd_over_tls() {
         dir.path(),
         &config(&format!("ca_file = {:?}\n", common::tls_file("ca.pem"))),
     );
-    let id = common::unique("fluent-tls", '-');
-    let mut connection = common::mqtt_connection();
-    connection["connectionStatus"] = json!("open");
-    connection["sources"][0]["addresses"] = json!([format!("ferrule-fluent/{id}/+")]);
-    let resp = f
-        .put_json(&format!("/api/2/connections/{id}"), &connection)
-        .await;
-    assert_eq!(resp.status(), 201, "{}", json(resp).await);
-    wait_for_live_status(&f, &id, "open").await;
+    let id = open_connection(&f, "fluent-tls").await;
     let r = receiver.clone();
     let wanted = json!({"connectionId": id, "category": "connection", "message": "Connected"});
     let line = tokio::task::spawn_blocking(move || r.wait_for(&wanted))
@@ -263,11 +257,7 @@ async fn connection_logs_reach_fluentd_over_tls() {
     // Another instance that does not trust the test CA: the handshake fails.
     let other = tempfile::tempdir().unwrap();
     let g = common::start_with_config(other.path(), &config(""));
-    let id = common::unique("fluent-untrusted", '-');
-    let resp = g
-        .put_json(&format!("/api/2/connections/{id}"), &connection)
-        .await;
-    assert_eq!(resp.status(), 201, "{}", json(resp).await);
+    open_connection(&g, "fluent-untrusted").await;
     let r = receiver.clone();
     tokio::task::spawn_blocking(move || {
         r.wait_for_line("failed handshake", |l| l.get("handshake_failed").is_some())

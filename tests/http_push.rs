@@ -177,15 +177,6 @@ fn unique(test: &str) -> String {
     common::unique(test, '-')
 }
 
-async fn create(f: &Ferrule, id: &str, connection: &Value) {
-    let resp = f
-        .put_json(&format!("/api/2/connections/{id}"), connection)
-        .await;
-    let status = resp.status();
-    assert_eq!(status, StatusCode::CREATED, "{}", json(resp).await);
-    wait_for_live_status(f, id, "open").await;
-}
-
 async fn put_thing(f: &Ferrule, id: &str, body: Value) {
     let resp = f.put_json(&format!("/api/2/things/{id}"), &body).await;
     assert!(resp.status().is_success(), "{}", resp.status());
@@ -229,7 +220,7 @@ async fn twin_events_are_pushed_as_requests_with_path_headers_body_and_basic_aut
              "authorizationContext": ["ditto:outbound"]}
         ]
     });
-    create(&f, "push-events", &connection).await;
+    common::create_open(&f, "push-events", &connection).await;
     let thing = format!("{ns}:lamp");
     put_thing(&f, &thing, json!({"attributes": {"on": true}})).await;
     let mut requests = [next(&mut received).await, next(&mut received).await];
@@ -292,7 +283,7 @@ async fn a_live_message_is_answered_with_the_servers_response() {
     }))
     .await;
     let u = unique("live");
-    create(
+    common::create_open(
         &f,
         "push-live",
         &json!({
@@ -305,7 +296,7 @@ async fn a_live_message_is_answered_with_the_servers_response() {
         }),
     )
     .await;
-    create(
+    common::create_open(
         &f,
         "push-live-device",
         &json!({
@@ -435,7 +426,7 @@ async fn hmac_and_oauth_credentials_authenticate_each_request() {
     let ns = unique("auth").replace('-', "_");
     let target = json!([{"address": "POST:/events", "topics": ["_/_/things/twin/events"],
                          "authorizationContext": ["ditto:outbound"]}]);
-    create(
+    common::create_open(
         &f,
         "push-aws",
         &json!({
@@ -449,7 +440,7 @@ async fn hmac_and_oauth_credentials_authenticate_each_request() {
         }),
     )
     .await;
-    create(
+    common::create_open(
         &f,
         "push-oauth",
         &json!({
@@ -512,7 +503,7 @@ async fn failures_of_the_server_show_in_metrics_logs_and_status() {
     }))
     .await;
     let ns = unique("fail").replace('-', "_");
-    create(
+    common::create_open(
         &f,
         "push-fail",
         &json!({
@@ -670,7 +661,7 @@ async fn the_http_push_example_connection_passes_a_test_and_delivers() {
         .post_json("/api/2/connections?dry-run=true", &example)
         .await;
     assert_eq!(resp.status(), StatusCode::OK, "{}", json(resp).await);
-    create(&f, "webhook", &example).await;
+    common::create_open(&f, "webhook", &example).await;
     let ns = unique("hook").replace('-', "_");
     put_thing(
         &f,
@@ -712,8 +703,8 @@ async fn events_are_pushed_over_https_to_a_server_the_ca_vouches_for() {
         }
         c
     };
-    create(&f, "push-https", &connection(Some(&ca))).await;
-    create(&f, "push-https-untrusted", &connection(None)).await;
+    common::create_open(&f, "push-https", &connection(Some(&ca))).await;
+    common::create_open(&f, "push-https-untrusted", &connection(None)).await;
     let thing = format!("{ns}:valve");
     put_thing(&f, &thing, json!({"attributes": {"open": false}})).await;
     let request = next(&mut received).await;
@@ -757,7 +748,7 @@ async fn a_source_waits_for_the_web_servers_answer_and_redelivers_after_a_5xx() 
     let u = unique("acked");
     let ns = u.replace('-', "_");
     let push = format!("push-ack-{u}");
-    create(
+    common::create_open(
         &f,
         &push,
         &json!({
@@ -794,7 +785,7 @@ async fn a_source_waits_for_the_web_servers_answer_and_redelivers_after_a_5xx() 
         )
         .await
         .unwrap();
-    create(
+    common::create_open(
         &f,
         &format!("push-ack-src-{u}"),
         &json!({

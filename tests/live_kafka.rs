@@ -150,15 +150,6 @@ async fn next(c: &StreamConsumer) -> Record {
     }
 }
 
-async fn create(f: &Ferrule, id: &str, connection: &Value) {
-    let resp = f
-        .put_json(&format!("/api/2/connections/{id}"), connection)
-        .await;
-    let status = resp.status();
-    assert_eq!(status, StatusCode::CREATED, "{}", json(resp).await);
-    wait_for_live_status(f, id, "open").await;
-}
-
 fn kafka_connection(sources: Value, targets: Value) -> Value {
     json!({
         "connectionType": "kafka",
@@ -187,7 +178,7 @@ async fn a_kafka_record_changes_the_twin_and_its_event_is_published_with_key_and
     let (input, output) = (format!("{u}-in"), format!("{u}-out"));
     topics(&[&input, &output], 2).await;
     let id = format!("kafka-{u}");
-    create(
+    common::create_open(
         &f,
         &id,
         &kafka_connection(
@@ -246,7 +237,7 @@ async fn a_burst_keeps_its_order_and_a_reopened_connection_resumes_at_the_commit
                 "topics": ["_/_/things/twin/events"],
                 "authorizationContext": ["ditto:outbound"]}]),
     );
-    create(&f, &id, &connection).await;
+    common::create_open(&f, &id, &connection).await;
     let ns = u.replace('-', "_");
     let things: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
     for t in &things {
@@ -361,7 +352,7 @@ async fn a_target_writes_to_its_partition_and_acknowledges_what_the_broker_took(
     let (input, output) = (format!("{u}-in"), format!("{u}-out"));
     topics(&[&input, &output], 3).await;
     let id = format!("kafka-{u}");
-    create(
+    common::create_open(
         &f,
         &id,
         &kafka_connection(
@@ -444,7 +435,7 @@ async fn records_travel_over_tls_to_a_broker_the_ca_vouches_for() {
         "the refusal names the certificate: {body}"
     );
     let id = format!("kafka-{u}");
-    create(&f, &id, &connection).await;
+    common::create_open(&f, &id, &connection).await;
     let events = consumer_at(tls_client_config(), &output);
     let ns = u.replace('-', "_");
     let command = json!({"topic": format!("{ns}/lock/things/twin/commands/create"),
@@ -513,7 +504,7 @@ async fn a_sasl_user_logs_in_with_scram_and_a_wrong_password_is_refused() {
     );
 
     let id = format!("kafka-{u}");
-    create(
+    common::create_open(
         &f,
         &id,
         &connection("ferrule-scram512", "s3cret", "scram-sha-512"),
@@ -544,7 +535,7 @@ async fn a_record_that_needs_redelivery_is_consumed_again() {
     let input = format!("{u}-in");
     topics(&[&input], 1).await;
     let id = format!("kafka-{u}");
-    create(
+    common::create_open(
         &f,
         &id,
         &kafka_connection(

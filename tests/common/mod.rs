@@ -285,6 +285,21 @@ impl Handle {
     }
 }
 
+/// Creates connection `id` (201 expected, else the answer is shown) and waits until it is open.
+pub async fn create_open(f: &Ferrule, id: &str, connection: &serde_json::Value) {
+    let resp = f
+        .put_json(&format!("/api/2/connections/{id}"), connection)
+        .await;
+    let status = resp.status();
+    assert_eq!(
+        status,
+        reqwest::StatusCode::CREATED,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    wait_for_live_status(f, id, "open").await;
+}
+
 /// Polls the status of a connection until its `liveStatus` is `expected` (at most 15 s).
 pub async fn wait_for_live_status(f: &Ferrule, id: &str, expected: &str) -> serde_json::Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
