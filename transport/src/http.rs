@@ -623,25 +623,11 @@ mod tests {
     use crate::Protocol;
 
     fn config(specific: &[(&str, &str)]) -> ClientConfig {
-        ClientConfig {
-            connection_id: "c".into(),
-            client_index: 0,
-            protocol: Protocol::HttpPush,
-            uri: "http://user:p%40ss@127.0.0.1:8080/prefix/".into(),
-            validate_certificates: true,
-            ca: None,
-            client_cert: None,
-            credentials: None,
-            specific_config: specific
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            sources: vec![],
-            targets: vec![],
-            connect_timeout: Duration::from_secs(1),
-            max_in_flight: 1,
-            dry_run: false,
-        }
+        ClientConfig::for_test(
+            Protocol::HttpPush,
+            "http://user:p%40ss@127.0.0.1:8080/prefix/",
+            specific,
+        )
     }
 
     #[test]

@@ -765,17 +765,6 @@ mod tests {
     fn config(uri: &str, specific: &[(&str, &str)]) -> ClientConfig {
         ClientConfig {
             connection_id: "kafka-conn".into(),
-            client_index: 0,
-            protocol: Protocol::Kafka,
-            uri: uri.into(),
-            validate_certificates: true,
-            ca: None,
-            client_cert: None,
-            credentials: None,
-            specific_config: specific
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
             sources: vec![SourceSpec {
                 index: 0,
                 addresses: vec!["telemetry".into()],
@@ -783,10 +772,7 @@ mod tests {
                 consumer_count: 1,
                 at_least_once: true,
             }],
-            targets: vec![],
-            connect_timeout: Duration::from_secs(1),
-            max_in_flight: 10,
-            dry_run: false,
+            ..ClientConfig::for_test(Protocol::Kafka, uri, specific)
         }
     }
 

@@ -69,6 +69,37 @@ pub struct ClientConfig {
     pub dry_run: bool,
 }
 
+#[cfg(test)]
+impl ClientConfig {
+    /// A configuration for unit tests: `protocol` at `uri` with these `specificConfig`
+    /// entries, connection `conn`, client 0, no sources or targets.
+    pub(crate) fn for_test(
+        protocol: Protocol,
+        uri: &str,
+        specific: &[(&str, &str)],
+    ) -> ClientConfig {
+        ClientConfig {
+            connection_id: "conn".into(),
+            client_index: 0,
+            protocol,
+            uri: uri.into(),
+            validate_certificates: true,
+            ca: None,
+            client_cert: None,
+            credentials: None,
+            specific_config: specific
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            sources: vec![],
+            targets: vec![],
+            connect_timeout: Duration::from_secs(1),
+            max_in_flight: 10,
+            dry_run: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
     /// The index of the source in the connection.

@@ -1291,23 +1291,8 @@ mod tests {
 
     fn config(specific: &[(&str, &str)]) -> ClientConfig {
         ClientConfig {
-            connection_id: "conn".into(),
             client_index: 2,
-            protocol: Protocol::Mqtt5,
-            uri: "tcp://h".into(),
-            validate_certificates: true,
-            ca: None,
-            client_cert: None,
-            credentials: None,
-            specific_config: specific
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            sources: vec![],
-            targets: vec![],
-            connect_timeout: Duration::from_secs(1),
-            max_in_flight: 10,
-            dry_run: false,
+            ..ClientConfig::for_test(Protocol::Mqtt5, "tcp://h", specific)
         }
     }
 

@@ -106,22 +106,7 @@ mod tests {
     use std::time::Duration;
 
     fn config(key: &str, value: &str) -> ClientConfig {
-        ClientConfig {
-            connection_id: "c".into(),
-            client_index: 0,
-            protocol: Protocol::Mqtt5,
-            uri: "tcp://h".into(),
-            validate_certificates: true,
-            ca: None,
-            client_cert: None,
-            credentials: None,
-            specific_config: [(key.to_string(), value.to_string())].into_iter().collect(),
-            sources: vec![],
-            targets: vec![],
-            connect_timeout: Duration::from_secs(1),
-            max_in_flight: 1,
-            dry_run: false,
-        }
+        ClientConfig::for_test(Protocol::Mqtt5, "tcp://h", &[(key, value)])
     }
 
     #[test]
