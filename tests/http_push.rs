@@ -339,22 +339,26 @@ async fn a_live_message_is_answered_with_the_servers_response() {
     });
     timeout(WAIT, subscribed).await.unwrap().unwrap();
     let thing = format!("org.push:{u}");
-    let message = json!({
-        "topic": format!("org.push/{u}/things/live/messages/ask"),
-        "headers": {"correlation-id": format!("{u}-q1"), "content-type": "text/plain",
-                    "requested-acks": ["live-response"], "response-required": true, "timeout": "10s"},
-        "path": "/inbox/messages/ask",
-        "value": "why"
-    });
-    device
-        .publish(
+    // The device asks the thing a question: a live message with these headers.
+    let ask = |headers: Value, question: &str| {
+        let message = json!({
+            "topic": format!("org.push/{u}/things/live/messages/ask"),
+            "headers": headers, "path": "/inbox/messages/ask", "value": question
+        });
+        device.publish(
             format!("ferrule-e2e/{u}/ask"),
             rumqttc::QoS::AtLeastOnce,
             false,
             message.to_string(),
         )
-        .await
-        .unwrap();
+    };
+    ask(
+        json!({"correlation-id": format!("{u}-q1"), "content-type": "text/plain",
+               "requested-acks": ["live-response"], "response-required": true, "timeout": "10s"}),
+        "why",
+    )
+    .await
+    .unwrap();
     let request = next(&mut received).await;
     assert_eq!(request.path, format!("/inbox/{thing}/ask"));
     assert_eq!(
@@ -379,21 +383,12 @@ async fn a_live_message_is_answered_with_the_servers_response() {
 
     // As in Ditto, a live message waits for its response without asking for it: no
     // `requested-acks`, no `response-required`, no `timeout` (the implicit `live-response`).
-    let message = json!({
-        "topic": format!("org.push/{u}/things/live/messages/ask"),
-        "headers": {"correlation-id": format!("{u}-q2"), "content-type": "text/plain"},
-        "path": "/inbox/messages/ask",
-        "value": "how"
-    });
-    device
-        .publish(
-            format!("ferrule-e2e/{u}/ask"),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            message.to_string(),
-        )
-        .await
-        .unwrap();
+    ask(
+        json!({"correlation-id": format!("{u}-q2"), "content-type": "text/plain"}),
+        "how",
+    )
+    .await
+    .unwrap();
     assert_eq!(next(&mut received).await.json()["value"], "how");
     let answer = timeout(WAIT, answers.recv())
         .await

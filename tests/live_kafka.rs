@@ -150,6 +150,23 @@ async fn next(c: &StreamConsumer) -> Record {
     }
 }
 
+/// A test's names: its unique word, its input and output topics, its connection's id.
+fn names(test: &str) -> (String, String, String, String) {
+    let u = unique(test);
+    (
+        format!("{u}-in"),
+        format!("{u}-out"),
+        format!("kafka-{u}"),
+        u,
+    )
+}
+
+/// A target that publishes the twin's events to `address`.
+fn events_target(address: String) -> Value {
+    json!([{"address": address, "topics": ["_/_/things/twin/events"],
+            "authorizationContext": ["ditto:outbound"]}])
+}
+
 fn kafka_connection(sources: Value, targets: Value) -> Value {
     json!({
         "connectionType": "kafka",
@@ -174,10 +191,8 @@ async fn metric(f: &Ferrule, id: &str, direction: &str, kind: &str) -> u64 {
 #[tokio::test]
 async fn a_kafka_record_changes_the_twin_and_its_event_is_published_with_key_and_headers() {
     let (_d, f) = common::live_server();
-    let u = unique("kafka-e2e");
-    let (input, output) = (format!("{u}-in"), format!("{u}-out"));
+    let (input, output, id, u) = names("kafka-e2e");
     topics(&[&input, &output], 2).await;
-    let id = format!("kafka-{u}");
     common::create_open(
         &f,
         &id,
@@ -225,17 +240,13 @@ async fn a_kafka_record_changes_the_twin_and_its_event_is_published_with_key_and
 #[tokio::test]
 async fn a_burst_keeps_its_order_and_a_reopened_connection_resumes_at_the_committed_offsets() {
     let (_d, f) = common::live_server();
-    let u = unique("kafka-burst");
-    let (input, output) = (format!("{u}-in"), format!("{u}-out"));
+    let (input, output, id, u) = names("kafka-burst");
     topics(&[&input, &output], 2).await;
-    let id = format!("kafka-{u}");
     let connection = kafka_connection(
         json!([{"addresses": [input.clone()], "qos": 1,
                 "authorizationContext": ["ditto:inbound"],
                 "acknowledgementRequests": {"includes": ["twin-persisted"]}}]),
-        json!([{"address": format!("{output}/{{{{ thing:id }}}}"),
-                "topics": ["_/_/things/twin/events"],
-                "authorizationContext": ["ditto:outbound"]}]),
+        events_target(format!("{output}/{{{{ thing:id }}}}")),
     );
     common::create_open(&f, &id, &connection).await;
     let ns = u.replace('-', "_");
@@ -348,10 +359,8 @@ async fn a_burst_keeps_its_order_and_a_reopened_connection_resumes_at_the_commit
 #[tokio::test]
 async fn a_target_writes_to_its_partition_and_acknowledges_what_the_broker_took() {
     let (_d, f) = common::live_server();
-    let u = unique("kafka-acks");
-    let (input, output) = (format!("{u}-in"), format!("{u}-out"));
+    let (input, output, id, u) = names("kafka-acks");
     topics(&[&input, &output], 3).await;
-    let id = format!("kafka-{u}");
     common::create_open(
         &f,
         &id,
@@ -399,16 +408,13 @@ async fn a_target_writes_to_its_partition_and_acknowledges_what_the_broker_took(
 #[tokio::test]
 async fn records_travel_over_tls_to_a_broker_the_ca_vouches_for() {
     let (_d, f) = common::live_server();
-    let u = unique("kafka-tls");
-    let (input, output) = (format!("{u}-in"), format!("{u}-out"));
+    let (input, output, id, u) = names("kafka-tls");
     topics_at(tls_client_config(), &[&input, &output], 1).await;
     let ca = std::fs::read_to_string(common::tls_file("ca.pem")).unwrap();
     let mut connection = kafka_connection(
         json!([{"addresses": [input.clone()], "qos": 1,
                 "authorizationContext": ["ditto:inbound"]}]),
-        json!([{"address": format!("{output}/{{{{ thing:id }}}}"),
-                "topics": ["_/_/things/twin/events"],
-                "authorizationContext": ["ditto:outbound"]}]),
+        events_target(format!("{output}/{{{{ thing:id }}}}")),
     );
     connection["uri"] = json!(format!("ssl://{TLS_BROKER}"));
     connection["specificConfig"]["bootstrapServers"] = json!(TLS_BROKER);
@@ -434,7 +440,6 @@ async fn records_travel_over_tls_to_a_broker_the_ca_vouches_for() {
                 .contains("certificate"),
         "the refusal names the certificate: {body}"
     );
-    let id = format!("kafka-{u}");
     common::create_open(&f, &id, &connection).await;
     let events = consumer_at(tls_client_config(), &output);
     let ns = u.replace('-', "_");
@@ -474,9 +479,7 @@ async fn a_sasl_user_logs_in_with_scram_and_a_wrong_password_is_refused() {
     let connection = |user: &str, password: &str, mechanism: &str| {
         let mut c = kafka_connection(
             json!([]),
-            json!([{"address": format!("{output}/{{{{ thing:id }}}}"),
-                    "topics": ["_/_/things/twin/events"],
-                    "authorizationContext": ["ditto:outbound"]}]),
+            events_target(format!("{output}/{{{{ thing:id }}}}")),
         );
         c["uri"] = json!(format!("tcp://{user}:{password}@{SASL_BROKER}"));
         c["specificConfig"] = json!({"bootstrapServers": SASL_BROKER, "saslMechanism": mechanism});

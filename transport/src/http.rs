@@ -307,11 +307,10 @@ impl Sender {
             if name.eq_ignore_ascii_case("http.path") || name.eq_ignore_ascii_case("http.query") {
                 continue;
             }
-            let value = match value {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            headers.push((name.to_string(), value));
+            headers.push((
+                name.to_string(),
+                ferrule_protocol::headers::value_to_header_string(value),
+            ));
         }
         let omit = self.settings.omit_body.iter().any(|m| m == method);
         let body: &[u8] = if omit { &[] } else { message.payload() };

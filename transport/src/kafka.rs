@@ -30,6 +30,7 @@ use crate::{
     BoxFuture, BrokerClient, ClientConfig, ClientEvent, Confirmation, Connected, Delivery,
     ErrorKind, Publish, Settle, Settler, SourceSpec, TransportError, decided,
 };
+use ferrule_protocol::headers::value_to_header_string;
 use ferrule_protocol::{ExternalMessage, Headers};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -179,25 +180,32 @@ fn settings(config: &ClientConfig) -> Result<Settings, TransportError> {
     })
 }
 
-/// `{{ connection:id }}` (blanks allowed) replaced by the connection's id.
-fn resolve_connection_id(template: &str, connection_id: &str) -> String {
+/// `text` with every `{{ ... }}` replaced by what `with` makes of its trimmed inside (`None`:
+/// the placeholder stays as it is).
+fn substitute(text: &str, with: impl Fn(&str) -> Option<String>) -> String {
     let mut out = String::new();
-    let mut rest = template;
+    let mut rest = text;
     while let Some(start) = rest.find("{{") {
         let Some(end) = rest[start..].find("}}") else {
             break;
         };
-        let inner = rest[start + 2..start + end].trim();
         out.push_str(&rest[..start]);
-        if inner == "connection:id" {
-            out.push_str(connection_id);
-        } else {
-            out.push_str(&rest[start..start + end + 2]);
+        let placeholder = &rest[start..start + end + 2];
+        match with(rest[start + 2..start + end].trim()) {
+            Some(value) => out.push_str(&value),
+            None => out.push_str(placeholder),
         }
         rest = &rest[start + end + 2..];
     }
     out.push_str(rest);
     out
+}
+
+/// `{{ connection:id }}` (blanks allowed) replaced by the connection's id.
+fn resolve_connection_id(template: &str, connection_id: &str) -> String {
+    substitute(template, |inner| {
+        (inner == "connection:id").then(|| connection_id.to_string())
+    })
 }
 
 /// Kafka's `Topic.validate`.
@@ -278,17 +286,7 @@ fn destination(address: &str) -> Result<Destination, TransportError> {
 /// A target address as the host will resolve it: every placeholder stands for a valid value
 /// (Ditto's validator puts in a UUID, and 3 for a partition).
 fn check_target_address(address: &str) -> Result<(), TransportError> {
-    let mut concrete = String::new();
-    let mut rest = address;
-    while let Some(start) = rest.find("{{") {
-        let Some(end) = rest[start..].find("}}") else {
-            break;
-        };
-        concrete.push_str(&rest[..start]);
-        concrete.push('3');
-        rest = &rest[start + end + 2..];
-    }
-    concrete.push_str(rest);
+    let concrete = substitute(address, |_| Some("3".into()));
     let topic = match destination(&concrete)? {
         Destination::Topic(t) | Destination::Keyed(t, _) | Destination::Partition(t, _) => t,
     };
@@ -438,10 +436,7 @@ impl BrokerClient for KafkaClient {
         let mut has_content_type = false;
         for (name, value) in message.headers.iter() {
             has_content_type |= name.eq_ignore_ascii_case("content-type");
-            let value = match value {
-                serde_json::Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
+            let value = value_to_header_string(value);
             headers = headers.insert(Header {
                 key: name,
                 value: Some(value.as_bytes()),

@@ -347,21 +347,6 @@ fn aws_canonical_request(
     )
 }
 
-/// The path's segments, dot segments removed (RFC 3986), still percent-encoded as given.
-fn normalised_segments(url: &url::Url) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for segment in url.path().split('/').skip(1) {
-        match segment {
-            "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s.to_string()),
-        }
-    }
-    out
-}
-
 fn decode(text: &str) -> String {
     percent_encoding::percent_decode_str(text)
         .decode_utf8_lossy()
@@ -369,7 +354,9 @@ fn decode(text: &str) -> String {
 }
 
 fn aws_canonical_uri(url: &url::Url, double_encode: bool) -> String {
-    let segments = normalised_segments(url);
+    // The path's segments, still percent-encoded as given; the URL parser has removed its dot
+    // segments (RFC 3986).
+    let segments: Vec<&str> = url.path().split('/').skip(1).collect();
     if double_encode {
         let parts: Vec<String> = segments
             .iter()
@@ -621,6 +608,9 @@ mod tests {
         );
         assert_eq!(uri("https://www.example.com", false), "/");
         assert_eq!(uri("https://www.example.com/", false), "/");
+        // Dot segments are gone (RFC 3986), also percent-encoded ones.
+        assert_eq!(uri("https://h/a/./b/../c", false), "/a/c");
+        assert_eq!(uri("https://h/a/%2e%2E/b/c", true), "/b/c");
         assert_eq!(
             uri("https://h///documents%20and%20settings//////", true),
             "/documents%2520and%2520settings/"
