@@ -7,7 +7,17 @@ use common::{Options, json, start, try_start};
 use reqwest::{Method, StatusCode};
 
 /// The routes that answer without credentials, by design.
-const PUBLIC: [&str; 3] = ["/health", "/api/2/openapi.json", "/metrics"];
+/// The routes served without credentials: none of them carries data (the console's files are the
+/// same for everyone; the console calls the API with the devops credentials).
+const PUBLIC: [&str; 7] = [
+    "/health",
+    "/api/2/openapi.json",
+    "/metrics",
+    "/ui",
+    "/ui/",
+    "/ui/app.js",
+    "/ui/app.css",
+];
 
 /// Every operation of the OpenAPI document (which `tests/openapi.rs` proves lists exactly the
 /// router's routes), with its path parameters filled with sample values.
@@ -126,6 +136,49 @@ async fn every_documented_operation_requires_the_devops_user() {
         json(f.get("/api/2/mappers").await).await,
         serde_json::json!([])
     );
+}
+
+/// A script's request (`X-Requested-With: XMLHttpRequest`, as the web console sends it) gets its
+/// 401 without the Basic challenge, so a browser does not open its own login dialog; every
+/// other client is still challenged. The console's files need no credentials and carry no data.
+#[tokio::test]
+async fn scripts_are_not_challenged_and_the_console_files_are_public() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = start(dir.path());
+    let client = reqwest::Client::new();
+    let script = client
+        .get(f.url("/api/2/connections"))
+        .basic_auth("devops", Some("wrong"))
+        .header("x-requested-with", "XMLHttpRequest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::UNAUTHORIZED);
+    assert!(script.headers().get("www-authenticate").is_none());
+    assert_eq!(json(script).await["error"], "gateway:authentication.failed");
+    let plain = client
+        .get(f.url("/api/2/connections"))
+        .basic_auth("devops", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_unauthorized(plain, true).await;
+    let page = client.get(f.url("/ui")).send().await.unwrap();
+    assert_eq!(page.url().path(), "/ui/");
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(policy.contains("script-src 'self'"), "{policy}");
+    let html = page.text().await.unwrap();
+    for asset in ["/ui/app.js", "/ui/app.css"] {
+        assert!(html.contains(asset), "{html}");
+        let resp = client.get(f.url(asset)).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK, "{asset}");
+        assert!(!resp.bytes().await.unwrap().is_empty(), "{asset}");
+    }
 }
 
 /// With `[prometheus] require_auth = true`, `/metrics` joins the walk.

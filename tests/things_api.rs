@@ -245,3 +245,222 @@ async fn things_survive_a_restart() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A reader of a server-sent event stream: the `data` of each event, keep-alive comments skipped.
+struct Events {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl Events {
+    async fn open(f: &Ferrule, query: &str) -> Events {
+        let resp = f
+            .req(Method::GET, &format!("/api/2/things{query}"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        Events {
+            stream: Box::pin(resp.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event's data as JSON; `None` when the stream ended.
+    async fn next(&mut self) -> Option<serde_json::Value> {
+        use futures_util::StreamExt;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                if !data.is_empty() {
+                    return Some(serde_json::from_str(&data.join("\n")).unwrap());
+                }
+            }
+            let chunk =
+                tokio::time::timeout(std::time::Duration::from_secs(20), self.stream.next())
+                    .await
+                    .expect("an event or the end within 20 s")?
+                    .ok()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}
+
+/// Ditto's server-sent events: each twin change arrives as the thing the event shows, only for
+/// the ids, namespaces and filter asked, projected with `fields`; extra fields enrich it.
+#[tokio::test]
+async fn twin_changes_stream_as_server_sent_events() {
+    let (_d, f) = server();
+    let mut watched = Events::open(
+        &f,
+        "?ids=org.acme:watched,org.acme:other-watched&fields=thingId,attributes,_revision",
+    )
+    .await;
+    let mut filtered = Events::open(
+        &f,
+        "?namespaces=org.acme&filter=gt(attributes/level,5)&extraFields=attributes/room",
+    )
+    .await;
+    let put = |path: &str, value: serde_json::Value| {
+        let f = &f;
+        let path = path.to_string();
+        async move {
+            let resp = f.put_json(&path, &value).await;
+            assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        }
+    };
+    put(
+        "/api/2/things/org.other:x",
+        json!({"attributes": {"level": 9}}),
+    )
+    .await;
+    put(
+        "/api/2/things/org.acme:unwatched",
+        json!({"attributes": {"level": 1}}),
+    )
+    .await;
+    put(
+        "/api/2/things/org.acme:watched",
+        json!({"attributes": {"room": "hall", "level": 1}}),
+    )
+    .await;
+    put("/api/2/things/org.acme:watched/attributes/level", json!(7)).await;
+    put("/api/2/things/org.acme:other-watched", json!({})).await;
+    assert_eq!(
+        watched.next().await.unwrap(),
+        json!({"thingId": "org.acme:watched", "attributes": {"room": "hall", "level": 1}, "_revision": 1})
+    );
+    assert_eq!(
+        watched.next().await.unwrap(),
+        json!({"thingId": "org.acme:watched", "attributes": {"level": 7}, "_revision": 2})
+    );
+    assert_eq!(
+        watched.next().await.unwrap(),
+        json!({"thingId": "org.acme:other-watched", "_revision": 1})
+    );
+    // The filter sees the extra field and the changed level; the other namespace and the low
+    // levels never arrive.
+    assert_eq!(
+        filtered.next().await.unwrap(),
+        json!({"thingId": "org.acme:watched", "attributes": {"level": 7, "room": "hall"}})
+    );
+    let resp = f
+        .req(
+            Method::DELETE,
+            "/api/2/things/org.acme:watched/attributes/room",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        watched.next().await.unwrap(),
+        json!({"thingId": "org.acme:watched", "_revision": 3})
+    );
+    // Bad parameters are refused before the stream starts, with Ditto's errors.
+    let bad = f
+        .req(Method::GET, "/api/2/things?filter=eq(attributes/x")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(bad, 400).await, "rql.expression.invalid");
+    let bad = f
+        .req(Method::GET, "/api/2/things?extraFields=nonsense")
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
+
+/// A watcher that does not read never holds the twin back: writes go on at their pace, a
+/// watcher that reads gets every event in order, and the one that fell behind is disconnected
+/// (its stream ends) instead of being served an unbounded backlog.
+#[tokio::test]
+async fn a_watcher_that_does_not_read_holds_nothing_back() {
+    let (_d, f) = server();
+    const WRITES: u64 = 2000;
+    let mut stuck = Events::open(&f, "?ids=org.acme:big").await;
+    let mut reader = Events::open(&f, "?ids=org.acme:big&fields=_revision").await;
+    let read_all = tokio::spawn(async move {
+        let mut revisions = Vec::new();
+        while (revisions.len() as u64) < WRITES {
+            let event = reader
+                .next()
+                .await
+                .expect("the reading watcher stays connected");
+            revisions.push(event["_revision"].as_u64().unwrap());
+        }
+        revisions
+    });
+    // 16 KiB per event: 2,000 events are far more than the socket buffers hold.
+    let filler = "x".repeat(16 * 1024);
+    for i in 0..WRITES {
+        let resp = f
+            .put_json(
+                "/api/2/things/org.acme:big",
+                &json!({"attributes": {"i": i, "filler": filler}}),
+            )
+            .await;
+        assert!(resp.status().is_success());
+    }
+    let revisions = read_all.await.unwrap();
+    assert_eq!(revisions, (1..=WRITES).collect::<Vec<_>>());
+    let mut received = 0;
+    while stuck.next().await.is_some() {
+        received += 1;
+    }
+    assert!(
+        received < WRITES,
+        "the watcher that did not read was served all {received} events"
+    );
+}
+
+/// `GET /api/2/things?ids=...`: the things that exist, in the order asked; without ids, a page
+/// of things in id order.
+#[tokio::test]
+async fn things_are_listed_by_ids_or_in_id_order() {
+    let (_d, f) = server();
+    for id in ["org.acme:b", "org.acme:a", "org.other:c"] {
+        let resp = f
+            .put_json(
+                &format!("/api/2/things/{id}"),
+                &json!({"attributes": {"n": id}}),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    let listed = json(
+        f.get("/api/2/things?ids=org.acme:b,org.acme:missing,org.acme:a&fields=thingId")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        listed,
+        json!([{"thingId": "org.acme:b"}, {"thingId": "org.acme:a"}])
+    );
+    let page = json(
+        f.get("/api/2/things?namespaces=org.acme&option=size(1)&fields=thingId")
+            .await,
+    )
+    .await;
+    assert_eq!(page, json!([{"thingId": "org.acme:a"}]));
+    let all = json(f.get("/api/2/things?fields=thingId").await).await;
+    assert_eq!(
+        all,
+        json!([{"thingId": "org.acme:a"}, {"thingId": "org.acme:b"}, {"thingId": "org.other:c"}])
+    );
+    assert_eq!(
+        error_code(f.get("/api/2/things?option=size(500)").await, 400).await,
+        "thing-search:option.invalid"
+    );
+}

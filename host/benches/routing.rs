@@ -30,6 +30,7 @@ async fn scenario(name: &str, topics: impl Fn(usize) -> String) {
             on_skip: None,
             on_stall: None,
             partition: None,
+            lossy: false,
         });
         receivers.push(rx);
     }

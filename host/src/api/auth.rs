@@ -2,7 +2,7 @@
 
 use crate::error::DittoError;
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -68,6 +68,21 @@ pub async fn require_devops(
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }
+}
+
+/// A request of a script (`X-Requested-With: XMLHttpRequest`, as the web console and many
+/// JavaScript clients send it) gets its 401 without `WWW-Authenticate`, so the browser answers it
+/// to the script instead of opening its own login dialog.
+pub async fn no_challenge_for_scripts(request: Request, next: Next) -> Response {
+    let script = request
+        .headers()
+        .get("x-requested-with")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"XMLHttpRequest"));
+    let mut response = next.run(request).await;
+    if script {
+        response.headers_mut().remove(WWW_AUTHENTICATE);
+    }
+    response
 }
 
 #[cfg(test)]

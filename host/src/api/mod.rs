@@ -8,6 +8,8 @@ pub mod mappers;
 pub mod piggyback;
 pub mod things;
 pub mod timeout;
+pub mod ui;
+pub mod watch;
 
 use crate::connections::ConnectionService;
 use crate::error::DittoError;
@@ -158,6 +160,12 @@ pub const ROUTES: &[Route] = {
             handler: piggyback::route,
         },
         Route {
+            path: "/api/2/things",
+            methods: &[Get],
+            access: Devops,
+            handler: things::things_route,
+        },
+        Route {
             path: "/api/2/things/{id}",
             methods: &[Get, Put, Patch, Delete],
             access: Devops,
@@ -222,6 +230,30 @@ pub const ROUTES: &[Route] = {
             methods: &[Post],
             access: Devops,
             handler: mappers::definition_test_route,
+        },
+        Route {
+            path: "/ui",
+            methods: &[Get],
+            access: Public,
+            handler: ui::root_route,
+        },
+        Route {
+            path: ui::UI_PATH,
+            methods: &[Get],
+            access: Public,
+            handler: ui::index_route,
+        },
+        Route {
+            path: "/ui/app.js",
+            methods: &[Get],
+            access: Public,
+            handler: ui::script_route,
+        },
+        Route {
+            path: "/ui/app.css",
+            methods: &[Get],
+            access: Public,
+            handler: ui::style_route,
         },
     ]
 };
@@ -293,7 +325,8 @@ pub fn router(
     let router = router
         .with_state(state)
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(auth::no_challenge_for_scripts));
     match installed {
         Some(m) => router.layer(axum::middleware::from_fn_with_state(
             m,

@@ -13,6 +13,15 @@ use ferrule_protocol::Headers;
 use serde_json::Value;
 use std::sync::Arc;
 
+/// `GET /api/2/things`: server-sent events of twin changes (`Accept: text/event-stream`,
+/// [`super::watch`]), the things of `ids`, or a page of things in id order.
+pub(super) fn things_route(verb: Verb) -> Handlers {
+    match verb {
+        Verb::Get => on(verb, things),
+        other => super::no_handler(other),
+    }
+}
+
 /// Every method of the things API has one handler, which maps the method to a twin command.
 pub(super) fn thing_route(verb: Verb) -> Handlers {
     on(verb, thing)
@@ -42,6 +51,109 @@ async fn thing_path(
     body: Body,
 ) -> Response {
     handle(state, id, path, method, query, headers, body).await
+}
+
+/// How many things a `GET /api/2/things` without `ids` lists by default, and at most
+/// (`option=size(n)`), as Ditto's search pages.
+const DEFAULT_PAGE: usize = 25;
+const MAX_PAGE: usize = 200;
+
+async fn things(
+    State(state): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if accept.contains("text/event-stream") {
+        let request = super::watch::WatchRequest::from_query(query.as_deref());
+        return super::watch::watch(&state.hub.router, &request)
+            .unwrap_or_else(|e| e.into_response());
+    }
+    match list(&state, query.as_deref()) {
+        Ok(things) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            Value::Array(things).to_string(),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The things of `ids` that exist, in the order asked (Ditto's `RetrieveThings`), or without
+/// `ids` the first things in id order of the `namespaces` given, `option=size(n)` of them.
+fn list(state: &AppState, query: Option<&str>) -> Result<Vec<Value>, DittoError> {
+    let mut ids = Vec::new();
+    let mut namespaces = Vec::new();
+    let mut fields = None;
+    let mut size = DEFAULT_PAGE;
+    for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let list = || {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        match name.as_ref() {
+            "ids" => ids.extend(list()),
+            "namespaces" => namespaces.extend(list()),
+            "fields" => {
+                crate::model::fields::FieldSelector::parse(&value)?;
+                fields = Some(value.into_owned());
+            }
+            "option" => size = page_size(&value)?,
+            _ => {}
+        }
+    }
+    let listed = ids.is_empty();
+    if listed {
+        ids = state.hub.twin.ids(&namespaces, size);
+    }
+    Ok(ids
+        .into_iter()
+        .filter_map(|thing_id| {
+            let response = state.hub.twin.read(&TwinCommand {
+                thing_id,
+                action: Action::Retrieve,
+                path: "/".into(),
+                value: None,
+                headers: Headers::new(),
+                fields: fields.clone(),
+            });
+            (response.status == Some(200))
+                .then_some(response.value)
+                .flatten()
+        })
+        .collect())
+}
+
+/// `size(n)` of Ditto's search `option` (other options are not supported here).
+fn page_size(option: &str) -> Result<usize, DittoError> {
+    let invalid = || {
+        DittoError::new(
+            StatusCode::BAD_REQUEST,
+            "thing-search:option.invalid",
+            format!("The option <{option}> is invalid."),
+        )
+        .with_description(format!(
+            "Listing things takes only the option size(n), 1 <= n <= {MAX_PAGE}."
+        ))
+    };
+    let n = option
+        .trim()
+        .strip_prefix("size(")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .and_then(|n| n.parse::<usize>().ok())
+        .ok_or_else(invalid)?;
+    if (1..=MAX_PAGE).contains(&n) {
+        Ok(n)
+    } else {
+        Err(invalid())
+    }
 }
 
 /// Ditto headers from the HTTP request: correlation id (generated when absent) and the

@@ -111,6 +111,10 @@ pub struct Route {
     /// publishes a share of the things, each thing always through the same client). `None`:
     /// every signal.
     pub partition: Option<(usize, usize)>,
+    /// A watcher's route (server-sent events of the things API): it never holds the dispatch
+    /// back; a signal that does not fit in its queue at once is dropped for it (`on_skip` with
+    /// [`Skipped::Dropped`]). Connection targets are not lossy.
+    pub lossy: bool,
 }
 
 /// The partition key of a signal: a stable hash (FNV-1a) of its entity, the same in every
@@ -141,6 +145,9 @@ impl Entry {
     /// when it was dropped.
     async fn offer(&self, routed: Routed, stall: Duration) -> bool {
         let sink = &self.route.sink;
+        if self.route.lossy {
+            return sink.try_send(routed).is_ok();
+        }
         if self.stalled.load(Ordering::Relaxed) {
             if sink.capacity() * 2 < sink.max_capacity() {
                 return false;
@@ -393,6 +400,7 @@ mod tests {
             on_skip: None,
             on_stall: None,
             partition: None,
+            lossy: false,
         });
         rx
     }
@@ -414,6 +422,7 @@ mod tests {
                     on_skip: None,
                     on_stall: None,
                     partition: Some((i, 3)),
+                    lossy: false,
                 });
                 rx
             })
@@ -576,6 +585,7 @@ mod tests {
             on_skip: None,
             on_stall: Some(Box::new(move |s| seen.lock().unwrap().push(s))),
             partition: None,
+            lossy: false,
         });
         (rx, stalls)
     }
@@ -606,6 +616,45 @@ mod tests {
         let seen = consumer.await.unwrap();
         assert_eq!(seen, (0..1000).collect::<Vec<_>>(), "all of them, in order");
         assert!(stalls.lock().unwrap().is_empty());
+    }
+
+    /// A lossy route (a things watcher) with a full queue never holds the dispatch back, not
+    /// even for the stall bound: the signal is dropped for it at once and it is told so; the
+    /// other routes get every signal. (With a bound of a minute, any wait would show.)
+    #[tokio::test]
+    async fn a_full_lossy_route_drops_at_once_and_holds_nothing_back() {
+        let twin = TwinService::start(Arc::new(MemoryStore::default()))
+            .await
+            .unwrap();
+        let router = Router::new(twin, Duration::from_secs(60));
+        let (tx, mut watcher) = mpsc::channel(2);
+        let skipped = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = skipped.clone();
+        router.add(Route {
+            connection_id: String::new(),
+            target: 0,
+            topics: vec![CompiledTopic::compile("_/_/things/twin/events").unwrap()],
+            sink: tx,
+            on_skip: Some(Box::new(move |_, why| seen.lock().unwrap().push(why))),
+            on_stall: None,
+            partition: None,
+            lossy: true,
+        });
+        let mut other = route(&router, "other", &["_/_/things/twin/events"]);
+        let started = std::time::Instant::now();
+        for n in 0..5 {
+            let report = router.dispatch(modified(n)).await;
+            assert_eq!(report.delivered + report.dropped, 2);
+            assert_eq!(other.try_recv().unwrap().signal.value, Some(json!(n)));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the dispatch waited for the lossy route"
+        );
+        assert_eq!(*skipped.lock().unwrap(), vec![Skipped::Dropped; 3]);
+        assert_eq!(watcher.try_recv().unwrap().signal.value, Some(json!(0)));
+        assert_eq!(watcher.try_recv().unwrap().signal.value, Some(json!(1)));
+        assert!(watcher.try_recv().is_err());
     }
 
     #[tokio::test]

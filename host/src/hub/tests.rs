@@ -43,6 +43,7 @@ fn subscribe(hub: &Hub, connection: &str, topic: &str) -> mpsc::Receiver<Routed>
         on_skip: None,
         on_stall: None,
         partition: None,
+        lossy: false,
     });
     rx
 }

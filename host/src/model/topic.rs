@@ -199,7 +199,7 @@ const QUOTED_CHARS: usize = 200;
 /// `json.fieldselector.invalid`), and unless it holds a placeholder, comma-separated thing
 /// fields (else `things:field.selection.invalid`). The twin reads them for every event routed
 /// to the target, so nothing it cannot read in bounded time and stack is stored.
-fn check_extra_fields(value: &str) -> Result<(), DittoError> {
+pub(crate) fn check_extra_fields(value: &str) -> Result<(), DittoError> {
     if value.is_empty() {
         return Ok(());
     }

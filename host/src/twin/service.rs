@@ -120,6 +120,26 @@ impl TwinService {
         apply(command, thing.as_deref(), Utc::now()).response
     }
 
+    /// The first `limit` thing ids in id order, of the `namespaces` when any are given.
+    pub fn ids(&self, namespaces: &[String], limit: usize) -> Vec<String> {
+        let mut ids: Vec<String> = read(&self.things)
+            .keys()
+            .filter(|id| {
+                namespaces.is_empty()
+                    || id
+                        .split_once(':')
+                        .is_some_and(|(ns, _)| namespaces.iter().any(|n| n == ns))
+            })
+            .cloned()
+            .collect();
+        if ids.len() > limit {
+            ids.select_nth_unstable(limit);
+            ids.truncate(limit);
+        }
+        ids.sort_unstable();
+        ids
+    }
+
     /// Executes a twin command and returns its response (an error response on failure).
     pub async fn execute(&self, command: TwinCommand) -> DittoMessage {
         self.submit(command).await.await

@@ -118,6 +118,7 @@ pub(super) fn route(ctx: &Arc<Context>, t: usize, sink: mpsc::Sender<Routed>) ->
         on_skip: Some(on_skip),
         on_stall: Some(on_stall),
         partition: ctx.partition,
+        lossy: false,
     }
 }
 
