@@ -838,6 +838,92 @@ async fn acknowledgements_issued_on_one_instance_settle_messages_consumed_on_ano
     assert_eq!(acknowledged["failure"]["PT1H"], 0, "{metrics}");
 }
 
+/// Twin events reach every instance's watchers and targets: a watcher (server-sent events) on
+/// one instance sees every change exactly once, whichever instance's twin applied it, and the
+/// connection's target, a client on every instance each publishing its share of the things,
+/// publishes every event once.
+#[tokio::test]
+async fn every_twin_event_reaches_the_watchers_and_targets_of_every_instance_once() {
+    let cluster = Cluster::start("events", 3).await;
+    let (n1, n2, n3) = (cluster.node(1), cluster.node(2), cluster.node(3));
+    let u = common::unique("cluster-events", '-');
+    let id = format!("events-{u}");
+    // Every instance runs a client of the connection: each publishes its share of the things.
+    let events_topic = format!("ferrule-cluster/{u}/events");
+    let connection = json!({
+        "name": "events", "connectionType": "mqtt-5", "connectionStatus": "open",
+        "uri": "tcp://127.0.0.1:1883", "clientCount": 3,
+        "sources": [],
+        "targets": [{"address": format!("{events_topic}/{{{{ thing:id }}}}"),
+                     "topics": ["_/_/things/twin/events?namespaces=cluster.events"],
+                     "qos": 1, "authorizationContext": ["ditto:outbound"]}]
+    });
+    create(n1, &id, &connection).await;
+    wait_for_clients(n1, &id, &names(&["n1", "n2", "n3"])).await;
+    let (client, mut eventloop) =
+        AsyncClient::new(MqttOptions::new(format!("{u}-sub"), "127.0.0.1", 1883), 100);
+    client
+        .subscribe(format!("{events_topic}/#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let published = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let seen = published.clone();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = event {
+                *seen.lock().unwrap().entry(p.topic.clone()).or_default() += 1;
+            }
+        }
+    });
+    sleep(Duration::from_millis(500)).await;
+    let mut watcher = common::Events::open(n3, "?namespaces=cluster.events&fields=thingId").await;
+    // Forty things, written through n1: each is applied by its owner among the three.
+    const THINGS: usize = 40;
+    for i in 0..THINGS {
+        let resp = n1
+            .put_json(
+                &format!("/api/2/things/cluster.events:{u}-{i}"),
+                &json!({"attributes": {"i": i}}),
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED);
+    }
+    let mut watched: HashMap<String, usize> = HashMap::new();
+    for _ in 0..THINGS {
+        let event = watcher.next().await.expect("the watcher stays connected");
+        *watched
+            .entry(event["thingId"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let wanted: BTreeSet<String> = (0..THINGS)
+        .map(|i| format!("cluster.events:{u}-{i}"))
+        .collect();
+    assert_eq!(watched.keys().cloned().collect::<BTreeSet<_>>(), wanted);
+    assert!(watched.values().all(|n| *n == 1), "{watched:?}");
+    // Nothing more comes (no event twice), and the target published every event once.
+    let more = tokio::time::timeout(Duration::from_secs(2), watcher.next()).await;
+    assert!(more.is_err(), "an event came twice: {more:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while published.lock().unwrap().len() < THINGS && Instant::now() < deadline {
+        sleep(Duration::from_millis(100)).await;
+    }
+    sleep(Duration::from_millis(500)).await;
+    let published = published.lock().unwrap().clone();
+    assert_eq!(published.len(), THINGS, "{published:?}");
+    assert!(published.values().all(|n| *n == 1), "{published:?}");
+    // A watcher opened later on another instance gets the next change.
+    let mut late = common::Events::open(n2, "?ids=cluster.events:late").await;
+    sleep(Duration::from_millis(300)).await;
+    let resp = n3
+        .put_json("/api/2/things/cluster.events:late", &json!({}))
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    assert_eq!(
+        late.next().await.unwrap(),
+        json!({"thingId": "cluster.events:late", "policyId": "cluster.events:late"})
+    );
+}
+
 #[tokio::test]
 async fn live_messages_and_their_responses_cross_instances() {
     let cluster = Cluster::start("live", 3).await;

@@ -246,65 +246,17 @@ async fn things_survive_a_restart() {
     );
 }
 
-/// A reader of a server-sent event stream: the `data` of each event, keep-alive comments skipped.
-struct Events {
-    stream:
-        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
-}
-
-impl Events {
-    async fn open(f: &Ferrule, query: &str) -> Events {
-        let resp = f
-            .req(Method::GET, &format!("/api/2/things{query}"))
-            .header("accept", "text/event-stream")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), StatusCode::OK);
-        assert_eq!(resp.headers()["content-type"], "text/event-stream");
-        Events {
-            stream: Box::pin(resp.bytes_stream()),
-            buffer: String::new(),
-        }
-    }
-
-    /// The next event's data as JSON; `None` when the stream ended.
-    async fn next(&mut self) -> Option<serde_json::Value> {
-        use futures_util::StreamExt;
-        loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let event: String = self.buffer.drain(..end + 2).collect();
-                let data: Vec<&str> = event
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
-                    .collect();
-                if !data.is_empty() {
-                    return Some(serde_json::from_str(&data.join("\n")).unwrap());
-                }
-            }
-            let chunk =
-                tokio::time::timeout(std::time::Duration::from_secs(20), self.stream.next())
-                    .await
-                    .expect("an event or the end within 20 s")?
-                    .ok()?;
-            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    }
-}
-
 /// Ditto's server-sent events: each twin change arrives as the thing the event shows, only for
 /// the ids, namespaces and filter asked, projected with `fields`; extra fields enrich it.
 #[tokio::test]
 async fn twin_changes_stream_as_server_sent_events() {
     let (_d, f) = server();
-    let mut watched = Events::open(
+    let mut watched = common::Events::open(
         &f,
         "?ids=org.acme:watched,org.acme:other-watched&fields=thingId,attributes,_revision",
     )
     .await;
-    let mut filtered = Events::open(
+    let mut filtered = common::Events::open(
         &f,
         "?namespaces=org.acme&filter=gt(attributes/level,5)&extraFields=attributes/room",
     )
@@ -389,8 +341,8 @@ async fn twin_changes_stream_as_server_sent_events() {
 async fn a_watcher_that_does_not_read_holds_nothing_back() {
     let (_d, f) = server();
     const WRITES: u64 = 2000;
-    let mut stuck = Events::open(&f, "?ids=org.acme:big").await;
-    let mut reader = Events::open(&f, "?ids=org.acme:big&fields=_revision").await;
+    let mut stuck = common::Events::open(&f, "?ids=org.acme:big").await;
+    let mut reader = common::Events::open(&f, "?ids=org.acme:big&fields=_revision").await;
     let read_all = tokio::spawn(async move {
         let mut revisions = Vec::new();
         while (revisions.len() as u64) < WRITES {

@@ -138,10 +138,18 @@ impl Server {
         let (twin, events) = TwinService::start_with_events(thing_store)
             .await
             .context("the stored things cannot be loaded")?;
+        // Cluster mode: the others' events are read only when a route of this hub may take them.
+        let router = Arc::new(std::sync::OnceLock::new());
         let events = match (&config.cluster, &bus) {
             (Some(c), Some(bus)) => {
-                crate::cluster::events::relay(bus.client(), c.node_id.clone(), twin.clone(), events)
-                    .await?
+                crate::cluster::events::relay(
+                    bus.client(),
+                    c.node_id.clone(),
+                    twin.clone(),
+                    events,
+                    router.clone(),
+                )
+                .await?
             }
             _ => events,
         };
@@ -150,6 +158,7 @@ impl Server {
             events,
             std::time::Duration::from_millis(config.runtime.target_stall_timeout_ms),
         );
+        let _ = router.set(hub.router.clone());
         if let (Some(c), Some(bus)) = (&config.cluster, &bus) {
             crate::cluster::signals::relay(bus.client(), &c.node_id, &hub).await?;
         }

@@ -622,3 +622,51 @@ pub fn tls_file(name: &str) -> String {
     );
     path
 }
+
+/// A reader of a server-sent event stream: the `data` of each event, keep-alive comments skipped.
+pub struct Events {
+    stream:
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+}
+
+impl Events {
+    pub async fn open(f: &Ferrule, query: &str) -> Events {
+        let resp = f
+            .req(reqwest::Method::GET, &format!("/api/2/things{query}"))
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK);
+        assert_eq!(resp.headers()["content-type"], "text/event-stream");
+        Events {
+            stream: Box::pin(resp.bytes_stream()),
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event's data as JSON; `None` when the stream ended.
+    pub async fn next(&mut self) -> Option<serde_json::Value> {
+        use futures_util::StreamExt;
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let event: String = self.buffer.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                    .collect();
+                if !data.is_empty() {
+                    return Some(serde_json::from_str(&data.join("\n")).unwrap());
+                }
+            }
+            let chunk =
+                tokio::time::timeout(std::time::Duration::from_secs(20), self.stream.next())
+                    .await
+                    .expect("an event or the end within 20 s")?
+                    .ok()?;
+            self.buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+}

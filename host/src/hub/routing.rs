@@ -225,6 +225,23 @@ impl Router {
             .retain(|(i, _)| *i != id);
     }
 
+    /// Whether a twin event of partition key `key` ([`partition_of`]) may be taken by a route
+    /// here: a watcher, or a target subscribed to twin events whose partition takes the key.
+    /// Cluster mode: another instance's event that no route here could take is not read at all.
+    pub fn may_take_twin_event(&self, key: u64) -> bool {
+        self.routes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|(_, entry)| {
+                let route = &entry.route;
+                route.topics.iter().any(|t| t.kind == TopicKind::TwinEvents)
+                    && route
+                        .partition
+                        .is_none_or(|(index, count)| key % count as u64 == index as u64)
+            })
+    }
+
     fn snapshot(&self) -> Vec<Arc<Entry>> {
         self.routes
             .read()
@@ -616,6 +633,39 @@ mod tests {
         let seen = consumer.await.unwrap();
         assert_eq!(seen, (0..1000).collect::<Vec<_>>(), "all of them, in order");
         assert!(stalls.lock().unwrap().is_empty());
+    }
+
+    /// Cluster mode reads another instance's event only when a route here may take it: a
+    /// target of twin events whose partition takes the key, or one without partition (a
+    /// watcher, a connection with one client).
+    #[tokio::test]
+    async fn a_twin_event_is_wanted_only_by_routes_that_may_take_it() {
+        let twin = TwinService::start(Arc::new(MemoryStore::default()))
+            .await
+            .unwrap();
+        let router = Router::new(twin, Duration::from_secs(5));
+        assert!(!router.may_take_twin_event(4), "no routes");
+        let add = |topic: &str, partition: Option<(usize, usize)>| {
+            router.add(Route {
+                connection_id: "c".into(),
+                target: 0,
+                topics: vec![CompiledTopic::compile(topic).unwrap()],
+                sink: mpsc::channel(1).0,
+                on_skip: None,
+                on_stall: None,
+                partition,
+                lossy: false,
+            })
+        };
+        add("_/_/things/live/messages", None);
+        assert!(!router.may_take_twin_event(4), "live messages only");
+        let share = add("_/_/things/twin/events", Some((1, 3)));
+        assert!(router.may_take_twin_event(4));
+        assert!(!router.may_take_twin_event(5));
+        router.remove(share);
+        assert!(!router.may_take_twin_event(4));
+        add("_/_/things/twin/events?namespaces=a", None);
+        assert!(router.may_take_twin_event(5));
     }
 
     /// A lossy route (a things watcher) with a full queue never holds the dispatch back, not
