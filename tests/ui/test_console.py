@@ -308,6 +308,12 @@ def test_things_lookup_and_watch_live(page, rest):
     revision = thing["_revision"]
     sign_in(page)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Things").click()
+    # The things the twin holds are listed; choosing one shows it.
+    known = page.get_by_role("list", name="Known things")
+    expect(known.get_by_role("button", name=thing_id, exact=True)).to_be_visible()
+    known.get_by_role("button", name=thing_id, exact=True).click()
+    expect(page.get_by_label("Thing JSON")).to_contain_text('"location": "hall"')
+    expect(page.get_by_label("Thing id")).to_have_value(thing_id)
     page.get_by_label("Thing id").fill(thing_id)
     page.get_by_role("button", name="Look up").click()
     shown = page.get_by_label("Thing JSON")

@@ -88,10 +88,23 @@ export function ThingsPage({ initialId }) {
     }
   }, []);
 
+  // The things the twin holds (the first 200 by id): suggestions for the id field, and a list
+  // to pick from while no thing is shown.
+  const [known, setKnown] = useState([]);
+  useEffect(() => {
+    api('/api/2/things?fields=thingId&option=size(200)')
+      .then((r) => setKnown((r.body || []).map((t) => t.thingId).filter(Boolean)))
+      .catch(() => setKnown([]));
+  }, []);
+
   const lookUp = (e) => {
     e.preventDefault();
-    const id = input.trim();
+    show(input.trim());
+  };
+
+  const show = (id) => {
     if (!id) return;
+    setInput(id);
     stop();
     setEvents([]);
     setWatchState('');
@@ -114,6 +127,7 @@ export function ThingsPage({ initialId }) {
             placeholder="namespace:name"
             value={input}
             autocomplete="off"
+            list="known-things"
             spellcheck={false}
             onInput={(e) => setInput(e.currentTarget.value)}
           />
@@ -122,7 +136,27 @@ export function ThingsPage({ initialId }) {
           Look up
         </button>
       </form>
+      <datalist id="known-things">
+        {known.map((id) => (
+          <option key={id} value={id} />
+        ))}
+      </datalist>
       <ErrorBox error={error} />
+      {!thing && known.length > 0 && (
+        <section aria-labelledby="known-h">
+          <h2 id="known-h">Things</h2>
+          <p class="hint">The first {known.length} things by id; choose one to see it.</p>
+          <ul class="known-things" aria-label="Known things">
+            {known.map((id) => (
+              <li key={id}>
+                <button type="button" class="link" onClick={() => show(id)}>
+                  {id}
+                </button>
+              </li>
+            ))}
+          </ul>
+        </section>
+      )}
       {thing && (
         <section aria-labelledby="thing-h">
           <div class="page-head">
