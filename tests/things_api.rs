@@ -416,3 +416,18 @@ async fn things_are_listed_by_ids_or_in_id_order() {
         "thing-search:option.invalid"
     );
 }
+
+/// A graceful stop (SIGTERM) ends the event streams instead of waiting for their clients, which
+/// would watch forever.
+#[tokio::test]
+async fn a_graceful_stop_ends_the_event_streams() {
+    let (_d, mut f) = server();
+    let mut watcher = common::Events::open(&f, "?ids=org.acme:watched").await;
+    let stopped = tokio::task::spawn_blocking(move || f.stop());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(20), stopped)
+        .await
+        .expect("the service stopped within 20 s while a client watched")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(watcher.next().await.is_none(), "the stream ended");
+}

@@ -294,11 +294,18 @@ impl Server {
 
     /// Serves until SIGINT or SIGTERM, then closes every connection gracefully.
     pub async fn run(self) -> anyhow::Result<()> {
+        let hub = self.state.hub.clone();
+        let shutdown = async move {
+            shutdown_signal().await;
+            // Server-sent event streams never end by themselves: they end now, so the
+            // graceful stop does not wait for their clients.
+            hub.router.close_watchers();
+        };
         let served = serve(
             self.listener,
             self.router,
             self.header_read_timeout,
-            shutdown_signal(),
+            shutdown,
         )
         .await
         .context("the HTTP server failed");

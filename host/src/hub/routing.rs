@@ -188,6 +188,8 @@ pub struct Dispatched {
 pub struct Router {
     routes: RwLock<Vec<(u64, Arc<Entry>)>>,
     next: AtomicU64,
+    /// Set when the service stops: watchers are ended and no new one is added.
+    watchers_closed: AtomicBool,
     /// Where `extraFields` are read.
     twin: TwinService,
     /// How long a dispatch waits for room in one route's queue before that route has stalled.
@@ -199,23 +201,35 @@ impl Router {
         Router {
             routes: RwLock::default(),
             next: AtomicU64::new(0),
+            watchers_closed: AtomicBool::new(false),
             twin,
             stall,
         }
     }
 
-    /// Adds a route; the returned id removes it.
+    /// Adds a route; the returned id removes it. A watcher (lossy route) added after
+    /// [`Router::close_watchers`] is dropped at once, so its stream ends.
     pub fn add(&self, route: Route) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        if route.lossy && self.watchers_closed.load(Ordering::Relaxed) {
+            return id;
+        }
         let entry = Entry {
             route,
             stalled: AtomicBool::new(false),
         };
-        self.routes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .push((id, Arc::new(entry)));
+        routes.push((id, Arc::new(entry)));
         id
+    }
+
+    /// The service stops: every watcher's route is removed (its queue closes, so its stream
+    /// ends once it has sent what it holds) and no new one is added. A graceful stop so does not
+    /// wait for clients that would watch forever.
+    pub fn close_watchers(&self) {
+        let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        self.watchers_closed.store(true, Ordering::Relaxed);
+        routes.retain(|(_, entry)| !entry.route.lossy);
     }
 
     pub fn remove(&self, id: u64) {
