@@ -334,6 +334,38 @@ async fn twin_changes_stream_as_server_sent_events() {
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 }
 
+/// Server-sent events of one thing (`/api/2/things/{id}`) and of one path of it, as Ditto's:
+/// the path's stream sends the value there, and only for the changes that show one.
+#[tokio::test]
+async fn one_thing_and_one_path_of_it_stream_their_changes() {
+    let (_d, f) = server();
+    let thing = "/api/2/things/org.acme:single";
+    let mut whole = common::Events::open_at(&f, thing).await;
+    let mut location = common::Events::open_at(&f, &format!("{thing}/attributes/location")).await;
+    let put = |path: String, value: serde_json::Value| {
+        let f = &f;
+        async move {
+            let resp = f.put_json(&path, &value).await;
+            assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        }
+    };
+    put("/api/2/things/org.acme:other".into(), json!({})).await;
+    put(thing.into(), json!({"attributes": {"location": "hall"}})).await;
+    put(format!("{thing}/attributes/level"), json!(3)).await;
+    put(format!("{thing}/attributes/location"), json!("kitchen")).await;
+    assert_eq!(
+        whole.next().await.unwrap(),
+        json!({"thingId": "org.acme:single", "policyId": "org.acme:single", "attributes": {"location": "hall"}})
+    );
+    assert_eq!(
+        whole.next().await.unwrap(),
+        json!({"thingId": "org.acme:single", "attributes": {"level": 3}})
+    );
+    assert_eq!(location.next().await.unwrap(), json!("hall"));
+    // The level's change shows no location: the path's stream skips it.
+    assert_eq!(location.next().await.unwrap(), json!("kitchen"));
+}
+
 /// A watcher that does not read never holds the twin back: writes go on at their pace, a
 /// watcher that reads gets every event in order, and the one that fell behind is disconnected
 /// (its stream ends) instead of being served an unbounded backlog.

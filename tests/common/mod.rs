@@ -631,9 +631,15 @@ pub struct Events {
 }
 
 impl Events {
+    /// The stream of `/api/2/things` with `query`.
     pub async fn open(f: &Ferrule, query: &str) -> Events {
+        Events::open_at(f, &format!("/api/2/things{query}")).await
+    }
+
+    /// The stream of `path`.
+    pub async fn open_at(f: &Ferrule, path: &str) -> Events {
         let resp = f
-            .req(reqwest::Method::GET, &format!("/api/2/things{query}"))
+            .req(reqwest::Method::GET, path)
             .header("accept", "text/event-stream")
             .send()
             .await

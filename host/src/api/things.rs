@@ -63,11 +63,7 @@ async fn things(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if accept.contains("text/event-stream") {
+    if wants_events(&headers) {
         let request = super::watch::WatchRequest::from_query(query.as_deref());
         return super::watch::watch(&state.hub.router, &request)
             .unwrap_or_else(|e| e.into_response());
@@ -80,6 +76,14 @@ async fn things(
             .into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// Whether the request asks for server-sent events (`Accept: text/event-stream`).
+fn wants_events(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/event-stream"))
 }
 
 /// The things of `ids` that exist, in the order asked (Ditto's `RetrieveThings`), or without
@@ -182,6 +186,14 @@ async fn handle(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if method == Method::GET && wants_events(&headers) {
+        // Ditto's server-sent events of one thing, or of one path of it.
+        let mut request = super::watch::WatchRequest::from_query(query.as_deref());
+        request.ids = vec![id];
+        request.pointer = (!path.is_empty()).then(|| format!("/{path}"));
+        return super::watch::watch(&state.hub.router, &request)
+            .unwrap_or_else(|e| e.into_response());
+    }
     match command(&state, id, path, method, query, &headers, body).await {
         Ok(cmd) => respond(&state, cmd).await,
         Err(e) => e.into_response(),

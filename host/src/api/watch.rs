@@ -38,6 +38,9 @@ pub struct WatchRequest {
     pub filter: Option<String>,
     pub extra_fields: Option<String>,
     pub fields: Option<String>,
+    /// `GET /api/2/things/{id}/<path>`: only the value at this pointer of each event's thing,
+    /// and only events that show a value there.
+    pub pointer: Option<String>,
 }
 
 impl WatchRequest {
@@ -146,18 +149,27 @@ pub fn watch(router: &Arc<Router>, request: &WatchRequest) -> Result<Response, D
         router: router.clone(),
         id,
     };
-    let state = (queue, registration, overflowed, fields);
+    let pointer = request.pointer.clone();
+    let state = (queue, registration, overflowed, fields, pointer);
     let stream = futures_util::stream::unfold(
         state,
-        |(mut queue, registration, overflowed, fields)| async move {
-            let routed = queue.recv().await?;
-            if overflowed.load(Ordering::Relaxed) {
-                tracing::info!("a things watcher fell {QUEUE} events behind and was disconnected");
-                return None;
+        |(mut queue, registration, overflowed, fields, pointer)| async move {
+            loop {
+                let routed = queue.recv().await?;
+                if overflowed.load(Ordering::Relaxed) {
+                    tracing::info!(
+                        "a things watcher fell {QUEUE} events behind and was disconnected"
+                    );
+                    return None;
+                }
+                let thing = event_thing(&routed.signal, routed.extra.as_ref(), fields.as_ref());
+                let Some(data) = shown(thing, fields.is_some(), pointer.as_deref()) else {
+                    continue;
+                };
+                let event =
+                    Ok::<_, std::convert::Infallible>(Event::default().data(data.to_string()));
+                return Some((event, (queue, registration, overflowed, fields, pointer)));
             }
-            let thing = event_thing(&routed.signal, routed.extra.as_ref(), fields.as_ref());
-            let event = Ok::<_, std::convert::Infallible>(Event::default().data(thing.to_string()));
-            Some((event, (queue, registration, overflowed, fields)))
         },
     );
     Ok(Sse::new(stream)
@@ -225,6 +237,18 @@ pub fn event_thing(
     context.insert("headers".into(), Value::Object(headers));
     thing.insert("_context".into(), Value::Object(context));
     Value::Object(fields.apply(&thing))
+}
+
+/// What a watcher is sent of an event's thing, as Ditto decides it: nothing when `fields`
+/// selected nothing of it; with a `pointer`, the value there (nothing when the event shows none).
+fn shown(thing: Value, selected: bool, pointer: Option<&str>) -> Option<Value> {
+    if selected && thing.as_object().is_some_and(|m| m.is_empty()) {
+        return None;
+    }
+    match pointer {
+        Some(p) => thing.pointer(p).cloned(),
+        None => Some(thing),
+    }
 }
 
 /// A merge patch's value as the thing shows it: without the `null`s that delete.
@@ -346,6 +370,18 @@ mod tests {
             "internal headers stay inside"
         );
         assert!(thing.get("attributes").is_none(), "not selected");
+    }
+
+    #[test]
+    fn a_pointer_shows_the_value_there_and_an_empty_selection_nothing() {
+        let thing = json!({"thingId": "a:b", "attributes": {"location": "hall"}});
+        assert_eq!(
+            shown(thing.clone(), false, Some("/attributes/location")),
+            Some(json!("hall"))
+        );
+        assert_eq!(shown(thing.clone(), false, Some("/features")), None);
+        assert_eq!(shown(thing.clone(), false, None), Some(thing));
+        assert_eq!(shown(json!({}), true, None), None);
     }
 
     #[test]
