@@ -42,6 +42,14 @@ struct Forwarded<'a> {
     command: &'a TwinCommand,
 }
 
+/// A command another instance sent.
+#[derive(serde::Deserialize)]
+struct Received {
+    id: u64,
+    from: String,
+    command: TwinCommand,
+}
+
 pub struct Owners {
     node: String,
     coordinator: Arc<Coordinator>,
@@ -131,18 +139,8 @@ pub async fn serve(
     let (here, answers) = (twin.clone(), outgoing.clone());
     tokio::spawn(async move {
         while let Some(message) = commands.next().await {
-            let Ok(Value::Object(mut m)) = serde_json::from_slice(&message.payload) else {
-                continue;
-            };
-            let (Some(id), Some(from)) = (
-                m.get("id").and_then(Value::as_u64),
-                m.get("from").and_then(Value::as_str).map(str::to_string),
-            ) else {
-                continue;
-            };
-            let Some(Ok(command)) = m
-                .remove("command")
-                .map(serde_json::from_value::<TwinCommand>)
+            // Read straight into the command, without a JSON tree in between.
+            let Ok(Received { id, from, command }) = serde_json::from_slice(&message.payload)
             else {
                 continue;
             };
