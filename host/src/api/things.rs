@@ -94,14 +94,7 @@ fn list(state: &AppState, query: Option<&str>) -> Result<Vec<Value>, DittoError>
     let mut fields = None;
     let mut size = DEFAULT_PAGE;
     for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        let list = || {
-            value
-                .split(',')
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(String::from)
-                .collect::<Vec<_>>()
-        };
+        let list = || crate::model::topic::comma_list(&value).map(String::from);
         match name.as_ref() {
             "ids" => ids.extend(list()),
             "namespaces" => namespaces.extend(list()),
@@ -113,8 +106,7 @@ fn list(state: &AppState, query: Option<&str>) -> Result<Vec<Value>, DittoError>
             _ => {}
         }
     }
-    let listed = ids.is_empty();
-    if listed {
+    if ids.is_empty() {
         ids = state.hub.twin.ids(&namespaces, size);
     }
     Ok(ids

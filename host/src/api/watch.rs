@@ -13,7 +13,7 @@
 use crate::error::DittoError;
 use crate::hub::routing::{CompiledTopic, Route, Routed, Router, Skipped};
 use crate::model::fields::FieldSelector;
-use crate::model::topic::{TopicKind, check_extra_fields, rql_invalid};
+use crate::model::topic::{TopicKind, check_extra_fields, comma_list, rql_invalid};
 use crate::twin::pointer;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -49,8 +49,8 @@ impl WatchRequest {
         let mut out = WatchRequest::default();
         for (name, value) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             match name.as_ref() {
-                "ids" => out.ids.extend(comma_list(&value)),
-                "namespaces" => out.namespaces.extend(comma_list(&value)),
+                "ids" => out.ids.extend(comma_list(&value).map(String::from)),
+                "namespaces" => out.namespaces.extend(comma_list(&value).map(String::from)),
                 "filter" => out.filter = Some(value.into_owned()),
                 "extraFields" => out.extra_fields = Some(value.into_owned()),
                 "fields" => out.fields = Some(value.into_owned()),
@@ -59,14 +59,6 @@ impl WatchRequest {
         }
         out
     }
-}
-
-fn comma_list(value: &str) -> impl Iterator<Item = String> + '_ {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .map(String::from)
 }
 
 /// The topic a watcher's route subscribes with: twin events, its namespaces, its filter and the
@@ -80,7 +72,7 @@ fn compile(request: &WatchRequest) -> Result<CompiledTopic, DittoError> {
     let extra_fields = match &request.extra_fields {
         Some(raw) => {
             check_extra_fields(raw)?;
-            comma_list(raw).collect()
+            comma_list(raw).map(String::from).collect()
         }
         None => Vec::new(),
     };

@@ -18,6 +18,7 @@
 
 use super::routing::Routed;
 use crate::model::connection::ResponseType;
+use crate::model::topic::comma_list;
 use ferrule_protocol::DittoMessage;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -64,11 +65,6 @@ impl Settings {
             }),
         }
     }
-}
-
-/// The non-empty items of a comma-separated list, trimmed.
-pub fn comma_list(text: &str) -> impl Iterator<Item = &str> {
-    text.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// A response type's name in `divert-expected-response-types`.

@@ -129,10 +129,12 @@ impl FilteredTopic {
                 )
             })?;
             match param {
-                Param::Namespaces => topic.namespaces = comma_list(&value),
+                Param::Namespaces => {
+                    topic.namespaces = comma_list(&value).map(String::from).collect()
+                }
                 Param::ExtraFields => {
                     check_extra_fields(&value)?;
-                    topic.extra_fields = comma_list(&value)
+                    topic.extra_fields = comma_list(&value).map(String::from).collect()
                 }
                 Param::Filter => {
                     ferrule_rql::Filter::parse(&value).map_err(|e| rql_invalid(&value, &e))?;
@@ -258,12 +260,10 @@ fn form_decode(v: &str) -> Result<String, std::str::Utf8Error> {
         .map(|c| c.into_owned())
 }
 
-fn comma_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
+/// The members of a comma-separated list, trimmed, without empty ones (topic parameters, the
+/// things API's `ids` and `namespaces`, diversion settings, `[hosts]` lists).
+pub fn comma_list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 /// The body of the `topic` fuzz target (`fuzz/fuzz_targets/topic.rs`), also run over its seed

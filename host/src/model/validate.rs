@@ -377,8 +377,8 @@ fn diversion_rules(c: &Connection) -> Result<(), DittoError> {
     for source in &c.sources {
         if settings.is_source
             && let Some(types) = source.header_mapping.get(DIVERT_TYPES)
-            && let Some(bad) =
-                diversion::comma_list(types).find(|t| diversion::response_type(t).is_none())
+            && let Some(bad) = crate::model::topic::comma_list(types)
+                .find(|t| diversion::response_type(t).is_none())
         {
             return Err(invalid(format!(
                 "Invalid response type in <{DIVERT_TYPES}>: {bad}. Valid types are: response, error, nack"

@@ -9,6 +9,7 @@
 //! hostname, or in a blocked subnet (CIDR).
 
 use crate::error::DittoError;
+use crate::model::topic::comma_list;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
@@ -43,14 +44,10 @@ pub const ENV: [(&str, &str); 4] = [
     ),
 ];
 
-fn list(text: &str) -> impl Iterator<Item = &str> {
-    text.split(',').map(str::trim).filter(|s| !s.is_empty())
-}
-
 impl HostRules {
     /// Checks the values that can be wrong on their own (subnets, the regex), naming the key.
     pub fn check_config(&self) -> Result<(), String> {
-        for subnet in list(&self.blocked_subnets) {
+        for subnet in comma_list(&self.blocked_subnets) {
             subnet.parse::<ipnet::IpNet>().map_err(|e| {
                 format!("[hosts] blocked_subnets: '{subnet}' is not a CIDR subnet: {e}")
             })?;
@@ -81,10 +78,10 @@ impl HostRules {
     where
         F: std::future::Future<Output = std::io::Result<Vec<IpAddr>>>,
     {
-        if list(&self.blocked_hostnames).next().is_none() {
+        if comma_list(&self.blocked_hostnames).next().is_none() {
             return Ok(());
         }
-        if list(&self.allowed_hostnames).any(|h| h == host) {
+        if comma_list(&self.allowed_hostnames).any(|h| h == host) {
             return Ok(());
         }
         if self
@@ -112,11 +109,11 @@ impl HostRules {
             ))
         })?;
         let mut blocked_addresses = Vec::new();
-        for name in list(&self.blocked_hostnames) {
+        for name in comma_list(&self.blocked_hostnames) {
             // A blocked name that does not resolve blocks nothing (Ditto logs a warning).
             blocked_addresses.extend(lookup(name).await.unwrap_or_default());
         }
-        let subnets: Vec<ipnet::IpNet> = list(&self.blocked_subnets)
+        let subnets: Vec<ipnet::IpNet> = comma_list(&self.blocked_subnets)
             .filter_map(|s| s.parse().ok())
             .collect();
         for address in addresses {

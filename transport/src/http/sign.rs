@@ -356,7 +356,10 @@ fn decode(text: &str) -> String {
 fn aws_canonical_uri(url: &url::Url, double_encode: bool) -> String {
     // The path's segments, still percent-encoded as given; the URL parser has removed its dot
     // segments (RFC 3986).
-    let segments: Vec<&str> = url.path().split('/').skip(1).collect();
+    let segments: Vec<&str> = url
+        .path_segments()
+        .map(Iterator::collect)
+        .unwrap_or_default();
     if double_encode {
         let parts: Vec<String> = segments
             .iter()
