@@ -40,6 +40,9 @@
 //! - `--max-other PCT`: when other processes (neither the bench, Mosquitto nor the process under
 //!   test) used more than PCT % of a core during a run, the run is repeated 15 s later, at most
 //!   5 times (the last one is kept). Every run reports that figure.
+//! - `--baseline BIN`: another `ferrule` binary (e.g. a build of main kept aside); its
+//!   `ferrule` path runs as `ferrule-base` right after each `ferrule` run, so the two builds are
+//!   compared in one run, pass by pass, under the same conditions.
 //! - `--quick`: `--messages 5000 --passes 1`.
 //!
 //! Every run gets a Mosquitto of its own on a free port (`max_queued_messages 0`,
@@ -99,6 +102,8 @@ enum Path {
     Ferrule,
     NodeRed,
     FerruleJs,
+    /// The `ferrule` path run with the `--baseline` binary (same-run A/B of two builds).
+    Baseline,
 }
 
 const PATHS: [Path; 5] = [
@@ -117,6 +122,7 @@ impl Path {
             Path::Ferrule => "ferrule",
             Path::NodeRed => "nodered",
             Path::FerruleJs => "ferrule-js",
+            Path::Baseline => "ferrule-base",
         }
     }
 
@@ -127,7 +133,7 @@ impl Path {
     }
 
     fn is_ferrule(self) -> bool {
-        matches!(self, Path::Ferrule | Path::FerruleJs)
+        matches!(self, Path::Ferrule | Path::FerruleJs | Path::Baseline)
     }
 
     /// What arrives at the subscriber: the command itself, or the twin event.
@@ -151,6 +157,7 @@ struct Options {
     perf: Option<PathBuf>,
     node_red: PathBuf,
     max_other: Option<f64>,
+    baseline: Option<PathBuf>,
 }
 
 /// `cargo bench -p ferrule-host --bench backlog [-- OPTIONS]`; the module's documentation says
@@ -189,6 +196,10 @@ struct Args {
     /// % of a core during it.
     #[arg(long, value_parser = positive::<f64>)]
     max_other: Option<f64>,
+    /// Another `ferrule` binary: its `ferrule` path runs as `ferrule-base` after each
+    /// `ferrule` run (passes alternated), an A/B of two builds in one run.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// `--messages 5000 --passes 1`.
     #[arg(long)]
     quick: bool,
@@ -247,17 +258,24 @@ fn options() -> Options {
         PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/tmp".into()))
             .join(".cache/ferrule-bench/node-red")
     });
+    let mut paths = args.paths.0;
+    if args.baseline.is_some()
+        && let Some(i) = paths.iter().position(|p| *p == Path::Ferrule)
+    {
+        paths.insert(i + 1, Path::Baseline);
+    }
     Options {
         messages,
         passes,
         qos: args.qos.0,
-        paths: args.paths.0,
+        paths,
         things: args.things,
         quiet: Duration::from_secs_f64(args.quiet),
         pool: args.processor_pool,
         perf: args.perf,
         node_red,
         max_other: args.max_other,
+        baseline: args.baseline,
     }
 }
 
@@ -635,7 +653,10 @@ async fn ferrule(
     options: &Options,
     run: u64,
 ) -> Ferrule {
-    let f = Ferrule::start();
+    let f = match (&options.baseline, path) {
+        (Some(bin), Path::Baseline) => Ferrule::start_binary(bin, &[]),
+        _ => Ferrule::start(),
+    };
     futures_util::stream::iter(0..=options.things)
         .map(|t| {
             let f = &f;
@@ -933,7 +954,7 @@ async fn run(
     let under_test = match path {
         Path::Raw => UnderTest::Direct,
         Path::Relay => UnderTest::Relay(relay(port, &input, &output, qos(q)).await),
-        Path::Ferrule | Path::FerruleJs => {
+        Path::Ferrule | Path::FerruleJs | Path::Baseline => {
             UnderTest::Ferrule(ferrule(path, q, port, &input, &output, options, run).await)
         }
         Path::NodeRed => {
@@ -1237,6 +1258,7 @@ fn ratios(rows: &[Row], options: &Options) -> String {
             (Path::Relay, Path::Raw),
             (Path::FerruleJs, Path::NodeRed),
             (Path::FerruleJs, Path::Ferrule),
+            (Path::Ferrule, Path::Baseline),
         ] {
             if let (Some(x), Some(y)) = (best(a, q), best(b, q)) {
                 parts.push(format!("{} / {} {:.2}", a.name(), b.name(), x / y));

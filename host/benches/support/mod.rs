@@ -244,8 +244,13 @@ impl Ferrule {
 
     /// [`Ferrule::start`] with more environment variables (e.g. `FERRULE_CLUSTER__NODE_ID`).
     pub fn start_with(env: &[(&str, String)]) -> Ferrule {
+        Ferrule::start_binary(&ferrule_binary(), env)
+    }
+
+    /// [`Ferrule::start_with`] another `ferrule` binary.
+    pub fn start_binary(binary: &std::path::Path, env: &[(&str, String)]) -> Ferrule {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(ferrule_binary())
+        let mut child = Command::new(binary)
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .env("FERRULE_DEVOPS_PASSWORD", DEVOPS_PASSWORD)
