@@ -112,6 +112,27 @@ impl Headers {
         self.entries.is_empty()
     }
 
+    /// A copy of the headers whose key `keep` accepts, in their order (one copy: nothing is
+    /// copied only to be removed again).
+    pub fn filtered(&self, mut keep: impl FnMut(&str) -> bool) -> Headers {
+        Headers {
+            entries: self
+                .entries
+                .iter()
+                .filter(|(k, _)| keep(&k.0))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    /// Removes the headers whose key `remove` accepts, keeping the order of the others;
+    /// whether any was removed.
+    pub fn remove_where(&mut self, mut remove: impl FnMut(&str) -> bool) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|k, _| !remove(&k.0));
+        self.entries.len() != before
+    }
+
     /// (key as given, value) in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Value)> {
         self.entries.iter().map(|(k, v)| (k.0.as_str(), v))
@@ -213,6 +234,39 @@ impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Headers {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn filtered_copies_and_removals_keep_the_order_of_the_rest() {
+        let mut h = Headers::new();
+        for (k, v) in [
+            ("a", "1"),
+            ("Ditto-X", "2"),
+            ("b", "3"),
+            ("ditto-y", "4"),
+            ("C", "5"),
+        ] {
+            h.insert(k, v);
+        }
+        let internal = |k: &str| k.to_ascii_lowercase().starts_with("ditto-");
+        let copy = h.filtered(|k| !internal(k));
+        assert_eq!(
+            copy.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["a", "b", "C"]
+        );
+        assert_eq!(
+            copy.get_str("c").as_deref(),
+            Some("5"),
+            "still case-insensitive"
+        );
+        assert_eq!(h.len(), 5, "the original is left as it was");
+        assert!(h.remove_where(internal));
+        assert_eq!(
+            h.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            ["a", "b", "C"]
+        );
+        assert!(!h.remove_where(internal), "nothing left to remove");
+        assert!(h.contains("B"));
+    }
 
     #[test]
     fn keys_are_case_insensitive_and_keep_their_case() {

@@ -41,15 +41,7 @@ pub fn is_internal(name: &str) -> bool {
 
 /// Removes the internal headers; whether there were any.
 pub fn remove_internal(headers: &mut Headers) -> bool {
-    let internal: Vec<String> = headers
-        .iter()
-        .filter(|(k, _)| is_internal(k))
-        .map(|(k, _)| k.to_string())
-        .collect();
-    for k in &internal {
-        headers.remove(k);
-    }
-    !internal.is_empty()
+    headers.remove_where(is_internal)
 }
 
 /// Where a waiting signal is: the id [`InboundHub`] gave it and, in cluster mode, the instance.
@@ -466,8 +458,8 @@ impl InboundHub {
             (Some(Channel::Twin), Criterion::Commands, None) => {
                 let registration =
                     self.register(&mut signal, &mut correlation, &origin.requested_acks, false);
-                // The signal's value goes to the twin; the rest answers the sender.
-                let command = match TwinCommand::taking_value(&mut signal) {
+                // The command goes to the twin; the topic answers the sender.
+                let command = match TwinCommand::taking(&mut signal) {
                     Ok(c) => c,
                     Err(e) => {
                         let mut refused = self.refused(&signal, &e);
@@ -477,6 +469,11 @@ impl InboundHub {
                         return ready(refused);
                     }
                 };
+                // The sender's answer needs the command's headers only for the aggregated
+                // acknowledgements.
+                if !origin.requested_acks.is_empty() {
+                    signal.headers = command.headers.clone();
+                }
                 let response = self.twin.submit(command).await;
                 let requested = origin.requested_acks.clone();
                 Box::pin(async move {

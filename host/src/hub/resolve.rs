@@ -75,6 +75,9 @@ impl Resolver for SignalResolver<'_> {
                 t.action.clone().map(|a| vec![a])
             }
             ("topic", "action-subject") => t.action.clone().map(|a| vec![a]),
+            // Ferrule's internal headers are never seen outside, by placeholders neither: a
+            // signal resolves as its external view would.
+            ("header", h) if crate::hub::inbound::is_internal(h) => None,
             ("header", h) => match self.external_headers {
                 Some(external) => external.get_str(h),
                 None => self.signal.headers.get_str(h),
@@ -208,6 +211,21 @@ mod tests {
         ] {
             assert_eq!(r.value(p), None, "{p}");
         }
+    }
+
+    #[test]
+    fn internal_headers_are_no_placeholders() {
+        let mut e = event();
+        e.headers
+            .insert("ditto-auth-context", json!(["nginx:devops"]));
+        e.headers.insert("ditto-signal-id", "17");
+        e.headers.insert("reply-to", "replies/1");
+        let r = SignalResolver::outbound(&e, "conn-1");
+        assert_eq!(r.value("header:ditto-auth-context"), None);
+        assert_eq!(r.value("header:Ditto-Signal-Id"), None);
+        assert_eq!(r.value("header:reply-to").as_deref(), Some("replies/1"));
+        let t = Template::parse("r/{{ header:ditto-signal-id | fn:default('none') }}").unwrap();
+        assert_eq!(resolve_address(&t, &r).as_deref(), Some("r/none"));
     }
 
     #[test]

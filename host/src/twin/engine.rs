@@ -89,10 +89,10 @@ pub struct TwinCommand {
 }
 
 impl TwinCommand {
-    /// From a Ditto Protocol twin command (`<ns>/<name>/things/twin/commands/<action>`). The
-    /// value is taken out of `msg` instead of copied (the caller keeps the rest of the message
-    /// to answer its sender).
-    pub fn taking_value(msg: &mut DittoMessage) -> Result<TwinCommand, ProtocolError> {
+    /// From a Ditto Protocol twin command (`<ns>/<name>/things/twin/commands/<action>`). Its
+    /// path, value, headers and fields are taken out of `msg`, not copied: the caller keeps the
+    /// topic (and what it puts back) to answer the sender. An error leaves `msg` as it was.
+    pub fn taking(msg: &mut DittoMessage) -> Result<TwinCommand, ProtocolError> {
         let topic = &msg.topic;
         let action = topic
             .action
@@ -103,10 +103,10 @@ impl TwinCommand {
         Ok(TwinCommand {
             thing_id: topic.entity_id(),
             action,
-            path: msg.path.clone(),
+            path: std::mem::take(&mut msg.path),
             value: msg.value.take(),
-            headers: msg.headers.clone(),
-            fields: msg.fields.clone(),
+            headers: std::mem::take(&mut msg.headers),
+            fields: msg.fields.take(),
         })
     }
 }

@@ -41,9 +41,29 @@ pub type Events = mpsc::Receiver<Arc<DittoMessage>>;
 /// The things in memory: written by the twin task only, read by [`TwinService::read`].
 type Things = Arc<RwLock<HashMap<String, Arc<StoredThing>>>>;
 
+/// A queued command and where its response goes. Every request is answered: dropped without a
+/// response (the twin stopped, or never took it), it answers with an error.
 struct Request {
     command: TwinCommand,
-    reply: oneshot::Sender<DittoMessage>,
+    reply: Option<oneshot::Sender<DittoMessage>>,
+}
+
+impl Request {
+    fn answer(mut self, response: DittoMessage) {
+        if let Some(reply) = self.reply.take() {
+            let _ = reply.send(response);
+        }
+    }
+}
+
+impl Drop for Request {
+    fn drop(&mut self) {
+        if let Some(reply) = self.reply.take() {
+            let c = &self.command;
+            let error = errors::internal("The twin is not running.");
+            let _ = reply.send(error_response(&c.thing_id, &c.path, &c.headers, &error));
+        }
+    }
 }
 
 /// A response to come.
@@ -177,22 +197,22 @@ impl TwinService {
         command: TwinCommand,
     ) -> impl std::future::Future<Output = DittoMessage> + Send + 'static {
         let (reply, rx) = oneshot::channel();
-        let fallback = (
-            command.thing_id.clone(),
-            command.path.clone(),
-            command.headers.clone(),
-        );
-        let queued = self.requests.send(Request { command, reply }).await.is_ok();
+        let request = Request {
+            command,
+            reply: Some(reply),
+        };
+        // Not queued: the request is dropped here and answers with its error.
+        let _ = self.requests.send(request).await;
         async move {
-            if queued && let Ok(response) = rx.await {
-                return response;
-            }
-            error_response(
-                &fallback.0,
-                &fallback.1,
-                &fallback.2,
-                &errors::internal("The twin is not running."),
-            )
+            rx.await.unwrap_or_else(|_| {
+                // Unreachable: a request answers when it is dropped.
+                error_response(
+                    "_:_",
+                    "/",
+                    &ferrule_protocol::Headers::new(),
+                    &errors::internal("The twin is not running."),
+                )
+            })
         }
     }
 }
@@ -304,12 +324,8 @@ async fn run(
                 for request in batch.drain(..) {
                     let c = &request.command;
                     let error = errors::unavailable(&c.thing_id, &cause);
-                    let _ = request.reply.send(error_response(
-                        &c.thing_id,
-                        &c.path,
-                        &c.headers,
-                        &error,
-                    ));
+                    let response = error_response(&c.thing_id, &c.path, &c.headers, &error);
+                    request.answer(response);
                 }
                 continue;
             }
@@ -319,7 +335,7 @@ async fn run(
                 // Waits while the consumer is EVENT_QUEUE behind; without a consumer, no wait.
                 let _ = events.send(Arc::new(event)).await;
             }
-            let _ = request.reply.send(outcome.response);
+            request.answer(outcome.response);
         }
     }
 }
@@ -436,6 +452,37 @@ mod tests {
             .await;
         assert_eq!(r.status, Some(200));
         assert_eq!(r.value, Some(json!(1)));
+    }
+
+    /// A twin whose requests go to `requests` (no twin task behind it).
+    fn detached(requests: mpsc::Sender<Request>) -> TwinService {
+        TwinService {
+            requests,
+            refreshes: mpsc::unbounded_channel().0,
+            things: Things::default(),
+            affinity: Arc::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_the_twin_never_answers_gets_an_error_response() {
+        let mut c = cmd(Action::Modify, "ns:gone", "/attributes/x", Some(json!(1)));
+        c.headers.insert("correlation-id", "c-9");
+        // Not queued: the twin's queue is closed.
+        let (tx, rx) = mpsc::channel(1);
+        drop(rx);
+        let r = detached(tx).execute(c.clone()).await;
+        assert_eq!(r.status, Some(500));
+        assert_eq!(r.topic.entity_id(), "ns:gone");
+        assert_eq!(r.headers.correlation_id().as_deref(), Some("c-9"));
+        // Queued, then dropped unanswered (the twin stopped while it held the command).
+        let (tx, mut rx) = mpsc::channel(1);
+        let dropper = tokio::spawn(async move { drop(rx.recv().await) });
+        let r = detached(tx).execute(c).await;
+        dropper.await.unwrap();
+        assert_eq!(r.status, Some(500));
+        assert_eq!(r.path, "/attributes/x");
+        assert_eq!(r.headers.correlation_id().as_deref(), Some("c-9"));
     }
 
     #[tokio::test]

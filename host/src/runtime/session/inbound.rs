@@ -490,6 +490,24 @@ async fn reply(
     if !expected_response(response, &reply.expected) {
         return;
     }
+    ctx.count(Direction::Outbound, RESPONSES, MetricType::Dispatched, true);
+    // The address first: most responses have none (the default reply target's
+    // `{{header:reply-to}}` without a `reply-to`) and are dropped before they are copied.
+    // Placeholders do not see internal headers, so it resolves as on the external view.
+    let address = resolve_address(
+        &reply.address,
+        &SignalResolver {
+            signal: response,
+            connection_id: &ctx.connection.id,
+            external_headers,
+            source_address: None,
+            subject: None,
+        },
+    );
+    let Some(address) = address else {
+        ctx.count(Direction::Outbound, RESPONSES, MetricType::Dropped, true);
+        return;
+    };
     let response = &*external_view(response, None);
     let resolver = SignalResolver {
         signal: response,
@@ -497,11 +515,6 @@ async fn reply(
         external_headers,
         source_address: None,
         subject: None,
-    };
-    ctx.count(Direction::Outbound, RESPONSES, MetricType::Dispatched, true);
-    let Some(address) = resolve_address(&reply.address, &resolver) else {
-        ctx.count(Direction::Outbound, RESPONSES, MetricType::Dropped, true);
-        return;
     };
     let mapped_all = if source.pipeline.runs_scripts() {
         let (pipeline, response, headers) = (
