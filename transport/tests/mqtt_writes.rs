@@ -94,10 +94,11 @@ async fn subscriber(
         let _client = client;
         let mut got = Vec::with_capacity(n);
         while got.len() < n {
-            let event = tokio::time::timeout(Duration::from_secs(30), events.poll())
-                .await
-                .unwrap_or_else(|_| panic!("only {} of {n} messages arrived", got.len()))
-                .unwrap();
+            let Ok(event) = tokio::time::timeout(Duration::from_secs(30), events.poll()).await
+            else {
+                panic!("only {} of {n} messages arrived", got.len());
+            };
+            let event = event.unwrap();
             if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = event {
                 got.push(String::from_utf8_lossy(&p.payload).into_owned());
             }
