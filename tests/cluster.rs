@@ -57,6 +57,57 @@ impl Drop for Database {
     }
 }
 
+/// A transaction an instance leaves open (its network went silent between the first statement
+/// and the commit) holds its row locks for at most the lease time: PostgreSQL ends the session,
+/// and another instance's write to the same row goes through instead of waiting until its
+/// statement timeout (10 s).
+#[tokio::test]
+async fn a_transaction_left_open_holds_its_locks_at_most_the_lease_time() {
+    let db = Database::create("idle_tx");
+    let config = ferrule_host::cluster::ClusterConfig {
+        node_id: "n1".into(),
+        postgres_url: db.url(),
+        nats_url: "nats://127.0.0.1:4222".into(),
+        lease_ttl_ms: 1_000,
+    };
+    let silent = ferrule_host::cluster::pg::connect(&config).await.unwrap();
+    let other = ferrule_host::cluster::pg::connect(&config).await.unwrap();
+    sqlx::query("CREATE TABLE rows_of_the_test (id int PRIMARY KEY, v int)")
+        .execute(&silent)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO rows_of_the_test VALUES (1, 0)")
+        .execute(&silent)
+        .await
+        .unwrap();
+    // The first statement of a transaction, then nothing more from this instance.
+    let mut open = silent.begin().await.unwrap();
+    sqlx::query("UPDATE rows_of_the_test SET v = 1 WHERE id = 1")
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let written = sqlx::query("UPDATE rows_of_the_test SET v = 2 WHERE id = 1")
+        .execute(&other)
+        .await;
+    let waited = started.elapsed();
+    assert!(
+        written.is_ok(),
+        "the other write failed after {waited:?}: {written:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "the other write waited {waited:?} for the silent instance's lock"
+    );
+    let v: i32 = sqlx::query_scalar("SELECT v FROM rows_of_the_test WHERE id = 1")
+        .fetch_one(&other)
+        .await
+        .unwrap();
+    assert_eq!(v, 2, "the silent instance's change was rolled back");
+    // The silent instance's session was ended: its transaction cannot commit.
+    assert!(open.commit().await.is_err());
+}
+
 /// A `nats-server` of the test's own.
 struct Nats {
     port: u16,

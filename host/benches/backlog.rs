@@ -35,6 +35,12 @@
 //!   `perf record -e cpu-clock --call-graph dwarf -p PID`, written to
 //!   `DIR/backlog-PATH-qosQ.data` (not counted in the table; read it with
 //!   `perf report -i FILE --no-children`).
+//! - `--callgrind`: after the passes, one more run of each Ferrule path and QoS with Ferrule
+//!   under `valgrind --tool=callgrind` (about 50 × slower: use it with `--messages 5000`),
+//!   its counters zeroed after the probes and dumped when the last message arrived: the
+//!   instructions Ferrule executed per message. Unlike CPU time, this count does not depend on
+//!   how fast the machine is at the moment, so changes of a few % can be judged (valgrind runs
+//!   the threads one at a time, so the batching differs from a normal run).
 //! - `--node-red DIR` (default `$HOME/.cache/ferrule-bench/node-red`): where Node-RED 4 is
 //!   installed (`npm install --prefix DIR node-red@4`, done by the bench when it is missing).
 //! - `--max-other PCT`: when other processes (neither the bench, Mosquitto nor the process under
@@ -155,6 +161,7 @@ struct Options {
     quiet: Duration,
     pool: Option<usize>,
     perf: Option<PathBuf>,
+    callgrind: bool,
     node_red: PathBuf,
     max_other: Option<f64>,
     baseline: Option<PathBuf>,
@@ -189,6 +196,9 @@ struct Args {
     /// Record a `perf` profile of each Ferrule path and QoS into this directory.
     #[arg(long)]
     perf: Option<PathBuf>,
+    /// Count the instructions per message of each Ferrule path and QoS under callgrind.
+    #[arg(long)]
+    callgrind: bool,
     /// Where Node-RED 4 is (or gets) installed.
     #[arg(long)]
     node_red: Option<PathBuf>,
@@ -273,6 +283,7 @@ fn options() -> Options {
         quiet: Duration::from_secs_f64(args.quiet),
         pool: args.processor_pool,
         perf: args.perf,
+        callgrind: args.callgrind,
         node_red,
         max_other: args.max_other,
         baseline: args.baseline,
@@ -469,6 +480,8 @@ struct Measured {
     other_cpu: f64,
     window: f64,
     load: f64,
+    /// Instructions the process under test executed in the measured window (callgrind).
+    instructions: Option<u64>,
     /// Ferrule's message counters, when they show a failure.
     counters: String,
     /// Ferrule's connection status and failure logs, when messages were lost.
@@ -648,15 +661,16 @@ async fn ferrule(
     path: Path,
     q: u8,
     port: u16,
-    input: &str,
-    output: &str,
+    (input, output): (&str, &str),
     options: &Options,
     run: u64,
+    wrapper: &[String],
 ) -> Ferrule {
-    let f = match (&options.baseline, path) {
-        (Some(bin), Path::Baseline) => Ferrule::start_binary(bin, &[]),
-        _ => Ferrule::start(),
+    let binary = match (&options.baseline, path) {
+        (Some(bin), Path::Baseline) => bin.clone(),
+        _ => support::ferrule_binary(),
     };
+    let f = Ferrule::start_wrapped(wrapper, &binary, &[]);
     futures_util::stream::iter(0..=options.things)
         .map(|t| {
             let f = &f;
@@ -940,13 +954,52 @@ impl Perf {
     }
 }
 
+/// How a run watches the process under test besides its CPU time.
+#[derive(Clone, Copy)]
+enum Profile<'a> {
+    None,
+    /// `perf record` into this file.
+    Perf(&'a FsPath),
+    /// Ferrule under callgrind, its files in this directory: instructions per message.
+    Callgrind(&'a FsPath),
+}
+
+/// The instructions callgrind counted since its counters were zeroed: `callgrind_control -d`
+/// writes a dump into `dir`, whose `totals:` line has them.
+fn callgrind_instructions(pid: u32, dir: &FsPath) -> Option<u64> {
+    let status = Command::new("callgrind_control")
+        .arg("-d")
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .status()
+        .ok()?;
+    if !status.success() {
+        return None;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        for entry in std::fs::read_dir(dir).ok()?.flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            if let Some(n) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("totals: "))
+                .and_then(|t| t.split_whitespace().next()?.parse().ok())
+            {
+                return Some(n);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
 /// One run of `path` at QoS `q`: a broker of its own, the path set up, probed, then N messages.
 async fn run(
     path: Path,
     q: u8,
     options: &Options,
     run: u64,
-    perf: Option<&FsPath>,
+    profile: Profile<'_>,
 ) -> Result<Measured, String> {
     let broker = Mosquitto::start(MOSQUITTO_CONFIG);
     let port = broker.port;
@@ -955,7 +1008,18 @@ async fn run(
         Path::Raw => UnderTest::Direct,
         Path::Relay => UnderTest::Relay(relay(port, &input, &output, qos(q)).await),
         Path::Ferrule | Path::FerruleJs | Path::Baseline => {
-            UnderTest::Ferrule(ferrule(path, q, port, &input, &output, options, run).await)
+            let wrapper: Vec<String> = match profile {
+                Profile::Callgrind(dir) => vec![
+                    "valgrind".into(),
+                    "-q".into(),
+                    "--tool=callgrind".into(),
+                    format!("--callgrind-out-file={}/callgrind.out.%p", dir.display()),
+                ],
+                _ => Vec::new(),
+            };
+            let topics = (input.as_str(), output.as_str());
+            let f = ferrule(path, q, port, topics, options, run, &wrapper).await;
+            UnderTest::Ferrule(f)
         }
         Path::NodeRed => {
             let red = NodeRed::install(&options.node_red)?;
@@ -1031,11 +1095,22 @@ async fn run(
         })
         .await
     };
-    let perf = match (perf, under_test.pid()) {
-        (Some(file), Some(pid)) => {
+    let perf = match (profile, under_test.pid()) {
+        (Profile::Perf(file), Some(pid)) => {
             let p = Perf::start(pid, file);
             tokio::time::sleep(Duration::from_millis(500)).await;
             p
+        }
+        (Profile::Callgrind(_), Some(pid)) => {
+            let zeroed = Command::new("callgrind_control")
+                .arg("-z")
+                .arg(pid.to_string())
+                .stdout(Stdio::null())
+                .status();
+            if !zeroed.is_ok_and(|s| s.success()) {
+                return Err("callgrind_control -z failed".into());
+            }
+            None
         }
         _ => None,
     };
@@ -1084,6 +1159,10 @@ async fn run(
     if let Some(p) = perf {
         p.stop();
     }
+    let instructions = match (profile, under_test.pid()) {
+        (Profile::Callgrind(dir), Some(pid)) => callgrind_instructions(pid, dir),
+        _ => None,
+    };
     // The last acknowledgements may come after the last message arrived.
     let wait = Instant::now();
     while done.lock().unwrap().1.is_none() && wait.elapsed() < Duration::from_secs(2) {
@@ -1128,6 +1207,7 @@ async fn run(
                 .max(0.0),
             window: (after.5 - before.5).as_secs_f64(),
             load,
+            instructions,
             counters: String::new(),
             diagnosis: String::new(),
         }
@@ -1326,6 +1406,7 @@ fn main() {
         .collect();
     let base = now_nanos() / 1000;
     let mut n = 0;
+    let mut instructions: Vec<String> = Vec::new();
     rt.block_on(async {
         for pass in 1..=options.passes {
             for row in rows.iter_mut() {
@@ -1341,7 +1422,7 @@ fn main() {
                 );
                 let mut attempt = 0;
                 loop {
-                    match run(row.path, row.qos, &options, base + n, None).await {
+                    match run(row.path, row.qos, &options, base + n, Profile::None).await {
                         Ok(m) => {
                             println!("{}", m.line(row.path));
                             let other = 100.0 * m.other_cpu / m.window.max(1e-9);
@@ -1380,8 +1461,31 @@ fn main() {
                     row.qos,
                     file.display()
                 );
-                match run(row.path, row.qos, &options, base + n, Some(&file)).await {
+                match run(row.path, row.qos, &options, base + n, Profile::Perf(&file)).await {
                     Ok(m) => println!("{}", m.line(row.path)),
+                    Err(e) => println!("  skipped: {e}"),
+                }
+            }
+        }
+        if options.callgrind {
+            for row in rows.iter().filter(|r| r.path.is_ferrule()) {
+                n += 1;
+                let dir = tempfile::tempdir().unwrap();
+                println!("[callgrind] {} QoS {}", row.path.name(), row.qos);
+                let profile = Profile::Callgrind(dir.path());
+                match run(row.path, row.qos, &options, base + n, profile).await {
+                    Ok(m) => {
+                        println!("{}", m.line(row.path));
+                        let per = m.instructions.map_or("?".to_string(), |i| {
+                            format!("{:.0}", i as f64 / m.received.max(1) as f64)
+                        });
+                        instructions.push(format!(
+                            "| {} | {} | {} | {per} |",
+                            row.path.name(),
+                            row.qos,
+                            m.received
+                        ));
+                    }
                     Err(e) => println!("  skipped: {e}"),
                 }
             }
@@ -1390,6 +1494,14 @@ fn main() {
     println!();
     println!("{}", table(&rows, &options));
     println!("{}", ratios(&rows, &options));
+    if !instructions.is_empty() {
+        println!("| path | QoS | messages | instructions per message (callgrind) |");
+        println!("|---|---|---|---|");
+        for line in &instructions {
+            println!("{line}");
+        }
+        println!();
+    }
     println!(
         "{n} runs in {:.0} s; load average at the end {:.2}",
         started.elapsed().as_secs_f64(),

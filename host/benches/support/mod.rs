@@ -249,8 +249,26 @@ impl Ferrule {
 
     /// [`Ferrule::start_with`] another `ferrule` binary.
     pub fn start_binary(binary: &std::path::Path, env: &[(&str, String)]) -> Ferrule {
+        Ferrule::start_wrapped(&[], binary, env)
+    }
+
+    /// [`Ferrule::start_binary`] under a wrapper command (e.g. `valgrind --tool=callgrind`)
+    /// that runs the binary in its own process.
+    pub fn start_wrapped(
+        wrapper: &[String],
+        binary: &std::path::Path,
+        env: &[(&str, String)],
+    ) -> Ferrule {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(binary)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
             .env("FERRULE_DEVOPS_PASSWORD", DEVOPS_PASSWORD)

@@ -47,6 +47,13 @@ fn raced(e: sqlx::Error) -> StoreError {
 /// Opens a pool on the cluster's database and migrates its schema. The instance's sessions
 /// are named `ferrule:<node_id>` (`application_name`), so peers see in `pg_stat_activity`
 /// whether it is still connected.
+///
+/// A session that sits in an open transaction for `lease_ttl_ms` is ended by PostgreSQL
+/// (`idle_in_transaction_session_timeout`): an instance whose network went silent between
+/// a transaction's first statement and its commit would otherwise hold that transaction's row
+/// locks until the server noticed the dead connection (hours of TCP keepalive), and every other
+/// instance's write to those things would wait for them and fail on `statement_timeout`. The
+/// silent instance has stopped its clients by then (its leases end after the same time).
 pub async fn connect(config: &ClusterConfig) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = config
         .postgres_url
@@ -54,7 +61,13 @@ pub async fn connect(config: &ClusterConfig) -> anyhow::Result<PgPool> {
         .map_err(|e| anyhow::anyhow!("[cluster] postgres_url is not valid: {e}"))?;
     let options = options
         .application_name(&format!("ferrule:{}", config.node_id))
-        .options([("statement_timeout", "10s")])
+        .options([
+            ("statement_timeout", "10s".to_string()),
+            (
+                "idle_in_transaction_session_timeout",
+                format!("{}ms", config.lease_ttl_ms.max(1)),
+            ),
+        ])
         .disable_statement_logging();
     let pool = PgPoolOptions::new()
         .max_connections(8)
