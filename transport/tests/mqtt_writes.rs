@@ -17,6 +17,23 @@ use std::time::Duration;
 const BROKER_CONFIG: &str = "max_inflight_messages 0";
 const MESSAGES: usize = 2_000;
 
+/// Runs the future `make` returns on a new thread with a runtime of its own (one thread), so
+/// that thread's write syscalls are the client's.
+fn on_a_thread_of_its_own<T, F, Fut>(make: F) -> std::thread::JoinHandle<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T>,
+    T: Send + 'static,
+{
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(make())
+    })
+}
+
 /// Write syscalls of the calling thread so far.
 fn writes_of_this_thread() -> u64 {
     let io = std::fs::read_to_string("/proc/thread-self/io").expect("/proc/thread-self/io");
@@ -115,33 +132,27 @@ async fn publish_burst(protocol: Protocol, qos: u8) -> u64 {
     let received = subscriber(&broker, &topic, MESSAGES).await;
     let config = config(&broker, "writes", protocol, qos, None, &topic);
     let topic2 = topic.clone();
-    let writes = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let connected = connect(config).await.expect("the client connects");
-            let before = writes_of_this_thread();
-            let confirmations: Vec<_> = (0..MESSAGES)
-                .map(|i| {
-                    connected.client.publish(Publish {
-                        target: 0,
-                        address: topic2.clone(),
-                        message: ExternalMessage::text(format!("m{i}")),
-                    })
+    let writes = on_a_thread_of_its_own(move || async move {
+        let connected = connect(config).await.expect("the client connects");
+        let before = writes_of_this_thread();
+        let confirmations: Vec<_> = (0..MESSAGES)
+            .map(|i| {
+                connected.client.publish(Publish {
+                    target: 0,
+                    address: topic2.clone(),
+                    message: ExternalMessage::text(format!("m{i}")),
                 })
-                .collect();
-            for c in confirmations {
-                tokio::time::timeout(Duration::from_secs(30), c)
-                    .await
-                    .expect("confirmed within 30 s")
-                    .expect("published");
-            }
-            let writes = writes_of_this_thread() - before;
-            connected.client.close().await;
-            writes
-        })
+            })
+            .collect();
+        for c in confirmations {
+            tokio::time::timeout(Duration::from_secs(30), c)
+                .await
+                .expect("confirmed within 30 s")
+                .expect("published");
+        }
+        let writes = writes_of_this_thread() - before;
+        connected.client.close().await;
+        writes
     })
     .join()
     .unwrap();
@@ -176,33 +187,26 @@ async fn acknowledgements_of_a_burst_leave_in_few_writes() {
         let config = config(&broker, "writes-acks", protocol, 1, Some(topic), "unused");
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
-        let consumer = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let mut connected = connect(config).await.expect("the client connects");
-                ready_tx.send(()).unwrap();
-                go_rx.recv().unwrap();
-                // Every delivery is taken and settled at once, as fast as they come.
-                let before = writes_of_this_thread();
-                let mut got = Vec::with_capacity(MESSAGES);
-                while got.len() < MESSAGES {
-                    let d =
-                        tokio::time::timeout(Duration::from_secs(30), connected.deliveries.recv())
-                            .await
-                            .unwrap_or_else(|_| panic!("only {} of {MESSAGES} consumed", got.len()))
-                            .expect("deliveries open");
-                    got.push(d.message.text.clone().unwrap_or_default());
-                    d.settler.settle(Settle::Accept);
-                }
-                // The last acknowledgements are written before the client closes.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                let writes = writes_of_this_thread() - before;
-                connected.client.close().await;
-                (got, writes)
-            })
+        let consumer = on_a_thread_of_its_own(move || async move {
+            let mut connected = connect(config).await.expect("the client connects");
+            ready_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            // Every delivery is taken and settled at once, as fast as they come.
+            let before = writes_of_this_thread();
+            let mut got = Vec::with_capacity(MESSAGES);
+            while got.len() < MESSAGES {
+                let d = tokio::time::timeout(Duration::from_secs(30), connected.deliveries.recv())
+                    .await
+                    .unwrap_or_else(|_| panic!("only {} of {MESSAGES} consumed", got.len()))
+                    .expect("deliveries open");
+                got.push(d.message.text.clone().unwrap_or_default());
+                d.settler.settle(Settle::Accept);
+            }
+            // The last acknowledgements are written before the client closes.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let writes = writes_of_this_thread() - before;
+            connected.client.close().await;
+            (got, writes)
         });
         ready_rx.recv().unwrap();
         // The messages are all at the broker (and sent on to the consumer, whose runtime waits)

@@ -490,25 +490,7 @@ async fn reply(
     if !expected_response(response, &reply.expected) {
         return;
     }
-    ctx.count(Direction::Outbound, RESPONSES, MetricType::Dispatched, true);
-    // The address first: most responses have none (the default reply target's
-    // `{{header:reply-to}}` without a `reply-to`) and are dropped before they are copied.
-    // Placeholders do not see internal headers, so it resolves as on the external view.
-    let address = resolve_address(
-        &reply.address,
-        &SignalResolver {
-            signal: response,
-            connection_id: &ctx.connection.id,
-            external_headers,
-            source_address: None,
-            subject: None,
-        },
-    );
-    let Some(address) = address else {
-        ctx.count(Direction::Outbound, RESPONSES, MetricType::Dropped, true);
-        return;
-    };
-    let response = &*external_view(response, None);
+    // Placeholders never see internal headers: the response resolves as its external view.
     let resolver = SignalResolver {
         signal: response,
         connection_id: &ctx.connection.id,
@@ -516,10 +498,18 @@ async fn reply(
         source_address: None,
         subject: None,
     };
+    ctx.count(Direction::Outbound, RESPONSES, MetricType::Dispatched, true);
+    // The address first: most responses have none (the default reply target's
+    // `{{header:reply-to}}` without a `reply-to`) and are dropped before they are copied.
+    let Some(address) = resolve_address(&reply.address, &resolver) else {
+        ctx.count(Direction::Outbound, RESPONSES, MetricType::Dropped, true);
+        return;
+    };
+    let external = external_view(response, None);
     let mapped_all = if source.pipeline.runs_scripts() {
         let (pipeline, response, headers) = (
             source.pipeline.clone(),
-            response.clone(),
+            external.into_owned(),
             external_headers.cloned(),
         );
         let connection = ctx.connection.clone();
@@ -536,7 +526,7 @@ async fn reply(
             })
             .await
     } else {
-        source.pipeline.map_outbound(response, &resolver)
+        source.pipeline.map_outbound(&external, &resolver)
     };
     for mapped in mapped_all {
         let messages = match mapped.result {
