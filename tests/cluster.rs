@@ -629,9 +629,11 @@ async fn a_module_uploaded_on_one_instance_is_on_every_instance() {
             .body(bytes)
             .send()
     };
-    // Every instance has `version`, with `bytes`, within a second.
+    // Every instance has `version`, with `bytes`, within 10 s: the notice takes milliseconds,
+    // but each instance compiles a new version before it shows it, and a debug build's compile
+    // under the whole suite's load on 2 cores took more than 1 s in CI.
     async fn everywhere(nodes: [&Ferrule; 3], version: Option<u64>, bytes: &[u8]) {
-        everywhere_within(nodes, version, bytes, Duration::from_secs(1)).await
+        everywhere_within(nodes, version, bytes, Duration::from_secs(10)).await
     }
     // Every instance has `version`, with `bytes`, within `within`.
     async fn everywhere_within(
@@ -701,7 +703,7 @@ async fn a_module_uploaded_on_one_instance_is_on_every_instance() {
         n1.delete("/api/2/mappers/shared/versions/2").await.status(),
         StatusCode::NO_CONTENT
     );
-    let deadline = Instant::now() + Duration::from_secs(1);
+    let deadline = Instant::now() + Duration::from_secs(10);
     for f in [n2, n3] {
         while f.get("/api/2/mappers/shared/versions/2").await.status() != StatusCode::NOT_FOUND {
             assert!(
@@ -723,13 +725,12 @@ async fn a_module_uploaded_on_one_instance_is_on_every_instance() {
         let resp = upload(n2, guests::bytes(guest)).await.unwrap();
         assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     }
-    // Each instance compiles each new version (0.3-0.4 MB components, a debug build under the
-    // whole suite's load): more than the 1 s one small module takes.
+    // Each instance compiles each new version (0.3-0.4 MB components).
     everywhere_within(
         [n1, n2, n3],
         Some(5),
         &guests::bytes(guests::CLOUDEVENTS_OUT),
-        Duration::from_secs(10),
+        Duration::from_secs(30),
     )
     .await;
     let deadline = Instant::now() + Duration::from_secs(10);
