@@ -11,9 +11,11 @@ use serde_json::Value;
 ///
 /// Keys are compared ASCII case-insensitively and keep the case they were last inserted with.
 /// A lookup allocates nothing (the key is hashed and compared case-insensitively in place).
+/// Keys are hashed with foldhash, randomly seeded per process: SipHash took more instructions
+/// than the rest of a lookup, and a message's headers are few and bounded by its size.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Headers {
-    entries: IndexMap<Key, Value>,
+    entries: IndexMap<Key, Value, foldhash::fast::RandomState>,
 }
 
 /// A header key as given; hashed and compared ASCII case-insensitively.
@@ -68,7 +70,7 @@ impl Headers {
 
     pub fn with_capacity(n: usize) -> Headers {
         Headers {
-            entries: IndexMap::with_capacity(n),
+            entries: IndexMap::with_capacity_and_hasher(n, Default::default()),
         }
     }
 
@@ -211,12 +213,25 @@ impl Serialize for Headers {
 
 impl<'de> Deserialize<'de> for Headers {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Headers, D::Error> {
-        let raw = IndexMap::<String, Value>::deserialize(d)?;
-        let mut h = Headers::with_capacity(raw.len());
-        for (k, v) in raw {
-            h.insert(k, v);
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Headers;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of headers")
+            }
+            // Straight into the headers: no intermediate map hashed once more.
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Headers, A::Error> {
+                let mut h = Headers::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some((k, v)) = map.next_entry::<String, Value>()? {
+                    h.insert(k, v);
+                }
+                Ok(h)
+            }
         }
-        Ok(h)
+        d.deserialize_map(Visitor)
     }
 }
 

@@ -92,7 +92,14 @@ pub struct ConnectionLogs {
     publisher: Option<(std::sync::Arc<super::fluentd::FluentPublisher>, String)>,
     /// When a success entry of (category, type, address hash) was last taken (see
     /// [`ConnectionLogs::takes_success`]).
-    last_success: std::collections::HashMap<(Category, &'static str, u64), DateTime<Utc>>,
+    /// Hashed with foldhash (the address hashed once more by `addresses`), not SipHash: this
+    /// runs several times per message.
+    last_success: std::collections::HashMap<
+        (Category, &'static str, u64),
+        DateTime<Utc>,
+        foldhash::fast::RandomState,
+    >,
+    addresses: foldhash::fast::RandomState,
 }
 
 /// At most one success entry per category, type and address in this time: a connection that
@@ -109,7 +116,8 @@ impl ConnectionLogs {
             buffers: IndexMap::new(),
             bytes: 0,
             publisher: None,
-            last_success: std::collections::HashMap::new(),
+            last_success: Default::default(),
+            addresses: Default::default(),
         }
     }
 
@@ -128,8 +136,8 @@ impl ConnectionLogs {
         if !wanted {
             return false;
         }
-        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(address);
+        use std::hash::BuildHasher;
+        let hash = self.addresses.hash_one(address);
         let last = self
             .last_success
             .entry((category, log_type, hash))

@@ -93,19 +93,46 @@ struct Pair {
     failure: WindowCounter,
 }
 
-type AddressCounters = IndexMap<MetricType, Pair>;
+/// The counters of one address: one pair per metric type of its direction, in Ditto's order.
+/// Found by a scan of at most 7 types: no hashing per count.
+struct AddressCounters {
+    types: &'static [MetricType],
+    pairs: Box<[Pair]>,
+}
+
+impl AddressCounters {
+    fn get(&self, metric: MetricType) -> Option<&Pair> {
+        let i = self.types.iter().position(|t| *t == metric)?;
+        self.pairs.get(i)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&MetricType, &Pair)> {
+        self.types.iter().zip(self.pairs.iter())
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Pair> {
+        self.pairs.iter()
+    }
+}
+
+/// Addresses hashed with foldhash: they come from the connection's configuration, and SipHash
+/// cost more than the rest of a count.
+type Addresses = IndexMap<(Direction, String), Arc<AddressCounters>, foldhash::fast::RandomState>;
 
 /// All counters of one connection. Addresses are registered from the connection's sources and
 /// targets; counting at an unknown address registers it.
 #[derive(Default)]
 pub struct ConnectionMetrics {
-    addresses: RwLock<IndexMap<(Direction, String), Arc<AddressCounters>>>,
+    addresses: RwLock<Addresses>,
     /// The connection's Prometheus counters, when Prometheus metrics are installed.
     prometheus: Option<ConnectionCounters>,
 }
 
-fn counters_for(types: &[MetricType]) -> Arc<AddressCounters> {
-    Arc::new(types.iter().map(|t| (*t, Pair::default())).collect())
+fn counters_for(types: &'static [MetricType]) -> Arc<AddressCounters> {
+    Arc::new(AddressCounters {
+        types,
+        pairs: types.iter().map(|_| Pair::default()).collect(),
+    })
 }
 
 impl ConnectionMetrics {
@@ -113,7 +140,7 @@ impl ConnectionMetrics {
         source_addresses: impl IntoIterator<Item = String>,
         target_addresses: impl IntoIterator<Item = String>,
     ) -> ConnectionMetrics {
-        let mut map = IndexMap::new();
+        let mut map = Addresses::default();
         for a in source_addresses {
             map.insert((Direction::Inbound, a), counters_for(&INBOUND));
         }
@@ -176,7 +203,7 @@ impl ConnectionMetrics {
             .get(&KeyRef(direction, address))
             .cloned();
         let counters = existing.unwrap_or_else(|| {
-            let types: &[MetricType] = match direction {
+            let types: &'static [MetricType] = match direction {
                 Direction::Inbound => &INBOUND,
                 Direction::Outbound => &OUTBOUND,
             };
@@ -187,7 +214,7 @@ impl ConnectionMetrics {
                 .or_insert_with(|| counters_for(types))
                 .clone()
         });
-        if let Some(pair) = counters.get(&metric) {
+        if let Some(pair) = counters.get(metric) {
             let counter = if success {
                 &pair.success
             } else {
