@@ -41,6 +41,8 @@
 //!   instructions Ferrule executed per message. Unlike CPU time, this count does not depend on
 //!   how fast the machine is at the moment, so changes of a few % can be judged (valgrind runs
 //!   the threads one at a time, so the batching differs from a normal run).
+//! - `--callgrind-out DIR`: `--callgrind`, and each run's dump is kept in `DIR/PATH-qosQ/`
+//!   (emptied first; read it with `callgrind_annotate --inclusive=yes FILE`).
 //! - `--node-red DIR` (default `$HOME/.cache/ferrule-bench/node-red`): where Node-RED 4 is
 //!   installed (`npm install --prefix DIR node-red@4`, done by the bench when it is missing).
 //! - `--max-other PCT`: when other processes (neither the bench, Mosquitto nor the process under
@@ -162,6 +164,7 @@ struct Options {
     pool: Option<usize>,
     perf: Option<PathBuf>,
     callgrind: bool,
+    callgrind_out: Option<PathBuf>,
     node_red: PathBuf,
     max_other: Option<f64>,
     baseline: Option<PathBuf>,
@@ -199,6 +202,10 @@ struct Args {
     /// Count the instructions per message of each Ferrule path and QoS under callgrind.
     #[arg(long)]
     callgrind: bool,
+    /// `--callgrind`, and keep each run's dump in DIR/PATH-qosQ/ (read it with
+    /// `callgrind_annotate --inclusive=yes FILE`).
+    #[arg(long, value_name = "DIR")]
+    callgrind_out: Option<PathBuf>,
     /// Where Node-RED 4 is (or gets) installed.
     #[arg(long)]
     node_red: Option<PathBuf>,
@@ -283,7 +290,8 @@ fn options() -> Options {
         quiet: Duration::from_secs_f64(args.quiet),
         pool: args.processor_pool,
         perf: args.perf,
-        callgrind: args.callgrind,
+        callgrind: args.callgrind || args.callgrind_out.is_some(),
+        callgrind_out: args.callgrind_out,
         node_red,
         max_other: args.max_other,
         baseline: args.baseline,
@@ -1470,9 +1478,18 @@ fn main() {
         if options.callgrind {
             for row in rows.iter().filter(|r| r.path.is_ferrule()) {
                 n += 1;
-                let dir = tempfile::tempdir().unwrap();
-                println!("[callgrind] {} QoS {}", row.path.name(), row.qos);
-                let profile = Profile::Callgrind(dir.path());
+                let temp = tempfile::tempdir().unwrap();
+                let dir = match &options.callgrind_out {
+                    Some(out) => {
+                        let kept = out.join(format!("{}-qos{}", row.path.name(), row.qos));
+                        let _ = std::fs::remove_dir_all(&kept);
+                        std::fs::create_dir_all(&kept).unwrap();
+                        kept
+                    }
+                    None => temp.path().to_path_buf(),
+                };
+                println!("[callgrind] {} QoS {} ({})", row.path.name(), row.qos, dir.display());
+                let profile = Profile::Callgrind(&dir);
                 match run(row.path, row.qos, &options, base + n, profile).await {
                     Ok(m) => {
                         println!("{}", m.line(row.path));
