@@ -90,16 +90,22 @@ pub struct ConnectionLogs {
     bytes: usize,
     /// Where every entry is also published (Fluentd), with the connection id.
     publisher: Option<(std::sync::Arc<super::fluentd::FluentPublisher>, String)>,
-    /// When a success entry of (category, type, address hash) was last taken (see
-    /// [`ConnectionLogs::takes_success`]).
-    /// Hashed with foldhash (the address hashed once more by `addresses`), not SipHash: this
-    /// runs several times per message.
-    last_success: std::collections::HashMap<
-        (Category, &'static str, u64),
-        DateTime<Utc>,
-        foldhash::fast::RandomState,
-    >,
-    addresses: foldhash::fast::RandomState,
+    /// When a success entry of (category, type, address) was last taken (see
+    /// [`ConnectionLogs::takes_success`]); looked up with a borrowed address ([`SuccessRef`])
+    /// and hashed with foldhash, not SipHash: this runs several times per message.
+    last_success:
+        IndexMap<(Category, &'static str, String), DateTime<Utc>, foldhash::fast::RandomState>,
+}
+
+/// Looks up `last_success` keys with a borrowed address, without allocating; hashes as the key
+/// does (the fields in order).
+#[derive(Hash)]
+struct SuccessRef<'a>(Category, &'a str, &'a str);
+
+impl indexmap::Equivalent<(Category, &'static str, String)> for SuccessRef<'_> {
+    fn equivalent(&self, key: &(Category, &'static str, String)) -> bool {
+        self.0 == key.0 && self.1 == key.1 && self.2 == key.2
+    }
 }
 
 /// At most one success entry per category, type and address in this time: a connection that
@@ -117,7 +123,6 @@ impl ConnectionLogs {
             bytes: 0,
             publisher: None,
             last_success: Default::default(),
-            addresses: Default::default(),
         }
     }
 
@@ -136,16 +141,19 @@ impl ConnectionLogs {
         if !wanted {
             return false;
         }
-        use std::hash::BuildHasher;
-        let hash = self.addresses.hash_one(address);
-        let last = self
-            .last_success
-            .entry((category, log_type, hash))
-            .or_insert(DateTime::<Utc>::MIN_UTC);
-        if (now - *last).num_microseconds().unwrap_or(i64::MAX) < SUCCESS_SAMPLE_MICROS {
-            return false;
+        let key = SuccessRef(category, log_type, address);
+        match self.last_success.get_mut(&key) {
+            Some(last) => {
+                if (now - *last).num_microseconds().unwrap_or(i64::MAX) < SUCCESS_SAMPLE_MICROS {
+                    return false;
+                }
+                *last = now;
+            }
+            None => {
+                self.last_success
+                    .insert((category, log_type, address.to_string()), now);
+            }
         }
-        *last = now;
         true
     }
 
