@@ -14,6 +14,12 @@ use chrono::{DateTime, Utc};
 use ferrule_protocol::{Criterion, DittoMessage, Headers, ProtocolError, Topic};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::sync::Arc;
+
+/// The entity tag of a thing at `revision`.
+fn etag(revision: u64) -> String {
+    format!("\"rev:{revision}\"")
+}
 
 /// A thing as it is stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +37,7 @@ impl StoredThing {
     }
 
     pub fn etag(&self) -> String {
-        format!("\"rev:{}\"", self.revision)
+        etag(self.revision)
     }
 
     /// The thing JSON with the special fields `_revision`, `_created`, `_modified`.
@@ -111,13 +117,11 @@ impl TwinCommand {
     }
 }
 
-/// What a command did.
+/// What a command did. It changed its thing exactly when it has an event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub response: DittoMessage,
     pub event: Option<DittoMessage>,
-    /// The thing after the command, when the command changed it: `Some(None)` for a deleted thing.
-    pub change: Option<Option<StoredThing>>,
 }
 
 /// `namespace:name`: the namespace is empty or dot-separated identifiers; the name is not empty
@@ -383,26 +387,71 @@ fn check_thing(thing: &Value) -> Result<(), ProtocolError> {
         (Level::Features, "features"),
     ] {
         if let Some(v) = thing.get(key) {
-            level.check_value(v, &format!("/{key}"))?;
+            check_part(&level, v)?;
         }
     }
-    if let Some(features) = thing.get("features").and_then(Value::as_object) {
-        for (id, f) in features {
-            for key in ["properties", "desiredProperties"] {
-                if let Some(p) = f.get(key)
-                    && !p.is_object()
-                {
-                    return Err(errors::invalid_value(
-                        &format!("/features/{id}/{key}"),
-                        "a JSON object",
-                    ));
-                }
-            }
-            if let Some(d) = f.get("definition") {
-                Level::FeatureDefinition(id.clone())
-                    .check_value(d, &format!("/features/{id}/definition"))?;
-            }
+    Ok(())
+}
+
+/// Checks the shape of `part`, the value a write leaves at `level` of a thing whose other
+/// parts are valid: what [`check_thing`] checks of that part, the features inside it included
+/// (its depth is checked by [`check_write_depth`]: a merge is no deeper than what it merges and
+/// what it merges into).
+fn check_part(level: &Level, part: &Value) -> Result<(), ProtocolError> {
+    let properties_key = |desired: bool| {
+        if desired {
+            "desiredProperties"
+        } else {
+            "properties"
         }
+    };
+    match level {
+        Level::Thing => check_thing(part),
+        Level::PolicyId => level.check_value(part, "/policyId"),
+        Level::Definition => level.check_value(part, "/definition"),
+        Level::Attributes => level.check_value(part, "/attributes"),
+        Level::Features => {
+            level.check_value(part, "/features")?;
+            for (id, feature) in part.as_object().into_iter().flatten() {
+                check_feature(id, feature)?;
+            }
+            Ok(())
+        }
+        Level::Feature(id) => {
+            if !(part.is_object() || part.is_null()) {
+                return Err(errors::invalid_value(
+                    "/features",
+                    "a JSON object of feature objects",
+                ));
+            }
+            check_feature(id, part)
+        }
+        Level::FeatureDefinition(id) => {
+            level.check_value(part, &format!("/features/{id}/definition"))
+        }
+        Level::Properties { feature, desired } if !part.is_object() => Err(errors::invalid_value(
+            &format!("/features/{feature}/{}", properties_key(*desired)),
+            "a JSON object",
+        )),
+        Level::Properties { .. } | Level::Attribute(_) | Level::Property { .. } => Ok(()),
+    }
+}
+
+/// Checks the parts of feature `id` that have a shape: its properties and its definition.
+fn check_feature(id: &str, feature: &Value) -> Result<(), ProtocolError> {
+    for key in ["properties", "desiredProperties"] {
+        if let Some(p) = feature.get(key)
+            && !p.is_object()
+        {
+            return Err(errors::invalid_value(
+                &format!("/features/{id}/{key}"),
+                "a JSON object",
+            ));
+        }
+    }
+    if let Some(d) = feature.get("definition") {
+        Level::FeatureDefinition(id.to_string())
+            .check_value(d, &format!("/features/{id}/definition"))?;
     }
     Ok(())
 }
@@ -466,21 +515,32 @@ pub fn error_response(
     m
 }
 
-/// Applies one command to the current state of its thing (`None`: no such thing).
-pub fn apply(cmd: &TwinCommand, current: Option<&StoredThing>, now: DateTime<Utc>) -> Outcome {
-    match try_apply(cmd, current, now) {
+/// Applies one command to its thing in `slot` (`None`: no such thing) and changes the thing
+/// there, in place: it is copied only when it is shared (`Arc::make_mut`), so the commands of a
+/// batch change one copy of their thing. A command that fails or only reads leaves `slot` as it
+/// was; one that changes the thing (or creates or deletes it) has an event.
+pub fn apply(
+    cmd: &TwinCommand,
+    slot: &mut Option<Arc<StoredThing>>,
+    now: DateTime<Utc>,
+) -> Outcome {
+    match try_apply(cmd, slot, now) {
         Ok(outcome) => outcome,
         Err(e) => Outcome {
             response: error_response(&cmd.thing_id, &cmd.path, &cmd.headers, &e),
             event: None,
-            change: None,
         },
     }
 }
 
+/// The thing in a slot that holds one, for the change of a command that found it there.
+fn thing_in(slot: &mut Option<Arc<StoredThing>>) -> &mut StoredThing {
+    Arc::make_mut(slot.as_mut().expect("the command found its thing"))
+}
+
 fn try_apply(
     cmd: &TwinCommand,
-    current: Option<&StoredThing>,
+    slot: &mut Option<Arc<StoredThing>>,
     now: DateTime<Utc>,
 ) -> Result<Outcome, ProtocolError> {
     let id = cmd.thing_id.as_str();
@@ -493,6 +553,7 @@ fn try_apply(
     let read = cmd.action == Action::Retrieve;
     let creates_thing =
         matches!(cmd.action, Action::Create | Action::Modify) && level == Level::Thing;
+    let current = slot.as_deref();
     match Preconditions::from_ditto_headers(&cmd.headers).check(
         current.map(StoredThing::etag).as_deref(),
         read || (current.is_none() && !creates_thing),
@@ -522,21 +583,22 @@ fn try_apply(
             return Err(errors::thing_not_found(id));
         }
         let thing = new_thing(id, value()?)?;
-        let stored = StoredThing {
-            thing: thing.clone(),
+        let outcome = changed(
+            cmd,
+            &command_topic,
+            Reply::Created(thing.clone()),
+            "created",
+            Some(thing.clone()),
+            1,
+            now,
+        );
+        *slot = Some(Arc::new(StoredThing {
+            thing,
             revision: 1,
             created: now,
             modified: now,
-        };
-        return Ok(changed(
-            cmd,
-            &command_topic,
-            201,
-            Some(thing.clone()),
-            "created",
-            Some(thing),
-            stored,
-        ));
+        }));
+        return Ok(outcome);
     };
     if cmd.action == Action::Create {
         return Err(errors::thing_conflict(id));
@@ -552,9 +614,7 @@ fn try_apply(
     }
     let path = level.json_path();
     let existing = pointer::get(&current.thing, &path);
-    let mut next = current.clone();
-    next.revision += 1;
-    next.modified = now;
+    let revision = current.revision + 1;
     match cmd.action {
         Action::Retrieve => {
             let found = existing.ok_or_else(|| level.not_found(id))?;
@@ -570,34 +630,41 @@ fn try_apply(
             Ok(Outcome {
                 response,
                 event: None,
-                change: None,
             })
         }
         Action::Modify => {
             let v = value()?;
             level.check_value(v, &cmd.path)?;
             let created = existing.is_none();
-            if level == Level::Thing {
-                next.thing = new_thing(id, v)?;
+            let whole = if level == Level::Thing {
+                Some(new_thing(id, v)?)
             } else {
                 // The path and the value are all the write adds: the rest of the thing keeps
-                // its depth, so the whole thing is not walked again for each write.
+                // its shape and depth, so the whole thing is not walked again for each write.
+                check_part(&level, v)?;
                 check_write_depth(&path, v)?;
-                pointer::set(&mut next.thing, &path, v.clone());
+                None
+            };
+            let next = thing_in(slot);
+            next.revision = revision;
+            next.modified = now;
+            match whole {
+                Some(thing) => next.thing = thing,
+                None => pointer::set(&mut next.thing, &path, v.clone()),
             }
-            let (status, body, action) = if created {
-                (201, Some(v.clone()), "created")
+            let (reply, action) = if created {
+                (Reply::Created(v.clone()), "created")
             } else {
-                (204, None, "modified")
+                (Reply::NoContent, "modified")
             };
             Ok(changed(
                 cmd,
                 &command_topic,
-                status,
-                body,
+                reply,
                 action,
                 Some(v.clone()),
-                next,
+                revision,
+                now,
             ))
         }
         Action::Merge => {
@@ -609,26 +676,39 @@ fn try_apply(
             let mut merged = existing.cloned().unwrap_or(Value::Null);
             pointer::merge(&mut merged, patch);
             if level == Level::Thing {
-                let mut m = merged.as_object().cloned().unwrap_or_default();
+                let mut m = match merged {
+                    Value::Object(m) => m,
+                    _ => Map::new(),
+                };
                 m.insert("thingId".into(), Value::from(id));
                 if !m.contains_key("policyId") {
                     m.insert("policyId".into(), Value::from(id));
                 }
-                next.thing = Value::Object(m);
+                merged = Value::Object(m);
+            }
+            // What the merge leaves is checked before the thing changes: the rest of the
+            // thing was valid and stays as it was.
+            if !merged.is_null() {
+                check_part(&level, &merged)?;
+            }
+            let next = thing_in(slot);
+            next.revision = revision;
+            next.modified = now;
+            if level == Level::Thing {
+                next.thing = merged;
             } else if merged.is_null() {
                 pointer::remove(&mut next.thing, &path);
             } else {
                 pointer::set(&mut next.thing, &path, merged);
             }
-            check_thing(&next.thing)?;
             Ok(changed(
                 cmd,
                 &command_topic,
-                204,
-                None,
+                Reply::NoContent,
                 "merged",
                 Some(patch.clone()),
-                next,
+                revision,
+                now,
             ))
         }
         Action::Delete => {
@@ -636,9 +716,17 @@ fn try_apply(
                 return Err(level.not_found(id));
             }
             if level == Level::Thing {
-                let mut outcome = changed(cmd, &command_topic, 204, None, "deleted", None, next);
+                let mut outcome = changed(
+                    cmd,
+                    &command_topic,
+                    Reply::NoContent,
+                    "deleted",
+                    None,
+                    revision,
+                    now,
+                );
                 outcome.response.headers.remove("etag");
-                outcome.change = Some(None);
+                *slot = None;
                 return Ok(outcome);
             }
             if level == Level::PolicyId {
@@ -649,29 +737,38 @@ fn try_apply(
                     "Modify the Policy ID instead.",
                 ));
             }
+            let next = thing_in(slot);
+            next.revision = revision;
+            next.modified = now;
             pointer::remove(&mut next.thing, &path);
             Ok(changed(
                 cmd,
                 &command_topic,
-                204,
-                None,
+                Reply::NoContent,
                 "deleted",
                 None,
-                next,
+                revision,
+                now,
             ))
         }
         Action::Create => unreachable!("handled above"),
     }
 }
 
+/// The response to a change: 201 with the created value, or 204.
+enum Reply {
+    Created(Value),
+    NoContent,
+}
+
 fn changed(
     cmd: &TwinCommand,
     command_topic: &Topic,
-    status: u16,
-    body: Option<Value>,
+    reply: Reply,
     event_action: &str,
     event_value: Option<Value>,
-    next: StoredThing,
+    revision: u64,
+    modified: DateTime<Utc>,
 ) -> Outcome {
     let (ns, name) = (&command_topic.namespace, &command_topic.name);
     let mut event = DittoMessage::new(
@@ -680,13 +777,15 @@ fn changed(
     );
     event.headers = cmd.headers.clone();
     event.value = event_value;
-    event.revision = Some(next.revision);
-    event.timestamp = Some(timestamp(&next.modified));
-    let mut response = response(cmd, command_topic, status, body);
-    response.headers.insert("etag", next.etag());
+    event.revision = Some(revision);
+    event.timestamp = Some(timestamp(&modified));
+    let mut response = match reply {
+        Reply::Created(body) => response(cmd, command_topic, 201, Some(body)),
+        Reply::NoContent => response(cmd, command_topic, 204, None),
+    };
+    response.headers.insert("etag", etag(revision));
     Outcome {
         response,
         event: Some(event),
-        change: Some(Some(next)),
     }
 }

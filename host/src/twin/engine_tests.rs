@@ -1,12 +1,13 @@
 //! Each twin command at each path level, and a property test against a plain JSON model.
 
-use super::engine::{Action, Outcome, StoredThing, TwinCommand, apply};
+use super::engine::{self, Action, StoredThing, TwinCommand};
 use super::pointer;
 use crate::model::parse::MAX_JSON_DEPTH as MAX_DEPTH;
 use chrono::{TimeZone, Utc};
 use ferrule_protocol::Headers;
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 const ID: &str = "org.acme:thing-1";
 
@@ -20,6 +21,34 @@ fn cmd(action: Action, path: &str, value: Option<Value>) -> TwinCommand {
         value,
         headers,
         fields: None,
+    }
+}
+
+/// What a command did, with the thing after it when it changed it (`Some(None)`: deleted).
+#[derive(Debug)]
+struct Outcome {
+    response: ferrule_protocol::DittoMessage,
+    event: Option<ferrule_protocol::DittoMessage>,
+    change: Option<Option<StoredThing>>,
+}
+
+/// [`engine::apply`] on a copy of `current`; a command without an event must leave the thing
+/// as it found it.
+fn apply(cmd: &TwinCommand, current: Option<&StoredThing>, now: chrono::DateTime<Utc>) -> Outcome {
+    let mut slot = current.cloned().map(Arc::new);
+    let out = engine::apply(cmd, &mut slot, now);
+    if out.event.is_none() {
+        assert_eq!(
+            slot.as_deref(),
+            current,
+            "a command without an event changed its thing"
+        );
+    }
+    let change = out.event.is_some().then(|| slot.map(Arc::unwrap_or_clone));
+    Outcome {
+        response: out.response,
+        event: out.event,
+        change,
     }
 }
 
@@ -281,9 +310,20 @@ fn modify_creates_or_modifies() {
         ("/features/temp/definition", json!("x")),
         ("/policyId", json!(5)),
         ("/", json!([1])),
+        // A feature's properties and definition have their shape wherever the feature is
+        // written, as when the whole thing is.
+        ("/features/temp", json!({"properties": null})),
+        ("/features/temp", json!({"definition": "x"})),
+        ("/features", json!({"f": {"desiredProperties": 5}})),
     ] {
-        let out = run(Action::Modify, path, Some(value));
+        let out = run(Action::Modify, path, Some(value.clone()));
         assert_eq!(status(&out), 400, "{path}");
+        // The same feature in a whole thing is refused alike.
+        if let Some(feature) = path.strip_prefix("/features/") {
+            let body = json!({"features": {feature: value}});
+            let out = apply(&cmd(Action::Create, "/", Some(body)), None, now());
+            assert_eq!(status(&out), 400, "{path} as a whole thing");
+        }
     }
     let out = run(Action::Modify, "/attributes/x", None);
     assert_eq!(error(&out), "json.field.missing");
@@ -343,9 +383,48 @@ fn merge_patches() {
             .get("serial")
             .is_none()
     );
-    // Invalid results are refused.
-    let out = run(Action::Merge, "/", Some(json!({"attributes": 5})));
-    assert_eq!(status(&out), 400);
+    // Invalid results are refused, the thing as it was (checked by `apply`).
+    for (path, patch, message) in [
+        (
+            "/",
+            json!({"attributes": 5}),
+            "The value at </attributes> must be a JSON object.",
+        ),
+        (
+            "/attributes",
+            json!(5),
+            "The value at </attributes> must be a JSON object.",
+        ),
+        (
+            "/features/temp",
+            json!({"properties": 5}),
+            "The value at </features/temp/properties> must be a JSON object.",
+        ),
+        (
+            "/features/temp",
+            json!(5),
+            "The value at </features> must be a JSON object of feature objects.",
+        ),
+        (
+            "/features",
+            json!({"temp": {"definition": []}}),
+            "The value at </features/temp/definition> must be a non-empty array of strings.",
+        ),
+        (
+            "/features/temp/desiredProperties",
+            json!(true),
+            "The value at </features/temp/desiredProperties> must be a JSON object.",
+        ),
+        (
+            "/policyId",
+            json!(1),
+            "The value at </policyId> must be a string.",
+        ),
+    ] {
+        let out = run(Action::Merge, path, Some(patch));
+        assert_eq!(status(&out), 400, "{path}");
+        assert_eq!(out.response.value.unwrap()["message"], message, "{path}");
+    }
     let out = apply(&cmd(Action::Merge, "/", Some(json!({}))), None, now());
     assert_eq!(error(&out), "things:thing.notfound");
 }
@@ -601,7 +680,9 @@ fn path() -> impl Strategy<Value = String> {
         "/features/f/properties/x/y",
         "/features/g",
         "/features/g/desiredProperties/z",
+        "/features/f/definition",
         "/definition",
+        "/policyId",
     ])
     .prop_map(String::from)
 }
@@ -669,6 +750,9 @@ proptest! {
                         Op::Delete(_) => { pointer::remove(&mut model, &segs); }
                     }
                     prop_assert_eq!(&next.thing, &model);
+                    // What a change leaves is a valid thing as a whole, whatever part it checked.
+                    let whole = apply(&cmd(Action::Create, "/", Some(next.thing.clone())), None, now());
+                    prop_assert_eq!(whole.response.status, Some(201), "{:?}", whole.response.value);
                     stored = next;
                 }
                 Some(None) => prop_assert!(false, "the thing itself is never deleted here"),

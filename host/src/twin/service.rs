@@ -38,8 +38,12 @@ pub const EVENT_QUEUE: usize = 8192;
 /// The twin's events, in the order their changes were made durable.
 pub type Events = mpsc::Receiver<Arc<DittoMessage>>;
 
+/// Thing ids hashed with foldhash (randomly seeded per process), not SipHash: each command
+/// looks its thing up several times.
+type ById<T> = HashMap<String, T, foldhash::fast::RandomState>;
+
 /// The things in memory: written by the twin task only, read by [`TwinService::read`].
-type Things = Arc<RwLock<HashMap<String, Arc<StoredThing>>>>;
+type Things = Arc<RwLock<ById<Arc<StoredThing>>>>;
 
 /// A queued command and where its response goes. Every request is answered: dropped without a
 /// response (the twin stopped, or never took it), it answers with an error.
@@ -102,7 +106,7 @@ impl TwinService {
     pub async fn start_with_events(
         store: Arc<dyn ThingStore>,
     ) -> Result<(TwinService, Events), StoreError> {
-        let things: HashMap<String, Arc<StoredThing>> = store
+        let things: ById<Arc<StoredThing>> = store
             .load_things()
             .await?
             .into_iter()
@@ -136,8 +140,8 @@ impl TwinService {
     /// sees every change applied so far (at least every change whose event was published).
     pub fn read(&self, command: &TwinCommand) -> DittoMessage {
         debug_assert!(command.action == super::Action::Retrieve);
-        let thing = read(&self.things).get(&command.thing_id).cloned();
-        apply(command, thing.as_deref(), Utc::now()).response
+        let mut thing = read(&self.things).get(&command.thing_id).cloned();
+        apply(command, &mut thing, Utc::now()).response
     }
 
     /// The first `limit` thing ids in id order, of the `namespaces` when any are given.
@@ -217,11 +221,11 @@ impl TwinService {
     }
 }
 
-fn read(things: &Things) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<StoredThing>>> {
+fn read(things: &Things) -> std::sync::RwLockReadGuard<'_, ById<Arc<StoredThing>>> {
     things.read().unwrap_or_else(|e| e.into_inner())
 }
 
-fn write(things: &Things) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<StoredThing>>> {
+fn write(things: &Things) -> std::sync::RwLockWriteGuard<'_, ById<Arc<StoredThing>>> {
     things.write().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -341,23 +345,34 @@ async fn run(
 }
 
 /// What each touched thing was before a batch.
-type Before = HashMap<String, Option<Arc<StoredThing>>>;
+type Before = ById<Option<Arc<StoredThing>>>;
 
 /// Applies the commands in arrival order to the things in memory; returns what each touched
 /// thing was before, and each command's outcome.
+///
+/// The first change of a thing in a batch copies it (the copy in memory before the batch is
+/// kept to roll back to); the batch's further commands on it change that copy in place.
 fn apply_batch(things: &Things, batch: &[Request]) -> (Before, Vec<super::engine::Outcome>) {
-    let mut before: Before = HashMap::new();
+    let mut before = Before::default();
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
         let id = &request.command.thing_id;
-        let current = read(things).get(id).cloned();
-        let mut outcome = apply(&request.command, current.as_deref(), Utc::now());
-        if let Some(change) = outcome.change.take() {
-            let old = match change {
-                Some(thing) => write(things).insert(id.clone(), Arc::new(thing)),
-                None => write(things).remove(id),
-            };
-            before.entry(id.clone()).or_insert(old);
+        let mut things = write(things);
+        let (key, mut slot) = match things.remove_entry(id) {
+            Some((key, thing)) => (key, Some(thing)),
+            None => (id.clone(), None),
+        };
+        // Held only until the thing's first change in this batch, which then copies it.
+        let first = (!before.contains_key(id)).then(|| slot.clone());
+        let outcome = apply(&request.command, &mut slot, Utc::now());
+        if let Some(thing) = slot {
+            things.insert(key, thing);
+        }
+        drop(things);
+        if let Some(old) = first
+            && outcome.event.is_some()
+        {
+            before.insert(id.clone(), old);
         }
         outcomes.push(outcome);
     }
