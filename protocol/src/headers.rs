@@ -219,20 +219,21 @@ impl<'de> Deserialize<'de> for Headers {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("a JSON object of headers")
             }
-            // Straight into the headers: no intermediate map hashed once more.
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Headers, A::Error> {
-                let mut h = Headers::with_capacity(map.size_hint().unwrap_or(0).min(64));
-                while let Some((k, v)) = map.next_entry::<String, Value>()? {
-                    h.insert(k, v);
-                }
-                Ok(h)
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Headers, A::Error> {
+                read_map(map)
             }
         }
         d.deserialize_map(Visitor)
     }
+}
+
+/// Reads a JSON object of headers straight into headers: no intermediate map hashed once more.
+pub(crate) fn read_map<'de, A: serde::de::MapAccess<'de>>(mut map: A) -> Result<Headers, A::Error> {
+    let mut h = Headers::with_capacity(map.size_hint().unwrap_or(0).min(64));
+    while let Some((k, v)) = map.next_entry::<String, Value>()? {
+        h.insert(k, v);
+    }
+    Ok(h)
 }
 
 impl<K: Into<String>, V: Into<Value>> FromIterator<(K, V)> for Headers {

@@ -17,6 +17,7 @@ pub mod headers;
 mod json;
 pub mod mapper;
 pub mod message;
+mod read;
 pub mod topic;
 pub mod wire;
 

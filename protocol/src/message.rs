@@ -3,6 +3,7 @@
 use crate::error::{ProtocolError, excerpt};
 use crate::fields::FieldSelector;
 use crate::headers::Headers;
+use crate::read::Members;
 use crate::topic::Topic;
 use serde_json::{Map, Value};
 
@@ -49,86 +50,29 @@ impl DittoMessage {
         }
     }
 
+    /// Reads an envelope from JSON text, straight into its parts (no JSON tree of the whole
+    /// envelope in between); the same message and errors as [`DittoMessage::from_json`].
     pub fn from_json_str(text: &str) -> Result<DittoMessage, ProtocolError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| {
+        let read = crate::read::from_text(text).map_err(|e| {
             ProtocolError::json_invalid(format!(
                 "Failed to parse JSON string '{}'! {e}",
                 excerpt(text, QUOTED_CHARS)
             ))
         })?;
-        match value {
-            Value::Object(map) => DittoMessage::from_json(map),
-            other => Err(ProtocolError::json_invalid(format!(
-                "<{}> is not a valid JSON object!",
-                excerpt(&other.to_string(), QUOTED_CHARS)
-            ))),
+        match read {
+            Some(members) => members.check(),
+            None => {
+                let other: Value = serde_json::from_str(text).unwrap_or_default();
+                Err(ProtocolError::json_invalid(format!(
+                    "<{}> is not a valid JSON object!",
+                    excerpt(&other.to_string(), QUOTED_CHARS)
+                )))
+            }
         }
     }
 
-    pub fn from_json(mut map: Map<String, Value>) -> Result<DittoMessage, ProtocolError> {
-        let topic = match map.remove("topic") {
-            Some(Value::String(t)) => Topic::parse(&t)?,
-            Some(_) => return Err(invalid_field("topic", "a string")),
-            None => return Err(ProtocolError::json_field_missing("/topic")),
-        };
-        let headers = match map.remove("headers") {
-            None | Some(Value::Null) => Headers::new(),
-            Some(h @ Value::Object(_)) => {
-                serde_json::from_value(h).map_err(|_| invalid_field("headers", "an object"))?
-            }
-            Some(_) => return Err(invalid_field("headers", "an object")),
-        };
-        let path = match map.remove("path") {
-            None => "/".to_string(),
-            Some(Value::String(p)) if p.is_empty() || p.starts_with('/') => {
-                if p.is_empty() {
-                    "/".to_string()
-                } else {
-                    p
-                }
-            }
-            Some(Value::String(p)) => format!("/{p}"),
-            Some(_) => return Err(invalid_field("path", "a string")),
-        };
-        check_path(&path)?;
-        let status = match map.remove("status") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(
-                n.as_u64()
-                    .filter(|s| (100..=599).contains(s))
-                    .ok_or_else(|| invalid_field("status", "an HTTP status code"))?
-                    as u16,
-            ),
-            Some(_) => return Err(invalid_field("status", "an HTTP status code")),
-        };
-        let revision = match map.remove("revision") {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => Some(
-                n.as_u64()
-                    .ok_or_else(|| invalid_field("revision", "a number"))?,
-            ),
-            Some(_) => return Err(invalid_field("revision", "a number")),
-        };
-        let string = |map: &mut Map<String, Value>, key: &str| match map.remove(key) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(invalid_field(key, "a string")),
-        };
-        let timestamp = string(&mut map, "timestamp")?;
-        let fields = string(&mut map, "fields")?;
-        check_fields(fields.as_deref())?;
-        Ok(DittoMessage {
-            topic,
-            headers,
-            path,
-            value: map.remove("value"),
-            status,
-            extra: map.remove("extra").filter(|v| !v.is_null()),
-            revision,
-            timestamp,
-            fields,
-            metadata: map.remove("metadata").filter(|v| !v.is_null()),
-        })
+    pub fn from_json(map: Map<String, Value>) -> Result<DittoMessage, ProtocolError> {
+        Members::from_map(map).check()
     }
 
     pub fn to_json(&self) -> Map<String, Value> {
@@ -245,10 +189,6 @@ pub(crate) fn check_fields(fields: Option<&str>) -> Result<(), ProtocolError> {
         Some(f) => FieldSelector::parse(f).map(drop),
         None => Ok(()),
     }
-}
-
-fn invalid_field(key: &str, expected: &str) -> ProtocolError {
-    ProtocolError::json_invalid(format!("The value of </{key}> must be {expected}."))
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ fn member() -> impl Strategy<Value = (String, serde_json::Value)> {
             "timestamp",
             "fields",
             "metadata",
+            "other",
         ]),
         prop_oneof![
             topic().prop_map(serde_json::Value::from),
@@ -41,6 +42,10 @@ fn member() -> impl Strategy<Value = (String, serde_json::Value)> {
             Just(serde_json::json!({"correlation-id": "c", "Response-Required": false})),
             Just(serde_json::Value::Null),
             Just(serde_json::json!([1, "a"])),
+            Just(serde_json::json!({"a": {"b": [null, 1.5]}})),
+            Just(serde_json::json!("")),
+            Just(serde_json::json!("/attributes/a")),
+            Just(serde_json::json!(true)),
         ],
     )
         .prop_map(|(k, v)| (k.to_string(), v))
@@ -63,4 +68,50 @@ proptest! {
             prop_assert_eq!(again, m);
         }
     }
+
+    /// Read from text straight into the envelope, or from the JSON object the text holds: the
+    /// same message or the same error, also with a member given twice (the last one counts).
+    #[test]
+    fn text_and_object_read_alike(members in prop::collection::vec(member(), 0..8)) {
+        let text = format!(
+            "{{{}}}",
+            members
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", serde_json::Value::from(k.as_str())))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(
+            DittoMessage::from_json_str(&text),
+            DittoMessage::from_json(object),
+            "{}", text
+        );
+    }
+}
+
+#[test]
+fn text_that_is_not_an_object_is_refused_with_what_it_holds() {
+    for (text, quoted) in [
+        ("5", "<5>"),
+        ("[1, {\"topic\": 2}]", "<[1,{\"topic\":2}]>"),
+        ("\"x\"", "<\"x\">"),
+        ("null", "<null>"),
+        ("true", "<true>"),
+    ] {
+        let e = DittoMessage::from_json_str(text).unwrap_err();
+        assert_eq!(e.error, "json.invalid");
+        assert_eq!(
+            e.message,
+            format!("{quoted} is not a valid JSON object!"),
+            "{text}"
+        );
+    }
+    let e = DittoMessage::from_json_str("{\"topic\": 1,").unwrap_err();
+    assert!(
+        e.message.starts_with("Failed to parse JSON string"),
+        "{}",
+        e.message
+    );
 }
