@@ -156,7 +156,15 @@ pub(crate) fn product(results: Vec<String>, values: &[String]) -> Option<Vec<Str
     Some(
         results
             .iter()
-            .flat_map(|result| values.iter().map(move |value| format!("{result}{value}")))
+            .flat_map(|result| {
+                values.iter().map(move |value| {
+                    // Put together without the formatting machinery: this runs per message.
+                    let mut joined = String::with_capacity(result.len() + value.len());
+                    joined.push_str(result);
+                    joined.push_str(value);
+                    joined
+                })
+            })
             .collect(),
     )
 }

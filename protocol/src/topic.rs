@@ -151,8 +151,14 @@ impl Topic {
     }
 
     /// `namespace:name`, the id of the entity.
+    /// `namespace:name`, put together without the formatting machinery (this runs several
+    /// times per message).
     pub fn entity_id(&self) -> String {
-        format!("{}:{}", self.namespace, self.name)
+        let mut id = String::with_capacity(self.namespace.len() + 1 + self.name.len());
+        id.push_str(&self.namespace);
+        id.push(':');
+        id.push_str(&self.name);
+        id
     }
 
     pub fn twin(namespace: &str, name: &str, criterion: Criterion, action: Option<&str>) -> Topic {

@@ -971,13 +971,19 @@ impl Driver {
             }
             return;
         };
-        let mut headers = Headers::new();
+        let mut headers = Headers::with_capacity(p.headers.len() + 3);
         for (k, v) in p.headers {
             headers.insert(k, v);
         }
         headers.insert("mqtt.topic", p.topic.clone());
-        headers.insert("mqtt.qos", p.qos.to_string());
-        headers.insert("mqtt.retain", p.retain.to_string());
+        // Written without the formatting machinery: this runs for every message.
+        let qos = match p.qos {
+            0 => "0",
+            1 => "1",
+            _ => "2",
+        };
+        headers.insert("mqtt.qos", qos);
+        headers.insert("mqtt.retain", if p.retain { "true" } else { "false" });
         let text = String::from_utf8(p.payload.clone()).ok();
         let message = ExternalMessage {
             headers,

@@ -8,7 +8,13 @@ pub fn segments(pointer: &str) -> Vec<String> {
     pointer
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| s.replace("~1", "/").replace("~0", "~"))
+        .map(|s| {
+            if s.contains('~') {
+                s.replace("~1", "/").replace("~0", "~")
+            } else {
+                s.to_string()
+            }
+        })
         .collect()
 }
 
