@@ -124,6 +124,84 @@ pub struct Outcome {
     pub event: Option<DittoMessage>,
 }
 
+/// What a command did, without what it carries: [`Applied::finish`] moves the command's
+/// headers and path into the response (the event gets a copy) and its value into the event,
+/// once the command is not needed again (after the commit: a batch applied again after a
+/// conflict needs its commands whole).
+#[derive(Debug)]
+pub struct Applied {
+    response: DittoMessage,
+    event: Option<DittoMessage>,
+    /// The `etag` header of the response.
+    etag: Etag,
+    /// The event's value is the command's.
+    event_takes_value: bool,
+}
+
+#[derive(Debug)]
+enum Etag {
+    /// As the command had it (an error).
+    Keep,
+    Set(String),
+    /// None (a deleted thing).
+    Remove,
+}
+
+impl Applied {
+    /// Whether the command changed its thing (or created or deleted it).
+    pub fn changed(&self) -> bool {
+        self.event.is_some()
+    }
+
+    /// The outcome, with the headers, path and value taken out of `cmd`.
+    pub fn finish(self, cmd: &mut TwinCommand) -> Outcome {
+        let headers = std::mem::take(&mut cmd.headers);
+        let path = std::mem::take(&mut cmd.path);
+        let value = if self.event_takes_value {
+            cmd.value.take()
+        } else {
+            None
+        };
+        self.finish_with(headers, path, value)
+    }
+
+    /// The outcome, with copies of what `cmd` carries.
+    pub fn finish_copy(self, cmd: &TwinCommand) -> Outcome {
+        let value = if self.event_takes_value {
+            cmd.value.clone()
+        } else {
+            None
+        };
+        self.finish_with(cmd.headers.clone(), cmd.path.clone(), value)
+    }
+
+    fn finish_with(self, headers: Headers, path: String, value: Option<Value>) -> Outcome {
+        let Applied {
+            mut response,
+            mut event,
+            etag,
+            event_takes_value,
+        } = self;
+        if let Some(event) = &mut event {
+            event.headers = headers.clone();
+            event.path = path.clone();
+            if event_takes_value {
+                event.value = value;
+            }
+        }
+        response.headers = headers;
+        response.path = path;
+        match etag {
+            Etag::Keep => {}
+            Etag::Set(tag) => response.headers.insert("etag", tag),
+            Etag::Remove => {
+                response.headers.remove("etag");
+            }
+        }
+        Outcome { response, event }
+    }
+}
+
 /// `namespace:name`: the namespace is empty or dot-separated identifiers; the name is not empty
 /// and has no `/` and no control characters.
 pub fn is_valid_thing_id(id: &str) -> bool {
@@ -492,9 +570,9 @@ fn new_thing(id: &str, value: &Value) -> Result<Value, ProtocolError> {
     Ok(thing)
 }
 
-fn response(cmd: &TwinCommand, topic: &Topic, status: u16, value: Option<Value>) -> DittoMessage {
-    let mut m = DittoMessage::new(topic.clone(), cmd.path.clone());
-    m.headers = cmd.headers.clone();
+/// A response without the command's headers and path ([`Applied::finish`] puts them in).
+fn response(topic: &Topic, status: u16, value: Option<Value>) -> DittoMessage {
+    let mut m = DittoMessage::new(topic.clone(), String::new());
     m.status = Some(status);
     m.value = value;
     m
@@ -523,12 +601,14 @@ pub fn apply(
     cmd: &TwinCommand,
     slot: &mut Option<Arc<StoredThing>>,
     now: DateTime<Utc>,
-) -> Outcome {
+) -> Applied {
     match try_apply(cmd, slot, now) {
-        Ok(outcome) => outcome,
-        Err(e) => Outcome {
-            response: error_response(&cmd.thing_id, &cmd.path, &cmd.headers, &e),
+        Ok(applied) => applied,
+        Err(e) => Applied {
+            response: error_response(&cmd.thing_id, "", &Headers::new(), &e),
             event: None,
+            etag: Etag::Keep,
+            event_takes_value: false,
         },
     }
 }
@@ -542,7 +622,7 @@ fn try_apply(
     cmd: &TwinCommand,
     slot: &mut Option<Arc<StoredThing>>,
     now: DateTime<Utc>,
-) -> Result<Outcome, ProtocolError> {
+) -> Result<Applied, ProtocolError> {
     let id = cmd.thing_id.as_str();
     if !is_valid_thing_id(id) {
         return Err(errors::thing_id_invalid(id));
@@ -584,11 +664,10 @@ fn try_apply(
         }
         let thing = new_thing(id, value()?)?;
         let outcome = changed(
-            cmd,
             &command_topic,
             Reply::Created(thing.clone()),
             "created",
-            Some(thing.clone()),
+            EventValue::Value(thing.clone()),
             1,
             now,
         );
@@ -625,11 +704,11 @@ fn try_apply(
                 }
                 _ => found.clone(),
             };
-            let mut response = response(cmd, &command_topic, 200, Some(value));
-            response.headers.insert("etag", current.etag());
-            Ok(Outcome {
-                response,
+            Ok(Applied {
+                response: response(&command_topic, 200, Some(value)),
                 event: None,
+                etag: Etag::Set(current.etag()),
+                event_takes_value: false,
             })
         }
         Action::Modify => {
@@ -658,20 +737,23 @@ fn try_apply(
                 (Reply::NoContent, "modified")
             };
             Ok(changed(
-                cmd,
                 &command_topic,
                 reply,
                 action,
-                Some(v.clone()),
+                EventValue::Command,
                 revision,
                 now,
             ))
         }
         Action::Merge => {
-            let patch = match value()? {
-                whole if level == Level::Thing => &thing_patch(whole)?,
-                patch => patch,
+            // A patch of the whole thing keeps only the thing's fields; the event carries what
+            // was merged.
+            let given = value()?;
+            let filtered = match level {
+                Level::Thing => Some(thing_patch(given)?),
+                _ => None,
             };
+            let patch = filtered.as_ref().unwrap_or(given);
             check_write_depth(&path, patch)?;
             let mut merged = existing.cloned().unwrap_or(Value::Null);
             pointer::merge(&mut merged, patch);
@@ -701,12 +783,15 @@ fn try_apply(
             } else {
                 pointer::set(&mut next.thing, &path, merged);
             }
+            let event_value = match filtered {
+                Some(patch) => EventValue::Value(patch),
+                None => EventValue::Command,
+            };
             Ok(changed(
-                cmd,
                 &command_topic,
                 Reply::NoContent,
                 "merged",
-                Some(patch.clone()),
+                event_value,
                 revision,
                 now,
             ))
@@ -716,18 +801,17 @@ fn try_apply(
                 return Err(level.not_found(id));
             }
             if level == Level::Thing {
-                let mut outcome = changed(
-                    cmd,
+                let mut applied = changed(
                     &command_topic,
                     Reply::NoContent,
                     "deleted",
-                    None,
+                    EventValue::None,
                     revision,
                     now,
                 );
-                outcome.response.headers.remove("etag");
+                applied.etag = Etag::Remove;
                 *slot = None;
-                return Ok(outcome);
+                return Ok(applied);
             }
             if level == Level::PolicyId {
                 return Err(ProtocolError::new(
@@ -742,11 +826,10 @@ fn try_apply(
             next.modified = now;
             pointer::remove(&mut next.thing, &path);
             Ok(changed(
-                cmd,
                 &command_topic,
                 Reply::NoContent,
                 "deleted",
-                None,
+                EventValue::None,
                 revision,
                 now,
             ))
@@ -761,31 +844,41 @@ enum Reply {
     NoContent,
 }
 
+/// The value of an event.
+enum EventValue {
+    None,
+    /// The command's value, moved in by [`Applied::finish`].
+    Command,
+    Value(Value),
+}
+
 fn changed(
-    cmd: &TwinCommand,
     command_topic: &Topic,
     reply: Reply,
     event_action: &str,
-    event_value: Option<Value>,
+    event_value: EventValue,
     revision: u64,
     modified: DateTime<Utc>,
-) -> Outcome {
+) -> Applied {
     let (ns, name) = (&command_topic.namespace, &command_topic.name);
     let mut event = DittoMessage::new(
         Topic::twin(ns, name, Criterion::Events, Some(event_action)),
-        cmd.path.clone(),
+        String::new(),
     );
-    event.headers = cmd.headers.clone();
-    event.value = event_value;
+    let event_takes_value = matches!(event_value, EventValue::Command);
+    if let EventValue::Value(v) = event_value {
+        event.value = Some(v);
+    }
     event.revision = Some(revision);
     event.timestamp = Some(timestamp(&modified));
-    let mut response = match reply {
-        Reply::Created(body) => response(cmd, command_topic, 201, Some(body)),
-        Reply::NoContent => response(cmd, command_topic, 204, None),
+    let response = match reply {
+        Reply::Created(body) => response(command_topic, 201, Some(body)),
+        Reply::NoContent => response(command_topic, 204, None),
     };
-    response.headers.insert("etag", etag(revision));
-    Outcome {
+    Applied {
         response,
         event: Some(event),
+        etag: Etag::Set(etag(revision)),
+        event_takes_value,
     }
 }

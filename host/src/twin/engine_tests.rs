@@ -36,7 +36,7 @@ struct Outcome {
 /// as it found it.
 fn apply(cmd: &TwinCommand, current: Option<&StoredThing>, now: chrono::DateTime<Utc>) -> Outcome {
     let mut slot = current.cloned().map(Arc::new);
-    let out = engine::apply(cmd, &mut slot, now);
+    let out = engine::apply(cmd, &mut slot, now).finish_copy(cmd);
     if out.event.is_none() {
         assert_eq!(
             slot.as_deref(),
@@ -759,5 +759,56 @@ proptest! {
                 None => prop_assert!(st >= 400, "a refused command is an error: {}", st),
             }
         }
+    }
+}
+
+/// What a command carries moves into its answers (`finish`, after the commit) exactly as it is
+/// copied into them (`finish_copy`): the same response and event for every kind of outcome.
+#[test]
+fn finishing_by_move_and_by_copy_answer_alike() {
+    let mut with_etag = cmd(Action::Modify, "/attributes/serial", Some(json!(9)));
+    with_etag.headers.insert("etag", "\"from-the-device\"");
+    let mut delete_with_etag = cmd(Action::Delete, "/", None);
+    delete_with_etag.headers.insert("etag", "\"x\"");
+    for c in [
+        cmd(Action::Modify, "/attributes/serial", Some(json!(8))),
+        cmd(Action::Modify, "/attributes/new", Some(json!({"a": [1]}))),
+        cmd(
+            Action::Merge,
+            "/",
+            Some(json!({"attributes": {"n": 1}, "x": 2})),
+        ),
+        cmd(
+            Action::Merge,
+            "/features/temp/properties",
+            Some(json!({"value": 1})),
+        ),
+        cmd(Action::Retrieve, "/attributes", None),
+        cmd(Action::Delete, "/attributes/serial", None),
+        cmd(Action::Modify, "/attributes", Some(json!(5))),
+        with_etag,
+        delete_with_etag,
+    ] {
+        let current = Arc::new(thing());
+        let mut copied = c.clone();
+        let by_copy = engine::apply(&c, &mut Some(current.clone()), now()).finish_copy(&c);
+        let by_move = engine::apply(&c, &mut Some(current), now()).finish(&mut copied);
+        assert_eq!(by_move.response, by_copy.response, "{c:?}");
+        assert_eq!(by_move.event, by_copy.event, "{c:?}");
+        assert_eq!(by_move.response.path, c.path, "{c:?}");
+        assert_eq!(
+            by_move.response.headers.correlation_id().as_deref(),
+            Some("c-1")
+        );
+        // The twin's entity tag after a change or a read, none after the thing is deleted,
+        // and what the command had after an error.
+        let etag = by_move.response.headers.get_str("etag");
+        let expected = match (c.action, c.path.as_str(), by_move.response.status) {
+            (Action::Delete, "/", _) => None,
+            (_, _, Some(400)) => c.headers.get_str("etag"),
+            (Action::Retrieve, _, _) => Some("\"rev:1\"".to_string()),
+            _ => Some("\"rev:2\"".to_string()),
+        };
+        assert_eq!(etag, expected, "{c:?}");
     }
 }

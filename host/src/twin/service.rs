@@ -141,7 +141,9 @@ impl TwinService {
     pub fn read(&self, command: &TwinCommand) -> DittoMessage {
         debug_assert!(command.action == super::Action::Retrieve);
         let mut thing = read(&self.things).get(&command.thing_id).cloned();
-        apply(command, &mut thing, Utc::now()).response
+        apply(command, &mut thing, Utc::now())
+            .finish_copy(command)
+            .response
     }
 
     /// The first `limit` thing ids in id order, of the `namespaces` when any are given.
@@ -334,7 +336,9 @@ async fn run(
                 continue;
             }
         };
-        for (request, outcome) in batch.drain(..).zip(outcomes) {
+        for (mut request, applied) in batch.drain(..).zip(outcomes) {
+            // The command is not needed again: what it carries moves into its answers.
+            let outcome = applied.finish(&mut request.command);
             if let Some(event) = outcome.event {
                 // Waits while the consumer is EVENT_QUEUE behind; without a consumer, no wait.
                 let _ = events.send(Arc::new(event)).await;
@@ -352,7 +356,7 @@ type Before = ById<Option<Arc<StoredThing>>>;
 ///
 /// The first change of a thing in a batch copies it (the copy in memory before the batch is
 /// kept to roll back to); the batch's further commands on it change that copy in place.
-fn apply_batch(things: &Things, batch: &[Request]) -> (Before, Vec<super::engine::Outcome>) {
+fn apply_batch(things: &Things, batch: &[Request]) -> (Before, Vec<super::engine::Applied>) {
     let mut before = Before::default();
     let mut outcomes = Vec::with_capacity(batch.len());
     for request in batch {
@@ -364,17 +368,17 @@ fn apply_batch(things: &Things, batch: &[Request]) -> (Before, Vec<super::engine
         };
         // Held only until the thing's first change in this batch, which then copies it.
         let first = (!before.contains_key(id)).then(|| slot.clone());
-        let outcome = apply(&request.command, &mut slot, Utc::now());
+        let applied = apply(&request.command, &mut slot, Utc::now());
         if let Some(thing) = slot {
             things.insert(key, thing);
         }
         drop(things);
         if let Some(old) = first
-            && outcome.event.is_some()
+            && applied.changed()
         {
             before.insert(id.clone(), old);
         }
-        outcomes.push(outcome);
+        outcomes.push(applied);
     }
     tracing::trace!(commands = batch.len(), things = before.len(), "twin batch");
     (before, outcomes)
