@@ -613,9 +613,13 @@ pub fn apply(
     }
 }
 
-/// The thing in a slot that holds one, for the change of a command that found it there.
-fn thing_in(slot: &mut Option<Arc<StoredThing>>) -> &mut StoredThing {
-    Arc::make_mut(slot.as_mut().expect("the command found its thing"))
+/// The thing in a slot that holds one, at its next `revision` changed `now`: for the change
+/// of a command that found it there.
+fn changing(slot: &mut Option<Arc<StoredThing>>, revision: u64, now: DateTime<Utc>) -> &mut Value {
+    let next = Arc::make_mut(slot.as_mut().expect("the command found its thing"));
+    next.revision = revision;
+    next.modified = now;
+    &mut next.thing
 }
 
 fn try_apply(
@@ -724,12 +728,10 @@ fn try_apply(
                 check_write_depth(&path, v)?;
                 None
             };
-            let next = thing_in(slot);
-            next.revision = revision;
-            next.modified = now;
+            let next = changing(slot, revision, now);
             match whole {
-                Some(thing) => next.thing = thing,
-                None => pointer::set(&mut next.thing, &path, v.clone()),
+                Some(thing) => *next = thing,
+                None => pointer::set(next, &path, v.clone()),
             }
             let (reply, action) = if created {
                 (Reply::Created(v.clone()), "created")
@@ -773,15 +775,13 @@ fn try_apply(
             if !merged.is_null() {
                 check_part(&level, &merged)?;
             }
-            let next = thing_in(slot);
-            next.revision = revision;
-            next.modified = now;
+            let next = changing(slot, revision, now);
             if level == Level::Thing {
-                next.thing = merged;
+                *next = merged;
             } else if merged.is_null() {
-                pointer::remove(&mut next.thing, &path);
+                pointer::remove(next, &path);
             } else {
-                pointer::set(&mut next.thing, &path, merged);
+                pointer::set(next, &path, merged);
             }
             let event_value = match filtered {
                 Some(patch) => EventValue::Value(patch),
@@ -800,19 +800,6 @@ fn try_apply(
             if existing.is_none() {
                 return Err(level.not_found(id));
             }
-            if level == Level::Thing {
-                let mut applied = changed(
-                    &command_topic,
-                    Reply::NoContent,
-                    "deleted",
-                    EventValue::None,
-                    revision,
-                    now,
-                );
-                applied.etag = Etag::Remove;
-                *slot = None;
-                return Ok(applied);
-            }
             if level == Level::PolicyId {
                 return Err(ProtocolError::new(
                     400,
@@ -821,18 +808,21 @@ fn try_apply(
                     "Modify the Policy ID instead.",
                 ));
             }
-            let next = thing_in(slot);
-            next.revision = revision;
-            next.modified = now;
-            pointer::remove(&mut next.thing, &path);
-            Ok(changed(
+            let mut applied = changed(
                 &command_topic,
                 Reply::NoContent,
                 "deleted",
                 EventValue::None,
                 revision,
                 now,
-            ))
+            );
+            if level == Level::Thing {
+                applied.etag = Etag::Remove;
+                *slot = None;
+            } else {
+                pointer::remove(changing(slot, revision, now), &path);
+            }
+            Ok(applied)
         }
         Action::Create => unreachable!("handled above"),
     }
