@@ -1173,12 +1173,22 @@ async fn attach_sender(
     }
 }
 
+/// How long a dry run waits for each link it attached, and its session, to be taken down. The
+/// attach has answered what the dry run asks; a broker that never answers the detach must not
+/// turn that answer into a time-out of the whole connect. RabbitMQ 3.10's AMQP 1.0 plugin does
+/// that now and then: the session process of a consumer detached right after its attach can
+/// crash (`function_clause` on a `basic.cancel`), and the detach is never answered.
+const DRY_RUN_TEARDOWN: Duration = Duration::from_secs(1);
+
 async fn dry_run(config: &ClientConfig, shared: &Shared) -> Result<(), TransportError> {
     for source in &config.sources {
         for address in &source.addresses {
             let (mut session, receiver) = attach_receiver(shared, source, address, 0, 0).await?;
-            let _ = receiver.close().await;
-            let _ = session.end().await;
+            let _ = tokio::time::timeout(DRY_RUN_TEARDOWN, async {
+                let _ = receiver.close().await;
+                let _ = session.end().await;
+            })
+            .await;
         }
     }
     for target in &config.targets {
@@ -1186,8 +1196,11 @@ async fn dry_run(config: &ClientConfig, shared: &Shared) -> Result<(), Transport
             continue;
         }
         let (mut session, sender) = attach_sender(shared, &target.address).await?;
-        let _ = sender.close().await;
-        let _ = session.end().await;
+        let _ = tokio::time::timeout(DRY_RUN_TEARDOWN, async {
+            let _ = sender.close().await;
+            let _ = session.end().await;
+        })
+        .await;
     }
     Ok(())
 }
