@@ -987,6 +987,30 @@ fn peer_config(peer: &Peer, sources: Vec<SourceSpec>) -> ClientConfig {
     c
 }
 
+/// A dry run answers though the broker never answers the detach of the links it attached (as
+/// RabbitMQ 3.10's AMQP 1.0 plugin, whose session process can crash when a consumer detaches
+/// right after its attach): each link's teardown waits at most a second, and the answer is the
+/// dry run's, not the connect's time-out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_answers_when_the_broker_never_answers_a_detach() {
+    let mut peer = Peer::start().await;
+    peer.command(json!({"silent": true}));
+    peer.report("silent").await;
+    let mut cfg = peer_config(&peer, vec![source(0, &["dry-a", "dry-b"], true)]);
+    cfg.targets = vec![target(0, "dry-out")];
+    cfg.dry_run = true;
+    cfg.connect_timeout = Duration::from_secs(10);
+    let started = Instant::now();
+    let connected = connect(cfg).await.expect("the dry run answers");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "three links, each taken down within a second: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(peer.report("unanswered").await["unanswered"], "detach");
+    connected.client.close().await;
+}
+
 /// A peer that is not RabbitMQ 3.x gets Ditto's outcome for "redeliver": `modified` with
 /// delivery-failed (and so redelivers with the delivery count incremented).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

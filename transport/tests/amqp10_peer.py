@@ -14,6 +14,9 @@ Commands, one JSON object a line on stdin:
                                                  detach when B is true (the default), else a
                                                  non-closing one (which Proton sends without the
                                                  error)
+  {"silent": B}                                  from now on, answer no detach and no end of a
+                                                 session (as a broker whose session process
+                                                 crashed), or answer them again
 
 Reports, one JSON object a line on stdout:
   {"listening": PORT}                            first, once it accepts connections
@@ -23,6 +26,8 @@ Reports, one JSON object a line on stdout:
   {"outcome": "accepted"|"rejected"|"released"|"modified", "address": ADDRESS, "body": TEXT,
    "delivery_failed": B, "undeliverable_here": B}    (the last two for modified only)
   {"detached": ADDRESS, "links": N}
+  {"silent": B}                                  the command is in effect
+  {"unanswered": "detach"|"end"}                 a detach or end the peer did not answer
 A released message, and a modified one not undeliverable-here, is queued again at the front (with
 its delivery count incremented when delivery-failed is set), as a broker does. End of stdin stops it.
 """
@@ -32,7 +37,7 @@ import sys
 import threading
 
 from proton import Condition, Delivery, Link, Message, symbol
-from proton.handlers import MessagingHandler
+from proton.handlers import EndpointStateHandler, MessagingHandler
 from proton.reactor import ApplicationEvent, Container, EventInjector
 
 
@@ -40,9 +45,36 @@ def report(**fields):
     print(json.dumps(fields), flush=True)
 
 
+class Endpoints(EndpointStateHandler):
+    """Proton's answers to a peer's detach and end, unless the peer is silent."""
+
+    def __init__(self, peer, *args):
+        super().__init__(*args)
+        self.peer = peer
+
+    def on_link_remote_close(self, event):
+        if self.peer.silent:
+            report(unanswered="detach")
+            return
+        super().on_link_remote_close(event)
+
+    def on_session_remote_close(self, event):
+        if self.peer.silent:
+            report(unanswered="end")
+            return
+        super().on_session_remote_close(event)
+
+
 class Peer(MessagingHandler):
     def __init__(self, injector):
         super().__init__(prefetch=0, auto_accept=False, auto_settle=False)
+        self.silent = False
+        self.handlers = [
+            Endpoints(self, h.peer_close_is_error, h.delegate)
+            if isinstance(h, EndpointStateHandler)
+            else h
+            for h in self.handlers
+        ]
         self.injector = injector
         self.queues = collections.defaultdict(collections.deque)  # address -> messages
         self.links = collections.defaultdict(list)  # address -> sender links
@@ -156,6 +188,9 @@ class Peer(MessagingHandler):
                 else:
                     link.detach()
             report(detached=address, links=len(links))
+        elif "silent" in command:
+            self.silent = bool(command["silent"])
+            report(silent=self.silent)
 
     def on_stdin_closed(self, event):
         self.container.stop()
