@@ -126,7 +126,7 @@ impl Members {
     }
 }
 
-pub(crate) fn invalid_field(key: &str, expected: &str) -> ProtocolError {
+fn invalid_field(key: &str, expected: &str) -> ProtocolError {
     ProtocolError::json_invalid(format!("The value of </{key}> must be {expected}."))
 }
 
@@ -140,34 +140,30 @@ pub(crate) fn from_text(text: &str) -> serde_json::Result<Option<Members>> {
     Ok(read)
 }
 
-/// Anything that is not an object is read to its end and ignored.
+/// A visitor's answer to a value that is neither an object nor `null`: `$answer`, after the
+/// value is read to its end.
 macro_rules! not_an_object {
-    ($($method:ident: $ty:ty),*) => {
-        $(fn $method<E: de::Error>(self, _: $ty) -> Result<Self::Value, E> {
-            Ok(<Self::Value as NotAnObject>::not_an_object())
-        })*
+    ($answer:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($answer)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($answer)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($answer)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($answer)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($answer)
+        }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(<Self::Value as NotAnObject>::not_an_object())
+            Ok($answer)
         }
     };
-}
-
-/// What a visitor gives for a value that is not an object.
-trait NotAnObject {
-    fn not_an_object() -> Self;
-}
-
-impl NotAnObject for Option<Members> {
-    fn not_an_object() -> Option<Members> {
-        None
-    }
-}
-
-impl NotAnObject for HeadersMember {
-    fn not_an_object() -> HeadersMember {
-        HeadersMember::Invalid
-    }
 }
 
 struct TextVisitor;
@@ -179,8 +175,7 @@ impl<'de> Visitor<'de> for TextVisitor {
         f.write_str("a JSON value")
     }
 
-    not_an_object!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64,
-                   visit_str: &str);
+    not_an_object!(None);
 
     fn visit_unit<E: de::Error>(self) -> Result<Option<Members>, E> {
         Ok(None)
@@ -228,8 +223,7 @@ impl<'de> Visitor<'de> for HeadersSeed {
         f.write_str("a JSON value")
     }
 
-    not_an_object!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64,
-                   visit_str: &str);
+    not_an_object!(HeadersMember::Invalid);
 
     fn visit_unit<E: de::Error>(self) -> Result<HeadersMember, E> {
         Ok(HeadersMember::None)
