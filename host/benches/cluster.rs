@@ -13,6 +13,8 @@
 //!   (`cpu.cfs_quota_us`); 0 leaves them uncapped.
 //! - `--kills K` (default 10): failover runs; 0 skips them.
 //! - `--skip-throughput`.
+//! - `--perf DIR`: `perf record -e cpu-clock --call-graph dwarf` of every Ferrule process over
+//!   the measured window of each throughput run, into `DIR/<run>-<instance>.data`.
 //!
 //! Throughput: every run gets a database of its own, one NATS server and one Mosquitto (no queue
 //! limits) for the whole bench. One MQTT 5 connection with `clientCount` = instances: a shared
@@ -46,6 +48,7 @@ struct Options {
     quota: f64,
     kills: usize,
     throughput: bool,
+    perf: Option<std::path::PathBuf>,
 }
 
 fn options() -> Options {
@@ -56,6 +59,7 @@ fn options() -> Options {
         quota: 0.25,
         kills: 10,
         throughput: true,
+        perf: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -83,6 +87,10 @@ fn options() -> Options {
                 i += 1;
             }
             "--skip-throughput" => o.throughput = false,
+            "--perf" => {
+                o.perf = Some(value().into());
+                i += 1;
+            }
             _ => {} // cargo bench passes --bench
         }
         i += 1;
@@ -369,6 +377,28 @@ async fn throughput(
         cpu_of_all("postgres"),
         nats.map_or(0.0, |n| cpu_seconds(n.child.id())),
     );
+    let perf: Vec<Child> = match &o.perf {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).expect("the perf directory can be made");
+            let perf = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    Command::new("perf")
+                        .args(["record", "-e", "cpu-clock", "-F", "999", "--call-graph"])
+                        .args(["dwarf", "-p", &f.pid().to_string(), "-o"])
+                        .arg(dir.join(format!("{run}-{i}.data")))
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("perf runs")
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            perf
+        }
+        None => Vec::new(),
+    };
     let started = Instant::now();
     for seq in 0..o.messages {
         publisher
@@ -388,6 +418,10 @@ async fn throughput(
     }
     let secs = last.lock().unwrap().duration_since(started).as_secs_f64();
     let got = received.load(Ordering::SeqCst);
+    for mut p in perf {
+        signal_interrupt(p.id());
+        let _ = p.wait();
+    }
     Measured {
         rate: got as f64 / secs,
         received: got,
@@ -396,6 +430,12 @@ async fn throughput(
         nats_cpu: nats.map_or(0.0, |n| cpu_seconds(n.child.id())) - n0,
         secs,
     }
+}
+
+fn signal_interrupt(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
 }
 
 /// Failover: `kills` times kill -9 of the instance running the one client.
@@ -544,19 +584,20 @@ fn main() {
         let nats = Nats::start();
         if o.throughput {
             println!(
-                "| mode | instances | msgs/s | / 1 instance | / embedded | events | seconds | Ferrule CPU | PostgreSQL CPU | NATS CPU |"
+                "| mode | instances | msgs/s | / 1 instance | / embedded | events | seconds | Ferrule CPU | Ferrule µs/msg | PostgreSQL CPU | NATS CPU |"
             );
-            println!("|---|---|---|---|---|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|---|---|---|---|---|");
             let embedded = throughput(&o, &mosquitto, None, 1, "embedded").await;
             let row = |mode: &str, n: usize, m: &Measured, one: f64, embedded: f64| {
                 println!(
-                    "| {mode} | {n} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {:.0} % | {:.0} % | {:.0} % |",
+                    "| {mode} | {n} | {:.0} | {:.2} | {:.2} | {} | {:.1} | {:.0} % | {:.1} | {:.0} % | {:.0} % |",
                     m.rate,
                     m.rate / one,
                     m.rate / embedded,
                     m.received,
                     m.secs,
                     100.0 * m.ferrule_cpu / m.secs,
+                    1e6 * m.ferrule_cpu / m.received.max(1) as f64,
                     100.0 * m.postgres_cpu / m.secs,
                     100.0 * m.nats_cpu / m.secs
                 );

@@ -141,15 +141,9 @@ impl Server {
         // Cluster mode: the others' events are read only when a route of this hub may take them.
         let router = Arc::new(std::sync::OnceLock::new());
         let events = match (&config.cluster, &bus) {
-            (Some(c), Some(bus)) => {
-                crate::cluster::events::relay(
-                    bus.client(),
-                    c.node_id.clone(),
-                    twin.clone(),
-                    events,
-                    router.clone(),
-                )
-                .await?
+            (Some(_), Some(bus)) => {
+                crate::cluster::events::relay(bus.client(), twin.clone(), events, router.clone())
+                    .await?
             }
             _ => events,
         };

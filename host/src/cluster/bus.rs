@@ -47,6 +47,8 @@ impl Bus {
     pub async fn connect(url: &str, node: &str) -> anyhow::Result<Bus> {
         let client = async_nats::ConnectOptions::new()
             .name(format!("ferrule:{node}"))
+            // What an instance publishes is never handed back to it (see `nats`).
+            .no_echo()
             .retry_on_initial_connect()
             .connect(url)
             .await

@@ -1,6 +1,7 @@
 //! Twin events across a cluster. Each instance's twin events go to the others over core NATS,
-//! with the thing, its revision and the event's partition key in headers. An instance that
-//! receives another's event marks the thing stale from the headers (its twin reads the thing
+//! in batches (what the twin made durable while the last batch was sent), each event framed
+//! with the thing, its revision and the event's partition key before its JSON. An instance that
+//! receives another's event marks the thing stale from that frame (its twin reads the thing
 //! again before its next command on it) and reads the event itself only when a route here may
 //! take it ([`Router::may_take_twin_event`]: a watcher, or a target of twin events whose client
 //! slot publishes that partition); every other instance drops it unread. So a target gets the
@@ -18,17 +19,14 @@ use std::sync::{Arc, OnceLock};
 use tokio::sync::mpsc;
 
 const SUBJECT: &str = "ferrule.cluster.events";
-/// The headers an event travels with, besides its sender.
-const THING: &str = "Ferrule-Thing";
-const REVISION: &str = "Ferrule-Revision";
-const KEY: &str = "Ferrule-Key";
+/// Events in one NATS message at most.
+const BATCH: usize = 256;
 
 /// Puts the relay between the twin's `local` events and the hub: what it returns carries this
 /// instance's events and the others'. `router` is the hub's, once it exists (until then every
 /// event is read).
 pub async fn relay(
     client: async_nats::Client,
-    node: String,
     twin: TwinService,
     mut local: Events,
     router: Arc<OnceLock<Arc<Router>>>,
@@ -36,67 +34,97 @@ pub async fn relay(
     let (tx, events) = mpsc::channel(crate::twin::service::EVENT_QUEUE);
     let mut remote = nats::subscribe(&client, SUBJECT).await?;
     let to_hub = tx.clone();
-    let from = node.clone();
     tokio::spawn(async move {
-        while let Some(event) = local.recv().await {
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert(nats::FROM, from.as_str());
-            headers.insert(THING, event.topic.entity_id().as_str());
-            if let Some(revision) = event.revision {
-                headers.insert(REVISION, revision.to_string().as_str());
+        let mut taken = Vec::with_capacity(BATCH);
+        while local.recv_many(&mut taken, BATCH).await > 0 {
+            let mut batch = Vec::new();
+            for event in &taken {
+                nats::frame(&mut batch, &encode(event));
             }
-            headers.insert(KEY, partition_of(&event).to_string().as_str());
-            // The event's JSON as written for brokers.
-            let bytes = event.to_json_string().into_bytes();
-            if let Err(e) = client
-                .publish_with_headers(SUBJECT, headers, bytes.into())
-                .await
-            {
-                tracing::warn!(error = %e, "a twin event did not reach the other instances");
+            if let Err(e) = client.publish(SUBJECT, batch.into()).await {
+                tracing::warn!(error = %e, "twin events did not reach the other instances");
             }
-            if to_hub.send(event).await.is_err() {
-                return;
+            for event in taken.drain(..) {
+                if to_hub.send(event).await.is_err() {
+                    return;
+                }
             }
         }
     });
     tokio::spawn(async move {
         while let Some(message) = remote.next().await {
-            if nats::sent_by(&message, &node) {
-                continue;
-            }
-            let header = |name: &str| {
-                message
-                    .headers
-                    .as_ref()
-                    .and_then(|h| h.get(name))
-                    .map(|v| v.as_str().to_string())
-            };
-            let revision = header(REVISION).and_then(|r| r.parse().ok());
-            let thing = header(THING);
-            let marked = thing.is_some();
-            if let Some(thing) = thing {
-                twin.refresh(thing, revision.unwrap_or(u64::MAX));
-            }
-            let key = header(KEY).and_then(|k| k.parse::<u64>().ok());
-            if let (Some(key), Some(router)) = (key, router.get())
-                && !router.may_take_twin_event(key)
-            {
-                continue;
-            }
-            let Ok(text) = std::str::from_utf8(&message.payload) else {
-                continue;
-            };
-            let Ok(event) = DittoMessage::from_json_str(text) else {
-                continue;
-            };
-            if !marked {
-                let thing = event.topic.entity_id();
-                twin.refresh(thing, event.revision.unwrap_or(u64::MAX));
-            }
-            if tx.send(Arc::new(event)).await.is_err() {
-                return;
+            for frame in nats::frames(&message.payload) {
+                let Some(received) = decode(frame) else {
+                    continue;
+                };
+                twin.refresh(received.thing.to_string(), received.revision);
+                if let Some(router) = router.get()
+                    && !router.may_take_twin_event(received.key)
+                {
+                    continue;
+                }
+                let Ok(event) = DittoMessage::from_json_str(received.json) else {
+                    continue;
+                };
+                if tx.send(Arc::new(event)).await.is_err() {
+                    return;
+                }
             }
         }
     });
     Ok(events)
+}
+
+/// An event as it crosses: its partition key and revision (8 bytes each, big-endian; a
+/// revision of `u64::MAX` when the event has none), its thing (framed), then its JSON as
+/// written for brokers.
+fn encode(event: &DittoMessage) -> Vec<u8> {
+    let json = event.to_json_string();
+    let thing = event.topic.entity_id();
+    let mut out = Vec::with_capacity(16 + 4 + thing.len() + json.len());
+    out.extend_from_slice(&partition_of(event).to_be_bytes());
+    out.extend_from_slice(&event.revision.unwrap_or(u64::MAX).to_be_bytes());
+    nats::frame(&mut out, thing.as_bytes());
+    out.extend_from_slice(json.as_bytes());
+    out
+}
+
+struct Received<'a> {
+    key: u64,
+    revision: u64,
+    thing: &'a str,
+    json: &'a str,
+}
+
+fn decode(frame: &[u8]) -> Option<Received<'_>> {
+    let (key, rest) = frame.split_first_chunk::<8>()?;
+    let (revision, rest) = rest.split_first_chunk::<8>()?;
+    let thing = nats::frames(rest).next()?;
+    let json = &rest[4 + thing.len()..];
+    Some(Received {
+        key: u64::from_be_bytes(*key),
+        revision: u64::from_be_bytes(*revision),
+        thing: std::str::from_utf8(thing).ok()?,
+        json: std::str::from_utf8(json).ok()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_reads_back_with_its_thing_revision_and_key() {
+        let text = r#"{"topic":"ns/t-1/things/twin/events/modified","headers":{},"path":"/attributes/x","value":1,"revision":7}"#;
+        let event = DittoMessage::from_json_str(text).unwrap();
+        let bytes = encode(&event);
+        let received = decode(&bytes).unwrap();
+        assert_eq!(received.key, partition_of(&event));
+        assert_eq!(received.revision, 7);
+        assert_eq!(received.thing, "ns:t-1");
+        assert_eq!(DittoMessage::from_json_str(received.json).unwrap(), event);
+        for cut in 0..20 {
+            assert!(decode(&bytes[..cut]).is_none(), "{cut}");
+        }
+    }
 }

@@ -1,11 +1,22 @@
-//! What the cluster's NATS users share: subscribing, sending in order, and the header that says
-//! which instance sent a broadcast (so an instance skips its own).
+//! What the cluster's NATS users share: subscribing, and sending in batches, in order.
+//!
+//! Every instance connects with `no_echo`: NATS never hands an instance what it published
+//! itself, so a broadcast (events, live signals) costs its sender nothing to receive.
+//!
+//! What goes through [`sender`] travels in batches: the payloads handed over while the previous
+//! batch was being sent go out as one NATS message per subject, each payload framed by its
+//! length ([`frames`] reads them back). Under load one NATS message carries many commands,
+//! responses, events or acknowledgements, so the cost of a NATS message (a publish, a parse
+//! and a wake-up on every receiver) is paid per batch, not per message.
 
-use async_nats::{Client, HeaderMap, Subscriber};
+use async_nats::{Client, Subscriber};
 use tokio::sync::mpsc;
 
-/// The header with the `node_id` of the instance that sent a message.
-pub const FROM: &str = "Ferrule-From";
+/// Payloads in one NATS message at most.
+const BATCH: usize = 512;
+/// Bytes in one NATS message at most, below NATS's default `max_payload` (1 MiB); a payload
+/// larger than this goes alone.
+const BATCH_BYTES: usize = 512 * 1024;
 
 pub async fn subscribe(client: &Client, subject: impl Into<String>) -> anyhow::Result<Subscriber> {
     let subject = subject.into();
@@ -15,47 +26,140 @@ pub async fn subscribe(client: &Client, subject: impl Into<String>) -> anyhow::R
         .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject} on NATS: {e}"))
 }
 
-/// A message to send: subject, payload, and the sender's node for broadcasts.
-pub type Outgoing = (String, Vec<u8>, Option<String>);
+/// A payload to send, and its subject.
+pub type Outgoing = (String, Vec<u8>);
 
 /// One task sends what it is given, in the order it was given (NATS keeps the order of one
-/// connection): `what` names it in the log when sending fails.
+/// connection, and a batch keeps the order of its payloads): `what` names it in the log when
+/// sending fails.
 pub fn sender(client: Client, what: &'static str) -> mpsc::UnboundedSender<Outgoing> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
     tokio::spawn(async move {
-        while let Some((subject, bytes, from)) = rx.recv().await {
-            if let Err(e) = publish(&client, subject, bytes, from.as_deref()).await {
-                tracing::warn!(error = %e, "{what} did not reach the other instances");
+        let mut taken = Vec::with_capacity(BATCH);
+        while rx.recv_many(&mut taken, BATCH).await > 0 {
+            for (subject, bytes) in batches(taken.drain(..)) {
+                if let Err(e) = client.publish(subject, bytes.into()).await {
+                    tracing::warn!(error = %e, "{what} did not reach the other instances");
+                }
             }
         }
     });
     tx
 }
 
-/// Publishes `bytes`, marked as sent by `from` when given.
-pub async fn publish(
-    client: &Client,
-    subject: String,
-    bytes: Vec<u8>,
-    from: Option<&str>,
-) -> Result<(), async_nats::PublishError> {
-    match from {
-        Some(node) => {
-            let mut headers = HeaderMap::new();
-            headers.insert(FROM, node);
-            client
-                .publish_with_headers(subject, headers, bytes.into())
-                .await
+/// The payloads framed into NATS messages: one per subject (in the order each subject first
+/// came), a new one when [`BATCH_BYTES`] would be passed.
+fn batches(payloads: impl Iterator<Item = Outgoing>) -> Vec<Outgoing> {
+    let mut out: Vec<Outgoing> = Vec::new();
+    let mut open: Vec<usize> = Vec::new(); // the batch still filling, per subject
+    for (subject, bytes) in payloads {
+        let at = open.iter().position(|&i| out[i].0 == subject);
+        match at {
+            Some(k) if out[open[k]].1.len() + 4 + bytes.len() <= BATCH_BYTES => {
+                frame(&mut out[open[k]].1, &bytes)
+            }
+            _ => {
+                let mut batch = Vec::with_capacity(4 + bytes.len());
+                frame(&mut batch, &bytes);
+                out.push((subject, batch));
+                match at {
+                    Some(k) => open[k] = out.len() - 1,
+                    None => open.push(out.len() - 1),
+                }
+            }
         }
-        None => client.publish(subject, bytes.into()).await,
     }
+    out
 }
 
-/// Whether a broadcast came from `node` itself.
-pub fn sent_by(message: &async_nats::Message, node: &str) -> bool {
-    message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(FROM))
-        .is_some_and(|v| v.as_str() == node)
+/// Appends `payload` to a batch: its length (4 bytes, big-endian), then its bytes.
+pub fn frame(batch: &mut Vec<u8>, payload: &[u8]) {
+    let len = u32::try_from(payload.len()).expect("a payload is smaller than 4 GiB");
+    batch.extend_from_slice(&len.to_be_bytes());
+    batch.extend_from_slice(payload);
+}
+
+/// The payloads of a batch, in order; a truncated last frame is not returned.
+pub fn frames(batch: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = batch;
+    std::iter::from_fn(move || {
+        let (len, after) = rest.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if after.len() < len {
+            rest = &[];
+            return None;
+        }
+        let (payload, after) = after.split_at(len);
+        rest = after;
+        Some(payload)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn out(subject: &str, payload: &[u8]) -> Outgoing {
+        (subject.to_string(), payload.to_vec())
+    }
+
+    fn read(batch: &[u8]) -> Vec<Vec<u8>> {
+        frames(batch).map(<[u8]>::to_vec).collect()
+    }
+
+    #[test]
+    fn payloads_of_one_subject_go_in_one_message_in_order() {
+        let sent = batches(
+            [
+                out("a", b"1"),
+                out("b", b"x"),
+                out("a", b""),
+                out("a", b"{\"three\":3}"),
+                out("b", b"y"),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(sent.len(), 2);
+        assert_eq!(sent[0].0, "a");
+        assert_eq!(
+            read(&sent[0].1),
+            [b"1".to_vec(), vec![], b"{\"three\":3}".to_vec()]
+        );
+        assert_eq!(sent[1].0, "b");
+        assert_eq!(read(&sent[1].1), [b"x".to_vec(), b"y".to_vec()]);
+    }
+
+    #[test]
+    fn a_batch_stays_below_its_size_and_keeps_the_order_across_messages() {
+        let big = vec![7u8; BATCH_BYTES / 3];
+        let sent = batches((0..7).map(|i| {
+            let mut p = big.clone();
+            p[0] = i;
+            out("a", &p)
+        }));
+        assert!(
+            sent.iter().all(|(_, b)| b.len() <= BATCH_BYTES),
+            "{}",
+            sent.len()
+        );
+        let firsts: Vec<u8> = sent
+            .iter()
+            .flat_map(|(_, b)| read(b))
+            .map(|p| p[0])
+            .collect();
+        assert_eq!(firsts, [0, 1, 2, 3, 4, 5, 6]);
+        // Larger than a batch: alone.
+        let huge = batches([out("a", b"1"), out("a", &vec![0; BATCH_BYTES + 1])].into_iter());
+        assert_eq!(huge.len(), 2);
+    }
+
+    #[test]
+    fn a_truncated_batch_gives_its_whole_frames_only() {
+        let mut batch = Vec::new();
+        frame(&mut batch, b"one");
+        frame(&mut batch, b"two");
+        assert_eq!(read(&batch[..batch.len() - 1]), [b"one".to_vec()]);
+        assert_eq!(read(&batch[..2]), Vec::<Vec<u8>>::new());
+        assert_eq!(read(&[]), Vec::<Vec<u8>>::new());
+    }
 }

@@ -60,56 +60,35 @@ pub async fn relay(client: async_nats::Client, node: &str, hub: &Arc<Hub>) -> an
     let h = hub.clone();
     tokio::spawn(async move {
         while let Some(message) = acks.next().await {
-            let Some(mut m) = object(&message.payload) else {
-                continue;
-            };
-            if let (Some(id), Some(ack)) = (m.get("id").and_then(Value::as_u64), ack_from(&mut m)) {
-                h.inbound.acknowledge_here(id, ack);
+            for frame in nats::frames(&message.payload) {
+                let Some(mut m) = object(frame) else {
+                    continue;
+                };
+                if let (Some(id), Some(ack)) =
+                    (m.get("id").and_then(Value::as_u64), ack_from(&mut m))
+                {
+                    h.inbound.acknowledge_here(id, ack);
+                }
             }
         }
     });
-    let (h, from_me) = (hub.clone(), me.clone());
+    let h = hub.clone();
     tokio::spawn(async move {
         while let Some(message) = live.next().await {
-            if nats::sent_by(&message, &from_me) {
-                continue;
-            }
-            if let Ok(text) = std::str::from_utf8(&message.payload)
-                && let Ok(signal) = DittoMessage::from_json_str(text)
-            {
-                h.router.dispatch(Arc::new(signal)).await;
+            for frame in nats::frames(&message.payload) {
+                if let Ok(text) = std::str::from_utf8(frame)
+                    && let Ok(signal) = DittoMessage::from_json_str(text)
+                {
+                    h.router.dispatch(Arc::new(signal)).await;
+                }
             }
         }
     });
-    let (h, from_me) = (hub.clone(), me.clone());
+    let h = hub.clone();
     tokio::spawn(async move {
         while let Some(message) = unclaimed.next().await {
-            if nats::sent_by(&message, &from_me) {
-                continue;
-            }
-            let Some(mut m) = object(&message.payload) else {
-                continue;
-            };
-            let Some(correlation) = m
-                .get("correlation")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-            else {
-                continue;
-            };
-            match m.remove("response") {
-                Some(Value::Object(r)) => {
-                    if let Ok(response) = DittoMessage::from_json(r) {
-                        let _ = h.inbound.respond_here(&correlation, response);
-                    }
-                }
-                _ => {
-                    if let Some(Value::Object(mut a)) = m.remove("ack")
-                        && let Some(ack) = ack_from(&mut a)
-                    {
-                        let _ = h.inbound.acknowledge_correlated_here(&correlation, ack);
-                    }
-                }
+            for frame in nats::frames(&message.payload) {
+                unclaimed_here(&h, frame);
             }
         }
     });
@@ -117,18 +96,17 @@ pub async fn relay(client: async_nats::Client, node: &str, hub: &Arc<Hub>) -> an
     // One task sends, in the order the signals were handed over.
     let send = nats::sender(client, "a signal");
     let (s1, s2, s3) = (send.clone(), send.clone(), send);
-    let (m1, m2) = (me.clone(), me.clone());
     let json = |body: Value| serde_json::to_vec(&body).expect("JSON serialises");
     hub.inbound.join_cluster(ClusterLink {
         node: me,
         ack: Arc::new(move |node: &str, id: u64, ack: Ack| {
             let mut body = ack_json(&ack);
             body["id"] = json!(id);
-            let _ = s1.send((acks_of(node), json(body), None));
+            let _ = s1.send((acks_of(node), json(body)));
         }),
         live: Arc::new(move |signal: &DittoMessage| {
             let bytes = signal.to_json_string().into_bytes();
-            let _ = s2.send((LIVE.to_string(), bytes, Some(m1.clone())));
+            let _ = s2.send((LIVE.to_string(), bytes));
         }),
         unclaimed: Arc::new(move |correlation: &str, what: Unclaimed| {
             let mut body = json!({"correlation": correlation});
@@ -136,10 +114,39 @@ pub async fn relay(client: async_nats::Client, node: &str, hub: &Arc<Hub>) -> an
                 Unclaimed::Response(r) => body["response"] = Value::Object(r.to_json()),
                 Unclaimed::Ack(a) => body["ack"] = ack_json(&a),
             }
-            let _ = s3.send((UNCLAIMED.to_string(), json(body), Some(m2.clone())));
+            let _ = s3.send((UNCLAIMED.to_string(), json(body)));
         }),
     });
     Ok(())
+}
+
+/// A live response or device acknowledgement another instance had no signal for: taken by the
+/// signal waiting here, if one does.
+fn unclaimed_here(h: &Hub, frame: &[u8]) {
+    let Some(mut m) = object(frame) else {
+        return;
+    };
+    let Some(correlation) = m
+        .get("correlation")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return;
+    };
+    match m.remove("response") {
+        Some(Value::Object(r)) => {
+            if let Ok(response) = DittoMessage::from_json(r) {
+                let _ = h.inbound.respond_here(&correlation, response);
+            }
+        }
+        _ => {
+            if let Some(Value::Object(mut a)) = m.remove("ack")
+                && let Some(ack) = ack_from(&mut a)
+            {
+                let _ = h.inbound.acknowledge_correlated_here(&correlation, ack);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

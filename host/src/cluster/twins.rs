@@ -14,7 +14,6 @@ use crate::twin::TwinCommand;
 use crate::twin::service::{Affinity, TwinService};
 use ferrule_protocol::DittoMessage;
 use futures_util::StreamExt;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -85,7 +84,7 @@ impl Affinity for Owners {
             command: &command,
         })
         .expect("JSON serialises");
-        let _ = self.outgoing.send((commands_of(&node), bytes, None));
+        let _ = self.outgoing.send((commands_of(&node), bytes));
         let waiting = self.waiting.clone();
         Box::pin(async move {
             let answer = tokio::time::timeout(TIMEOUT, rx).await;
@@ -104,6 +103,22 @@ impl Affinity for Owners {
     }
 }
 
+/// A response as it goes back: the id of its command (8 bytes, big-endian), then its JSON,
+/// written and read without a JSON tree in between.
+fn reply(id: u64, response: &DittoMessage) -> Vec<u8> {
+    let json = response.to_json_string();
+    let mut out = Vec::with_capacity(8 + json.len());
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(json.as_bytes());
+    out
+}
+
+fn read_reply(frame: &[u8]) -> Option<(u64, DittoMessage)> {
+    let (id, json) = frame.split_first_chunk::<8>()?;
+    let response = DittoMessage::from_json_str(std::str::from_utf8(json).ok()?).ok()?;
+    Some((u64::from_be_bytes(*id), response))
+}
+
 /// Applies the commands other instances send this one, and lets this instance's twin send the
 /// commands of things others own.
 pub async fn serve(
@@ -120,39 +135,34 @@ pub async fn serve(
     let w = waiting.clone();
     tokio::spawn(async move {
         while let Some(message) = replies.next().await {
-            let Ok(Value::Object(mut m)) = serde_json::from_slice(&message.payload) else {
-                continue;
-            };
-            let (Some(id), Some(Value::Object(r))) =
-                (m.get("id").and_then(Value::as_u64), m.remove("response"))
-            else {
-                continue;
-            };
-            if let (Ok(response), Some(tx)) = (
-                DittoMessage::from_json(r),
-                w.lock().unwrap_or_else(|e| e.into_inner()).remove(&id),
-            ) {
-                let _ = tx.send(response);
+            for frame in nats::frames(&message.payload) {
+                let Some((id, response)) = read_reply(frame) else {
+                    continue;
+                };
+                if let Some(tx) = w.lock().unwrap_or_else(|e| e.into_inner()).remove(&id) {
+                    let _ = tx.send(response);
+                }
             }
         }
     });
     let (here, answers) = (twin.clone(), outgoing.clone());
     tokio::spawn(async move {
         while let Some(message) = commands.next().await {
-            // Read straight into the command, without a JSON tree in between.
-            let Ok(Received { id, from, command }) = serde_json::from_slice(&message.payload)
-            else {
-                continue;
-            };
-            // Queued here in arrival order; answered when applied.
-            let response = here.submit_here(command).await;
+            // Queued here in arrival order; answered in that order when applied.
+            let mut pending = Vec::new();
+            for frame in nats::frames(&message.payload) {
+                // Read straight into the command, without a JSON tree in between.
+                let Ok(Received { id, from, command }) = serde_json::from_slice(frame) else {
+                    continue;
+                };
+                pending.push((id, from, here.submit_here(command).await));
+            }
             let answers = answers.clone();
             tokio::spawn(async move {
-                let response = response.await;
-                // Written straight from the response, without a JSON tree in between.
-                let bytes = format!(r#"{{"id":{id},"response":{}}}"#, response.to_json_string())
-                    .into_bytes();
-                let _ = answers.send((replies_of(&from), bytes, None));
+                for (id, from, response) in pending {
+                    let bytes = reply(id, &response.await);
+                    let _ = answers.send((replies_of(&from), bytes));
+                }
             });
         }
     });
@@ -164,4 +174,19 @@ pub async fn serve(
         outgoing,
     }));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_response_reads_back_with_its_id() {
+        let text = r#"{"topic":"ns/t/things/twin/commands/modify","headers":{"correlation-id":"c"},"path":"/attributes/x","status":204}"#;
+        let response = DittoMessage::from_json_str(text).unwrap();
+        let bytes = reply(u64::MAX - 1, &response);
+        assert_eq!(read_reply(&bytes), Some((u64::MAX - 1, response)));
+        assert_eq!(read_reply(&bytes[..7]), None);
+        assert_eq!(read_reply(&bytes[..20]), None);
+    }
 }
