@@ -108,6 +108,85 @@ async fn a_transaction_left_open_holds_its_locks_at_most_the_lease_time() {
     assert!(open.commit().await.is_err());
 }
 
+/// The twin's batch is one statement in PostgreSQL: written whole when every thing is still at
+/// the revision it was based on, and not at all when one of them is not (another instance
+/// changed it first), whatever the mix of new, changed and deleted things.
+#[tokio::test]
+async fn a_batch_of_thing_writes_is_all_or_nothing_on_its_revisions() {
+    use ferrule_host::store::{StoreError, ThingChange, ThingStore};
+    use ferrule_host::twin::engine::StoredThing;
+    let db = Database::create("thing_batch");
+    let config = ferrule_host::cluster::ClusterConfig {
+        node_id: "n1".into(),
+        postgres_url: db.url(),
+        nats_url: "nats://127.0.0.1:4222".into(),
+        lease_ttl_ms: 5_000,
+    };
+    let store = ferrule_host::cluster::pg::PgStore::new(
+        ferrule_host::cluster::pg::connect(&config).await.unwrap(),
+        None,
+    );
+    let thing = |id: &str, revision: u64| {
+        ThingChange::Put(Arc::new(StoredThing {
+            thing: json!({"thingId": id, "attributes": {"r": revision}}),
+            revision,
+            created: chrono::Utc::now(),
+            modified: chrono::Utc::now(),
+        }))
+    };
+    let revision = |id: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .load_thing(id.into())
+                .await
+                .unwrap()
+                .map(|t| t.revision)
+        }
+    };
+    // New things, in any order.
+    store
+        .write_things_checked(vec![(thing("t:b", 1), None), (thing("t:a", 1), None)])
+        .await
+        .unwrap();
+    // One stale base among good ones: nothing of the batch is written.
+    let stale = store
+        .write_things_checked(vec![
+            (thing("t:a", 2), Some(1)),
+            (thing("t:c", 1), None),
+            (ThingChange::Delete("t:b".into()), Some(7)),
+        ])
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    assert_eq!(revision("t:a").await, Some(1));
+    assert_eq!(revision("t:b").await, Some(1));
+    assert_eq!(revision("t:c").await, None);
+    // A thing created elsewhere meanwhile: a create based on nothing conflicts too.
+    let taken = store
+        .write_things_checked(vec![(thing("t:a", 2), Some(1)), (thing("t:b", 1), None)])
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    assert_eq!(revision("t:a").await, Some(1));
+    // Every base right: changed, created and deleted together; a delete of a thing that was
+    // not there writes nothing.
+    store
+        .write_things_checked(vec![
+            (thing("t:a", 2), Some(1)),
+            (thing("t:c", 1), None),
+            (ThingChange::Delete("t:b".into()), Some(1)),
+            (ThingChange::Delete("t:never".into()), None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(revision("t:a").await, Some(2));
+    assert_eq!(revision("t:b").await, None);
+    assert_eq!(revision("t:c").await, Some(1));
+    let a = store.load_thing("t:a".into()).await.unwrap().unwrap();
+    assert_eq!(a.thing["attributes"]["r"], 2);
+    // An empty batch writes nothing and does not fail.
+    store.write_things_checked(Vec::new()).await.unwrap();
+}
+
 /// A `nats-server` of the test's own.
 struct Nats {
     port: u16,

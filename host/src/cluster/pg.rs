@@ -255,66 +255,52 @@ impl ThingStore for PgStore {
         })
     }
 
-    /// All of the batch in one transaction, each write conditional on the revision it was
-    /// based on; the first thing another instance changed meanwhile rolls all of it back.
+    /// All of the batch in one statement (`ferrule_write_things`, one round trip), each write
+    /// conditional on the revision it was based on; the first thing another instance changed
+    /// meanwhile fails all of it.
     fn write_things_checked(
         &self,
         mut changes: Vec<(ThingChange, Option<u64>)>,
     ) -> StoreFuture<'_, ()> {
         // Rows are written (and locked) in the order of their ids: two instances writing the
-        // same things never wait for each other in a cycle.
+        // same things never wait for each other in a cycle. A delete of a thing that was not
+        // there writes nothing.
+        changes.retain(|c| !matches!(c, (ThingChange::Delete(_), None)));
         changes.sort_by(|a, b| change_id(&a.0).cmp(change_id(&b.0)));
         Box::pin(async move {
-            let mut tx = self.pool.begin().await.map_err(storage)?;
-            for (change, before) in changes {
-                let (id, written) = match (change, before) {
-                    (ThingChange::Put(t), Some(old)) => {
-                        let doc = serde_json::to_string(&*t).map_err(storage)?;
-                        let n = sqlx::query(
-                            "UPDATE things SET revision = $2, doc = $3 WHERE id = $1 AND revision = $4",
-                        )
-                        .bind(t.id())
-                        .bind(t.revision as i64)
-                        .bind(doc)
-                        .bind(old as i64)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(raced)?
-                        .rows_affected();
-                        (t.id().to_string(), n)
+            if changes.is_empty() {
+                return Ok(());
+            }
+            let n = changes.len();
+            let (mut ids, mut revisions, mut docs, mut bases) = (
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+                Vec::with_capacity(n),
+            );
+            for (change, before) in &changes {
+                ids.push(change_id(change));
+                bases.push(before.map(|b| b as i64));
+                match change {
+                    ThingChange::Put(t) => {
+                        revisions.push(t.revision as i64);
+                        docs.push(Some(serde_json::to_string(&**t).map_err(storage)?));
                     }
-                    (ThingChange::Put(t), None) => {
-                        let doc = serde_json::to_string(&*t).map_err(storage)?;
-                        let n = sqlx::query(
-                            "INSERT INTO things (id, revision, doc) VALUES ($1, $2, $3) \
-                             ON CONFLICT (id) DO NOTHING",
-                        )
-                        .bind(t.id())
-                        .bind(t.revision as i64)
-                        .bind(doc)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(raced)?
-                        .rows_affected();
-                        (t.id().to_string(), n)
+                    ThingChange::Delete(_) => {
+                        revisions.push(0);
+                        docs.push(None);
                     }
-                    (ThingChange::Delete(id), Some(old)) => {
-                        let n = sqlx::query("DELETE FROM things WHERE id = $1 AND revision = $2")
-                            .bind(&id)
-                            .bind(old as i64)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(raced)?
-                            .rows_affected();
-                        (id, n)
-                    }
-                    (ThingChange::Delete(_), None) => continue,
-                };
-                if written == 0 {
-                    return Err(StoreError::Conflict(id));
                 }
             }
-            tx.commit().await.map_err(raced)
+            sqlx::query("SELECT ferrule_write_things($1, $2, $3, $4)")
+                .bind(ids)
+                .bind(revisions)
+                .bind(docs)
+                .bind(bases)
+                .execute(&self.pool)
+                .await
+                .map_err(raced)?;
+            Ok(())
         })
     }
 }
