@@ -37,9 +37,10 @@ pub async fn relay(
     tokio::spawn(async move {
         let mut taken = Vec::with_capacity(BATCH);
         while local.recv_many(&mut taken, BATCH).await > 0 {
-            let mut batch = Vec::new();
-            for event in &taken {
-                nats::frame(&mut batch, &encode(event));
+            let encoded: Vec<Vec<u8>> = taken.iter().map(|e| encode(e)).collect();
+            let mut batch = Vec::with_capacity(encoded.iter().map(|e| 4 + e.len()).sum());
+            for event in &encoded {
+                nats::frame(&mut batch, event);
             }
             if let Err(e) = client.publish(SUBJECT, batch.into()).await {
                 tracing::warn!(error = %e, "twin events did not reach the other instances");

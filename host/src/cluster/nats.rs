@@ -50,24 +50,34 @@ pub fn sender(client: Client, what: &'static str) -> mpsc::UnboundedSender<Outgo
 /// The payloads framed into NATS messages: one per subject (in the order each subject first
 /// came), a new one when [`BATCH_BYTES`] would be passed.
 fn batches(payloads: impl Iterator<Item = Outgoing>) -> Vec<Outgoing> {
-    let mut out: Vec<Outgoing> = Vec::new();
+    // Which batch each payload goes into, then each batch written at its size.
+    let mut heads: Vec<(String, usize)> = Vec::new(); // subject, bytes
     let mut open: Vec<usize> = Vec::new(); // the batch still filling, per subject
+    let mut placed: Vec<(usize, Vec<u8>)> = Vec::new();
     for (subject, bytes) in payloads {
-        let at = open.iter().position(|&i| out[i].0 == subject);
-        match at {
-            Some(k) if out[open[k]].1.len() + 4 + bytes.len() <= BATCH_BYTES => {
-                frame(&mut out[open[k]].1, &bytes)
-            }
+        let at = open.iter().position(|&i| heads[i].0 == subject);
+        let size = 4 + bytes.len();
+        let i = match at {
+            Some(k) if heads[open[k]].1 + size <= BATCH_BYTES => open[k],
             _ => {
-                let mut batch = Vec::with_capacity(4 + bytes.len());
-                frame(&mut batch, &bytes);
-                out.push((subject, batch));
+                heads.push((subject, 0));
+                let i = heads.len() - 1;
                 match at {
-                    Some(k) => open[k] = out.len() - 1,
-                    None => open.push(out.len() - 1),
+                    Some(k) => open[k] = i,
+                    None => open.push(i),
                 }
+                i
             }
-        }
+        };
+        heads[i].1 += size;
+        placed.push((i, bytes));
+    }
+    let mut out: Vec<Outgoing> = heads
+        .into_iter()
+        .map(|(subject, size)| (subject, Vec::with_capacity(size)))
+        .collect();
+    for (i, bytes) in placed {
+        frame(&mut out[i].1, &bytes);
     }
     out
 }
