@@ -54,11 +54,16 @@ pub async fn relay(
     });
     tokio::spawn(async move {
         while let Some(message) = remote.next().await {
-            for frame in nats::frames(&message.payload) {
-                let Some(received) = decode(frame) else {
-                    continue;
-                };
-                twin.refresh(received.thing.to_string(), received.revision);
+            let received: Vec<Received> =
+                nats::frames(&message.payload).filter_map(decode).collect();
+            // The twin notes the batch's things as changed in one step.
+            twin.refresh_all(
+                received
+                    .iter()
+                    .map(|r| (r.thing.to_string(), r.revision))
+                    .collect(),
+            );
+            for received in received {
                 if let Some(router) = router.get()
                     && !router.may_take_twin_event(received.key)
                 {

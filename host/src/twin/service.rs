@@ -90,7 +90,7 @@ pub trait Affinity: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct TwinService {
     requests: mpsc::Sender<Request>,
-    refreshes: mpsc::UnboundedSender<(String, u64)>,
+    refreshes: mpsc::UnboundedSender<Vec<(String, u64)>>,
     things: Things,
     affinity: Arc<std::sync::OnceLock<Arc<dyn Affinity>>>,
 }
@@ -129,11 +129,13 @@ impl TwinService {
         ))
     }
 
-    /// Another instance sharing the store changed thing `id` to `revision`: unless the twin has
-    /// that revision already, it reads the thing again before it applies a command to it (reads
-    /// from memory see the older revision until then).
-    pub fn refresh(&self, id: String, revision: u64) {
-        let _ = self.refreshes.send((id, revision));
+    /// Other instances sharing the store changed each thing `id` to `revision`: unless the twin
+    /// has that revision already, it reads the thing again before it applies a command to it
+    /// (reads from memory see the older revision until then). The twin takes them in one step.
+    pub fn refresh_all(&self, changed: Vec<(String, u64)>) {
+        if !changed.is_empty() {
+            let _ = self.refreshes.send(changed);
+        }
     }
 
     /// Answers a retrieve from the things in memory, without waiting behind queued commands: it
@@ -239,7 +241,7 @@ async fn run(
     store: Arc<dyn ThingStore>,
     things: Things,
     mut requests: mpsc::Receiver<Request>,
-    mut refreshes: mpsc::UnboundedReceiver<(String, u64)>,
+    mut refreshes: mpsc::UnboundedReceiver<Vec<(String, u64)>>,
     events: mpsc::Sender<Arc<DittoMessage>>,
 ) {
     // Shared, not copied: the map, the batch's "before" and the store write hold the same
@@ -252,8 +254,8 @@ async fn run(
     loop {
         let received = tokio::select! {
             biased;
-            Some((id, revision)) = refreshes.recv() => {
-                mark_stale(&things, &mut stale, id, revision);
+            Some(changed) = refreshes.recv() => {
+                mark_stale(&things, &mut stale, changed);
                 continue;
             }
             n = requests.recv_many(&mut batch, MAX_BATCH) => n,
@@ -275,8 +277,8 @@ async fn run(
         }
         last_batch = batch.len();
         // What other instances changed meanwhile, read again where this batch needs it.
-        while let Ok((id, revision)) = refreshes.try_recv() {
-            mark_stale(&things, &mut stale, id, revision);
+        while let Ok(changed) = refreshes.try_recv() {
+            mark_stale(&things, &mut stale, changed);
         }
         if !stale.is_empty() {
             for request in &batch {
@@ -395,16 +397,16 @@ fn roll_back(things: &Things, before: Before) {
     }
 }
 
-/// Notes that another instance changed thing `id` to `revision`, unless memory has it.
-fn mark_stale(things: &Things, stale: &mut HashMap<String, u64>, id: String, revision: u64) {
-    if read(things)
-        .get(&id)
-        .is_some_and(|t| t.revision >= revision)
-    {
-        return;
+/// Notes that other instances changed each thing `id` to `revision`, unless memory has it.
+fn mark_stale(things: &Things, stale: &mut HashMap<String, u64>, changed: Vec<(String, u64)>) {
+    let things = read(things);
+    for (id, revision) in changed {
+        if things.get(&id).is_some_and(|t| t.revision >= revision) {
+            continue;
+        }
+        let known = stale.entry(id).or_insert(revision);
+        *known = (*known).max(revision);
     }
-    let known = stale.entry(id).or_insert(revision);
-    *known = (*known).max(revision);
 }
 
 /// Reads a thing again from the store when the one in memory is older than `revision`
@@ -676,7 +678,11 @@ mod tests {
             .write_things(vec![ThingChange::Put(Arc::new(newer))])
             .await
             .unwrap();
-        twin.refresh("ns:shared".into(), 4);
+        twin.refresh_all(vec![
+            ("ns:shared".into(), 3),
+            ("ns:not-here".into(), 9),
+            ("ns:shared".into(), 4),
+        ]);
         let r = twin
             .execute(cmd(
                 Action::Retrieve,
