@@ -37,13 +37,12 @@ pub async fn relay(
     tokio::spawn(async move {
         let mut taken = Vec::with_capacity(BATCH);
         while local.recv_many(&mut taken, BATCH).await > 0 {
-            let encoded: Vec<Vec<u8>> = taken.iter().map(|e| encode(e)).collect();
-            let mut batch = Vec::with_capacity(encoded.iter().map(|e| 4 + e.len()).sum());
-            for event in &encoded {
-                nats::frame(&mut batch, event);
-            }
-            if let Err(e) = client.publish(SUBJECT, batch.into()).await {
-                tracing::warn!(error = %e, "twin events did not reach the other instances");
+            // As many NATS messages as their size takes (NATS refuses one above its limit).
+            let encoded = taken.iter().map(|e| (SUBJECT.to_string(), encode(e)));
+            for (subject, batch) in nats::batches(encoded) {
+                if let Err(e) = client.publish(subject, batch.into()).await {
+                    tracing::warn!(error = %e, "twin events did not reach the other instances");
+                }
             }
             for event in taken.drain(..) {
                 if to_hub.send(event).await.is_err() {

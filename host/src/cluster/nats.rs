@@ -49,7 +49,7 @@ pub fn sender(client: Client, what: &'static str) -> mpsc::UnboundedSender<Outgo
 
 /// The payloads framed into NATS messages: one per subject (in the order each subject first
 /// came), a new one when [`BATCH_BYTES`] would be passed.
-fn batches(payloads: impl Iterator<Item = Outgoing>) -> Vec<Outgoing> {
+pub fn batches(payloads: impl Iterator<Item = Outgoing>) -> Vec<Outgoing> {
     // Which batch each payload goes into, then each batch written at its size.
     let mut heads: Vec<(String, usize)> = Vec::new(); // subject, bytes
     let mut open: Vec<usize> = Vec::new(); // the batch still filling, per subject
