@@ -140,12 +140,12 @@ impl Server {
             .context("the stored things cannot be loaded")?;
         // Cluster mode: the others' events are read only when a route of this hub may take them.
         let router = Arc::new(std::sync::OnceLock::new());
-        let events = match (&config.cluster, &bus) {
-            (Some(_), Some(bus)) => {
+        let events = match &bus {
+            Some(bus) => {
                 crate::cluster::events::relay(bus.client(), twin.clone(), events, router.clone())
                     .await?
             }
-            _ => events,
+            None => events,
         };
         let hub = Hub::start(
             twin,

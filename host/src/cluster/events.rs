@@ -37,13 +37,9 @@ pub async fn relay(
     tokio::spawn(async move {
         let mut taken = Vec::with_capacity(BATCH);
         while local.recv_many(&mut taken, BATCH).await > 0 {
-            // As many NATS messages as their size takes (NATS refuses one above its limit).
+            // Published here, not through a `nats::sender`: the twin waits while NATS does.
             let encoded = taken.iter().map(|e| (SUBJECT.to_string(), encode(e)));
-            for (subject, batch) in nats::batches(encoded) {
-                if let Err(e) = client.publish(subject, batch.into()).await {
-                    tracing::warn!(error = %e, "twin events did not reach the other instances");
-                }
-            }
+            nats::publish(&client, encoded, "twin events").await;
             for event in taken.drain(..) {
                 if to_hub.send(event).await.is_err() {
                     return;

@@ -37,36 +37,36 @@ pub fn sender(client: Client, what: &'static str) -> mpsc::UnboundedSender<Outgo
     tokio::spawn(async move {
         let mut taken = Vec::with_capacity(BATCH);
         while rx.recv_many(&mut taken, BATCH).await > 0 {
-            for (subject, bytes) in batches(taken.drain(..)) {
-                if let Err(e) = client.publish(subject, bytes.into()).await {
-                    tracing::warn!(error = %e, "{what} did not reach the other instances");
-                }
-            }
+            publish(&client, taken.drain(..), what).await;
         }
     });
     tx
 }
 
+/// Publishes `payloads` in order, as [`batches`]: `what` names them in the log when sending
+/// fails.
+pub async fn publish(client: &Client, payloads: impl Iterator<Item = Outgoing>, what: &str) {
+    for (subject, bytes) in batches(payloads) {
+        if let Err(e) = client.publish(subject, bytes.into()).await {
+            tracing::warn!(error = %e, "{what} did not reach the other instances");
+        }
+    }
+}
+
 /// The payloads framed into NATS messages: one per subject (in the order each subject first
 /// came), a new one when [`BATCH_BYTES`] would be passed.
-pub fn batches(payloads: impl Iterator<Item = Outgoing>) -> Vec<Outgoing> {
-    // Which batch each payload goes into, then each batch written at its size.
+fn batches(payloads: impl Iterator<Item = Outgoing>) -> Vec<Outgoing> {
+    // Which batch each payload goes into (the last one of its subject while it has room), then
+    // each batch written at its size.
     let mut heads: Vec<(String, usize)> = Vec::new(); // subject, bytes
-    let mut open: Vec<usize> = Vec::new(); // the batch still filling, per subject
     let mut placed: Vec<(usize, Vec<u8>)> = Vec::new();
     for (subject, bytes) in payloads {
-        let at = open.iter().position(|&i| heads[i].0 == subject);
         let size = 4 + bytes.len();
-        let i = match at {
-            Some(k) if heads[open[k]].1 + size <= BATCH_BYTES => open[k],
+        let i = match heads.iter().rposition(|(s, _)| *s == subject) {
+            Some(i) if heads[i].1 + size <= BATCH_BYTES => i,
             _ => {
                 heads.push((subject, 0));
-                let i = heads.len() - 1;
-                match at {
-                    Some(k) => open[k] = i,
-                    None => open.push(i),
-                }
-                i
+                heads.len() - 1
             }
         };
         heads[i].1 += size;
