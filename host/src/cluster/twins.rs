@@ -5,7 +5,10 @@
 //! do not race between instances (no stale copy, no conditional write lost), and consuming
 //! scales with the instances. When the owner does not answer within [`TIMEOUT`] (it died, the
 //! instances disagree on who is alive), the command is applied where it was consumed: the
-//! conditional writes keep that correct.
+//! conditional writes keep that correct. The owner does not apply a command that reaches it
+//! after its sender stopped waiting (`until`, by the wall clock), so a command is applied twice
+//! only when the clocks of the two instances differ by more than [`MARGIN`] or its answer takes
+//! that long to come back.
 
 use super::coordinator::Coordinator;
 use super::nats;
@@ -33,11 +36,19 @@ fn replies_of(node: &str) -> String {
 
 type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<DittoMessage>>>>;
 
+/// What an owner takes of [`TIMEOUT`]: a command that reaches it later than `TIMEOUT - MARGIN`
+/// after it was sent (by the wall clocks of the two instances) is left to its sender.
+const MARGIN: Duration = Duration::from_millis(500);
+
 /// A command sent to its owner.
 #[derive(serde::Serialize)]
 struct Forwarded<'a> {
     id: u64,
     from: &'a str,
+    /// Milliseconds since the Unix epoch after which the owner no longer applies the command:
+    /// its sender has applied it itself by then, or is about to. Without this, commands held
+    /// in a NATS client while NATS was down would be applied a second time when it is back.
+    until: u64,
     command: &'a TwinCommand,
 }
 
@@ -46,7 +57,26 @@ struct Forwarded<'a> {
 struct Received {
     id: u64,
     from: String,
+    until: u64,
     command: TwinCommand,
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The command in `frame`, unless it is unreadable or its sender stopped waiting for it
+/// before `now` (Unix milliseconds).
+fn take(frame: &[u8], now: u64) -> Option<Received> {
+    // Read straight into the command, without a JSON tree in between.
+    let received: Received = serde_json::from_slice(frame).ok()?;
+    if now > received.until {
+        tracing::debug!(from = %received.from, "a forwarded command came too late; its sender applies it");
+        return None;
+    }
+    Some(received)
 }
 
 pub struct Owners {
@@ -81,6 +111,7 @@ impl Affinity for Owners {
         let bytes = serde_json::to_vec(&Forwarded {
             id,
             from: &self.node,
+            until: unix_ms() + (TIMEOUT - MARGIN).as_millis() as u64,
             command: &command,
         })
         .expect("JSON serialises");
@@ -150,9 +181,12 @@ pub async fn serve(
         while let Some(message) = commands.next().await {
             // Queued here in arrival order; answered in that order when applied.
             let mut pending = Vec::new();
+            let now = unix_ms();
             for frame in nats::frames(&message.payload) {
-                // Read straight into the command, without a JSON tree in between.
-                let Ok(Received { id, from, command }) = serde_json::from_slice(frame) else {
+                let Some(Received {
+                    id, from, command, ..
+                }) = take(frame, now)
+                else {
                     continue;
                 };
                 pending.push((id, from, here.submit_here(command).await));
@@ -179,6 +213,29 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_command_is_taken_until_its_sender_stops_waiting() {
+        let text = r#"{"topic":"ns/t/things/twin/commands/modify","headers":{"correlation-id":"c"},"path":"/attributes/x","value":1}"#;
+        let command = TwinCommand::taking(&mut DittoMessage::from_json_str(text).unwrap())
+            .expect("a twin command");
+        let sent = 1_800_000_000_000;
+        let bytes = serde_json::to_vec(&Forwarded {
+            id: 7,
+            from: "n1",
+            until: sent + (TIMEOUT - MARGIN).as_millis() as u64,
+            command: &command,
+        })
+        .unwrap();
+        let taken = take(&bytes, sent + 1_400).expect("in time");
+        assert_eq!((taken.id, taken.from.as_str()), (7, "n1"));
+        assert_eq!(taken.command, command);
+        assert!(
+            take(&bytes, sent + 1_501).is_none(),
+            "its sender applies it"
+        );
+        assert!(take(&bytes[..10], sent).is_none(), "unreadable");
+    }
 
     #[test]
     fn a_response_reads_back_with_its_id() {
