@@ -110,10 +110,11 @@ async fn a_transaction_left_open_holds_its_locks_at_most_the_lease_time() {
 
 /// The twin's batch is one statement in PostgreSQL: written whole when every thing is still at
 /// the revision it was based on, and not at all when one of them is not (another instance
-/// changed it first), whatever the mix of new, changed and deleted things.
+/// changed it first), whatever the mix of new, changed and deleted things. The batch's events
+/// go into the event log with it, in the order given, or not at all.
 #[tokio::test]
 async fn a_batch_of_thing_writes_is_all_or_nothing_on_its_revisions() {
-    use ferrule_host::store::{StoreError, ThingChange, ThingStore};
+    use ferrule_host::store::{LoggedEvent, StoreError, ThingChange, ThingStore};
     use ferrule_host::twin::engine::StoredThing;
     let db = Database::create("thing_batch");
     let config = ferrule_host::cluster::ClusterConfig {
@@ -122,10 +123,29 @@ async fn a_batch_of_thing_writes_is_all_or_nothing_on_its_revisions() {
         nats_url: "nats://127.0.0.1:4222".into(),
         lease_ttl_ms: 5_000,
     };
-    let store = ferrule_host::cluster::pg::PgStore::new(
-        ferrule_host::cluster::pg::connect(&config).await.unwrap(),
-        None,
-    );
+    let pool = ferrule_host::cluster::pg::connect(&config).await.unwrap();
+    let store = ferrule_host::cluster::pg::PgStore::new(pool.clone(), None);
+    assert!(store.keeps_events());
+    // An event of each change goes into the log with it, or not at all.
+    let event = |id: &str, revision: u64| LoggedEvent {
+        thing: id.into(),
+        revision: Some(revision),
+        json: format!(r#"{{"thing":"{id}","revision":{revision}}}"#),
+    };
+    let logged = || async {
+        let rows: Vec<(String, Option<i64>, String)> =
+            sqlx::query_as("SELECT thing_id, revision, body FROM events ORDER BY seq")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
+        rows.into_iter()
+            .map(|(thing, revision, json)| LoggedEvent {
+                thing,
+                revision: revision.map(|r| r as u64),
+                json,
+            })
+            .collect::<Vec<_>>()
+    };
     let thing = |id: &str, revision: u64| {
         ThingChange::Put(Arc::new(StoredThing {
             thing: json!({"thingId": id, "attributes": {"r": revision}}),
@@ -144,38 +164,63 @@ async fn a_batch_of_thing_writes_is_all_or_nothing_on_its_revisions() {
                 .map(|t| t.revision)
         }
     };
-    // New things, in any order.
+    // New things, in any order; their events in the order given.
+    let first = vec![event("t:b", 1), event("t:a", 1)];
     store
-        .write_things_checked(vec![(thing("t:b", 1), None), (thing("t:a", 1), None)])
+        .write_things_checked(
+            vec![(thing("t:b", 1), None), (thing("t:a", 1), None)],
+            first.clone(),
+        )
         .await
         .unwrap();
-    // One stale base among good ones: nothing of the batch is written.
+    assert_eq!(logged().await, first);
+    // One stale base among good ones: nothing of the batch is written, its events neither.
     let stale = store
-        .write_things_checked(vec![
-            (thing("t:a", 2), Some(1)),
-            (thing("t:c", 1), None),
-            (ThingChange::Delete("t:b".into()), Some(7)),
-        ])
+        .write_things_checked(
+            vec![
+                (thing("t:a", 2), Some(1)),
+                (thing("t:c", 1), None),
+                (ThingChange::Delete("t:b".into()), Some(7)),
+            ],
+            vec![event("t:a", 2), event("t:c", 1), event("t:b", 8)],
+        )
         .await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     assert_eq!(revision("t:a").await, Some(1));
     assert_eq!(revision("t:b").await, Some(1));
     assert_eq!(revision("t:c").await, None);
+    assert_eq!(logged().await, first);
     // A thing created elsewhere meanwhile: a create based on nothing conflicts too.
     let taken = store
-        .write_things_checked(vec![(thing("t:a", 2), Some(1)), (thing("t:b", 1), None)])
+        .write_things_checked(
+            vec![(thing("t:a", 2), Some(1)), (thing("t:b", 1), None)],
+            vec![event("t:a", 2), event("t:b", 1)],
+        )
         .await;
     assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
     assert_eq!(revision("t:a").await, Some(1));
+    assert_eq!(logged().await, first);
     // Every base right: changed, created and deleted together; a delete of a thing that was
     // not there writes nothing.
+    let second = vec![
+        event("t:a", 2),
+        event("t:c", 1),
+        event("t:b", 2),
+        LoggedEvent {
+            revision: None,
+            ..event("t:a", 0)
+        },
+    ];
     store
-        .write_things_checked(vec![
-            (thing("t:a", 2), Some(1)),
-            (thing("t:c", 1), None),
-            (ThingChange::Delete("t:b".into()), Some(1)),
-            (ThingChange::Delete("t:never".into()), None),
-        ])
+        .write_things_checked(
+            vec![
+                (thing("t:a", 2), Some(1)),
+                (thing("t:c", 1), None),
+                (ThingChange::Delete("t:b".into()), Some(1)),
+                (ThingChange::Delete("t:never".into()), None),
+            ],
+            second.clone(),
+        )
         .await
         .unwrap();
     assert_eq!(revision("t:a").await, Some(2));
@@ -183,8 +228,12 @@ async fn a_batch_of_thing_writes_is_all_or_nothing_on_its_revisions() {
     assert_eq!(revision("t:c").await, Some(1));
     let a = store.load_thing("t:a".into()).await.unwrap().unwrap();
     assert_eq!(a.thing["attributes"]["r"], 2);
+    assert_eq!(logged().await, [first, second].concat());
     // An empty batch writes nothing and does not fail.
-    store.write_things_checked(Vec::new()).await.unwrap();
+    store
+        .write_things_checked(Vec::new(), Vec::new())
+        .await
+        .unwrap();
 }
 
 /// A `nats-server` of the test's own.
@@ -229,7 +278,7 @@ impl Drop for Nats {
 struct Cluster {
     nodes: Vec<Option<Ferrule>>,
     _dir: tempfile::TempDir,
-    _nats: Nats,
+    nats: Nats,
     _db: Database,
 }
 
@@ -265,7 +314,7 @@ impl Cluster {
         Cluster {
             nodes,
             _dir: dir,
-            _nats: nats,
+            nats,
             _db: db,
         }
     }
@@ -291,6 +340,12 @@ impl Cluster {
         if let Some(mut f) = self.nodes[i - 1].take() {
             f.kill();
         }
+    }
+
+    /// Ends the cluster's `nats-server`.
+    fn stop_nats(&mut self) {
+        let _ = self.nats.child.kill();
+        let _ = self.nats.child.wait();
     }
 }
 
@@ -991,22 +1046,7 @@ async fn every_twin_event_reaches_the_watchers_and_targets_of_every_instance_onc
     });
     create(n1, &id, &connection).await;
     wait_for_clients(n1, &id, &names(&["n1", "n2", "n3"])).await;
-    let (client, mut eventloop) =
-        AsyncClient::new(MqttOptions::new(format!("{u}-sub"), "127.0.0.1", 1883), 100);
-    client
-        .subscribe(format!("{events_topic}/#"), QoS::AtLeastOnce)
-        .await
-        .unwrap();
-    let published = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
-    let seen = published.clone();
-    tokio::spawn(async move {
-        while let Ok(event) = eventloop.poll().await {
-            if let Event::Incoming(Packet::Publish(p)) = event {
-                *seen.lock().unwrap().entry(p.topic.clone()).or_default() += 1;
-            }
-        }
-    });
-    sleep(Duration::from_millis(500)).await;
+    let published = count_published(&u, &events_topic).await;
     let mut watcher = common::Events::open(n3, "?namespaces=cluster.events&fields=thingId").await;
     // Forty things, written through n1: each is applied by its owner among the three.
     const THINGS: usize = 40;
@@ -1034,14 +1074,7 @@ async fn every_twin_event_reaches_the_watchers_and_targets_of_every_instance_onc
     // Nothing more comes (no event twice), and the target published every event once.
     let more = tokio::time::timeout(Duration::from_secs(2), watcher.next()).await;
     assert!(more.is_err(), "an event came twice: {more:?}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while published.lock().unwrap().len() < THINGS && Instant::now() < deadline {
-        sleep(Duration::from_millis(100)).await;
-    }
-    sleep(Duration::from_millis(500)).await;
-    let published = published.lock().unwrap().clone();
-    assert_eq!(published.len(), THINGS, "{published:?}");
-    assert!(published.values().all(|n| *n == 1), "{published:?}");
+    each_published_once(&published, THINGS).await;
     // A watcher opened later on another instance gets the next change.
     let mut late = common::Events::open(n2, "?ids=cluster.events:late").await;
     sleep(Duration::from_millis(300)).await;
@@ -1053,6 +1086,84 @@ async fn every_twin_event_reaches_the_watchers_and_targets_of_every_instance_onc
         late.next().await.unwrap(),
         json!({"thingId": "cluster.events:late", "policyId": "cluster.events:late"})
     );
+}
+
+/// How often each topic under `<events_topic>/` was published, counted from now on (the
+/// subscription is in place when this returns).
+async fn count_published(u: &str, events_topic: &str) -> Arc<Mutex<HashMap<String, usize>>> {
+    let (client, mut eventloop) =
+        AsyncClient::new(MqttOptions::new(format!("{u}-sub"), "127.0.0.1", 1883), 100);
+    client
+        .subscribe(format!("{events_topic}/#"), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let published = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+    let seen = published.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = event {
+                *seen.lock().unwrap().entry(p.topic.clone()).or_default() += 1;
+            }
+        }
+    });
+    sleep(Duration::from_millis(500)).await;
+    published
+}
+
+/// Waits up to 20 s for `things` topics to be published, then half a second more for any
+/// second publish; panics unless each was published exactly once.
+async fn each_published_once(published: &Mutex<HashMap<String, usize>>, things: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while published.lock().unwrap().len() < things && Instant::now() < deadline {
+        sleep(Duration::from_millis(100)).await;
+    }
+    sleep(Duration::from_millis(500)).await;
+    let published = published.lock().unwrap().clone();
+    assert_eq!(published.len(), things, "{published:?}");
+    assert!(published.values().all(|n| *n == 1), "{published:?}");
+}
+
+/// Twin events do not depend on NATS: they go from the twin that made them through the event
+/// log in PostgreSQL to every instance. With the cluster's NATS down, things changed through
+/// either of two instances have their events published, each once, by the target client that
+/// publishes their thing, whichever instance runs it.
+#[tokio::test]
+async fn twin_events_reach_every_instances_targets_while_nats_is_down() {
+    let mut cluster = Cluster::start("events_without_nats", 2).await;
+    let u = common::unique("cluster-nonats", '-');
+    let id = format!("nonats-{u}");
+    let events_topic = format!("ferrule-cluster/{u}/events");
+    let connection = json!({
+        "name": "events", "connectionType": "mqtt-5", "connectionStatus": "open",
+        "uri": "tcp://127.0.0.1:1883", "clientCount": 2,
+        "sources": [],
+        "targets": [{"address": format!("{events_topic}/{{{{ thing:id }}}}"),
+                     "topics": ["_/_/things/twin/events?namespaces=cluster.nonats"],
+                     "qos": 1, "authorizationContext": ["ditto:outbound"]}]
+    });
+    create(cluster.node(1), &id, &connection).await;
+    wait_for_clients(cluster.node(1), &id, &names(&["n1", "n2"])).await;
+    let published = count_published(&u, &events_topic).await;
+    cluster.stop_nats();
+    // Half of the things through each instance, all at once (a command for a thing another
+    // instance owns waits up to 2 s for its owner over NATS, then is applied where it came in).
+    const THINGS: usize = 24;
+    let puts = (0..THINGS).map(|i| {
+        let f = cluster.node(1 + i % 2);
+        let path = format!("/api/2/things/cluster.nonats:{u}-{i}");
+        async move {
+            f.put_json(&path, &json!({"attributes": {"i": i}}))
+                .await
+                .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(puts).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::CREATED),
+        "{statuses:?}"
+    );
+    each_published_once(&published, THINGS).await;
 }
 
 #[tokio::test]

@@ -109,7 +109,7 @@ impl Server {
             None => {}
         }
         // Cluster mode: connections and things are in PostgreSQL (connections' credentials
-        // encrypted as `cipher` says), and the twins' events go to every instance over NATS.
+        // encrypted as `cipher` says), and so are the twins' events, which every instance reads.
         let pool = match &config.cluster {
             Some(c) => Some(crate::cluster::pg::connect(c).await?),
             None => None,
@@ -138,14 +138,22 @@ impl Server {
         let (twin, events) = TwinService::start_with_events(thing_store)
             .await
             .context("the stored things cannot be loaded")?;
-        // Cluster mode: the others' events are read only when a route of this hub may take them.
+        // Cluster mode: every instance's events come from the event log in PostgreSQL, read
+        // only when a route of this hub may take them.
         let router = Arc::new(std::sync::OnceLock::new());
-        let events = match &bus {
-            Some(bus) => {
-                crate::cluster::events::relay(bus.client(), twin.clone(), events, router.clone())
-                    .await?
+        let events = match (&config.cluster, &bus, &pool) {
+            (Some(c), Some(bus), Some(pool)) => {
+                crate::cluster::events::relay(
+                    pool.clone(),
+                    bus.client(),
+                    c.node_id.clone(),
+                    twin.clone(),
+                    events,
+                    router.clone(),
+                )
+                .await?
             }
-            None => events,
+            _ => events,
         };
         let hub = Hub::start(
             twin,

@@ -1,74 +1,115 @@
-//! Twin events across a cluster. Each instance's twin events go to the others over core NATS,
-//! in batches (what the twin made durable while the last batch was sent), each event framed
-//! with the thing, its revision and the event's partition key before its JSON. An instance that
-//! receives another's event marks the thing stale from that frame (its twin reads the thing
-//! again before its next command on it) and reads the event itself only when a route here may
-//! take it ([`Router::may_take_twin_event`]: a watcher, or a target of twin events whose client
-//! slot publishes that partition); every other instance drops it unread. So a target gets the
-//! events of every instance's twin, whichever instance runs it, and an instance parses only the
-//! events it routes. The decision is made by the receiver from its own routes at that moment, so
-//! a client slot that moved takes the events from its first route on. Like Ditto's, these events
-//! are not replayed: an event sent while an instance is cut off from NATS does not reach it.
+//! Twin events across a cluster, through PostgreSQL. A twin batch writes its events into the
+//! `events` table in the statement that writes its things (`ferrule_write_batch`): an event is
+//! in the log exactly when its change is durable. Every instance reads the log in `seq` order
+//! and hands what it reads to its hub, its own events included, so the events of one thing
+//! reach every instance's routes in revision order whichever instance's twin made them, and an
+//! event does not depend on NATS: NATS only says "read now" (an empty message after each
+//! commit), and without it the log is read every [`POLL`].
+//!
+//! An instance that reads another's event marks the thing stale (its twin reads the thing again
+//! before its next command on it) and parses the event only when a route here may take it
+//! ([`Router::may_take_twin_event`]: a watcher, or a target of twin events whose client slot
+//! publishes that partition).
+//!
+//! **Sequence numbers commit out of order.** `seq` is taken when a row is inserted, so a
+//! transaction that took a lower number may commit after one that took a higher. The reader
+//! reads past such a gap and keeps reading the missing numbers ([`Gaps`]) until they appear or
+//! [`GAP`] has passed (a transaction that rolled back, or numbers the sequence skipped). Within
+//! one thing there is no such gap: a change is written only on top of the revision before it, so
+//! its event takes its number after the previous event of that thing was committed.
+//!
+//! **What is kept.** Each instance records how far it has read (`event_readers`); the log is
+//! trimmed below the lowest point of the live instances. An instance whose targets are slow
+//! reads the log later, and the log holds the events meanwhile, in PostgreSQL, not in memory.
 
-use super::nats;
-use crate::hub::routing::{Router, partition_of};
+use crate::hub::routing::{Router, partition_of_thing};
 use crate::twin::{Events, TwinService};
 use ferrule_protocol::DittoMessage;
 use futures_util::StreamExt;
+use sqlx::PgPool;
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
-use tokio::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, mpsc};
 
-const SUBJECT: &str = "ferrule.cluster.events";
-/// Events in one NATS message at most.
-const BATCH: usize = 256;
+/// An empty message on this subject after each commit of a twin batch: "read the log now".
+const WRITTEN: &str = "ferrule.cluster.events.written";
+/// How often the log is read when no instance said it wrote (NATS down, a message lost).
+const POLL: Duration = Duration::from_millis(50);
+/// Events read in one query at most.
+const READ: i64 = 2048;
+/// How long a missing sequence number is looked for. A twin batch is one statement, which
+/// `statement_timeout` (10 s) ends, so a number not committed after this never will be.
+const GAP: Duration = Duration::from_secs(30);
+/// How often an instance records how far it read, and trims the log.
+const TRIM: Duration = Duration::from_secs(2);
 
-/// Puts the relay between the twin's `local` events and the hub: what it returns carries this
-/// instance's events and the others'. `router` is the hub's, once it exists (until then every
-/// event is read).
+/// Puts the log between the twin's `local` events and the hub: what it returns carries every
+/// instance's events, this one's included, in the order of the log. `router` is the hub's, once
+/// it exists (until then every event is read).
 pub async fn relay(
+    pool: PgPool,
     client: async_nats::Client,
+    node_id: String,
     twin: TwinService,
     mut local: Events,
     router: Arc<OnceLock<Arc<Router>>>,
 ) -> anyhow::Result<Events> {
     let (tx, events) = mpsc::channel(crate::twin::service::EVENT_QUEUE);
-    let mut remote = nats::subscribe(&client, SUBJECT).await?;
-    let to_hub = tx.clone();
+    let wake = Arc::new(Notify::new());
+    let mut written = super::nats::subscribe(&client, WRITTEN).await?;
+    let mut log = Log::start(&pool).await?;
+    // This instance's commits: its reader reads at once and the others are told. The events
+    // themselves are read back from the log; a NATS that does not take the message (down, or
+    // slow) holds back neither the twin nor the reader.
+    let poke = Arc::new(Notify::new());
+    let (w, p) = (wake.clone(), poke.clone());
     tokio::spawn(async move {
-        let mut taken = Vec::with_capacity(BATCH);
-        while local.recv_many(&mut taken, BATCH).await > 0 {
-            // Published here, not through a `nats::sender`: the twin waits while NATS does.
-            let encoded = taken.iter().map(|e| (SUBJECT.to_string(), encode(e)));
-            nats::publish(&client, encoded, "twin events").await;
-            for event in taken.drain(..) {
-                if to_hub.send(event).await.is_err() {
-                    return;
-                }
-            }
+        let mut taken = Vec::with_capacity(256);
+        while local.recv_many(&mut taken, 256).await > 0 {
+            taken.clear();
+            w.notify_one();
+            p.notify_one();
         }
     });
     tokio::spawn(async move {
-        while let Some(message) = remote.next().await {
-            let received: Vec<Received> =
-                nats::frames(&message.payload).filter_map(decode).collect();
-            // The twin notes the batch's things as changed in one step.
-            twin.refresh_all(
-                received
-                    .iter()
-                    .map(|r| (r.thing.to_string(), r.revision))
-                    .collect(),
-            );
-            for received in received {
-                if let Some(router) = router.get()
-                    && !router.may_take_twin_event(received.key)
-                {
-                    continue;
+        loop {
+            poke.notified().await;
+            if let Err(e) = client.publish(WRITTEN, bytes::Bytes::new()).await {
+                tracing::debug!(error = %e, "the other instances were not told of a commit");
+            }
+        }
+    });
+    let w = wake.clone();
+    tokio::spawn(async move {
+        while written.next().await.is_some() {
+            w.notify_one();
+        }
+    });
+    tokio::spawn(async move {
+        let mut recorded = Instant::now();
+        loop {
+            let _ = tokio::time::timeout(POLL, wake.notified()).await;
+            if recorded.elapsed() >= TRIM {
+                recorded = Instant::now();
+                if let Err(e) = log.record_and_trim(&pool, &node_id).await {
+                    tracing::warn!(error = %e, "the event log could not be trimmed");
                 }
-                let Ok(event) = DittoMessage::from_json_str(received.json) else {
-                    continue;
+            }
+            loop {
+                let rows = match log.read(&pool).await {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the event log could not be read");
+                        break;
+                    }
                 };
-                if tx.send(Arc::new(event)).await.is_err() {
+                let full = rows.len() as i64 == READ;
+                if !hand_over(&rows, &twin, &router, &tx).await {
                     return;
+                }
+                if !full {
+                    break;
                 }
             }
         }
@@ -76,38 +117,164 @@ pub async fn relay(
     Ok(events)
 }
 
-/// An event as it crosses: its partition key and revision (8 bytes each, big-endian; a
-/// revision of `u64::MAX` when the event has none), its thing (framed), then its JSON as
-/// written for brokers.
-fn encode(event: &DittoMessage) -> Vec<u8> {
-    let json = event.to_json_string();
-    let thing = event.topic.entity_id();
-    let mut out = Vec::with_capacity(16 + 4 + thing.len() + json.len());
-    out.extend_from_slice(&partition_of(event).to_be_bytes());
-    out.extend_from_slice(&event.revision.unwrap_or(u64::MAX).to_be_bytes());
-    nats::frame(&mut out, thing.as_bytes());
-    out.extend_from_slice(json.as_bytes());
-    out
+/// An event as the log holds it.
+#[derive(sqlx::FromRow)]
+struct Row {
+    seq: i64,
+    thing_id: String,
+    revision: Option<i64>,
+    body: String,
 }
 
-struct Received<'a> {
-    key: u64,
-    revision: u64,
-    thing: &'a str,
-    json: &'a str,
+/// Notes the rows' things as changed in the twin (in one step), then hands the events a route
+/// here may take to the hub, in order; `false` once the hub is gone.
+async fn hand_over(
+    rows: &[Row],
+    twin: &TwinService,
+    router: &OnceLock<Arc<Router>>,
+    tx: &mpsc::Sender<Arc<DittoMessage>>,
+) -> bool {
+    if rows.is_empty() {
+        return true;
+    }
+    twin.refresh_all(
+        rows.iter()
+            .map(|r| {
+                (
+                    r.thing_id.clone(),
+                    r.revision.map_or(u64::MAX, |r| r as u64),
+                )
+            })
+            .collect(),
+    );
+    for row in rows {
+        if let Some(router) = router.get()
+            && !router.may_take_twin_event(partition_of_thing(&row.thing_id))
+        {
+            continue;
+        }
+        match DittoMessage::from_json_str(&row.body) {
+            Ok(event) => {
+                if tx.send(Arc::new(event)).await.is_err() {
+                    return false;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(seq = row.seq, error = %e, "an event in the log is unreadable")
+            }
+        }
+    }
+    true
 }
 
-fn decode(frame: &[u8]) -> Option<Received<'_>> {
-    let (key, rest) = frame.split_first_chunk::<8>()?;
-    let (revision, rest) = rest.split_first_chunk::<8>()?;
-    let thing = nats::frames(rest).next()?;
-    let json = &rest[4 + thing.len()..];
-    Some(Received {
-        key: u64::from_be_bytes(*key),
-        revision: u64::from_be_bytes(*revision),
-        thing: std::str::from_utf8(thing).ok()?,
-        json: std::str::from_utf8(json).ok()?,
-    })
+/// Where this instance is in the log.
+struct Log {
+    gaps: Gaps,
+}
+
+impl Log {
+    /// From the end of the log: what was written before the instance started is not its to
+    /// hand over (its things were just loaded, and it has no routes yet).
+    async fn start(pool: &PgPool) -> anyhow::Result<Log> {
+        let (last,): (i64,) = sqlx::query_as("SELECT coalesce(max(seq), 0) FROM events")
+            .fetch_one(pool)
+            .await
+            .map_err(|e| anyhow::anyhow!("the event log cannot be read: {e}"))?;
+        Ok(Log {
+            gaps: Gaps::after(last),
+        })
+    }
+
+    /// The next events: those after the last one read, and those of the gaps that came since.
+    async fn read(&mut self, pool: &PgPool) -> Result<Vec<Row>, sqlx::Error> {
+        self.gaps.expire(Instant::now());
+        let missing = self.gaps.missing();
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT seq, thing_id, revision, body FROM events \
+             WHERE seq > $1 OR seq = ANY($2) ORDER BY seq LIMIT $3",
+        )
+        .bind(self.gaps.last)
+        .bind(&missing)
+        .bind(READ)
+        .fetch_all(pool)
+        .await?;
+        let now = Instant::now();
+        for row in &rows {
+            self.gaps.note(row.seq, now);
+        }
+        Ok(rows)
+    }
+
+    /// Records how far this instance has read, and trims what every live instance has read.
+    async fn record_and_trim(&self, pool: &PgPool, node_id: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO event_readers (node_id, read_to) VALUES ($1, $2) \
+             ON CONFLICT (node_id) DO UPDATE SET read_to = EXCLUDED.read_to",
+        )
+        .bind(node_id)
+        .bind(self.gaps.read_to())
+        .execute(pool)
+        .await?;
+        sqlx::query(
+            "DELETE FROM events WHERE seq <= (SELECT min(r.read_to) FROM event_readers r \
+             JOIN nodes n ON n.node_id = r.node_id WHERE n.expires_at > now())",
+        )
+        .execute(pool)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The sequence numbers read: the last one, and the lower ones not seen yet (a transaction
+/// that took them has not committed yet, or never will), each with when it was first missed.
+#[derive(Debug)]
+struct Gaps {
+    last: i64,
+    missing: BTreeMap<i64, Instant>,
+}
+
+/// Missing numbers kept at most: a jump beyond this (a sequence moved by hand) is not waited for.
+const MAX_MISSING: i64 = 100_000;
+
+impl Gaps {
+    fn after(last: i64) -> Gaps {
+        Gaps {
+            last,
+            missing: BTreeMap::new(),
+        }
+    }
+
+    /// `seq` was read.
+    fn note(&mut self, seq: i64, now: Instant) {
+        if seq <= self.last {
+            self.missing.remove(&seq);
+            return;
+        }
+        if seq - self.last <= MAX_MISSING {
+            for skipped in self.last + 1..seq {
+                self.missing.insert(skipped, now);
+            }
+        }
+        self.last = seq;
+    }
+
+    /// Gives up the numbers missed since before `now - GAP`.
+    fn expire(&mut self, now: Instant) {
+        self.missing
+            .retain(|_, since| now.duration_since(*since) < GAP);
+    }
+
+    fn missing(&self) -> Vec<i64> {
+        self.missing.keys().copied().collect()
+    }
+
+    /// Everything up to this number has been read (or given up).
+    fn read_to(&self) -> i64 {
+        self.missing
+            .keys()
+            .next()
+            .map_or(self.last, |first| first - 1)
+    }
 }
 
 #[cfg(test)]
@@ -115,17 +282,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_event_reads_back_with_its_thing_revision_and_key() {
-        let text = r#"{"topic":"ns/t-1/things/twin/events/modified","headers":{},"path":"/attributes/x","value":1,"revision":7}"#;
-        let event = DittoMessage::from_json_str(text).unwrap();
-        let bytes = encode(&event);
-        let received = decode(&bytes).unwrap();
-        assert_eq!(received.key, partition_of(&event));
-        assert_eq!(received.revision, 7);
-        assert_eq!(received.thing, "ns:t-1");
-        assert_eq!(DittoMessage::from_json_str(received.json).unwrap(), event);
-        for cut in 0..20 {
-            assert!(decode(&bytes[..cut]).is_none(), "{cut}");
-        }
+    fn a_gap_is_read_until_it_fills_or_expires_and_holds_back_only_the_trim_point() {
+        let t0 = Instant::now();
+        let mut gaps = Gaps::after(10);
+        gaps.note(11, t0);
+        assert_eq!((gaps.last, gaps.read_to()), (11, 11));
+        // 12 and 13 were taken by transactions that have not committed yet.
+        gaps.note(14, t0);
+        gaps.note(15, t0);
+        assert_eq!(gaps.missing(), vec![12, 13]);
+        assert_eq!((gaps.last, gaps.read_to()), (15, 11));
+        gaps.note(13, t0);
+        assert_eq!(gaps.missing(), vec![12]);
+        assert_eq!(gaps.read_to(), 11);
+        gaps.note(12, t0);
+        assert!(gaps.missing().is_empty());
+        assert_eq!(gaps.read_to(), 15);
+        // 16 never commits: it is given up after GAP, and the trim point moves on.
+        gaps.note(17, t0 + Duration::from_secs(1));
+        gaps.expire(t0 + GAP);
+        assert_eq!(gaps.missing(), vec![16]);
+        gaps.expire(t0 + Duration::from_secs(1) + GAP);
+        assert!(gaps.missing().is_empty());
+        assert_eq!(gaps.read_to(), 17);
+        // A jump too large to wait for is not waited for.
+        gaps.note(17 + MAX_MISSING + 1, t0);
+        assert!(gaps.missing().is_empty());
     }
 }

@@ -5,8 +5,9 @@
 //!
 //! - [`pg`]: connections and things in PostgreSQL, written conditionally on their revision;
 //!   every instance follows the connection changes (LISTEN/NOTIFY, and a full read every 30 s).
-//! - [`events`]: each instance's twin events reach the others (their twins read the thing
-//!   again; their targets publish the event).
+//! - [`events`]: the event log: each twin batch writes its events into PostgreSQL with its
+//!   things, and every instance reads the log (its twin notes the things others changed; its
+//!   routes take the events), so no event depends on NATS.
 //! - [`coordinator`]: instances, leases and fencing epochs; where each client runs.
 //! - [`placement`]: the placement every instance computes alike.
 //! - [`bus`]: the questions instances ask each other.

@@ -7,7 +7,8 @@ use crate::mappers::shared::{SharedModules, StoredModule};
 use crate::model::StoredConnection;
 use crate::store::redb_store::{decode_connection, encode_connection};
 use crate::store::{
-    ConnectionStore, Expected, FieldCipher, StoreError, StoreFuture, ThingChange, ThingStore,
+    ConnectionStore, Expected, FieldCipher, LoggedEvent, StoreError, StoreFuture, ThingChange,
+    ThingStore,
 };
 use crate::twin::StoredThing;
 use sqlx::ConnectOptions;
@@ -255,12 +256,19 @@ impl ThingStore for PgStore {
         })
     }
 
-    /// All of the batch in one statement (`ferrule_write_things`, one round trip), each write
+    /// The event log every instance reads ([`super::events`]).
+    fn keeps_events(&self) -> bool {
+        true
+    }
+
+    /// All of the batch in one statement (`ferrule_write_batch`, one round trip), each write
     /// conditional on the revision it was based on; the first thing another instance changed
-    /// meanwhile fails all of it.
+    /// meanwhile fails all of it. The batch's events go into the log in the same statement, in
+    /// the order given.
     fn write_things_checked(
         &self,
         mut changes: Vec<(ThingChange, Option<u64>)>,
+        events: Vec<LoggedEvent>,
     ) -> StoreFuture<'_, ()> {
         // Rows are written (and locked) in the order of their ids: two instances writing the
         // same things never wait for each other in a cycle. A delete of a thing that was not
@@ -292,11 +300,24 @@ impl ThingStore for PgStore {
                     }
                 }
             }
-            sqlx::query("SELECT ferrule_write_things($1, $2, $3, $4)")
+            let (mut event_things, mut event_revisions, mut event_bodies) = (
+                Vec::with_capacity(events.len()),
+                Vec::with_capacity(events.len()),
+                Vec::with_capacity(events.len()),
+            );
+            for event in events {
+                event_things.push(event.thing);
+                event_revisions.push(event.revision.map(|r| r as i64));
+                event_bodies.push(event.json);
+            }
+            sqlx::query("SELECT ferrule_write_batch($1, $2, $3, $4, $5, $6, $7)")
                 .bind(ids)
                 .bind(revisions)
                 .bind(docs)
                 .bind(bases)
+                .bind(event_things)
+                .bind(event_revisions)
+                .bind(event_bodies)
                 .execute(&self.pool)
                 .await
                 .map_err(raced)?;

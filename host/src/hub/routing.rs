@@ -123,10 +123,19 @@ pub fn partition_of(signal: &DittoMessage) -> u64 {
     if signal.topic.group == ferrule_protocol::Group::Connections {
         return 0;
     }
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let namespace = signal.topic.namespace.as_bytes();
     let name = signal.topic.name.as_bytes();
-    for byte in namespace.iter().chain(b":").chain(name) {
+    fnv1a(namespace.iter().chain(b":").chain(name))
+}
+
+/// The partition key of the signals about thing `id` (`namespace:name`).
+pub fn partition_of_thing(id: &str) -> u64 {
+    fnv1a(id.as_bytes().iter())
+}
+
+fn fnv1a<'a>(bytes: impl Iterator<Item = &'a u8>) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
         hash ^= u64::from(*byte);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
@@ -465,6 +474,9 @@ mod tests {
                     "/attributes/round",
                     json!(round),
                 );
+                // The key of a thing's events is the key of its id (the cluster's event log
+                // decides from the id alone whether a route here may take an event).
+                assert_eq!(partition_of(&e), partition_of_thing(&format!("org.p:t{t}")));
                 router.dispatch(e).await;
             }
         }

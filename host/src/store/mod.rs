@@ -83,11 +83,31 @@ pub trait ThingStore: Send + Sync + 'static {
     /// [`ThingStore::write_things`], each change paired with the revision the writer based it
     /// on (`None`: no thing). A store shared by several instances applies the whole batch only
     /// when every thing is still at that revision, else nothing and [`StoreError::Conflict`]
-    /// naming a thing. A store with one writer has nothing to check.
+    /// naming a thing. A store with one writer has nothing to check. A store that keeps events
+    /// ([`ThingStore::keeps_events`]) writes the batch's `events` with its changes, atomically;
+    /// another ignores them.
     fn write_things_checked(
         &self,
         changes: Vec<(ThingChange, Option<u64>)>,
+        events: Vec<LoggedEvent>,
     ) -> StoreFuture<'_, ()> {
+        let _ = events;
         self.write_things(changes.into_iter().map(|(c, _)| c).collect())
     }
+
+    /// Whether the twin's events are written with its changes, into a log every instance
+    /// sharing the store reads (the cluster's PostgreSQL). The twin builds them only then.
+    fn keeps_events(&self) -> bool {
+        false
+    }
+}
+
+/// A twin event as a store that keeps events writes it, with the change it tells of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEvent {
+    pub thing: String,
+    /// The thing's revision after the change, when the event names one.
+    pub revision: Option<u64>,
+    /// The event as written for brokers (Ditto Protocol JSON).
+    pub json: String,
 }

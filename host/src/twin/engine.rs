@@ -175,6 +175,15 @@ impl Applied {
         self.finish_with(cmd.headers.clone(), cmd.path.clone(), value)
     }
 
+    /// The event [`Applied::finish`] will give, copied from `cmd` before the commit (a store
+    /// that keeps events writes it with the change).
+    pub fn event_copy(&self, cmd: &TwinCommand) -> Option<DittoMessage> {
+        let mut event = self.event.clone()?;
+        let value = self.event_takes_value.then(|| cmd.value.clone());
+        fill_event(&mut event, cmd.headers.clone(), cmd.path.clone(), value);
+        Some(event)
+    }
+
     fn finish_with(self, headers: Headers, path: String, value: Option<Value>) -> Outcome {
         let Applied {
             mut response,
@@ -183,11 +192,12 @@ impl Applied {
             event_takes_value,
         } = self;
         if let Some(event) = &mut event {
-            event.headers = headers.clone();
-            event.path = path.clone();
-            if event_takes_value {
-                event.value = value;
-            }
+            fill_event(
+                event,
+                headers.clone(),
+                path.clone(),
+                event_takes_value.then_some(value),
+            );
         }
         response.headers = headers;
         response.path = path;
@@ -199,6 +209,20 @@ impl Applied {
             }
         }
         Outcome { response, event }
+    }
+}
+
+/// What an event takes from its command: the headers, the path and (`Some`) the value.
+fn fill_event(
+    event: &mut DittoMessage,
+    headers: Headers,
+    path: String,
+    value: Option<Option<Value>>,
+) {
+    event.headers = headers;
+    event.path = path;
+    if let Some(value) = value {
+        event.value = value;
     }
 }
 

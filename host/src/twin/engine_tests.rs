@@ -763,7 +763,8 @@ proptest! {
 }
 
 /// What a command carries moves into its answers (`finish`, after the commit) exactly as it is
-/// copied into them (`finish_copy`): the same response and event for every kind of outcome.
+/// copied into them (`finish_copy`): the same response and event for every kind of outcome. The
+/// event copied before the commit for a store that keeps events (`event_copy`) is that event.
 #[test]
 fn finishing_by_move_and_by_copy_answer_alike() {
     let mut with_etag = cmd(Action::Modify, "/attributes/serial", Some(json!(9)));
@@ -792,9 +793,12 @@ fn finishing_by_move_and_by_copy_answer_alike() {
         let current = Arc::new(thing());
         let mut copied = c.clone();
         let by_copy = engine::apply(&c, &mut Some(current.clone()), now()).finish_copy(&c);
-        let by_move = engine::apply(&c, &mut Some(current), now()).finish(&mut copied);
+        let applied = engine::apply(&c, &mut Some(current), now());
+        let before_commit = applied.event_copy(&copied);
+        let by_move = applied.finish(&mut copied);
         assert_eq!(by_move.response, by_copy.response, "{c:?}");
         assert_eq!(by_move.event, by_copy.event, "{c:?}");
+        assert_eq!(before_commit, by_move.event, "{c:?}");
         assert_eq!(by_move.response.path, c.path, "{c:?}");
         assert_eq!(
             by_move.response.headers.correlation_id().as_deref(),

@@ -17,7 +17,7 @@
 
 use super::engine::{StoredThing, TwinCommand, apply, error_response};
 use super::errors;
-use crate::store::{StoreError, ThingChange, ThingStore};
+use crate::store::{LoggedEvent, StoreError, ThingChange, ThingStore};
 use chrono::Utc;
 use ferrule_protocol::DittoMessage;
 use std::collections::HashMap;
@@ -251,6 +251,7 @@ async fn run(
     // Things other instances changed to a newer revision than the one in memory: read again
     // only when a command of this instance needs them.
     let mut stale: HashMap<String, u64> = HashMap::new();
+    let keeps_events = store.keeps_events();
     loop {
         let received = tokio::select! {
             biased;
@@ -306,7 +307,15 @@ async fn run(
                     })
                     .collect()
             };
-            match store.write_things_checked(changes).await {
+            // A store that keeps events writes them with the changes (copied: the batch may
+            // be applied again after a conflict, and its commands move into their answers
+            // only after the commit).
+            let events = if keeps_events {
+                logged_events(&batch, &outcomes)
+            } else {
+                Vec::new()
+            };
+            match store.write_things_checked(changes, events).await {
                 Ok(()) => break Ok(outcomes),
                 Err(e) => {
                     let touched: Vec<String> = before.keys().cloned().collect();
@@ -348,6 +357,22 @@ async fn run(
             request.answer(outcome.response);
         }
     }
+}
+
+/// The events of a batch's changes, in the order of its commands, as the store logs them.
+fn logged_events(batch: &[Request], outcomes: &[super::engine::Applied]) -> Vec<LoggedEvent> {
+    batch
+        .iter()
+        .zip(outcomes)
+        .filter_map(|(request, applied)| {
+            let event = applied.event_copy(&request.command)?;
+            Some(LoggedEvent {
+                thing: request.command.thing_id.clone(),
+                revision: event.revision,
+                json: event.to_json_string(),
+            })
+        })
+        .collect()
 }
 
 /// What each touched thing was before a batch.
@@ -589,6 +614,8 @@ mod tests {
     struct SharedStore {
         inner: MemoryStore,
         raced: std::sync::atomic::AtomicBool,
+        /// The events written with the changes.
+        log: std::sync::Mutex<Vec<LoggedEvent>>,
     }
     impl ThingStore for SharedStore {
         fn load_things(&self) -> StoreFuture<'_, Vec<StoredThing>> {
@@ -600,9 +627,13 @@ mod tests {
         fn write_things(&self, changes: Vec<ThingChange>) -> StoreFuture<'_, ()> {
             self.inner.write_things(changes)
         }
+        fn keeps_events(&self) -> bool {
+            true
+        }
         fn write_things_checked(
             &self,
             changes: Vec<(ThingChange, Option<u64>)>,
+            events: Vec<LoggedEvent>,
         ) -> StoreFuture<'_, ()> {
             Box::pin(async move {
                 let id = "ns:shared".to_string();
@@ -629,7 +660,9 @@ mod tests {
                 }
                 self.inner
                     .write_things(changes.into_iter().map(|(c, _)| c).collect())
-                    .await
+                    .await?;
+                self.log.lock().unwrap().extend(events);
+                Ok(())
             })
         }
     }
@@ -639,6 +672,7 @@ mod tests {
         let store = Arc::new(SharedStore {
             inner: MemoryStore::default(),
             raced: Default::default(),
+            log: Default::default(),
         });
         let (twin, mut events) = TwinService::start_with_events(store.clone()).await.unwrap();
         let r = twin
@@ -668,7 +702,20 @@ mod tests {
         assert_eq!(stored.revision, 3, "create, the other's change, this one");
         assert_eq!(stored.thing["attributes"], json!({"other": 1, "mine": 2}));
         let _created = events.recv().await.unwrap();
-        assert_eq!(events.recv().await.unwrap().revision, Some(3));
+        let modified = events.recv().await.unwrap();
+        assert_eq!(modified.revision, Some(3));
+        // The log holds the events of what was written, the try that lost the race not among
+        // them, each as the twin gave it.
+        let logged = store.log.lock().unwrap().clone();
+        let revisions: Vec<_> = logged
+            .iter()
+            .map(|e| (e.thing.as_str(), e.revision))
+            .collect();
+        assert_eq!(revisions, [("ns:shared", Some(1)), ("ns:shared", Some(3))]);
+        assert_eq!(
+            DittoMessage::from_json_str(&logged[1].json).unwrap(),
+            *modified
+        );
         // A refresh for a revision the twin has is nothing; for a newer one, it reads again.
         let mut newer = stored.clone();
         newer.revision = 4;
