@@ -1036,15 +1036,12 @@ async fn every_twin_event_reaches_the_watchers_and_targets_of_every_instance_onc
     let id = format!("events-{u}");
     // Every instance runs a client of the connection: each publishes its share of the things.
     let events_topic = format!("ferrule-cluster/{u}/events");
-    let connection = json!({
-        "name": "events", "connectionType": "mqtt-5", "connectionStatus": "open",
-        "uri": "tcp://127.0.0.1:1883", "clientCount": 3,
-        "sources": [],
-        "targets": [{"address": format!("{events_topic}/{{{{ thing:id }}}}"),
-                     "topics": ["_/_/things/twin/events?namespaces=cluster.events"],
-                     "qos": 1, "authorizationContext": ["ditto:outbound"]}]
-    });
-    create(n1, &id, &connection).await;
+    create(
+        n1,
+        &id,
+        &events_connection(&events_topic, 3, "cluster.events"),
+    )
+    .await;
     wait_for_clients(n1, &id, &names(&["n1", "n2", "n3"])).await;
     let published = count_published(&u, &events_topic).await;
     let mut watcher = common::Events::open(n3, "?namespaces=cluster.events&fields=thingId").await;
@@ -1086,6 +1083,19 @@ async fn every_twin_event_reaches_the_watchers_and_targets_of_every_instance_onc
         late.next().await.unwrap(),
         json!({"thingId": "cluster.events:late", "policyId": "cluster.events:late"})
     );
+}
+
+/// A connection of `clients` MQTT 5 clients with one target: the twin events of `namespace`,
+/// each to `<events_topic>/<thing id>` (every client publishes its share of the things).
+fn events_connection(events_topic: &str, clients: usize, namespace: &str) -> Value {
+    json!({
+        "name": "events", "connectionType": "mqtt-5", "connectionStatus": "open",
+        "uri": "tcp://127.0.0.1:1883", "clientCount": clients,
+        "sources": [],
+        "targets": [{"address": format!("{events_topic}/{{{{ thing:id }}}}"),
+                     "topics": [format!("_/_/things/twin/events?namespaces={namespace}")],
+                     "qos": 1, "authorizationContext": ["ditto:outbound"]}]
+    })
 }
 
 /// How often each topic under `<events_topic>/` was published, counted from now on (the
@@ -1134,14 +1144,7 @@ async fn twin_events_reach_every_instances_targets_while_nats_is_down() {
     let u = common::unique("cluster-nonats", '-');
     let id = format!("nonats-{u}");
     let events_topic = format!("ferrule-cluster/{u}/events");
-    let connection = json!({
-        "name": "events", "connectionType": "mqtt-5", "connectionStatus": "open",
-        "uri": "tcp://127.0.0.1:1883", "clientCount": 2,
-        "sources": [],
-        "targets": [{"address": format!("{events_topic}/{{{{ thing:id }}}}"),
-                     "topics": ["_/_/things/twin/events?namespaces=cluster.nonats"],
-                     "qos": 1, "authorizationContext": ["ditto:outbound"]}]
-    });
+    let connection = events_connection(&events_topic, 2, "cluster.nonats");
     create(cluster.node(1), &id, &connection).await;
     wait_for_clients(cluster.node(1), &id, &names(&["n1", "n2"])).await;
     let published = count_published(&u, &events_topic).await;

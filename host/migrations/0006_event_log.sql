@@ -10,11 +10,12 @@ CREATE TABLE events (
     body TEXT NOT NULL
 );
 
--- How far each instance has read the events: the log is trimmed below the lowest point of the
--- live instances.
+-- How far each instance has read the events, and when it last said so: the log is trimmed
+-- below the lowest point of the instances that said so within the last minute.
 CREATE TABLE event_readers (
     node_id TEXT PRIMARY KEY,
-    read_to BIGINT NOT NULL
+    read_to BIGINT NOT NULL,
+    at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 
 -- `ferrule_write_things` (0005), and the batch's events in the same statement, in the order

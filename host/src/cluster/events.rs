@@ -18,9 +18,10 @@
 //! one thing there is no such gap: a change is written only on top of the revision before it, so
 //! its event takes its number after the previous event of that thing was committed.
 //!
-//! **What is kept.** Each instance records how far it has read (`event_readers`); the log is
-//! trimmed below the lowest point of the live instances. An instance whose targets are slow
-//! reads the log later, and the log holds the events meanwhile, in PostgreSQL, not in memory.
+//! **What is kept.** Each instance records how far it has read (`event_readers`), when it
+//! starts and every [`TRIM`]; the log is trimmed below the lowest point of the instances that
+//! recorded within [`KEEP_FOR`]. An instance whose targets are slow reads the log later, and
+//! the log holds the events meanwhile, in PostgreSQL, not in memory.
 
 use crate::hub::routing::{Router, partition_of_thing};
 use crate::twin::{Events, TwinService};
@@ -43,6 +44,11 @@ const READ: i64 = 2048;
 const GAP: Duration = Duration::from_secs(30);
 /// How often an instance records how far it read, and trims the log.
 const TRIM: Duration = Duration::from_secs(2);
+/// How long the log is kept for an instance that stopped recording how far it read.
+const KEEP_FOR: Duration = Duration::from_secs(60);
+/// The log is read at most this often: under load, fewer reads of more events each (every
+/// commit of every instance wakes every reader).
+const READ_EVERY: Duration = Duration::from_millis(5);
 
 /// Puts the log between the twin's `local` events and the hub: what it returns carries every
 /// instance's events, this one's included, in the order of the log. `router` is the hub's, once
@@ -58,7 +64,7 @@ pub async fn relay(
     let (tx, events) = mpsc::channel(crate::twin::service::EVENT_QUEUE);
     let wake = Arc::new(Notify::new());
     let mut written = super::nats::subscribe(&client, WRITTEN).await?;
-    let mut log = Log::start(&pool).await?;
+    let mut log = Log::start(&pool, &node_id).await?;
     // This instance's commits: its reader reads at once and the others are told. The events
     // themselves are read back from the log; a NATS that does not take the message (down, or
     // slow) holds back neither the twin nor the reader.
@@ -90,6 +96,7 @@ pub async fn relay(
         let mut recorded = Instant::now();
         loop {
             let _ = tokio::time::timeout(POLL, wake.notified()).await;
+            tokio::time::sleep(READ_EVERY).await;
             if recorded.elapsed() >= TRIM {
                 recorded = Instant::now();
                 if let Err(e) = log.record_and_trim(&pool, &node_id).await {
@@ -174,24 +181,34 @@ struct Log {
 
 impl Log {
     /// From the end of the log: what was written before the instance started is not its to
-    /// hand over (its things were just loaded, and it has no routes yet).
-    async fn start(pool: &PgPool) -> anyhow::Result<Log> {
+    /// hand over (its things were just loaded, and it has no routes yet). The instance's place
+    /// is recorded at once, so nothing after it is trimmed before it is read.
+    async fn start(pool: &PgPool, node_id: &str) -> anyhow::Result<Log> {
         let (last,): (i64,) = sqlx::query_as("SELECT coalesce(max(seq), 0) FROM events")
             .fetch_one(pool)
             .await
             .map_err(|e| anyhow::anyhow!("the event log cannot be read: {e}"))?;
-        Ok(Log {
+        let log = Log {
             gaps: Gaps::after(last),
-        })
+        };
+        log.record(pool, node_id)
+            .await
+            .map_err(|e| anyhow::anyhow!("the event log cannot be read: {e}"))?;
+        Ok(log)
     }
 
-    /// The next events: those after the last one read, and those of the gaps that came since.
+    /// The next events: those of the gaps that came since, and those after the last one read
+    /// (two index scans: with an `OR` PostgreSQL reads the whole table).
     async fn read(&mut self, pool: &PgPool) -> Result<Vec<Row>, sqlx::Error> {
         self.gaps.expire(Instant::now());
         let missing = self.gaps.missing();
         let rows: Vec<Row> = sqlx::query_as(
-            "SELECT seq, thing_id, revision, body FROM events \
-             WHERE seq > $1 OR seq = ANY($2) ORDER BY seq LIMIT $3",
+            "SELECT * FROM ( \
+               (SELECT seq, thing_id, revision, body FROM events WHERE seq = ANY($2)) \
+               UNION ALL \
+               (SELECT seq, thing_id, revision, body FROM events WHERE seq > $1 \
+                ORDER BY seq LIMIT $3) \
+             ) AS e ORDER BY seq",
         )
         .bind(self.gaps.last)
         .bind(&missing)
@@ -205,20 +222,28 @@ impl Log {
         Ok(rows)
     }
 
-    /// Records how far this instance has read, and trims what every live instance has read.
-    async fn record_and_trim(&self, pool: &PgPool, node_id: &str) -> Result<(), sqlx::Error> {
+    /// Records how far this instance has read.
+    async fn record(&self, pool: &PgPool, node_id: &str) -> Result<(), sqlx::Error> {
         sqlx::query(
-            "INSERT INTO event_readers (node_id, read_to) VALUES ($1, $2) \
-             ON CONFLICT (node_id) DO UPDATE SET read_to = EXCLUDED.read_to",
+            "INSERT INTO event_readers (node_id, read_to, at) VALUES ($1, $2, now()) \
+             ON CONFLICT (node_id) DO UPDATE SET read_to = EXCLUDED.read_to, at = now()",
         )
         .bind(node_id)
         .bind(self.gaps.read_to())
         .execute(pool)
         .await?;
+        Ok(())
+    }
+
+    /// Records how far this instance has read, and trims what every instance that recorded
+    /// within [`KEEP_FOR`] has read (an instance that stopped holds the log that long).
+    async fn record_and_trim(&self, pool: &PgPool, node_id: &str) -> Result<(), sqlx::Error> {
+        self.record(pool, node_id).await?;
         sqlx::query(
-            "DELETE FROM events WHERE seq <= (SELECT min(r.read_to) FROM event_readers r \
-             JOIN nodes n ON n.node_id = r.node_id WHERE n.expires_at > now())",
+            "DELETE FROM events WHERE seq <= (SELECT min(read_to) FROM event_readers \
+             WHERE at > now() - $1 * interval '1 millisecond')",
         )
+        .bind(KEEP_FOR.as_millis() as i64)
         .execute(pool)
         .await?;
         Ok(())
