@@ -21,9 +21,15 @@ struct Database {
 }
 
 fn psql(sql: &str) -> std::process::Output {
+    psql_in("postgres", sql)
+}
+
+/// `sql` run in database `db` of the local PostgreSQL; its rows unaligned, without headers.
+fn psql_in(db: &str, sql: &str) -> std::process::Output {
     Command::new("psql")
         .env("PGPASSWORD", "postgres")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v"])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db])
+        .args(["-t", "-A", "-v"])
         .arg("ON_ERROR_STOP=1")
         .arg("-c")
         .arg(sql)
@@ -279,7 +285,7 @@ struct Cluster {
     nodes: Vec<Option<Ferrule>>,
     _dir: tempfile::TempDir,
     nats: Nats,
-    _db: Database,
+    db: Database,
 }
 
 impl Cluster {
@@ -315,7 +321,7 @@ impl Cluster {
             nodes,
             _dir: dir,
             nats,
-            _db: db,
+            db,
         }
     }
 
@@ -1167,6 +1173,22 @@ async fn twin_events_reach_every_instances_targets_while_nats_is_down() {
         "{statuses:?}"
     );
     each_published_once(&published, THINGS).await;
+    // Once both instances have read them (each records how far every 2 s), the events are
+    // trimmed from the log.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let out = psql_in(&cluster.db.name, "SELECT count(*) FROM events");
+        let left = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if left == "0" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} events still in the log: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
