@@ -74,6 +74,9 @@ fn target(index: usize, address: &str) -> TargetSpec {
 }
 
 /// An independent AMQP 1.0 client plus an AMQP 0.9.1 channel for queue management.
+/// How long the test helper waits for the broker's answer to one step at most.
+const HELPER_WAIT: Duration = Duration::from_secs(30);
+
 struct Broker {
     connection: fe2o3_amqp::connection::ConnectionHandle<()>,
     session: fe2o3_amqp::session::SessionHandle<()>,
@@ -122,12 +125,19 @@ impl Broker {
     /// A fresh queue, created by attaching a sender to `/queue/NAME`.
     async fn queue(&mut self, test: &str) -> String {
         let name = queue_name(test);
-        let sender = Sender::attach(
-            &mut self.session,
-            format!("create-{name}"),
-            format!("/queue/{name}"),
+        // Bounded, as every wait of this helper: a broker that never answers fails the test
+        // naming the step instead of holding the whole test command (one test once waited here
+        // or in `receive` for over 10 minutes, 2026-12-08).
+        let sender = tokio::time::timeout(
+            HELPER_WAIT,
+            Sender::attach(
+                &mut self.session,
+                format!("create-{name}"),
+                format!("/queue/{name}"),
+            ),
         )
         .await
+        .expect("the helper's attach to create a queue was not answered")
         .unwrap();
         let _ = tokio::time::timeout(Duration::from_secs(5), sender.close()).await;
         self.queues.push(name.clone());
@@ -164,18 +174,25 @@ impl Broker {
         n: usize,
         wait: Duration,
     ) -> Vec<Message<Body<Value>>> {
-        let mut receiver = Receiver::attach(
-            &mut self.session,
-            format!("helper-receiver-{}", queue_name("r")),
-            address,
+        let mut receiver = tokio::time::timeout(
+            HELPER_WAIT,
+            Receiver::attach(
+                &mut self.session,
+                format!("helper-receiver-{}", queue_name("r")),
+                address,
+            ),
         )
         .await
+        .expect("the helper's receiver attach was not answered")
         .unwrap();
         let mut out = Vec::new();
         while out.len() < n {
             match tokio::time::timeout(wait, receiver.recv::<Body<Value>>()).await {
                 Ok(Ok(delivery)) => {
-                    receiver.accept(&delivery).await.unwrap();
+                    tokio::time::timeout(HELPER_WAIT, receiver.accept(&delivery))
+                        .await
+                        .expect("the helper's accept was not answered")
+                        .unwrap();
                     out.push(delivery.into_message());
                 }
                 _ => break,
