@@ -111,7 +111,8 @@ pub async fn relay(
                         break;
                     }
                 };
-                let full = rows.len() as i64 == READ;
+                // More may be waiting: the limit was reached (gap rows come on top of it).
+                let full = rows.len() as i64 >= READ;
                 if !hand_over(&rows, &twin, &router, &tx).await {
                     return;
                 }
