@@ -1191,6 +1191,104 @@ async fn twin_events_reach_every_instances_targets_while_nats_is_down() {
     }
 }
 
+/// A client slot's cursor: when the instance that runs a connection's client is killed with
+/// events read from the log but not yet published (its target's broker had stopped taking
+/// them), the instance that takes the client over publishes them: every event after the last
+/// cursor the old owner saved is replayed. No acknowledgement is requested, so nothing else
+/// would bring them back.
+#[tokio::test]
+async fn a_killed_owners_unpublished_events_are_published_by_the_next_owner() {
+    use futures_util::StreamExt;
+    let mut cluster = Cluster::start("slot_cursor", 2).await;
+    let u = common::unique("cluster-cursor", '-');
+    let id = format!("cursor-{u}");
+    let broker = common::Mosquitto::start().await;
+    let out = format!("ferrule-cluster/{u}/out");
+    let connection = json!({
+        "connectionType": "mqtt", "connectionStatus": "open",
+        "uri": format!("tcp://127.0.0.1:{}", broker.port),
+        "sources": [],
+        "targets": [{"address": out, "qos": 1,
+                     "topics": ["_/_/things/twin/events?namespaces=cluster.cursor"],
+                     "authorizationContext": ["ditto:outbound"]}]
+    });
+    create(cluster.node(1), &id, &connection).await;
+    let owner = owner_of(cluster.node(1), &id).await;
+    let victim: usize = owner.trim_start_matches('n').parse().unwrap();
+    let survivor = 3 - victim;
+    let (_client, seen, _) = mqtt_client(broker.port, &format!("{u}-sub"), &out).await;
+    let put = |range: std::ops::Range<usize>| {
+        let f = cluster.node(survivor);
+        let u = u.clone();
+        async move {
+            let puts = futures_util::stream::iter(range.map(|i| {
+                let path = format!("/api/2/things/cluster.cursor:{u}-{i}");
+                async move {
+                    f.put_json(&path, &json!({"attributes": {"seq": i}}))
+                        .await
+                        .status()
+                }
+            }))
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+            assert!(puts.iter().all(|s| s.is_success()), "{puts:?}");
+        }
+    };
+    const BEFORE: usize = 50;
+    const HELD: usize = 400;
+    put(0..BEFORE).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() < BEFORE {
+        assert!(
+            Instant::now() < deadline,
+            "the first events were not published"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    // The owner saves its cursor every half second.
+    sleep(Duration::from_secs(1)).await;
+    // The target's broker stops taking messages: the owner reads the next events from the log
+    // and holds them, unconfirmed or queued, until it is killed.
+    signal(broker.pid(), "STOP");
+    put(BEFORE..BEFORE + HELD).await;
+    sleep(Duration::from_millis(500)).await;
+    cluster.kill(victim);
+    signal(broker.pid(), "CONT");
+    let (clients, status) = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (clients, status) = clients(cluster.node(survivor), &id).await;
+            if status["liveStatus"] == "open" && clients.len() == 1 && clients[0] != owner {
+                break (clients, status);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no instance took the client over: {status}"
+            );
+            sleep(Duration::from_millis(100)).await;
+        }
+    };
+    assert_eq!(clients, vec![format!("n{survivor}")], "{status}");
+    let total = BEFORE + HELD;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.lock().unwrap().len() < total && Instant::now() < deadline {
+        sleep(Duration::from_millis(100)).await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    let lost: Vec<usize> = (0..total)
+        .filter(|i| !seen.contains_key(&(*i as u64)))
+        .collect();
+    let duplicates: usize = seen.values().map(|(n, _)| n - 1).sum();
+    println!("slot cursor: {} lost, {duplicates} duplicates", lost.len());
+    if !lost.is_empty() {
+        cluster.print_logs();
+    }
+    assert!(lost.is_empty(), "events never published: {lost:?}");
+    // At least once, not more than once again: the replay starts at the last saved cursor.
+    assert!(duplicates <= HELD, "{duplicates} duplicates");
+}
+
 #[tokio::test]
 async fn live_messages_and_their_responses_cross_instances() {
     let cluster = Cluster::start("live", 3).await;

@@ -31,6 +31,7 @@ async fn scenario(name: &str, topics: impl Fn(usize) -> String) {
             on_stall: None,
             partition: None,
             lossy: false,
+            ledger: None,
         });
         receivers.push(rx);
     }

@@ -141,9 +141,10 @@ impl Server {
         // Cluster mode: every instance's events come from the event log in PostgreSQL, read
         // only when a route of this hub may take them.
         let router = Arc::new(std::sync::OnceLock::new());
-        let events = match (&config.cluster, &bus, &pool) {
+        let stall = std::time::Duration::from_millis(config.runtime.target_stall_timeout_ms);
+        let hub = match (&config.cluster, &bus, &pool) {
             (Some(c), Some(bus), Some(pool)) => {
-                crate::cluster::events::relay(
+                let feed = crate::cluster::events::relay(
                     pool.clone(),
                     bus.client(),
                     c.node_id.clone(),
@@ -151,15 +152,11 @@ impl Server {
                     events,
                     router.clone(),
                 )
-                .await?
+                .await?;
+                Hub::start_from_log(twin, feed, stall)
             }
-            _ => events,
+            _ => Hub::start(twin, events, stall),
         };
-        let hub = Hub::start(
-            twin,
-            events,
-            std::time::Duration::from_millis(config.runtime.target_stall_timeout_ms),
-        );
         let _ = router.set(hub.router.clone());
         if let (Some(c), Some(bus)) = (&config.cluster, &bus) {
             crate::cluster::signals::relay(bus.client(), &c.node_id, &hub).await?;

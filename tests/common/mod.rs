@@ -459,6 +459,11 @@ impl Mosquitto {
         }
     }
 
+    /// The broker process (to stop and continue it).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the broker runs").id()
+    }
+
     /// SIGTERM (Mosquitto saves its sessions and queues), and wait for the exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

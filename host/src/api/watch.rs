@@ -136,6 +136,7 @@ pub fn watch(router: &Arc<Router>, request: &WatchRequest) -> Result<Response, D
         on_stall: None,
         partition: None,
         lossy: true,
+        ledger: None,
     });
     let registration = Registration {
         router: router.clone(),

@@ -18,6 +18,7 @@
 //! was stopped) stops all its clients before anyone else may take their leases.
 
 use super::placement;
+use crate::hub::ledger::Slot;
 use crate::runtime::Runtime;
 use sqlx::PgPool;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -135,6 +136,7 @@ impl Coordinator {
     pub async fn leave(&self) {
         self.left.send_replace(true);
         let left = async {
+            self.save_cursors(&self.runtime.slot_cursors()).await;
             sqlx::query(
                 "UPDATE leases SET expires_at = now() WHERE owner = $1 AND expires_at > now()",
             )
@@ -238,6 +240,7 @@ impl Coordinator {
             tracing::warn!(slot = %lost, "a lease was lost: its client stops here");
         }
         state.held = renewed;
+        self.save_cursors(&self.runtime.slot_cursors()).await;
 
         // 2. The live instances; killed ones are expired at once.
         let nodes: Vec<(String, bool, bool)> = sqlx::query_as(
@@ -348,29 +351,46 @@ impl Coordinator {
             }
         }
         release.extend(state.held.keys().filter(|r| !wanted.contains(r)).cloned());
+        let counts: HashMap<&str, usize> = desired.iter().map(|(id, n)| (&**id, *n)).collect();
         for r in &claim {
-            let epoch: Option<(i64,)> = sqlx::query_as(
+            let taken: Option<(i64, Option<i64>, Option<i32>)> = sqlx::query_as(
                 "INSERT INTO leases (resource, owner, epoch, expires_at) \
                  VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond') \
                  ON CONFLICT (resource) DO UPDATE SET owner = EXCLUDED.owner, \
                  epoch = leases.epoch + 1, expires_at = EXCLUDED.expires_at \
-                 WHERE leases.expires_at < now() RETURNING epoch",
+                 WHERE leases.expires_at < now() RETURNING epoch, cursor, cursor_slots",
             )
             .bind(r)
             .bind(&self.node)
             .bind(ttl)
             .fetch_optional(&self.pool)
             .await?;
-            if let Some((epoch,)) = epoch {
-                tracing::info!(slot = %r, epoch, "took a client slot");
+            if let Some((epoch, cursor, cursor_slots)) = taken {
+                tracing::info!(slot = %r, epoch, cursor, "took a client slot");
                 state.held.insert(r.clone(), epoch);
+                if let Some((id, k)) = slot_of(r)
+                    && let Some(&n) = counts.get(id)
+                {
+                    // A cursor of another clientCount is of another share of the things.
+                    let cursor = cursor.filter(|_| cursor_slots == Some(n as i32));
+                    self.runtime.took_slot(id, k, n, epoch, cursor);
+                }
             }
         }
-        // The clients of released slots stop before their leases are free to take.
+        // The clients of released slots stop before their leases are free to take, and their
+        // last cursors are saved before.
         for r in &release {
             state.held.remove(r);
         }
         self.apply(state).await;
+        let left: Vec<_> = release
+            .iter()
+            .filter_map(|r| {
+                let (id, k) = slot_of(r)?;
+                Some((id.to_string(), k, self.runtime.forget_slot(id, k)?))
+            })
+            .collect();
+        self.save_cursors(&left).await;
         for r in &release {
             sqlx::query(
                 "UPDATE leases SET expires_at = now() - interval '1 hour' \
@@ -382,6 +402,54 @@ impl Coordinator {
             .await?;
             tracing::info!(slot = %r, "released a client slot");
         }
+        Ok(())
+    }
+
+    /// Saves the cursors of `slots` (`hub::ledger`) where this instance still holds their
+    /// leases with the epoch it took them with: a stale owner cannot move a cursor. A cursor
+    /// counts as moving (`cursor_at`) when it moved, or when it is up to what this instance
+    /// last recorded it had read. A cursor not saved is saved at the next scan, or the next
+    /// owner replays from an earlier one.
+    async fn save_cursors(&self, slots: &[(String, usize, Arc<Slot>)]) {
+        if let Err(e) = self.try_save_cursors(slots).await {
+            tracing::warn!(error = %e, "the client slots' cursors could not be saved");
+        }
+    }
+
+    async fn try_save_cursors(
+        &self,
+        slots: &[(String, usize, Arc<Slot>)],
+    ) -> Result<(), sqlx::Error> {
+        let (mut resources, mut epochs, mut cursors, mut counts) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (id, k, slot) in slots {
+            if let Some(cursor) = slot.cursor() {
+                resources.push(resource(id, *k));
+                epochs.push(slot.epoch());
+                cursors.push(cursor);
+                counts.push(slot.count as i32);
+            }
+        }
+        if resources.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "UPDATE leases AS l SET cursor = c.cursor, cursor_slots = c.slots, \
+             cursor_at = CASE WHEN l.cursor IS DISTINCT FROM c.cursor OR l.cursor_at IS NULL \
+               OR c.cursor >= (SELECT read_to FROM event_readers WHERE node_id = $1) \
+               THEN now() ELSE l.cursor_at END \
+             FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::int[]) \
+               AS c(resource, epoch, cursor, slots) \
+             WHERE l.resource = c.resource AND l.epoch = c.epoch AND l.owner = $1 \
+               AND l.expires_at > now()",
+        )
+        .bind(&self.node)
+        .bind(&resources)
+        .bind(&epochs)
+        .bind(&cursors)
+        .bind(&counts)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 

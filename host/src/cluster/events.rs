@@ -18,17 +18,30 @@
 //! one thing there is no such gap: a change is written only on top of the revision before it, so
 //! its event takes its number after the previous event of that thing was committed.
 //!
+//! **Client slots replay from their cursor.** Each session of a client slot keeps a ledger
+//! of the events its routes took and its targets are done with (`hub::ledger`); the
+//! coordinator saves the slot's cursor with its lease. The next session of the slot, here or on
+//! the instance that takes the slot over, starts from that cursor: before its routes take the
+//! log's events, this reader hands them the slot's events after the cursor that it has handed
+//! over already ([`Log::replay`]), in the same queue as the others, so nothing is missed between
+//! the two and nothing comes twice from this reader. What the last owner had read but not
+//! published, and what was written while the slot moved, so is published.
+//!
 //! **What is kept.** Each instance records how far it has read (`event_readers`), when it
 //! starts and every [`TRIM`]; the log is trimmed below the lowest point of the instances that
-//! recorded within [`KEEP_FOR`]. An instance whose targets are slow reads the log later, and
-//! the log holds the events meanwhile, in PostgreSQL, not in memory.
+//! recorded within [`KEEP_FOR`], and of the client slots whose cursors moved within it.
+//! An instance whose targets are slow reads the log later, and the log holds the events
+//! meanwhile, in PostgreSQL, not in memory. A slot whose target could not publish for longer
+//! no longer holds the log back, and is told so when it replays.
 
+use crate::hub::Feed;
+use crate::hub::ledger::Ledger;
 use crate::hub::routing::{Router, partition_of_thing};
 use crate::twin::{Events, TwinService};
 use ferrule_protocol::DittoMessage;
 use futures_util::StreamExt;
 use sqlx::PgPool;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
@@ -51,8 +64,9 @@ const KEEP_FOR: Duration = Duration::from_secs(60);
 const READ_EVERY: Duration = Duration::from_millis(5);
 
 /// Puts the log between the twin's `local` events and the hub: what it returns carries every
-/// instance's events, this one's included, in the order of the log. `router` is the hub's, once
-/// it exists (until then every event is read).
+/// instance's events, this one's included, in the order of the log, with how far the log was
+/// read, and the replays the hub's ledgers ask for. `router` is the hub's, once it exists
+/// (until then every event is read).
 pub async fn relay(
     pool: PgPool,
     client: async_nats::Client,
@@ -60,11 +74,26 @@ pub async fn relay(
     twin: TwinService,
     mut local: Events,
     router: Arc<OnceLock<Arc<Router>>>,
-) -> anyhow::Result<Events> {
+) -> anyhow::Result<mpsc::Receiver<Feed>> {
     let (tx, events) = mpsc::channel(crate::twin::service::EVENT_QUEUE);
     let wake = Arc::new(Notify::new());
     let mut written = super::nats::subscribe(&client, WRITTEN).await?;
     let mut log = Log::start(&pool, &node_id).await?;
+    let _ = tx.send(Feed::ReadTo(log.gaps.read_to())).await;
+    // A ledger waiting for its replay wakes the reader.
+    let (w, r) = (wake.clone(), router.clone());
+    tokio::spawn(async move {
+        let router = loop {
+            match r.get() {
+                Some(router) => break router.clone(),
+                None => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        };
+        loop {
+            router.replay_wanted.notified().await;
+            w.notify_one();
+        }
+    });
     // This instance's commits: its reader reads at once and the others are told. The events
     // themselves are read back from the log; a NATS that does not take the message (down, or
     // slow) holds back neither the twin nor the reader.
@@ -103,6 +132,18 @@ pub async fn relay(
                     tracing::warn!(error = %e, "the event log could not be trimmed");
                 }
             }
+            if let Some(router) = router.get() {
+                for ledger in router.take_replays() {
+                    match log.replay(&pool, &ledger, &tx).await {
+                        Ok(true) => {}
+                        Ok(false) => return,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a client slot's events could not be replayed; trying again");
+                            router.request_replay(ledger);
+                        }
+                    }
+                }
+            }
             loop {
                 let rows = match log.read(&pool).await {
                     Ok(rows) => rows,
@@ -113,7 +154,7 @@ pub async fn relay(
                 };
                 // More may be waiting: the limit was reached (gap rows come on top of it).
                 let full = rows.len() as i64 >= READ;
-                if !hand_over(&rows, &twin, &router, &tx).await {
+                if !hand_over(&rows, log.gaps.read_to(), &twin, &router, &tx).await {
                     return;
                 }
                 if !full {
@@ -135,12 +176,14 @@ struct Row {
 }
 
 /// Notes the rows' things as changed in the twin (in one step), then hands the events a route
-/// here may take to the hub, in order; `false` once the hub is gone.
+/// here may take to the hub, in order, and then that the log is read to `read_to`; `false`
+/// once the hub is gone.
 async fn hand_over(
     rows: &[Row],
+    read_to: i64,
     twin: &TwinService,
     router: &OnceLock<Arc<Router>>,
-    tx: &mpsc::Sender<Arc<DittoMessage>>,
+    tx: &mpsc::Sender<Feed>,
 ) -> bool {
     if rows.is_empty() {
         return true;
@@ -161,18 +204,25 @@ async fn hand_over(
         {
             continue;
         }
-        match DittoMessage::from_json_str(&row.body) {
-            Ok(event) => {
-                if tx.send(Arc::new(event)).await.is_err() {
-                    return false;
-                }
-            }
+        if let Some(event) = row.event()
+            && tx.send(Feed::Logged(event, row.seq)).await.is_err()
+        {
+            return false;
+        }
+    }
+    tx.send(Feed::ReadTo(read_to)).await.is_ok()
+}
+
+impl Row {
+    fn event(&self) -> Option<Arc<DittoMessage>> {
+        match DittoMessage::from_json_str(&self.body) {
+            Ok(event) => Some(Arc::new(event)),
             Err(e) => {
-                tracing::warn!(seq = row.seq, error = %e, "an event in the log is unreadable")
+                tracing::warn!(seq = self.seq, error = %e, "an event in the log is unreadable");
+                None
             }
         }
     }
-    true
 }
 
 /// Where this instance is in the log.
@@ -223,6 +273,74 @@ impl Log {
         Ok(rows)
     }
 
+    /// Hands `ledger`'s routes the events of its slot after its cursor that this reader has
+    /// handed over already (the others reach them as they are read), then lets them take the
+    /// log's events; `false` once the hub is gone. When the log no longer holds every event
+    /// after the cursor (it was trimmed past it: no instance ran the slot for [`KEEP_FOR`]),
+    /// nothing is replayed, and the logs say so.
+    async fn replay(
+        &self,
+        pool: &PgPool,
+        ledger: &Arc<Ledger>,
+        tx: &mpsc::Sender<Feed>,
+    ) -> Result<bool, sqlx::Error> {
+        let done = |events| Feed::Replay(ledger.clone(), events, true);
+        let Some(from) = ledger.from() else {
+            return Ok(tx.send(done(Vec::new())).await.is_ok());
+        };
+        let (trimmed,): (i64,) = sqlx::query_as("SELECT trimmed_to FROM event_trim")
+            .fetch_one(pool)
+            .await?;
+        if trimmed > from {
+            tracing::warn!(
+                cursor = from,
+                trimmed,
+                "a client slot's events after its cursor are no longer kept: they are not published again"
+            );
+            return Ok(tx.send(done(Vec::new())).await.is_ok());
+        }
+        let missing: HashSet<i64> = self.gaps.missing.keys().copied().collect();
+        let (index, count) = ledger.partition();
+        let (mut after, upto) = (from, self.gaps.last);
+        let mut replayed = 0;
+        loop {
+            let rows: Vec<Row> = sqlx::query_as(
+                "SELECT seq, thing_id, revision, body FROM events \
+                 WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT $3",
+            )
+            .bind(after)
+            .bind(upto)
+            .bind(READ)
+            .fetch_all(pool)
+            .await?;
+            let complete = (rows.len() as i64) < READ;
+            after = rows.last().map_or(upto, |r| r.seq);
+            let events: Vec<_> = rows
+                .iter()
+                .filter(|r| {
+                    !missing.contains(&r.seq)
+                        && partition_of_thing(&r.thing_id) % count as u64 == index as u64
+                })
+                .filter_map(|r| Some((r.event()?, r.seq)))
+                .collect();
+            replayed += events.len();
+            let feed = Feed::Replay(ledger.clone(), events, complete);
+            if tx.send(feed).await.is_err() {
+                return Ok(false);
+            }
+            if complete {
+                break;
+            }
+        }
+        tracing::info!(
+            cursor = from,
+            to = upto,
+            events = replayed,
+            "replayed a client slot's events after its cursor"
+        );
+        Ok(true)
+    }
+
     /// Records how far this instance has read.
     async fn record(&self, pool: &PgPool, node_id: &str) -> Result<(), sqlx::Error> {
         sqlx::query(
@@ -237,12 +355,20 @@ impl Log {
     }
 
     /// Records how far this instance has read, and trims what every instance that recorded
-    /// within [`KEEP_FOR`] has read (an instance that stopped holds the log that long).
+    /// within [`KEEP_FOR`] has read, and every client slot whose cursor moved within it has
+    /// published (an instance that stopped, or a slot whose client cannot publish, holds the
+    /// log that long). `event_trim` says how far the log was trimmed.
     async fn record_and_trim(&self, pool: &PgPool, node_id: &str) -> Result<(), sqlx::Error> {
         self.record(pool, node_id).await?;
         sqlx::query(
-            "DELETE FROM events WHERE seq <= (SELECT min(read_to) FROM event_readers \
-             WHERE at > now() - $1 * interval '1 millisecond')",
+            "WITH upto AS (SELECT LEAST( \
+               (SELECT min(read_to) FROM event_readers \
+                WHERE at > now() - $1 * interval '1 millisecond'), \
+               (SELECT min(cursor) FROM leases WHERE cursor IS NOT NULL \
+                AND cursor_at > now() - $1 * interval '1 millisecond')) AS seq), \
+             trimmed AS (DELETE FROM events WHERE seq <= (SELECT seq FROM upto)) \
+             UPDATE event_trim SET trimmed_to = (SELECT seq FROM upto) \
+             WHERE (SELECT seq FROM upto) > trimmed_to",
         )
         .bind(KEEP_FOR.as_millis() as i64)
         .execute(pool)

@@ -198,6 +198,7 @@ impl Diversions {
         let routed = Routed {
             signal: Arc::new(response),
             extra: None,
+            hold: None,
         };
         match tokio::time::timeout(OFFER, sink.send(routed)).await {
             Ok(Ok(())) => Diverted::Queued(index),

@@ -16,6 +16,7 @@
 //! again. A dead or stuck target so holds the others up once, for the bound, not for every
 //! signal; a slow target that makes progress slows the dispatch down but loses nothing.
 
+use super::ledger::{Hold, Ledger};
 use crate::error::DittoError;
 use crate::model::topic::{FilteredTopic, TopicKind, rql_invalid};
 use crate::twin::pointer;
@@ -23,8 +24,8 @@ use crate::twin::{Action, TwinCommand, TwinService};
 use ferrule_protocol::{Channel, Criterion, DittoMessage, Group, Headers};
 use ferrule_rql::Filter;
 use serde_json::{Map, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -74,11 +75,23 @@ pub fn kind_of(signal: &DittoMessage) -> Option<TopicKind> {
 }
 
 /// A signal on its way to one target.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Routed {
     pub signal: Arc<DittoMessage>,
     /// The `extraFields` read from the twin, when the topic asked for them.
     pub extra: Option<Value>,
+    /// Cluster mode: the event of the log this is, held in the slot's ledger until the target
+    /// is done with it ([`Ledger`]).
+    pub hold: Option<Hold>,
+}
+
+impl Routed {
+    /// Dropped on purpose (a stalled route): the target is done with it.
+    pub fn dropped(self) {
+        if let Some(hold) = self.hold {
+            hold.done();
+        }
+    }
 }
 
 /// Why a route did not take a signal of a stream it subscribed to.
@@ -115,6 +128,9 @@ pub struct Route {
     /// back; a signal that does not fit in its queue at once is dropped for it (`on_skip` with
     /// [`Skipped::Dropped`]). Connection targets are not lossy.
     pub lossy: bool,
+    /// Cluster mode: the ledger of the session's slot, which holds the log events the route
+    /// takes, and says from where it takes them.
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 /// The partition key of a signal: a stable hash (FNV-1a) of its entity, the same in every
@@ -159,6 +175,7 @@ impl Entry {
         }
         if self.stalled.load(Ordering::Relaxed) {
             if sink.capacity() * 2 < sink.max_capacity() {
+                routed.dropped();
                 return false;
             }
             self.stalled.store(false, Ordering::Relaxed);
@@ -166,14 +183,20 @@ impl Entry {
                 on_stall(false);
             }
         }
+        // A closed queue (the session is closing) abandons the routed signal's hold.
         let routed = match sink.try_send(routed) {
             Ok(()) => return true,
             Err(mpsc::error::TrySendError::Closed(_)) => return false,
             Err(mpsc::error::TrySendError::Full(routed)) => routed,
         };
-        match tokio::time::timeout(stall, sink.send(routed)).await {
-            Ok(sent) => sent.is_ok(),
+        match tokio::time::timeout(stall, sink.reserve()).await {
+            Ok(Ok(permit)) => {
+                permit.send(routed);
+                true
+            }
+            Ok(Err(_)) => false,
             Err(_) => {
+                routed.dropped();
                 self.stalled.store(true, Ordering::Relaxed);
                 if let Some(on_stall) = &self.route.on_stall {
                     on_stall(true);
@@ -203,6 +226,12 @@ pub struct Router {
     twin: TwinService,
     /// How long a dispatch waits for room in one route's queue before that route has stalled.
     stall: Duration,
+    /// Cluster mode: how far the pump has dispatched the event log (see [`Ledger`]).
+    read_to: Arc<AtomicI64>,
+    /// Cluster mode: ledgers waiting for their replay (taken by the event relay).
+    replays: Mutex<Vec<Arc<Ledger>>>,
+    /// Woken when a ledger waits for its replay.
+    pub replay_wanted: tokio::sync::Notify,
 }
 
 impl Router {
@@ -213,7 +242,39 @@ impl Router {
             watchers_closed: AtomicBool::new(false),
             twin,
             stall,
+            read_to: Arc::new(AtomicI64::new(0)),
+            replays: Mutex::new(Vec::new()),
+            replay_wanted: tokio::sync::Notify::new(),
         }
+    }
+
+    /// How far the pump has dispatched the event log, for the ledgers.
+    pub fn read_to(&self) -> Arc<AtomicI64> {
+        self.read_to.clone()
+    }
+
+    /// The pump has dispatched every event of the log up to `seq`.
+    pub fn dispatched_to(&self, seq: i64) {
+        self.read_to.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// The routes of `ledger` are in place: the relay replays the slot's events after its
+    /// cursor to them, then they take the log's events ([`Ledger::activate`]). A ledger from
+    /// nothing takes them already.
+    pub fn request_replay(&self, ledger: Arc<Ledger>) {
+        if ledger.from().is_none() {
+            return;
+        }
+        self.replays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ledger);
+        self.replay_wanted.notify_one();
+    }
+
+    /// The ledgers waiting for their replay.
+    pub fn take_replays(&self) -> Vec<Arc<Ledger>> {
+        std::mem::take(&mut *self.replays.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Adds a route; the returned id removes it. A watcher (lossy route) added after
@@ -278,6 +339,18 @@ impl Router {
     /// for room in their queues (see the module documentation). Connection announcements go
     /// only to the targets of the connection they announce.
     pub async fn dispatch(&self, signal: Arc<DittoMessage>) -> Dispatched {
+        self.dispatch_logged(signal, None, None).await
+    }
+
+    /// [`Router::dispatch`] of the log's event `seq` (cluster mode): a route with a ledger
+    /// takes it only as its ledger says, and holds it there. With `only`, a replay: the event
+    /// goes to the routes of that ledger alone.
+    pub async fn dispatch_logged(
+        &self,
+        signal: Arc<DittoMessage>,
+        seq: Option<i64>,
+        only: Option<&Arc<Ledger>>,
+    ) -> Dispatched {
         let twin = &self.twin;
         let mut report = Dispatched::default();
         let Some(kind) = kind_of(&signal) else {
@@ -291,6 +364,16 @@ impl Router {
             if kind == TopicKind::ConnectionAnnouncements
                 && signal.topic.name != route.connection_id
             {
+                continue;
+            }
+            let ledger = route.ledger.as_ref();
+            let takes = match (only, ledger) {
+                (Some(only), Some(ledger)) => Arc::ptr_eq(only, ledger),
+                (Some(_), None) => false,
+                (None, Some(ledger)) => ledger.takes(seq),
+                (None, None) => true,
+            };
+            if !takes {
                 continue;
             }
             if let Some((index, count)) = route.partition
@@ -322,6 +405,7 @@ impl Router {
                     let routed = Routed {
                         signal: signal.clone(),
                         extra,
+                        hold: seq.zip(ledger).map(|(seq, ledger)| ledger.hold(seq)),
                     };
                     if entry.offer(routed, self.stall).await {
                         report.delivered += 1;
@@ -441,6 +525,7 @@ mod tests {
             on_stall: None,
             partition: None,
             lossy: false,
+            ledger: None,
         });
         rx
     }
@@ -463,6 +548,7 @@ mod tests {
                     on_stall: None,
                     partition: Some((i, 3)),
                     lossy: false,
+                    ledger: None,
                 });
                 rx
             })
@@ -629,6 +715,7 @@ mod tests {
             on_stall: Some(Box::new(move |s| seen.lock().unwrap().push(s))),
             partition: None,
             lossy: false,
+            ledger: None,
         });
         (rx, stalls)
     }
@@ -664,6 +751,74 @@ mod tests {
     /// Cluster mode reads another instance's event only when a route here may take it: a
     /// target of twin events whose partition takes the key, or one without partition (a
     /// watcher, a connection with one client).
+    /// Cluster mode: a route with a ledger that starts from a cursor takes log events only
+    /// after its replay, and only those after the cursor; the replay reaches its routes alone;
+    /// what a route takes is held until the target is done with it, a stalled route's drop is
+    /// done with, and what a closing session leaves in its queue holds the cursor back.
+    #[tokio::test]
+    async fn a_ledgers_routes_take_the_log_after_their_replay_and_hold_what_they_take() {
+        let twin = TwinService::start(Arc::new(MemoryStore::default()))
+            .await
+            .unwrap();
+        let router = Router::new(twin, Duration::from_millis(50));
+        router.dispatched_to(100);
+        let ledger = Ledger::new(Some(100), (0, 1), router.read_to());
+        let (tx, mut rx) = mpsc::channel(2);
+        router.add(Route {
+            connection_id: "c".into(),
+            target: 0,
+            topics: vec![CompiledTopic::compile("_/_/things/twin/events").unwrap()],
+            sink: tx,
+            on_skip: None,
+            on_stall: None,
+            partition: Some((0, 1)),
+            lossy: false,
+            ledger: Some(ledger.clone()),
+        });
+        let mut other = route(&router, "d", &["_/_/things/twin/events"]);
+        // Pending: live log events are not taken; the replay is, by this route alone.
+        router.dispatch_logged(modified(1), Some(101), None).await;
+        assert!(rx.try_recv().is_err());
+        assert_eq!(other.try_recv().unwrap().signal.revision, Some(1));
+        router
+            .dispatch_logged(modified(1), Some(101), Some(&ledger))
+            .await;
+        assert!(
+            other.try_recv().is_err(),
+            "a replay is for its ledger's routes"
+        );
+        let replayed = rx.try_recv().unwrap();
+        assert_eq!(ledger.cursor(), Some(100), "pending: from its cursor");
+        ledger.activate();
+        router.dispatched_to(101);
+        assert_eq!(ledger.cursor(), Some(100), "101 is held");
+        replayed.hold.unwrap().done();
+        assert_eq!(ledger.cursor(), Some(101));
+        // Active: what is after the cursor is taken and held.
+        router.dispatch_logged(modified(2), Some(99), None).await;
+        assert!(
+            rx.try_recv().is_err(),
+            "at or before the cursor: done before"
+        );
+        router.dispatch_logged(modified(3), Some(102), None).await;
+        router.dispatch_logged(modified(4), Some(103), None).await;
+        router.dispatched_to(103);
+        assert_eq!(ledger.cursor(), Some(101));
+        // The queue is full: the route stalls and drops 104, which is done with.
+        router.dispatch_logged(modified(5), Some(104), None).await;
+        router.dispatched_to(104);
+        assert_eq!(ledger.cursor(), Some(101));
+        let (a, b) = (rx.try_recv().unwrap(), rx.try_recv().unwrap());
+        a.hold.unwrap().done();
+        b.hold.unwrap().done();
+        assert_eq!(ledger.cursor(), Some(104));
+        // The session closes with 105 in its queue: abandoned, the cursor stays before it.
+        router.dispatch_logged(modified(6), Some(105), None).await;
+        router.dispatched_to(105);
+        drop(rx);
+        assert_eq!(ledger.cursor(), Some(104));
+    }
+
     #[tokio::test]
     async fn a_twin_event_is_wanted_only_by_routes_that_may_take_it() {
         let twin = TwinService::start(Arc::new(MemoryStore::default()))
@@ -681,6 +836,7 @@ mod tests {
                 on_stall: None,
                 partition,
                 lossy: false,
+                ledger: None,
             })
         };
         add("_/_/things/live/messages", None);
@@ -715,6 +871,7 @@ mod tests {
             on_stall: None,
             partition: None,
             lossy: true,
+            ledger: None,
         });
         let mut other = route(&router, "other", &["_/_/things/twin/events"]);
         let started = std::time::Instant::now();

@@ -44,6 +44,7 @@ fn subscribe(hub: &Hub, connection: &str, topic: &str) -> mpsc::Receiver<Routed>
         on_stall: None,
         partition: None,
         lossy: false,
+        ledger: None,
     });
     rx
 }

@@ -12,6 +12,7 @@ pub mod status;
 use crate::connections::lock;
 use crate::error::DittoError;
 use crate::hub::Hub;
+use crate::hub::ledger::Slot;
 use crate::mapping::MappingContext;
 use crate::model::connection::{ConnectionType, Source};
 use crate::model::topic::TopicKind;
@@ -109,6 +110,9 @@ pub struct Runtime {
     /// Serialises changes of what runs: `apply`, `stop` and `run_slots`.
     changes: tokio::sync::Mutex<()>,
     running: tokio::sync::Mutex<HashMap<String, Vec<Running>>>,
+    /// Cluster mode: the client slots taken here, with their cursors (`hub::ledger`), until
+    /// the coordinator has saved the last cursor of a slot that left.
+    slots: Mutex<HashMap<(String, usize), Arc<Slot>>>,
 }
 
 fn protocol(t: ConnectionType) -> Option<Protocol> {
@@ -154,6 +158,7 @@ impl Runtime {
             placement_changed: Arc::new(tokio::sync::Notify::new()),
             changes: tokio::sync::Mutex::new(()),
             running: tokio::sync::Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
         })
     }
 
@@ -206,6 +211,45 @@ impl Runtime {
             )
             .await;
         }
+    }
+
+    /// Cluster mode: this instance took client `index` of connection `id` (of `count`) with
+    /// the lease `epoch`; the last owner's cursor was `cursor`. A slot whose supervisor still
+    /// runs here (its lease was lost and taken again at once) keeps its own cursor.
+    pub fn took_slot(&self, id: &str, index: usize, count: usize, epoch: i64, cursor: Option<i64>) {
+        let mut slots = lock(&self.slots);
+        let key = (id.to_string(), index);
+        if let Some(slot) = slots.get(&key)
+            && slot.count == count
+            && Arc::strong_count(slot) > 1
+        {
+            slot.set_epoch(epoch);
+            return;
+        }
+        slots.insert(key, Slot::new(count, epoch, cursor));
+    }
+
+    /// Cluster mode: the cursors of the slots taken here: `(connection, index, slot)`.
+    pub fn slot_cursors(&self) -> Vec<(String, usize, Arc<Slot>)> {
+        lock(&self.slots)
+            .iter()
+            .map(|((id, index), slot)| (id.clone(), *index, slot.clone()))
+            .collect()
+    }
+
+    /// Cluster mode: a slot that left this instance, with its last cursor (its client has
+    /// stopped).
+    pub fn forget_slot(&self, id: &str, index: usize) -> Option<Arc<Slot>> {
+        lock(&self.slots).remove(&(id.to_string(), index))
+    }
+
+    /// The slot taken here (a supervisor started for a slot this instance did not take, which
+    /// the coordinator does not do, keeps a cursor that is never saved).
+    fn slot(&self, id: &str, index: usize, count: usize) -> Arc<Slot> {
+        lock(&self.slots)
+            .entry((id.to_string(), index))
+            .or_insert_with(|| Slot::new(count, 0, None))
+            .clone()
     }
 
     /// Cluster mode: the clients of connection `id` running here.
@@ -530,6 +574,12 @@ impl Runtime {
             partition: match (self.node.get(), clients.indexes.as_slice()) {
                 (Some(_), [slot]) if connection.client_count > 1 => {
                     Some((*slot, connection.client_count as usize))
+                }
+                _ => None,
+            },
+            slot: match (self.node.get(), clients.indexes.as_slice()) {
+                (Some(_), [slot]) => {
+                    Some(self.slot(&connection.id, *slot, connection.client_count as usize))
                 }
                 _ => None,
             },

@@ -92,6 +92,8 @@ pub struct Context {
     /// Cluster mode, `(client index, clientCount)`: this client publishes the targets' signals
     /// of its share of the things. `None`: client 0 publishes everything.
     pub partition: Option<(usize, usize)>,
+    /// Cluster mode: the client slot this supervisor runs, whose cursor its sessions keep.
+    pub slot: Option<Arc<crate::hub::ledger::Slot>>,
 }
 
 impl Context {
@@ -197,6 +199,8 @@ pub struct Session {
     tasks: Vec<JoinHandle<()>>,
     publishers: Vec<JoinHandle<()>>,
     routes: Vec<u64>,
+    /// Cluster mode: the ledger of this session's routes (`hub::ledger`).
+    ledger: Option<Arc<crate::hub::ledger::Ledger>>,
     /// The registrations of this diversion target's queues: `(connection id, id)`.
     diversions: Vec<(String, u64)>,
     hub: Arc<Hub>,
@@ -231,6 +235,7 @@ impl Session {
             tasks: Vec::new(),
             publishers: Vec::new(),
             routes: Vec::new(),
+            ledger: None,
             diversions: Vec::new(),
             hub: ctx.hub.clone(),
             fail_tx,
@@ -254,7 +259,7 @@ impl Session {
         // with the acknowledgement its source requested (the broker's redelivery of those
         // messages then waits for the acknowledgement timeout).
         if index == 0 || ctx.partition.is_some() {
-            self.start_publishers(ctx, &client);
+            self.start_publishers(ctx, &client, index);
         }
         self.tasks.push(tokio::spawn(inbound::consume(
             ctx.clone(),
@@ -266,13 +271,20 @@ impl Session {
 
     /// Registers a route and starts a publisher for each target.
     /// A diversion target also registers the queues for the responses diverted to it.
-    fn start_publishers(&mut self, ctx: &Arc<Context>, client: &Arc<ClientSlot>) {
+    /// Cluster mode: the routes share a ledger of the slot's session, which first replays what
+    /// the slot's last session left unpublished (`hub::ledger`).
+    fn start_publishers(&mut self, ctx: &Arc<Context>, client: &Arc<ClientSlot>, index: usize) {
+        let router = &ctx.hub.router;
+        let ledger = ctx
+            .slot
+            .as_ref()
+            .map(|slot| slot.next_ledger(index, router.read_to()));
         let mut sinks = Vec::new();
         for t in 0..ctx.connection.targets.len() {
             let (tx, rx) = mpsc::channel(TARGET_QUEUE);
             sinks.push(tx.clone());
             self.routes
-                .push(ctx.hub.router.add(outbound::route(ctx, t, tx)));
+                .push(router.add(outbound::route(ctx, t, tx, ledger.clone())));
             self.publishers.push(tokio::spawn(outbound::publish_routed(
                 ctx.clone(),
                 client.clone(),
@@ -287,10 +299,17 @@ impl Session {
                 .register(&ctx.connection.id, authorized.clone(), sinks);
             self.diversions.push((ctx.connection.id.clone(), id));
         }
+        if let Some(ledger) = ledger {
+            router.request_replay(ledger.clone());
+            self.ledger = Some(ledger);
+        }
     }
 
     /// Stops routing to this session's targets: routed signals and diverted responses.
     fn stop_routing(&mut self) {
+        if let Some(ledger) = &self.ledger {
+            ledger.close();
+        }
         for id in self.routes.drain(..) {
             self.hub.router.remove(id);
         }

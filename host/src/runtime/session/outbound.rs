@@ -5,6 +5,7 @@ use super::{BoxFuture, CONCURRENCY, ClientSlot, Context, MAP_BATCH};
 use crate::connections::lock;
 use crate::hub::acks::Ack;
 use crate::hub::inbound::{SignalId, is_internal, signal_id};
+use crate::hub::ledger::{Hold, Ledger};
 use crate::hub::resolve::{SignalResolver, resolve_address};
 use crate::hub::routing::{CompiledTopic, OnSkip, Route, Routed, Skipped};
 use crate::mapping::pipeline::Mapped;
@@ -14,7 +15,7 @@ use crate::runtime::compiled::CompiledTarget;
 use crate::runtime::status::Live;
 use chrono::Utc;
 use ferrule_protocol::{DittoMessage, ExternalMessage, Headers};
-use ferrule_transport::Publish;
+use ferrule_transport::{ErrorKind, Publish};
 use futures_util::StreamExt;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -23,7 +24,12 @@ use tokio::sync::mpsc;
 /// The route of target `t`, whose signals go to `sink`. What the route skips is answered here:
 /// a filtered signal with a weak acknowledgement (when the target issues one), a dropped one
 /// (the target stalled) with a count, a log entry and a 503 acknowledgement.
-pub(super) fn route(ctx: &Arc<Context>, t: usize, sink: mpsc::Sender<Routed>) -> Route {
+pub(super) fn route(
+    ctx: &Arc<Context>,
+    t: usize,
+    sink: mpsc::Sender<Routed>,
+    ledger: Option<Arc<Ledger>>,
+) -> Route {
     let target = &ctx.connection.targets[t];
     let topics = target
         .topics
@@ -119,6 +125,7 @@ pub(super) fn route(ctx: &Arc<Context>, t: usize, sink: mpsc::Sender<Routed>) ->
         on_stall: Some(on_stall),
         partition: ctx.partition,
         lossy: false,
+        ledger,
     }
 }
 
@@ -238,14 +245,33 @@ async fn map_routed(
 
 /// Maps one routed signal for a target (unless `mapped` already holds its mapping) and hands
 /// each message to the client right here, in order; returns what waits for each
-/// confirmation (metrics, logs, the issued acknowledgement).
+/// confirmation (metrics, logs, the issued acknowledgement). A log event's hold is passed on
+/// to each of those (each holds the event until its confirmation is in), and is done with
+/// here when nothing is published.
 fn prepare_routed(
+    ctx: &Arc<Context>,
+    client: &ClientSlot,
+    index: usize,
+    target: &CompiledTarget,
+    mut routed: Routed,
+    mapped: Option<Vec<Mapped<ExternalMessage>>>,
+) -> Vec<BoxFuture<'static, ()>> {
+    let hold = routed.hold.take();
+    let publishes = publish_mapped(ctx, client, index, target, routed, mapped, hold.as_ref());
+    if let Some(hold) = hold {
+        hold.done();
+    }
+    publishes
+}
+
+fn publish_mapped(
     ctx: &Arc<Context>,
     client: &ClientSlot,
     index: usize,
     target: &CompiledTarget,
     routed: Routed,
     mapped: Option<Vec<Mapped<ExternalMessage>>>,
+    hold: Option<&Hold>,
 ) -> Vec<BoxFuture<'static, ()>> {
     let mut publishes: Vec<BoxFuture<'static, ()>> = Vec::new();
     let address_key = &target.raw_address;
@@ -351,8 +377,17 @@ fn prepare_routed(
             let (correlation, entity) = (correlation.clone(), entity.clone());
             let (label, id) = (target.issued_ack.clone(), id.clone());
             let original = original.clone();
+            let hold = hold.map(Hold::another);
             publishes.push(Box::pin(async move {
                 let result = confirmation.await;
+                // A publish lost with its connection is published again by the next session
+                // (cluster mode): its hold is abandoned, not done.
+                let lost = matches!(&result, Err(e) if e.kind == ErrorKind::Closed);
+                if let Some(hold) = hold
+                    && !lost
+                {
+                    hold.done();
+                }
                 // A peer that answers (HTTP) confirms with a success status only.
                 let success = match &result {
                     Ok(reply) => reply

@@ -124,6 +124,7 @@ impl Harness {
             logs: Arc::new(Mutex::new(logs)),
             processor: Processor::new(2),
             partition: None,
+            slot: None,
         });
         let (deliveries, rx) = mpsc::channel(1000);
         let (events, events_rx) = mpsc::channel(1);
@@ -564,4 +565,61 @@ async fn an_outbound_mapper_exception_is_an_other_failure() {
         "{message}"
     );
     assert!(broker.published().is_empty());
+}
+
+/// Cluster mode: a routed log event is held in its slot's ledger until the broker confirmed
+/// its publish; what the publisher had taken when its session ended unconfirmed holds the
+/// slot's cursor before it, so the slot's next session publishes it again.
+#[tokio::test]
+async fn a_routed_log_event_is_held_until_confirmed_and_abandoned_when_its_session_ends() {
+    use crate::hub::ledger::Ledger;
+    use crate::hub::routing::Routed;
+    use std::sync::atomic::AtomicI64;
+    let broker = Broker::default();
+    let h = Harness::start(
+        connection(events_target(json!({})), json!({})),
+        &broker,
+        Duration::from_secs(5),
+    )
+    .await;
+    let read_to = Arc::new(AtomicI64::new(10));
+    let ledger = Ledger::new(None, (0, 1), read_to.clone());
+    let (tx, rx) = mpsc::channel(16);
+    let client = Arc::new(ClientSlot::new(broker.client()));
+    let publisher = tokio::spawn(outbound::publish_routed(h.ctx.clone(), client, 0, rx));
+    let event = |n: u64| {
+        let mut m = ferrule_protocol::DittoMessage::new(
+            ferrule_protocol::Topic::parse("org.test/t/things/twin/events/modified").unwrap(),
+            "/attributes/n",
+        );
+        m.value = Some(json!(n));
+        Arc::new(m)
+    };
+    let route = |seq: i64| Routed {
+        signal: event(seq as u64),
+        extra: None,
+        hold: Some(ledger.hold(seq)),
+    };
+    tx.send(route(11)).await.unwrap();
+    read_to.store(11, Ordering::SeqCst);
+    wait_until("11 published", || broker.published().len() == 1)
+        .await
+        .unwrap();
+    assert_eq!(ledger.cursor(), Some(10), "published, not confirmed");
+    broker.confirms.add_permits(1);
+    wait_until("11 confirmed", || ledger.cursor() == Some(11))
+        .await
+        .unwrap();
+    tx.send(route(12)).await.unwrap();
+    tx.send(route(13)).await.unwrap();
+    read_to.store(13, Ordering::SeqCst);
+    wait_until("12 and 13 published", || broker.published().len() == 3)
+        .await
+        .unwrap();
+    // The session ends: 12 and 13 were never confirmed.
+    publisher.abort();
+    let _ = publisher.await;
+    broker.confirms.add_permits(10);
+    read_to.store(20, Ordering::SeqCst);
+    assert_eq!(ledger.cursor(), Some(11));
 }
