@@ -530,6 +530,29 @@ mod tests {
         rx
     }
 
+    /// A route of connection `c` to twin events, taking `partition`, with a queue of
+    /// `capacity`.
+    fn events_route(
+        router: &Router,
+        capacity: usize,
+        partition: (usize, usize),
+        ledger: Option<Arc<Ledger>>,
+    ) -> mpsc::Receiver<Routed> {
+        let (tx, rx) = mpsc::channel(capacity);
+        router.add(Route {
+            connection_id: "c".into(),
+            target: 0,
+            topics: vec![CompiledTopic::compile("_/_/things/twin/events").unwrap()],
+            sink: tx,
+            on_skip: None,
+            on_stall: None,
+            partition: Some(partition),
+            lossy: false,
+            ledger,
+        });
+        rx
+    }
+
     #[tokio::test]
     async fn partitioned_routes_take_each_thing_once_and_always_the_same_one() {
         let twin = TwinService::start(Arc::new(MemoryStore::default()))
@@ -537,21 +560,7 @@ mod tests {
             .unwrap();
         let router = Router::new(twin, Duration::from_secs(5));
         let mut shares: Vec<mpsc::Receiver<Routed>> = (0..3)
-            .map(|i| {
-                let (tx, rx) = mpsc::channel(1000);
-                router.add(Route {
-                    connection_id: "c".into(),
-                    target: 0,
-                    topics: vec![CompiledTopic::compile("_/_/things/twin/events").unwrap()],
-                    sink: tx,
-                    on_skip: None,
-                    on_stall: None,
-                    partition: Some((i, 3)),
-                    lossy: false,
-                    ledger: None,
-                });
-                rx
-            })
+            .map(|i| events_route(&router, 1000, (i, 3), None))
             .collect();
         for round in 0..2 {
             for t in 0..90 {
@@ -763,18 +772,7 @@ mod tests {
         let router = Router::new(twin, Duration::from_millis(50));
         router.dispatched_to(100);
         let ledger = Ledger::new(Some(100), (0, 1), router.read_to());
-        let (tx, mut rx) = mpsc::channel(2);
-        router.add(Route {
-            connection_id: "c".into(),
-            target: 0,
-            topics: vec![CompiledTopic::compile("_/_/things/twin/events").unwrap()],
-            sink: tx,
-            on_skip: None,
-            on_stall: None,
-            partition: Some((0, 1)),
-            lossy: false,
-            ledger: Some(ledger.clone()),
-        });
+        let mut rx = events_route(&router, 2, (0, 1), Some(ledger.clone()));
         let mut other = route(&router, "d", &["_/_/things/twin/events"]);
         // Pending: live log events are not taken; the replay is, by this route alone.
         router.dispatch_logged(modified(1), Some(101), None).await;
