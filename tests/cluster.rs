@@ -1289,6 +1289,71 @@ async fn a_killed_owners_unpublished_events_are_published_by_the_next_owner() {
     assert!(duplicates <= HELD, "{duplicates} duplicates");
 }
 
+/// A slot's cursor is for its next owner, not for a connection opened again: what changed
+/// while the connection was closed is not published when it opens (as on a single node).
+#[tokio::test]
+async fn a_connection_opened_again_publishes_what_changes_from_then_on() {
+    let cluster = Cluster::start("reopen", 1).await;
+    let f = cluster.node(1);
+    let u = common::unique("cluster-reopen", '-');
+    let id = format!("reopen-{u}");
+    let events_topic = format!("ferrule-cluster/{u}/events");
+    let published = count_published(&u, &events_topic).await;
+    create(
+        f,
+        &id,
+        &events_connection(&events_topic, 1, "cluster.reopen"),
+    )
+    .await;
+    wait_for_clients(f, &id, &names(&["n1"])).await;
+    let put = |name: &'static str| {
+        let path = format!("/api/2/things/cluster.reopen:{u}-{name}");
+        async move {
+            let status = f.put_json(&path, &json!({})).await.status();
+            assert_eq!(status, StatusCode::CREATED);
+        }
+    };
+    let topic = |name: &str| format!("{events_topic}/cluster.reopen:{u}-{name}");
+    let wait_for = |name: &'static str| {
+        let (topic, published) = (topic(name), published.clone());
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !published.lock().unwrap().contains_key(&topic) {
+                assert!(Instant::now() < deadline, "{topic} was not published");
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    put("before").await;
+    wait_for("before").await;
+    // The cursor has been saved (every 500 ms) before the connection closes.
+    sleep(Duration::from_secs(1)).await;
+    let closed = f
+        .command(&id, "connectivity.commands:closeConnection")
+        .await
+        .status();
+    assert_eq!(closed, StatusCode::OK);
+    // The coordinator releases the closed connection's slot at its next scan.
+    sleep(Duration::from_secs(2)).await;
+    put("while-closed").await;
+    let opened = f
+        .command(&id, "connectivity.commands:openConnection")
+        .await
+        .status();
+    assert_eq!(opened, StatusCode::OK);
+    wait_for_clients(f, &id, &names(&["n1"])).await;
+    put("after").await;
+    wait_for("after").await;
+    sleep(Duration::from_millis(500)).await;
+    let published = published.lock().unwrap().clone();
+    assert!(
+        !published.contains_key(&topic("while-closed")),
+        "published what changed while closed: {published:?}"
+    );
+    assert_eq!(published.len(), 2, "{published:?}");
+    assert!(published.values().all(|n| *n == 1), "{published:?}");
+}
+
 #[tokio::test]
 async fn live_messages_and_their_responses_cross_instances() {
     let cluster = Cluster::start("live", 3).await;

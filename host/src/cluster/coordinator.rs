@@ -383,21 +383,29 @@ impl Coordinator {
             state.held.remove(r);
         }
         self.apply(state).await;
+        // A slot that moves keeps its cursor for its next owner; the slot of a connection that
+        // was closed or deleted (or has fewer clients now) loses it: opened again, a
+        // connection publishes from then on, not what changed while it was closed.
         let left: Vec<_> = release
             .iter()
             .filter_map(|r| {
                 let (id, k) = slot_of(r)?;
-                Some((id.to_string(), k, self.runtime.forget_slot(id, k)?))
+                let slot = self.runtime.forget_slot(id, k)?;
+                wanted.contains(r).then(|| (id.to_string(), k, slot))
             })
             .collect();
         self.save_cursors(&left).await;
         for r in &release {
             sqlx::query(
-                "UPDATE leases SET expires_at = now() - interval '1 hour' \
+                "UPDATE leases SET expires_at = now() - interval '1 hour', \
+                 cursor = CASE WHEN $3 THEN cursor END, \
+                 cursor_slots = CASE WHEN $3 THEN cursor_slots END, \
+                 cursor_at = CASE WHEN $3 THEN cursor_at END \
                  WHERE resource = $1 AND owner = $2",
             )
             .bind(r)
             .bind(&self.node)
+            .bind(wanted.contains(r))
             .execute(&self.pool)
             .await?;
             tracing::info!(slot = %r, "released a client slot");

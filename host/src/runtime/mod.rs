@@ -244,12 +244,17 @@ impl Runtime {
     }
 
     /// The slot taken here (a supervisor started for a slot this instance did not take, which
-    /// the coordinator does not do, keeps a cursor that is never saved).
+    /// the coordinator does not do, keeps a cursor that is never saved). A connection whose
+    /// `clientCount` changed shares its things differently: its slots start from nothing.
     fn slot(&self, id: &str, index: usize, count: usize) -> Arc<Slot> {
-        lock(&self.slots)
+        let mut slots = lock(&self.slots);
+        let slot = slots
             .entry((id.to_string(), index))
-            .or_insert_with(|| Slot::new(count, 0, None))
-            .clone()
+            .or_insert_with(|| Slot::new(count, 0, None));
+        if slot.count != count {
+            *slot = Slot::new(count, slot.epoch(), None);
+        }
+        slot.clone()
     }
 
     /// Cluster mode: the clients of connection `id` running here.
@@ -787,6 +792,40 @@ mod tests {
             ..c
         };
         assert_eq!(wide.processors(50), 50);
+    }
+
+    /// Cluster mode: a slot taken from its last owner starts from that owner's cursor; a slot
+    /// whose supervisor runs on when its lease is taken again keeps its own; a connection whose
+    /// `clientCount` changed starts its slots from nothing.
+    #[tokio::test]
+    async fn a_slot_keeps_the_cursor_of_its_share_of_the_things() {
+        let store = Arc::new(crate::store::MemoryStore::default());
+        let (twin, events) = crate::twin::TwinService::start_with_events(store)
+            .await
+            .unwrap();
+        let runtime = Runtime::new(
+            Hub::start(twin, events, Duration::from_secs(5)),
+            RuntimeConfig::default(),
+            Default::default(),
+            hosts::HostRules::default(),
+            MappingContext::default(),
+        );
+        runtime.took_slot("c", 1, 3, 7, Some(40));
+        let running = runtime.slot("c", 1, 3);
+        assert_eq!((running.cursor(), running.epoch()), (Some(40), 7));
+        // Lost and taken back at once while its client ran on: its own cursor, the new epoch.
+        runtime.took_slot("c", 1, 3, 9, Some(10));
+        assert!(Arc::ptr_eq(&running, &runtime.slot("c", 1, 3)));
+        assert_eq!((running.cursor(), running.epoch()), (Some(40), 9));
+        drop(running);
+        // Taken from another owner while nothing ran here: that owner's cursor.
+        runtime.took_slot("c", 1, 3, 11, Some(50));
+        assert_eq!(runtime.slot("c", 1, 3).cursor(), Some(50));
+        // Two clients now: another share of the things.
+        let fewer = runtime.slot("c", 1, 2);
+        assert_eq!((fewer.count, fewer.cursor()), (2, None));
+        assert_eq!(runtime.forget_slot("c", 1).map(|s| s.count), Some(2));
+        assert!(runtime.slot_cursors().is_empty());
     }
 
     #[tokio::test]
