@@ -1289,6 +1289,97 @@ async fn a_killed_owners_unpublished_events_are_published_by_the_next_owner() {
     assert!(duplicates <= HELD, "{duplicates} duplicates");
 }
 
+/// A slot's cursor also carries over a reconnect: the events of the changes made while the
+/// target's broker was down (stopped, then started again) are published once the client is
+/// connected again, by the next session of the same slot.
+#[tokio::test]
+async fn events_written_while_the_targets_broker_was_down_are_published_after_the_reconnect() {
+    let cluster = Cluster::start("reconnect", 1).await;
+    let f = cluster.node(1);
+    let u = common::unique("cluster-reconnect", '-');
+    let id = format!("reconnect-{u}");
+    let mut broker = common::Mosquitto::start().await;
+    let out = format!("ferrule-cluster/{u}/out");
+    create(
+        f,
+        &id,
+        &json!({
+            "connectionType": "mqtt", "connectionStatus": "open",
+            "uri": format!("tcp://127.0.0.1:{}", broker.port),
+            "sources": [],
+            "targets": [{"address": out, "qos": 1,
+                         "topics": ["_/_/things/twin/events?namespaces=cluster.reconnect"],
+                         "authorizationContext": ["ditto:outbound"]}]
+        }),
+    )
+    .await;
+    wait_for_clients(f, &id, &names(&["n1"])).await;
+    // A subscriber with a persistent session, which connects again after the broker's restart.
+    let mut o = MqttOptions::new(format!("{u}-sub"), "127.0.0.1", broker.port);
+    o.set_clean_session(false);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(o, 100);
+    client.subscribe(&out, QoS::AtLeastOnce).await.unwrap();
+    let seen: Arc<Mutex<HashMap<u64, usize>>> = Arc::default();
+    let counts = seen.clone();
+    tokio::spawn(async move {
+        let _client = client;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Ok(v) = serde_json::from_slice::<Value>(&p.payload)
+                        && let Some(i) = v["value"]["attributes"]["i"].as_u64()
+                    {
+                        *counts.lock().unwrap().entry(i).or_default() += 1;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    let put = |i: usize| {
+        let path = format!("/api/2/things/cluster.reconnect:{u}-{i}");
+        async move {
+            let status = f
+                .put_json(&path, &json!({"attributes": {"i": i}}))
+                .await
+                .status();
+            assert_eq!(status, StatusCode::CREATED);
+        }
+    };
+    let wait_for = |n: usize| {
+        let seen = seen.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let published = seen.lock().unwrap().clone();
+                if published.len() >= n {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} of {n} published: {published:?}",
+                    published.len()
+                );
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    for i in 0..20 {
+        put(i).await;
+    }
+    wait_for(20).await;
+    broker.stop();
+    // The client notices at once (its connection is closed); the changes go on.
+    sleep(Duration::from_millis(500)).await;
+    for i in 20..40 {
+        put(i).await;
+    }
+    broker.run().await;
+    wait_for(40).await;
+}
+
 /// A slot's cursor is for its next owner, not for a connection opened again: what changed
 /// while the connection was closed is not published when it opens (as on a single node).
 #[tokio::test]
