@@ -1191,6 +1191,19 @@ async fn twin_events_reach_every_instances_targets_while_nats_is_down() {
     }
 }
 
+/// A target-only MQTT connection to the broker on `port` that publishes the twin events of
+/// `namespace` to `out` at QoS 1.
+fn publisher_of_events(port: u16, out: &str, namespace: &str) -> Value {
+    json!({
+        "connectionType": "mqtt", "connectionStatus": "open",
+        "uri": format!("tcp://127.0.0.1:{port}"),
+        "sources": [],
+        "targets": [{"address": out, "qos": 1,
+                     "topics": [format!("_/_/things/twin/events?namespaces={namespace}")],
+                     "authorizationContext": ["ditto:outbound"]}]
+    })
+}
+
 /// A client slot's cursor: when the instance that runs a connection's client is killed with
 /// events read from the log but not yet published (its target's broker had stopped taking
 /// them), the instance that takes the client over publishes them: every event after the last
@@ -1204,14 +1217,7 @@ async fn a_killed_owners_unpublished_events_are_published_by_the_next_owner() {
     let id = format!("cursor-{u}");
     let broker = common::Mosquitto::start().await;
     let out = format!("ferrule-cluster/{u}/out");
-    let connection = json!({
-        "connectionType": "mqtt", "connectionStatus": "open",
-        "uri": format!("tcp://127.0.0.1:{}", broker.port),
-        "sources": [],
-        "targets": [{"address": out, "qos": 1,
-                     "topics": ["_/_/things/twin/events?namespaces=cluster.cursor"],
-                     "authorizationContext": ["ditto:outbound"]}]
-    });
+    let connection = publisher_of_events(broker.port, &out, "cluster.cursor");
     create(cluster.node(1), &id, &connection).await;
     let owner = owner_of(cluster.node(1), &id).await;
     let victim: usize = owner.trim_start_matches('n').parse().unwrap();
@@ -1300,19 +1306,8 @@ async fn events_written_while_the_targets_broker_was_down_are_published_after_th
     let id = format!("reconnect-{u}");
     let mut broker = common::Mosquitto::start().await;
     let out = format!("ferrule-cluster/{u}/out");
-    create(
-        f,
-        &id,
-        &json!({
-            "connectionType": "mqtt", "connectionStatus": "open",
-            "uri": format!("tcp://127.0.0.1:{}", broker.port),
-            "sources": [],
-            "targets": [{"address": out, "qos": 1,
-                         "topics": ["_/_/things/twin/events?namespaces=cluster.reconnect"],
-                         "authorizationContext": ["ditto:outbound"]}]
-        }),
-    )
-    .await;
+    let connection = publisher_of_events(broker.port, &out, "cluster.reconnect");
+    create(f, &id, &connection).await;
     wait_for_clients(f, &id, &names(&["n1"])).await;
     // A subscriber with a persistent session, which connects again after the broker's restart.
     let mut o = MqttOptions::new(format!("{u}-sub"), "127.0.0.1", broker.port);
