@@ -41,7 +41,7 @@ use crate::twin::{Events, TwinService};
 use ferrule_protocol::DittoMessage;
 use futures_util::StreamExt;
 use sqlx::PgPool;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
@@ -80,20 +80,6 @@ pub async fn relay(
     let mut written = super::nats::subscribe(&client, WRITTEN).await?;
     let mut log = Log::start(&pool, &node_id).await?;
     let _ = tx.send(Feed::ReadTo(log.gaps.read_to())).await;
-    // A ledger waiting for its replay wakes the reader.
-    let (w, r) = (wake.clone(), router.clone());
-    tokio::spawn(async move {
-        let router = loop {
-            match r.get() {
-                Some(router) => break router.clone(),
-                None => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        };
-        loop {
-            router.replay_wanted.notified().await;
-            w.notify_one();
-        }
-    });
     // This instance's commits: its reader reads at once and the others are told. The events
     // themselves are read back from the log; a NATS that does not take the message (down, or
     // slow) holds back neither the twin nor the reader.
@@ -124,7 +110,18 @@ pub async fn relay(
     tokio::spawn(async move {
         let mut recorded = Instant::now();
         loop {
-            let _ = tokio::time::timeout(POLL, wake.notified()).await;
+            // A commit, a ledger waiting for its replay, or the poll.
+            let replay_wanted = async {
+                match router.get() {
+                    Some(router) => router.replay_wanted.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = replay_wanted => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
             tokio::time::sleep(READ_EVERY).await;
             if recorded.elapsed() >= TRIM {
                 recorded = Instant::now();
@@ -284,22 +281,24 @@ impl Log {
         ledger: &Arc<Ledger>,
         tx: &mpsc::Sender<Feed>,
     ) -> Result<bool, sqlx::Error> {
-        let done = |events| Feed::Replay(ledger.clone(), events, true);
-        let Some(from) = ledger.from() else {
-            return Ok(tx.send(done(Vec::new())).await.is_ok());
-        };
         let (trimmed,): (i64,) = sqlx::query_as("SELECT trimmed_to FROM event_trim")
             .fetch_one(pool)
             .await?;
-        if trimmed > from {
-            tracing::warn!(
-                cursor = from,
-                trimmed,
-                "a client slot's events after its cursor are no longer kept: they are not published again"
-            );
-            return Ok(tx.send(done(Vec::new())).await.is_ok());
-        }
-        let missing: HashSet<i64> = self.gaps.missing.keys().copied().collect();
+        // Only ledgers from a cursor wait for a replay (`Router::request_replay`).
+        let kept = ledger.from().filter(|from| {
+            if trimmed > *from {
+                tracing::warn!(
+                    cursor = from,
+                    trimmed,
+                    "a client slot's events after its cursor are no longer kept: they are not published again"
+                );
+            }
+            trimmed <= *from
+        });
+        let Some(from) = kept else {
+            let feed = Feed::Replay(ledger.clone(), Vec::new(), true);
+            return Ok(tx.send(feed).await.is_ok());
+        };
         let (index, count) = ledger.partition();
         let (mut after, upto) = (from, self.gaps.last);
         let mut replayed = 0;
@@ -318,7 +317,7 @@ impl Log {
             let events: Vec<_> = rows
                 .iter()
                 .filter(|r| {
-                    !missing.contains(&r.seq)
+                    !self.gaps.missing.contains_key(&r.seq)
                         && partition_of_thing(&r.thing_id) % count as u64 == index as u64
                 })
                 .filter_map(|r| Some((r.event()?, r.seq)))

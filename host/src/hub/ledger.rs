@@ -184,7 +184,10 @@ pub struct Slot {
     pub count: usize,
     /// The lease's fencing token when this instance took the slot.
     epoch: AtomicI64,
-    state: Mutex<(Option<i64>, Option<Arc<Ledger>>)>,
+    /// The last owner's cursor, where the first session starts.
+    taken_at: Option<i64>,
+    /// The ledger of the last session.
+    last: Mutex<Option<Arc<Ledger>>>,
 }
 
 impl Slot {
@@ -193,7 +196,8 @@ impl Slot {
         Arc::new(Slot {
             count,
             epoch: AtomicI64::new(epoch),
-            state: Mutex::new((cursor, None)),
+            taken_at: cursor,
+            last: Mutex::new(None),
         })
     }
 
@@ -208,23 +212,20 @@ impl Slot {
 
     /// The ledger of the next session of client `index`, from the cursor.
     pub fn next_ledger(&self, index: usize, read_to: Arc<AtomicI64>) -> Arc<Ledger> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let from = match &state.1 {
-            Some(ledger) => ledger.cursor(),
-            None => state.0,
-        };
-        let ledger = Ledger::new(from, (index, self.count), read_to);
-        state.1 = Some(ledger.clone());
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let ledger = Ledger::new(self.cursor_after(&last), (index, self.count), read_to);
+        *last = Some(ledger.clone());
         ledger
     }
 
     /// The slot's cursor: its last session's, or where it was taken.
     pub fn cursor(&self) -> Option<i64> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match &state.1 {
-            Some(ledger) => ledger.cursor(),
-            None => state.0,
-        }
+        self.cursor_after(&self.last.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn cursor_after(&self, last: &Option<Arc<Ledger>>) -> Option<i64> {
+        last.as_ref()
+            .map_or(self.taken_at, |ledger| ledger.cursor())
     }
 }
 
